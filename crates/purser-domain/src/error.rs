@@ -1,0 +1,221 @@
+//! The closed table of error codes and the error type every Purser boundary speaks.
+//!
+//! Clients branch on [`ErrorCode::as_str`], never on messages. A code is added thoughtfully:
+//! it is a public contract, listed in the README, and its HTTP status never changes.
+
+use std::borrow::Cow;
+use std::fmt;
+
+macro_rules! error_codes {
+    ($( $variant:ident = ($status:literal, $name:literal, $description:literal), )*) => {
+        /// A stable, machine-readable error code with its HTTP status.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( #[doc = $description] $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The snake_case name clients branch on.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $name,)* }
+            }
+
+            /// The HTTP status an HTTP boundary answers with.
+            pub const fn http_status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            /// One line saying when the code is used.
+            pub const fn description(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $description,)* }
+            }
+
+            /// The code with this name, if there is one.
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name { $($name => Some(ErrorCode::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidInput = (400, "invalid_input", "a field failed validation; the message names it"),
+    MalformedJson = (400, "malformed_json", "the body is not JSON of the expected shape"),
+    GraphqlParseError = (400, "graphql_parse_error", "the GraphQL document does not parse"),
+    GraphqlValidationFailed = (400, "graphql_validation_failed", "the GraphQL document does not validate against the schema"),
+    QueryTooDeep = (400, "query_too_deep", "the GraphQL query nests deeper than the configured limit"),
+    QueryTooComplex = (400, "query_too_complex", "the GraphQL query is more complex than the configured limit"),
+    Unauthenticated = (401, "unauthenticated", "the operation needs an API key and none was given"),
+    InvalidApiKey = (401, "invalid_api_key", "the API key is malformed or unknown"),
+    ApiKeyRevoked = (401, "api_key_revoked", "the API key was revoked"),
+    Forbidden = (403, "forbidden", "the key's role does not allow the operation"),
+    NotFound = (404, "not_found", "no such object visible to the caller"),
+    RouteNotFound = (404, "route_not_found", "no such HTTP route"),
+    MethodNotAllowed = (405, "method_not_allowed", "the route does not accept this HTTP method"),
+    RequestTimeout = (408, "request_timeout", "the request took longer than the configured limit"),
+    Conflict = (409, "conflict", "the change conflicts with the current state"),
+    TenantNameTaken = (409, "tenant_name_taken", "another tenant already has this name"),
+    PayloadTooLarge = (413, "payload_too_large", "the body is larger than the configured limit"),
+    UnsupportedMediaType = (415, "unsupported_media_type", "the body's content type is not accepted here"),
+    RateLimited = (429, "rate_limited", "too many requests; retry later"),
+    Internal = (500, "internal", "an unexpected error; details are in the server log, never in the answer"),
+    Unavailable = (503, "unavailable", "a dependency (database, Redis) is unreachable"),
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error with a stable code, a message safe to show the caller and, for internal errors,
+/// the underlying cause (logged, never shown).
+pub struct Error {
+    code: ErrorCode,
+    message: Cow<'static, str>,
+    source: Option<BoxError>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn invalid_input(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidInput, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// An unexpected failure. `context` says what was being done; it and `source` go to the log.
+    pub fn internal(context: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Self {
+            code: ErrorCode::Internal,
+            message: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A dependency could not be reached.
+    pub fn unavailable(context: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Self {
+            code: ErrorCode::Unavailable,
+            message: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The message as written, including internal context. For logs.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What a caller may see: internal errors and unreachable dependencies answer a fixed text.
+    pub fn public_message(&self) -> &str {
+        match self.code {
+            ErrorCode::Internal => "internal error",
+            ErrorCode::Unavailable => "a dependency is unavailable; retry later",
+            _ => &self.message,
+        }
+    }
+
+    /// Whether the error is the server's fault (to be logged at error level with its cause).
+    pub fn is_server_error(&self) -> bool {
+        self.code.http_status() >= 500
+    }
+
+    /// The message followed by every cause in the chain, for logs.
+    pub fn chain(&self) -> String {
+        let mut out = self.message.to_string();
+        let mut next: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(cause) = next {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_snake_case_and_round_trip() {
+        let mut seen = HashSet::new();
+        for code in ErrorCode::ALL {
+            let name = code.as_str();
+            assert!(seen.insert(name), "duplicate code {name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()),
+                "{name} is not snake_case"
+            );
+            assert_eq!(ErrorCode::from_name(name), Some(*code));
+            assert!((400..600).contains(&code.http_status()));
+        }
+        assert_eq!(ErrorCode::from_name("no_such_code"), None);
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause_from_callers() {
+        let err = Error::internal(
+            "loading tenant",
+            std::io::Error::other("password=hunter2 rejected"),
+        );
+        assert_eq!(err.public_message(), "internal error");
+        assert!(err.chain().contains("hunter2"), "the log keeps the cause");
+        let err = Error::invalid_input("name must not be empty");
+        assert_eq!(err.public_message(), "name must not be empty");
+    }
+}

@@ -1,0 +1,15 @@
+//! Purser's domain: the types and rules every service shares, and the traits storage and
+//! coordination implement. This crate knows no SQL, HTTP, GraphQL or chain.
+
+pub mod auth;
+pub mod coord;
+pub mod error;
+pub mod id;
+mod macros;
+pub mod money;
+pub mod page;
+pub mod repo;
+pub mod tenant;
+pub mod time;
+
+pub use error::{Error, ErrorCode, Result};

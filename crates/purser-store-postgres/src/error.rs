@@ -1,0 +1,33 @@
+//! sqlx errors to domain errors. Constraint violations become their codes by constraint name;
+//! connection trouble is `unavailable`; the rest is `internal` with the cause kept for the log.
+
+use purser_domain::{Error, ErrorCode};
+
+pub(crate) fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |err| {
+        if let sqlx::Error::Database(db) = &err {
+            match db.constraint() {
+                Some("tenants_name_normalized_key") => {
+                    return Error::new(
+                        ErrorCode::TenantNameTaken,
+                        "a tenant with this name exists",
+                    );
+                }
+                Some("api_keys_tenant_id_fkey") => return Error::not_found("tenant"),
+                _ => {}
+            }
+        }
+        match err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => Error::unavailable(context, err),
+            other => Error::internal(context, other),
+        }
+    }
+}
+
+/// A row that does not decode into the domain (an unknown enum text): a bug or a tampered row.
+pub(crate) fn corrupt_row(what: &'static str, err: Error) -> Error {
+    Error::internal(what, err)
+}

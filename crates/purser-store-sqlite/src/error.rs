@@ -1,0 +1,44 @@
+//! sqlx errors to domain errors. SQLite names the violated column rather than the constraint,
+//! so constraint violations are recognised by kind and column; a lock wait that ran out is
+//! `unavailable` (retry), like a lost connection; the rest is `internal`.
+
+use purser_domain::{Error, ErrorCode};
+use sqlx::error::ErrorKind;
+
+pub(crate) fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |err| {
+        if let sqlx::Error::Database(db) = &err {
+            let message = db.message();
+            match db.kind() {
+                ErrorKind::UniqueViolation if message.contains("tenants.name_normalized") => {
+                    return Error::new(
+                        ErrorCode::TenantNameTaken,
+                        "a tenant with this name exists",
+                    );
+                }
+                // The only foreign key a write can break today is a row's tenant.
+                ErrorKind::ForeignKeyViolation => return Error::not_found("tenant"),
+                _ => {}
+            }
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+            let busy = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6));
+            if busy {
+                return Error::unavailable(context, err);
+            }
+        }
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Error::unavailable(context, err)
+            }
+            other => Error::internal(context, other),
+        }
+    }
+}
+
+/// A row that does not decode into the domain: a bug or a tampered row.
+pub(crate) fn corrupt_row(what: &'static str, err: Error) -> Error {
+    Error::internal(what, err)
+}
