@@ -236,6 +236,35 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// Whose keys this principal manages, for `access`: operators name a tenant, or none for
+    /// the platform's own keys; tenant keys get their own tenant's.
+    pub fn key_owner(&self, requested: Option<TenantId>, access: Access) -> Result<KeyOwner> {
+        if self.is_operator() && requested.is_none() {
+            return Ok(KeyOwner::Platform);
+        }
+        self.scope(requested, access).map(KeyOwner::Tenant)
+    }
+
+    /// Whether this principal may create a key with `role`: operators may create any; tenant
+    /// administrators any tenant role; nobody else any.
+    pub fn may_grant(&self, role: Role) -> Result<()> {
+        let allowed = match self.role {
+            Role::Operator => true,
+            Role::TenantAdmin => role != Role::Operator,
+            Role::TenantRead | Role::ResourceServer => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "a {} key cannot create {role} keys",
+                self.role
+            )))
+        }
+    }
+}
+
 /// Proof that the holder may touch one tenant's rows. Repositories take it for every
 /// tenant-owned query and put its id in the `WHERE` clause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -299,14 +328,13 @@ impl Authenticator {
             .key
             .last_used_at
             .is_none_or(|at| now - at >= self.last_used_resolution);
-        if stale {
-            if let Err(err) = self
+        if stale
+            && let Err(err) = self
                 .keys
                 .touch_api_key(stored.key.id, now, now - self.last_used_resolution)
                 .await
-            {
-                tracing::warn!(key_id = %stored.key.id, error = %err.chain(), "could not record key use");
-            }
+        {
+            tracing::warn!(key_id = %stored.key.id, error = %err.chain(), "could not record key use");
         }
         Ok(Principal {
             key_id: stored.key.id,
@@ -392,6 +420,19 @@ mod tests {
             ErrorCode::InvalidInput
         );
         assert!(admin.require_operator().is_err());
+        assert_eq!(
+            operator.key_owner(None, Access::Write).unwrap(),
+            KeyOwner::Platform
+        );
+        assert_eq!(
+            admin.key_owner(None, Access::Write).unwrap(),
+            KeyOwner::Tenant(TenantScope::trusted(own))
+        );
+        assert!(reader.key_owner(None, Access::Write).is_err());
+        assert!(admin.may_grant(Role::TenantRead).is_ok());
+        assert!(admin.may_grant(Role::Operator).is_err());
+        assert!(reader.may_grant(Role::TenantRead).is_err());
+        assert!(operator.may_grant(Role::Operator).is_ok());
         assert!(operator.require_operator().is_ok());
     }
 }

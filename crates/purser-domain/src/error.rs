@@ -207,6 +207,36 @@ mod tests {
         assert_eq!(ErrorCode::from_name("no_such_code"), None);
     }
 
+    /// The README's table is the public contract: every code, with its status, and nothing else.
+    #[test]
+    fn readme_documents_every_code_with_its_status() {
+        let readme = include_str!("../../../README.md");
+        let documented: Vec<&str> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.matches('|').count() == 4)
+            .collect();
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.http_status());
+            assert!(
+                documented.iter().any(|l| l.starts_with(&row)),
+                "README lacks the row {row}"
+            );
+        }
+        let codes_in_readme = documented
+            .iter()
+            .filter(|l| {
+                l.split('|')
+                    .nth(2)
+                    .is_some_and(|s| s.trim().parse::<u16>().is_ok())
+            })
+            .count();
+        assert_eq!(
+            codes_in_readme,
+            ErrorCode::ALL.len(),
+            "README lists codes that do not exist"
+        );
+    }
+
     #[test]
     fn internal_errors_hide_their_cause_from_callers() {
         let err = Error::internal(

@@ -3,7 +3,7 @@
 //! A storage crate instantiates it in its integration tests with a factory that returns a fresh,
 //! migrated store and a guard that cleans up after it:
 //!
-//! ```ignore
+//! ```text
 //! purser_testkit::store_suite!(crate::fresh_store);
 //! ```
 

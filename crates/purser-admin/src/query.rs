@@ -1,0 +1,112 @@
+use async_graphql::connection::Connection;
+use async_graphql::{Context, ID, Object};
+use purser_domain::auth::{Access, Principal};
+use purser_domain::id::TenantId;
+
+use crate::context::{parse_optional_id, principal, store};
+use crate::error::{GqlError, GqlResult};
+use crate::pagination::{IdCursor, RelayArgs, connection};
+use crate::types::{ApiKey, RoleGql, Tenant};
+
+pub struct QueryRoot;
+
+#[Object(name = "Query")]
+impl QueryRoot {
+    /// The key making this request.
+    async fn viewer(&self, ctx: &Context<'_>) -> GqlResult<Viewer> {
+        Ok(Viewer(principal(ctx)?))
+    }
+
+    /// One tenant. Tenant keys read their own (and may omit `id`); operators read any.
+    async fn tenant(&self, ctx: &Context<'_>, id: Option<ID>) -> GqlResult<Tenant> {
+        let scope = principal(ctx)?.scope(parse_optional_id(id.as_ref())?, Access::Read)?;
+        store(ctx)
+            .get_tenant(scope.tenant_id())
+            .await?
+            .map(Tenant)
+            .ok_or_else(|| purser_domain::Error::not_found("tenant").into())
+    }
+
+    /// Every tenant, in creation order. Operators only.
+    // A connection costs its page size times its selection.
+    #[graphql(
+        complexity = "first.or(last).unwrap_or(20).clamp(1, 100) as usize * child_complexity"
+    )]
+    async fn tenants(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> GqlResult<Connection<IdCursor, Tenant>> {
+        principal(ctx)?.require_operator()?;
+        let request = RelayArgs {
+            first,
+            after,
+            last,
+            before,
+        }
+        .page_request()?;
+        let page = store(ctx).list_tenants(request).await?;
+        Ok(connection(&request, page.map(Tenant), |t| t.0.id.as_uuid()))
+    }
+
+    /// API keys, in creation order. Tenant keys list their own tenant's; operators name a
+    /// tenant, or omit `tenantId` for operator keys.
+    // A connection costs its page size times its selection.
+    #[graphql(
+        complexity = "first.or(last).unwrap_or(20).clamp(1, 100) as usize * child_complexity"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn api_keys(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: Option<ID>,
+        #[graphql(default)] include_revoked: bool,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> GqlResult<Connection<IdCursor, ApiKey>> {
+        let owner =
+            principal(ctx)?.key_owner(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let request = RelayArgs {
+            first,
+            after,
+            last,
+            before,
+        }
+        .page_request()?;
+        let page = store(ctx)
+            .list_api_keys(owner, include_revoked, request)
+            .await?;
+        Ok(connection(&request, page.map(ApiKey), |k| k.0.id.as_uuid()))
+    }
+}
+
+/// The key making the request.
+pub struct Viewer(Principal);
+
+#[Object]
+impl Viewer {
+    async fn key_id(&self) -> ID {
+        ID(self.0.key_id.to_string())
+    }
+
+    async fn role(&self) -> RoleGql {
+        self.0.role.into()
+    }
+
+    /// The key's tenant; null for operator keys.
+    async fn tenant(&self, ctx: &Context<'_>) -> GqlResult<Option<Tenant>> {
+        let Some(tenant_id) = self.0.tenant_id else {
+            return Ok(None);
+        };
+        let tenant = store(ctx).get_tenant(tenant_id).await?;
+        tenant
+            .map(Tenant)
+            .map(Some)
+            .ok_or_else(|| GqlError::from(purser_domain::Error::not_found(TenantId::WHAT)))
+    }
+}

@@ -1,0 +1,161 @@
+//! Wiring: opens storage and coordination as configured, and assembles the services' routers
+//! into one application behind the shared layers.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use purser_admin::{AdminState, GraphqlLimits};
+use purser_coord::{MemoryCoordination, RedisCoordination};
+use purser_domain::auth::Authenticator;
+use purser_domain::coord::Coordination;
+use purser_domain::repo::Store;
+use purser_http::layers::HttpLimits;
+use purser_http::ops::OpsState;
+use purser_store_postgres::{PgStore, PgStoreOptions};
+use purser_store_sqlite::{SqliteStore, SqliteStoreOptions};
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, DatabaseLocation, StorageConfig};
+
+/// A database, opened, before it is put behind the [`Store`] trait.
+pub enum Database {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+impl Database {
+    pub async fn open(storage: &StorageConfig) -> anyhow::Result<Self> {
+        Ok(match storage.location() {
+            DatabaseLocation::Postgres(url) => {
+                let options = PgStoreOptions {
+                    max_connections: storage.max_connections,
+                    ..PgStoreOptions::default()
+                };
+                Self::Postgres(PgStore::connect(url.expose_secret(), &options).await?)
+            }
+            DatabaseLocation::SqliteUrl(url) => Self::Sqlite(
+                SqliteStore::open_url(url.expose_secret(), &sqlite_options(storage)).await?,
+            ),
+            DatabaseLocation::SqliteDir(dir) => Self::Sqlite(
+                SqliteStore::open_dir(&dir, &sqlite_options(storage))
+                    .await
+                    .with_context(|| {
+                        format!("opening the embedded database in {}", dir.display())
+                    })?,
+            ),
+        })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(store) => store.migrate().await?,
+            Self::Sqlite(store) => store.migrate().await?,
+        }
+        Ok(())
+    }
+
+    pub fn describe(&self, storage: &StorageConfig) -> String {
+        match (self, storage.location()) {
+            (Self::Sqlite(_), DatabaseLocation::SqliteDir(dir)) => {
+                format!("sqlite in {}", dir.display())
+            }
+            (Self::Sqlite(_), _) => "sqlite".to_owned(),
+            (Self::Postgres(_), _) => "postgres".to_owned(),
+        }
+    }
+
+    pub fn into_store(self) -> Arc<dyn Store> {
+        match self {
+            Self::Postgres(store) => Arc::new(store),
+            Self::Sqlite(store) => Arc::new(store),
+        }
+    }
+}
+
+fn sqlite_options(storage: &StorageConfig) -> SqliteStoreOptions {
+    SqliteStoreOptions {
+        max_connections: storage.max_connections.min(16),
+        ..SqliteStoreOptions::default()
+    }
+}
+
+/// Everything the services share.
+#[derive(Clone)]
+pub struct Platform {
+    pub store: Arc<dyn Store>,
+    pub coordination: Arc<dyn Coordination>,
+    pub authenticator: Arc<Authenticator>,
+}
+
+impl Platform {
+    /// Opens storage (migrating when configured) and coordination.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        let database = Database::open(&config.storage).await?;
+        if config.storage.migrate_on_start {
+            database.migrate().await?;
+        }
+        tracing::info!(storage = %database.describe(&config.storage), "storage ready");
+        let coordination: Arc<dyn Coordination> = match &config.coordination.redis_url {
+            Some(url) => Arc::new(
+                RedisCoordination::connect(url.expose_secret(), &config.coordination.key_prefix)
+                    .await?,
+            ),
+            None => Arc::new(MemoryCoordination::new()),
+        };
+        tracing::info!(coordination = coordination.backend(), "coordination ready");
+        Ok(Self::from_parts(database.into_store(), coordination))
+    }
+
+    pub fn from_parts(store: Arc<dyn Store>, coordination: Arc<dyn Coordination>) -> Self {
+        let authenticator = Arc::new(Authenticator::new(store.clone()));
+        Self {
+            store,
+            coordination,
+            authenticator,
+        }
+    }
+
+    /// Every service's routes behind the shared layers.
+    pub fn router(&self, config: &Config) -> Router {
+        let ops = purser_http::ops::router(OpsState {
+            store: self.store.clone(),
+            coordination: self.coordination.clone(),
+            metrics: purser_http::metrics::install(),
+        });
+        let admin = purser_admin::router(AdminState::new(
+            self.store.clone(),
+            self.authenticator.clone(),
+            GraphqlLimits {
+                max_depth: config.graphql.max_depth,
+                max_complexity: config.graphql.max_complexity,
+            },
+            config.graphql.graphiql,
+        ));
+        let limits = HttpLimits {
+            max_body_bytes: config.server.max_body_bytes,
+            request_timeout: config.server.request_timeout(),
+        };
+        purser_http::layers::apply(ops.merge(admin), limits)
+    }
+}
+
+/// Serves every service on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    config: &Config,
+    platform: Platform,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let router = platform.router(config);
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "purser is serving: GraphQL at http://{address}/graphql");
+    let drained =
+        purser_http::serve::serve(listener, router, shutdown, config.server.shutdown_grace())
+            .await?;
+    if drained {
+        tracing::info!("stopped");
+    }
+    Ok(())
+}

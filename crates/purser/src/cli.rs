@@ -1,0 +1,205 @@
+//! The command line: `serve`, `migrate`, and the bootstrap commands that work before any key
+//! exists (`tenant create`, `key create`). One-shot commands print what they did on stdout, the
+//! value worth scripting (an id, or a key's secret) on the last line.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use purser_domain::auth::{Role, mint_api_key};
+use purser_domain::id::TenantId;
+use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
+
+use crate::app::{self, Database, Platform};
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "purser",
+    version,
+    about = "Coordination for machine commerce over HTTP 402"
+)]
+pub struct Cli {
+    /// A TOML configuration file. `PURSER__SECTION__KEY` environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides `server.listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its id (last line).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value_t = KindArg::Merchant)]
+        kind: KindArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    Merchant,
+    BusinessUnit,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    TenantAdmin,
+    TenantRead,
+    ResourceServer,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key and print its secret (last line). It is shown once.
+    Create {
+        /// The tenant the key acts for.
+        #[arg(
+            long,
+            required_unless_present = "operator",
+            conflicts_with = "operator"
+        )]
+        tenant: Option<String>,
+        /// The key's role within its tenant.
+        #[arg(
+            long,
+            value_enum,
+            required_unless_present = "operator",
+            conflicts_with = "operator"
+        )]
+        role: Option<RoleArg>,
+        /// Create a platform operator key instead.
+        #[arg(long)]
+        operator: bool,
+        /// A label to recognise the key by.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+impl Command {
+    /// The log filter for the command: one-shot commands keep their output to themselves.
+    pub fn log_filter_override(&self) -> Option<&'static str> {
+        match self {
+            Command::Serve(_) => None,
+            _ => Some("warn"),
+        }
+    }
+}
+
+/// Runs `command`; `out` receives what it prints.
+pub async fn run(
+    command: Command,
+    mut config: Config,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            if let Some(listen) = args.listen {
+                config.server.listen = listen;
+            }
+            let platform = Platform::open(&config).await?;
+            let listener = tokio::net::TcpListener::bind(config.server.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen))?;
+            app::serve(
+                &config,
+                platform,
+                listener,
+                purser_http::serve::shutdown_signal(),
+            )
+            .await
+        }
+        Command::Migrate => {
+            let database = Database::open(&config.storage).await?;
+            database.migrate().await?;
+            writeln!(
+                out,
+                "migrations applied ({})",
+                database.describe(&config.storage)
+            )?;
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create { name, kind }) => {
+            let store = open_migrated(&config).await?;
+            let kind = match kind {
+                KindArg::Merchant => TenantKind::Merchant,
+                KindArg::BusinessUnit => TenantKind::BusinessUnit,
+            };
+            let tenant = store
+                .create_tenant(NewTenant::new(TenantName::parse(&name)?, kind))
+                .await?;
+            writeln!(out, "created tenant `{}` ({})", tenant.name, tenant.kind)?;
+            writeln!(out, "{}", tenant.id)?;
+            Ok(())
+        }
+        Command::Key(KeyCommand::Create {
+            tenant,
+            role,
+            operator,
+            name,
+        }) => {
+            let store = open_migrated(&config).await?;
+            let (tenant_id, role) = if operator {
+                (None, Role::Operator)
+            } else {
+                let tenant: TenantId = tenant.as_deref().unwrap_or_default().parse()?;
+                if store.get_tenant(tenant).await?.is_none() {
+                    anyhow::bail!("no tenant with id {tenant}");
+                }
+                let role = match role {
+                    Some(RoleArg::TenantAdmin) | None => Role::TenantAdmin,
+                    Some(RoleArg::TenantRead) => Role::TenantRead,
+                    Some(RoleArg::ResourceServer) => Role::ResourceServer,
+                };
+                (Some(tenant), role)
+            };
+            let (record, token) = mint_api_key(tenant_id, role, &name)?;
+            let key = store.insert_api_key(record).await?;
+            match key.tenant_id {
+                Some(tenant) => writeln!(
+                    out,
+                    "created {} key {} for tenant {tenant}",
+                    key.role, key.id
+                )?,
+                None => writeln!(out, "created operator key {}", key.id)?,
+            }
+            writeln!(out, "store this secret now; it is shown only once:")?;
+            writeln!(out, "{}", token.expose())?;
+            Ok(())
+        }
+    }
+}
+
+async fn open_migrated(
+    config: &Config,
+) -> anyhow::Result<std::sync::Arc<dyn purser_domain::repo::Store>> {
+    let database = Database::open(&config.storage).await?;
+    database.migrate().await?;
+    Ok(database.into_store())
+}

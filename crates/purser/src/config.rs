@@ -1,0 +1,406 @@
+//! Configuration: defaults in code, then an optional TOML file (`--config`), then
+//! `PURSER__SECTION__KEY` environment variables. An unknown key or a bad value stops start-up
+//! with an error naming its path and where it came from. Secrets (URLs that may carry
+//! passwords) are kept in [`SecretString`], whose `Debug` prints `[REDACTED]`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The prefix of environment variables; sections and keys are separated by `__`.
+pub const ENV_PREFIX: &str = "PURSER__";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub coordination: CoordinationConfig,
+    pub graphql: GraphqlConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where `purser serve` listens.
+    pub listen: SocketAddr,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long one request may take.
+    pub request_timeout_seconds: u64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8402)),
+            max_body_bytes: 1024 * 1024,
+            request_timeout_seconds: 30,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `postgres://…` selects PostgreSQL, `sqlite:…` a SQLite file; unset, the embedded
+    /// default keeps a SQLite database in `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// The embedded default's folder.
+    pub data_dir: PathBuf,
+    /// The most database connections this instance opens.
+    pub max_connections: u32,
+    /// Apply pending migrations when `serve` starts (under an advisory lock on PostgreSQL).
+    pub migrate_on_start: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            data_dir: PathBuf::from("purser-data"),
+            max_connections: 16,
+            migrate_on_start: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinationConfig {
+    /// `redis://…` (or `rediss://…`) selects Redis; unset, coordination stays in this process,
+    /// which is right for a single instance only.
+    pub redis_url: Option<SecretString>,
+    /// Prepended to every Redis key and channel, so deployments can share a server.
+    pub key_prefix: String,
+}
+
+impl Default for CoordinationConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            key_prefix: "purser:".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlConfig {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    /// Serve GraphiQL on `GET /graphql`.
+    pub graphiql: bool,
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        let limits = purser_admin::GraphqlLimits::default();
+        Self {
+            max_depth: limits.max_depth,
+            max_complexity: limits.max_complexity,
+            graphiql: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info` or `purser=debug,sqlx=warn`. `RUST_LOG` overrides it.
+    pub log_filter: String,
+    /// An OTLP/HTTP traces endpoint (`http://collector:4318/v1/traces`); unset, no export.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Human,
+            log_filter: "info".to_owned(),
+            otlp_endpoint: None,
+            service_name: "purser".to_owned(),
+        }
+    }
+}
+
+/// Where the database is.
+#[derive(Debug, Clone)]
+pub enum DatabaseLocation {
+    Postgres(SecretString),
+    SqliteUrl(SecretString),
+    SqliteDir(PathBuf),
+}
+
+impl StorageConfig {
+    pub fn location(&self) -> DatabaseLocation {
+        match &self.database_url {
+            Some(url) if url.expose_secret().starts_with("sqlite:") => {
+                DatabaseLocation::SqliteUrl(url.clone())
+            }
+            Some(url) => DatabaseLocation::Postgres(url.clone()),
+            None => DatabaseLocation::SqliteDir(self.data_dir.clone()),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+/// A configuration error: what is wrong, and at which key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads the configuration from `file` (if given) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env = Env::prefixed(ENV_PREFIX).split("__");
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError(describe_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |path: &str, why: &str| Err(ConfigError(format!("`{path}` {why}")));
+        if self.server.max_body_bytes < 1024 || self.server.max_body_bytes > 64 * 1024 * 1024 {
+            return fail("server.max_body_bytes", "must be between 1024 and 67108864");
+        }
+        if self.server.request_timeout_seconds == 0 || self.server.request_timeout_seconds > 3600 {
+            return fail(
+                "server.request_timeout_seconds",
+                "must be between 1 and 3600",
+            );
+        }
+        if self.server.shutdown_grace_seconds > 3600 {
+            return fail("server.shutdown_grace_seconds", "must be at most 3600");
+        }
+        if let Some(url) = &self.storage.database_url {
+            let url = url.expose_secret();
+            let known = ["postgres://", "postgresql://", "sqlite:"];
+            if !known.iter().any(|scheme| url.starts_with(scheme)) {
+                return fail(
+                    "storage.database_url",
+                    "must start with postgres://, postgresql:// or sqlite:",
+                );
+            }
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return fail("storage.data_dir", "must not be empty");
+        }
+        if self.storage.max_connections == 0 || self.storage.max_connections > 1000 {
+            return fail("storage.max_connections", "must be between 1 and 1000");
+        }
+        if let Some(url) = &self.coordination.redis_url {
+            let url = url.expose_secret();
+            let known = ["redis://", "rediss://", "redis+unix://", "unix://"];
+            if !known.iter().any(|scheme| url.starts_with(scheme)) {
+                return fail(
+                    "coordination.redis_url",
+                    "must start with redis://, rediss:// or unix://",
+                );
+            }
+        }
+        let prefix_ok = !self.coordination.key_prefix.is_empty()
+            && self.coordination.key_prefix.len() <= 64
+            && self
+                .coordination
+                .key_prefix
+                .chars()
+                .all(|c| c.is_ascii_graphic());
+        if !prefix_ok {
+            return fail(
+                "coordination.key_prefix",
+                "must be 1 to 64 printable ASCII characters",
+            );
+        }
+        if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
+            return fail(
+                "graphql.max_depth",
+                "and graphql.max_complexity must be positive",
+            );
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !endpoint.starts_with("http://")
+        {
+            return fail(
+                "telemetry.otlp_endpoint",
+                "must be an http:// OTLP/HTTP endpoint",
+            );
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            return fail("telemetry.service_name", "must not be empty");
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter) {
+            return Err(ConfigError(format!(
+                "`telemetry.log_filter` is not a valid filter: {err}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Figment names the key (`server.listen`) and where the value came from (a file, or an
+/// environment variable); keep both, and never the value of a secret.
+fn describe_figment_error(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            let origin = e.metadata.as_ref().map(|m| match &m.source {
+                // A file: name it.
+                Some(source) => format!(" (in {source})"),
+                // The environment: name the variable.
+                None if m.name.contains("environment") => {
+                    format!(" (from {ENV_PREFIX}{})", e.path.join("__").to_uppercase())
+                }
+                None => format!(" (from {})", m.name),
+            });
+            let origin = origin.unwrap_or_default();
+            if path.is_empty() {
+                format!("{}{origin}", e.kind)
+            } else {
+                format!("`{path}`: {}{origin}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads `toml` as the config file with `env` set, in figment's jail (which serialises
+    /// tests that touch the environment).
+    #[allow(clippy::result_large_err)] // figment's own error type, in a test
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut outcome = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("purser.toml", toml)?;
+            for (key, value) in env {
+                jail.set_env(key, value);
+            }
+            outcome = Some(Config::load(Some(Path::new("purser.toml"))));
+            Ok(())
+        });
+        outcome.expect("the jail ran")
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8402");
+        assert!(matches!(
+            config.storage.location(),
+            DatabaseLocation::SqliteDir(_)
+        ));
+        assert!(config.coordination.redis_url.is_none());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let config = load(
+            "[server]\nlisten = \"127.0.0.1:9000\"\nrequest_timeout_seconds = 5\n",
+            &[("PURSER__SERVER__LISTEN", "0.0.0.0:9100")],
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.to_string(), "0.0.0.0:9100");
+        assert_eq!(config.server.request_timeout_seconds, 5);
+    }
+
+    #[test]
+    fn urls_select_backends_and_stay_secret() {
+        let config = load(
+            "[storage]\ndatabase_url = \"postgres://u:hunter2@db/purser\"\n[coordination]\nredis_url = \"redis://:hunter2@cache\"\n",
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(
+            config.storage.location(),
+            DatabaseLocation::Postgres(_)
+        ));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load("[server]\nlistn = \"127.0.0.1:1\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listn"), "{err}");
+        assert!(err.contains("server"), "{err}");
+        let err = load("", &[("PURSER__SERVR__LISTEN", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("servr"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_path_and_origin() {
+        let err = load("[server]\nlisten = \"not an address\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.listen"), "{err}");
+        let err = load("", &[("PURSER__SERVER__REQUEST_TIMEOUT_SECONDS", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.request_timeout_seconds"), "{err}");
+        assert!(
+            err.contains("PURSER__SERVER__REQUEST_TIMEOUT_SECONDS"),
+            "{err}"
+        );
+        let err = load("[storage]\ndatabase_url = \"mysql://u:hunter2@db\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.database_url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = load("[server]\nmax_body_bytes = 10\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.max_body_bytes"), "{err}");
+        let err = load("[telemetry]\nlog_format = \"xml\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("telemetry.log_format"), "{err}");
+    }
+}

@@ -1,0 +1,698 @@
+//! The admin GraphQL API over a real TCP server, on both backend pairs.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, error_codes, on_both_backends};
+
+on_both_backends!(
+    introspection_needs_no_key,
+    viewer_names_the_calling_key,
+    operators_onboard_tenants_and_keys,
+    tenants_paginate_both_ways,
+    tenant_keys_cannot_reach_another_tenant,
+    read_only_keys_cannot_mutate,
+    resource_server_keys_have_no_admin_access,
+    revoked_unknown_and_malformed_keys_are_refused,
+    suspended_tenants_keys_stop_working,
+    malformed_requests_get_codes,
+    limits_refuse_deep_and_complex_queries,
+    tenant_names_conflict_with_a_code,
+    secrets_are_shown_once,
+);
+
+const CREATE_TENANT: &str =
+    "mutation($name: String!) { createTenant(input: { name: $name }) { id name kind status } }";
+const CREATE_KEY: &str = "mutation($tenant: ID, $role: Role!) {
+    createApiKey(input: { tenantId: $tenant, role: $role, name: \"test\" }) {
+        secret apiKey { id role prefix tenantId revokedAt }
+    }
+}";
+
+async fn create_tenant(app: &TestApp, name: &str) -> String {
+    let data = app
+        .graphql_ok(&app.operator_token, CREATE_TENANT, json!({ "name": name }))
+        .await;
+    data["createTenant"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Creates a key as the operator; answers (key id, secret).
+async fn create_key(app: &TestApp, tenant: Option<&str>, role: &str) -> (String, String) {
+    let data = app
+        .graphql_ok(
+            &app.operator_token,
+            CREATE_KEY,
+            json!({ "tenant": tenant, "role": role }),
+        )
+        .await;
+    let created = &data["createApiKey"];
+    (
+        created["apiKey"]["id"].as_str().unwrap().to_owned(),
+        created["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The query graphql-js and GraphiQL send to learn a schema.
+const INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
+}
+"#;
+
+async fn introspection_needs_no_key(app: TestApp) {
+    let (status, body) = app.graphql(None, INTROSPECTION, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+    let types = body["data"]["__schema"]["types"].as_array().unwrap();
+    for wanted in [
+        "Tenant",
+        "ApiKey",
+        "TenantConnection",
+        "ApiKeyConnection",
+        "PageInfo",
+        "Role",
+    ] {
+        assert!(
+            types.iter().any(|t| t["name"] == wanted),
+            "{wanted} missing"
+        );
+    }
+    // Everything but the schema itself needs a key.
+    let (_, body) = app
+        .graphql(None, "{ tenants { edges { node { id } } } }", json!({}))
+        .await;
+    assert_eq!(error_codes(&body), ["unauthenticated"]);
+    assert_eq!(body["data"], Value::Null);
+}
+
+async fn viewer_names_the_calling_key(app: TestApp) {
+    let data = app
+        .graphql_ok(
+            &app.operator_token,
+            "{ viewer { keyId role tenant { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["viewer"]["role"], "OPERATOR");
+    assert_eq!(data["viewer"]["tenant"], Value::Null);
+    let tenant = create_tenant(&app, "Acme").await;
+    let (key_id, secret) = create_key(&app, Some(&tenant), "TENANT_READ").await;
+    let data = app
+        .graphql_ok(
+            &secret,
+            "{ viewer { keyId role tenant { id name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["viewer"]["keyId"], key_id);
+    assert_eq!(data["viewer"]["role"], "TENANT_READ");
+    assert_eq!(data["viewer"]["tenant"]["id"], tenant);
+    assert_eq!(data["viewer"]["tenant"]["name"], "Acme");
+}
+
+async fn operators_onboard_tenants_and_keys(app: TestApp) {
+    let data = app
+        .graphql_ok(
+            &app.operator_token,
+            "mutation { createTenant(input: { name: \"  Finance  \", kind: BUSINESS_UNIT }) { id name kind status } }",
+            json!({}),
+        )
+        .await;
+    let tenant = &data["createTenant"];
+    assert_eq!(tenant["name"], "Finance");
+    assert_eq!(tenant["kind"], "BUSINESS_UNIT");
+    assert_eq!(tenant["status"], "ACTIVE");
+    let tenant_id = tenant["id"].as_str().unwrap();
+
+    let (_, admin) = create_key(&app, Some(tenant_id), "TENANT_ADMIN").await;
+    // The tenant's administrator manages its own keys from here on.
+    let data = app
+        .graphql_ok(
+            &admin,
+            CREATE_KEY,
+            json!({ "tenant": null, "role": "RESOURCE_SERVER" }),
+        )
+        .await;
+    let server_key = &data["createApiKey"]["apiKey"];
+    assert_eq!(server_key["tenantId"], tenant_id);
+    assert_eq!(server_key["role"], "RESOURCE_SERVER");
+    assert!(server_key["prefix"].as_str().unwrap().starts_with("psk_"));
+    let data = app
+        .graphql_ok(
+            &admin,
+            "{ apiKeys { edges { node { role tenantId } } } }",
+            json!({}),
+        )
+        .await;
+    let roles: Vec<&str> = data["apiKeys"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["TENANT_ADMIN", "RESOURCE_SERVER"]);
+
+    // Operators may mint more operators, and see them under the platform's keys.
+    let (operator_key, _) = create_key(&app, None, "OPERATOR").await;
+    let data = app
+        .graphql_ok(
+            &app.operator_token,
+            "{ apiKeys { nodes { id role tenantId } } }",
+            json!({}),
+        )
+        .await;
+    let ids: Vec<&str> = data["apiKeys"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&operator_key.as_str()));
+    assert!(
+        data["apiKeys"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["tenantId"].is_null())
+    );
+    // An operator key needs no tenant, and tenant roles need one.
+    let (_, body) = app
+        .graphql(
+            Some(&app.operator_token),
+            CREATE_KEY,
+            json!({ "tenant": null, "role": "TENANT_READ" }),
+        )
+        .await;
+    assert_eq!(error_codes(&body), ["invalid_input"]);
+}
+
+async fn tenants_paginate_both_ways(app: TestApp) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(create_tenant(&app, &format!("tenant {i}")).await);
+    }
+    let query = "query($first: Int, $after: String, $last: Int, $before: String) {
+        tenants(first: $first, after: $after, last: $last, before: $before) {
+            edges { cursor node { id } }
+            pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+        }
+    }";
+    let page = |data: &Value| -> Vec<String> {
+        data["tenants"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = app
+        .graphql_ok(&app.operator_token, query, json!({ "first": 2 }))
+        .await;
+    assert_eq!(page(&first), ids[0..2]);
+    assert_eq!(first["tenants"]["pageInfo"]["hasNextPage"], true);
+    assert_eq!(first["tenants"]["pageInfo"]["hasPreviousPage"], false);
+    let end = first["tenants"]["pageInfo"]["endCursor"].clone();
+    let second = app
+        .graphql_ok(
+            &app.operator_token,
+            query,
+            json!({ "first": 2, "after": end }),
+        )
+        .await;
+    assert_eq!(page(&second), ids[2..4]);
+    assert_eq!(second["tenants"]["pageInfo"]["hasPreviousPage"], true);
+    let last = app
+        .graphql_ok(&app.operator_token, query, json!({ "last": 2 }))
+        .await;
+    assert_eq!(page(&last), ids[3..5]);
+    assert_eq!(last["tenants"]["pageInfo"]["hasPreviousPage"], true);
+    let start = last["tenants"]["pageInfo"]["startCursor"].clone();
+    let before = app
+        .graphql_ok(
+            &app.operator_token,
+            query,
+            json!({ "last": 10, "before": start }),
+        )
+        .await;
+    assert_eq!(page(&before), ids[0..3]);
+    assert_eq!(before["tenants"]["pageInfo"]["hasPreviousPage"], false);
+
+    for (variables, code) in [
+        (json!({ "first": 101 }), "invalid_input"),
+        (json!({ "first": -1 }), "invalid_input"),
+        (json!({ "first": 1, "last": 1 }), "invalid_input"),
+        (
+            json!({ "first": 1, "after": "not-a-cursor" }),
+            "invalid_input",
+        ),
+    ] {
+        let (_, body) = app
+            .graphql(Some(&app.operator_token), query, variables.clone())
+            .await;
+        assert_eq!(error_codes(&body), [code], "{variables}: {body}");
+    }
+}
+
+/// Every root field, with how a tenant-A key tries to use it against tenant B. The test
+/// `every_root_field_is_covered_by_the_isolation_test` keeps this list complete.
+const ISOLATION_ATTEMPTS: &[(&str, &str)] = &[
+    ("tenant", "query($b: ID!) { tenant(id: $b) { id name } }"),
+    ("tenants", "{ tenants { nodes { id } } }"),
+    (
+        "apiKeys",
+        "query($b: ID!) { apiKeys(tenantId: $b, includeRevoked: true) { nodes { id } } }",
+    ),
+    ("viewer", "{ viewer { tenant { id } } }"),
+    (
+        "createTenant",
+        "mutation { createTenant(input: { name: \"Intruder\" }) { id } }",
+    ),
+    (
+        "updateTenant",
+        "mutation($b: ID!) { updateTenant(input: { id: $b, status: SUSPENDED }) { id } }",
+    ),
+    (
+        "createApiKey",
+        "mutation($b: ID!) { createApiKey(input: { tenantId: $b, role: TENANT_ADMIN }) { secret } }",
+    ),
+    (
+        "revokeApiKey",
+        "mutation($bKey: ID!) { revokeApiKey(input: { id: $bKey }) { id } }",
+    ),
+    (
+        "revokeApiKey",
+        "mutation($b: ID!, $bKey: ID!) { revokeApiKey(input: { id: $bKey, tenantId: $b }) { id } }",
+    ),
+];
+
+async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
+    let tenant_a = create_tenant(&app, "Tenant A").await;
+    let tenant_b = create_tenant(&app, "Tenant B").await;
+    let (_, admin_a) = create_key(&app, Some(&tenant_a), "TENANT_ADMIN").await;
+    let (b_key, admin_b) = create_key(&app, Some(&tenant_b), "TENANT_ADMIN").await;
+    let variables = json!({ "b": tenant_b, "bKey": b_key });
+
+    for (field, attempt) in ISOLATION_ATTEMPTS {
+        let (status, body) = app
+            .graphql(Some(&admin_a), attempt, variables.clone())
+            .await;
+        let text = body.to_string();
+        assert!(
+            !text.contains(&tenant_b) || *field == "viewer",
+            "{field} leaked tenant B: {text}"
+        );
+        assert!(
+            !text.contains("Tenant B"),
+            "{field} leaked tenant B's name: {text}"
+        );
+        if *field == "viewer" {
+            // The viewer is A's own key: it answers, about A only.
+            assert_eq!(body["data"]["viewer"]["tenant"]["id"], tenant_a, "{text}");
+            continue;
+        }
+        let codes = error_codes(&body);
+        assert!(
+            codes == ["forbidden"] || codes == ["not_found"],
+            "{field}: expected forbidden or not_found, got {codes:?} ({status}): {text}"
+        );
+    }
+
+    // Nothing of B changed: its key works, its tenant is active, and no key was added to it.
+    let data = app
+        .graphql_ok(
+            &admin_b,
+            "{ viewer { keyId tenant { status } } apiKeys(includeRevoked: true) { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["viewer"]["keyId"], b_key);
+    assert_eq!(data["viewer"]["tenant"]["status"], "ACTIVE");
+    assert_eq!(data["apiKeys"]["nodes"].as_array().unwrap().len(), 1);
+    // And A's own listing holds only A's key.
+    let data = app
+        .graphql_ok(&admin_a, "{ apiKeys { nodes { tenantId } } }", json!({}))
+        .await;
+    let nodes = data["apiKeys"]["nodes"].as_array().unwrap();
+    assert!(!nodes.is_empty());
+    assert!(nodes.iter().all(|k| k["tenantId"] == tenant_a.as_str()));
+}
+
+/// Guards the isolation test: a root field added without an isolation attempt fails here.
+#[tokio::test]
+async fn every_root_field_is_covered_by_the_isolation_test() {
+    let sdl = purser_admin::sdl();
+    let fields_of = |type_name: &str| -> Vec<String> {
+        let start = sdl
+            .find(&format!("type {type_name} {{"))
+            .unwrap_or_else(|| panic!("no {type_name} in SDL"));
+        let body = &sdl[start..];
+        let body = &body[body.find('{').unwrap() + 1..body.find("\n}").unwrap()];
+        body.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('"'))
+            .filter_map(|l| l.split(['(', ':']).next())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric()))
+            .collect()
+    };
+    let covered: Vec<&str> = ISOLATION_ATTEMPTS.iter().map(|(field, _)| *field).collect();
+    let mut fields = fields_of("Query");
+    fields.extend(fields_of("Mutation"));
+    assert!(fields.len() >= 8, "parsed too few fields: {fields:?}");
+    for field in fields {
+        assert!(
+            covered.contains(&field.as_str()),
+            "root field `{field}` has no isolation attempt"
+        );
+    }
+}
+
+async fn read_only_keys_cannot_mutate(app: TestApp) {
+    let tenant = create_tenant(&app, "Acme").await;
+    let (admin_id, _) = create_key(&app, Some(&tenant), "TENANT_ADMIN").await;
+    let (_, reader) = create_key(&app, Some(&tenant), "TENANT_READ").await;
+    let data = app
+        .graphql_ok(
+            &reader,
+            "{ tenant { name } apiKeys { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["tenant"]["name"], "Acme");
+    assert_eq!(data["apiKeys"]["nodes"].as_array().unwrap().len(), 2);
+    for (mutation, variables) in [
+        (CREATE_KEY, json!({ "tenant": null, "role": "TENANT_READ" })),
+        (
+            "mutation($id: ID!) { revokeApiKey(input: { id: $id }) { id } }",
+            json!({ "id": admin_id }),
+        ),
+        (
+            "mutation { createTenant(input: { name: \"x\" }) { id } }",
+            json!({}),
+        ),
+        (
+            "mutation($id: ID!) { updateTenant(input: { id: $id, name: \"x\" }) { id } }",
+            json!({ "id": tenant }),
+        ),
+    ] {
+        let (_, body) = app.graphql(Some(&reader), mutation, variables).await;
+        assert_eq!(error_codes(&body), ["forbidden"], "{mutation}: {body}");
+    }
+    let data = app
+        .graphql_ok(&reader, "{ apiKeys { nodes { id revokedAt } } }", json!({}))
+        .await;
+    assert_eq!(
+        data["apiKeys"]["nodes"].as_array().unwrap().len(),
+        2,
+        "nothing was added"
+    );
+    assert!(
+        data["apiKeys"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["revokedAt"].is_null())
+    );
+}
+
+async fn resource_server_keys_have_no_admin_access(app: TestApp) {
+    let tenant = create_tenant(&app, "Acme").await;
+    let (_, server) = create_key(&app, Some(&tenant), "RESOURCE_SERVER").await;
+    let data = app
+        .graphql_ok(&server, "{ viewer { role } }", json!({}))
+        .await;
+    assert_eq!(data["viewer"]["role"], "RESOURCE_SERVER");
+    for query in ["{ tenant { name } }", "{ apiKeys { nodes { id } } }"] {
+        let (_, body) = app.graphql(Some(&server), query, json!({})).await;
+        assert_eq!(error_codes(&body), ["forbidden"], "{query}: {body}");
+    }
+}
+
+async fn revoked_unknown_and_malformed_keys_are_refused(app: TestApp) {
+    let tenant = create_tenant(&app, "Acme").await;
+    let (key_id, secret) = create_key(&app, Some(&tenant), "TENANT_ADMIN").await;
+    let data = app
+        .graphql_ok(
+            &secret,
+            "mutation($id: ID!) { revokeApiKey(input: { id: $id }) { revokedAt } }",
+            json!({ "id": key_id }),
+        )
+        .await;
+    assert!(data["revokeApiKey"]["revokedAt"].is_string());
+
+    let (status, body) = app
+        .graphql(Some(&secret), "{ viewer { role } }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_codes(&body), ["api_key_revoked"]);
+
+    let unknown = format!("psk_0123456789abcdef_{}", "A".repeat(43));
+    let (status, body) = app
+        .graphql(Some(&unknown), "{ viewer { role } }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_codes(&body), ["invalid_api_key"]);
+
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .json(&json!({ "query": "{ viewer { role } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_codes(&body), ["invalid_api_key"]);
+}
+
+async fn suspended_tenants_keys_stop_working(app: TestApp) {
+    let tenant = create_tenant(&app, "Acme").await;
+    let (_, secret) = create_key(&app, Some(&tenant), "TENANT_ADMIN").await;
+    let suspend = "mutation($id: ID!, $status: TenantStatus!) { updateTenant(input: { id: $id, status: $status }) { status } }";
+    let data = app
+        .graphql_ok(
+            &app.operator_token,
+            suspend,
+            json!({ "id": tenant, "status": "SUSPENDED" }),
+        )
+        .await;
+    assert_eq!(data["updateTenant"]["status"], "SUSPENDED");
+    let (_, body) = app
+        .graphql(Some(&secret), "{ viewer { role } }", json!({}))
+        .await;
+    assert_eq!(error_codes(&body), ["forbidden"]);
+    app.graphql_ok(
+        &app.operator_token,
+        suspend,
+        json!({ "id": tenant, "status": "ACTIVE" }),
+    )
+    .await;
+    app.graphql_ok(&secret, "{ viewer { role } }", json!({}))
+        .await;
+}
+
+async fn malformed_requests_get_codes(app: TestApp) {
+    let post = |body: &'static str, content_type: &'static str| {
+        app.client
+            .post(app.url("/graphql"))
+            .bearer_auth(&app.operator_token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    for (body, content_type, status, code) in [
+        ("{not json", "application/json", 400, "malformed_json"),
+        (
+            "[{\"query\": \"{ viewer { role } }\"}]",
+            "application/json",
+            400,
+            "malformed_json",
+        ),
+        (
+            "{\"variables\": {}}",
+            "application/json",
+            400,
+            "malformed_json",
+        ),
+        (
+            "{\"query\": \"{ viewer { \"}",
+            "application/json",
+            400,
+            "graphql_parse_error",
+        ),
+        (
+            "{\"query\": \"{ nosuchfield }\"}",
+            "application/json",
+            400,
+            "graphql_validation_failed",
+        ),
+        (
+            "{\"query\": \"{ viewer { role } }\"}",
+            "text/plain",
+            415,
+            "unsupported_media_type",
+        ),
+    ] {
+        let response = post(body, content_type).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(error_codes(&answer), [code], "{body}: {answer}");
+    }
+    let big = format!(
+        "{{\"query\": \"{{ viewer {{ role }} }}\", \"x\": \"{}\"}}",
+        "x".repeat(app.config.server.max_body_bytes)
+    );
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "payload_too_large", "{answer}");
+    // Streamed without a length, the body is cut off at the limit all the same.
+    let chunk_bytes = app.config.server.max_body_bytes / 32;
+    let chunks = futures::stream::iter(
+        (0..64).map(move |_| Ok::<_, std::io::Error>(vec![b' '; chunk_bytes])),
+    );
+    let response = app
+        .client
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "payload_too_large", "{answer}");
+    // Bad ids and enum values are refused with codes, not panics.
+    let (_, body) = app
+        .graphql(
+            Some(&app.operator_token),
+            "query($id: ID!) { tenant(id: $id) { id } }",
+            json!({ "id": "not-a-uuid" }),
+        )
+        .await;
+    assert_eq!(error_codes(&body), ["invalid_input"]);
+    let (status, body) = app
+        .graphql(
+            Some(&app.operator_token),
+            CREATE_KEY,
+            json!({ "tenant": null, "role": "KING" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_codes(&body), ["graphql_validation_failed"], "{body}");
+}
+
+async fn limits_refuse_deep_and_complex_queries(app: TestApp) {
+    let levels = 20;
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
+        "ofType { ".repeat(levels),
+        "} ".repeat(levels)
+    );
+    let (status, body) = app
+        .graphql(Some(&app.operator_token), &deep, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_codes(&body), ["query_too_deep"], "{body}");
+    // Twenty-five aliases of a 100-item page of tenants.
+    let aliases: String = (0..25)
+        .map(|i| format!("a{i}: tenants(first: 100) {{ nodes {{ id name }} }} "))
+        .collect();
+    let (status, body) = app
+        .graphql(
+            Some(&app.operator_token),
+            &format!("{{ {aliases} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_codes(&body), ["query_too_complex"], "{body}");
+}
+
+async fn tenant_names_conflict_with_a_code(app: TestApp) {
+    create_tenant(&app, "Acme").await;
+    let (status, body) = app
+        .graphql(
+            Some(&app.operator_token),
+            CREATE_TENANT,
+            json!({ "name": "ACME" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(error_codes(&body), ["tenant_name_taken"]);
+    let (_, body) = app
+        .graphql(
+            Some(&app.operator_token),
+            CREATE_TENANT,
+            json!({ "name": "  " }),
+        )
+        .await;
+    assert_eq!(error_codes(&body), ["invalid_input"]);
+    let data = app
+        .graphql_ok(
+            &app.operator_token,
+            "{ tenants { nodes { name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["tenants"]["nodes"].as_array().unwrap().len(), 1);
+}
+
+async fn secrets_are_shown_once(app: TestApp) {
+    let tenant = create_tenant(&app, "Acme").await;
+    let (_, secret) = create_key(&app, Some(&tenant), "TENANT_ADMIN").await;
+    let (_, body) = app
+        .graphql(
+            Some(&app.operator_token),
+            "query($t: ID!) { apiKeys(tenantId: $t) { nodes { secret } } }",
+            json!({ "t": tenant }),
+        )
+        .await;
+    assert_eq!(
+        error_codes(&body),
+        ["graphql_validation_failed"],
+        "keys have no secret field"
+    );
+    let (_, body) = app
+        .graphql(Some(&app.operator_token), "query($t: ID!) { apiKeys(tenantId: $t) { nodes { id name prefix role createdAt lastUsedAt } } }", json!({ "t": tenant }))
+        .await;
+    let text = body.to_string();
+    let secret_part = secret.rsplit('_').next().unwrap();
+    assert!(
+        !text.contains(secret_part),
+        "a listing showed the secret: {text}"
+    );
+    assert!(
+        secret.starts_with(
+            body["data"]["apiKeys"]["nodes"][0]["prefix"]
+                .as_str()
+                .unwrap()
+        )
+    );
+}

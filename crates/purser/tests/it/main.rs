@@ -1,0 +1,8 @@
+//! The whole application: in-process over real TCP on both backend pairs, and the `purser`
+//! binary as a process.
+
+mod cli;
+mod deploy;
+mod graphql;
+mod harness;
+mod ops;
