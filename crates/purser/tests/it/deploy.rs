@@ -58,6 +58,7 @@ fn assert_loads(file: &str) {
     assert_variables_load(file, purser_variables(&repository_file(file)));
 }
 
+#[allow(clippy::result_large_err)] // figment::Jail's error type
 fn assert_variables_load(file: &str, variables: Vec<(String, String)>) {
     assert!(
         variables.len() >= 2,
