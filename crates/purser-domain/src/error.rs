@@ -44,6 +44,11 @@ macro_rules! error_codes {
 error_codes! {
     InvalidInput = (400, "invalid_input", "a field failed validation; the message names it"),
     MalformedJson = (400, "malformed_json", "the body is not JSON of the expected shape"),
+    MalformedPaymentHeader = (400, "malformed_payment_header", "an x402 header is not base64 of a JSON object of the expected shape, or is too large; the message says which"),
+    UnsupportedX402Version = (400, "unsupported_x402_version", "the message's x402Version is not one this endpoint accepts"),
+    InvalidNetwork = (400, "invalid_network", "a network is neither a valid CAIP-2 id nor a known x402 v1 network name"),
+    InvalidPaymentPayload = (400, "invalid_payment_payload", "the scheme-specific payment payload fails validation; the message names the field"),
+    InvalidPaymentIdentifier = (400, "invalid_payment_identifier", "the payment-identifier extension is malformed, or has no id where one is required"),
     GraphqlParseError = (400, "graphql_parse_error", "the GraphQL document does not parse"),
     GraphqlValidationFailed = (400, "graphql_validation_failed", "the GraphQL document does not validate against the schema"),
     QueryTooDeep = (400, "query_too_deep", "the GraphQL query nests deeper than the configured limit"),

@@ -83,6 +83,26 @@ typed_id!(
     ApiKeyId,
     "api key"
 );
+typed_id!(
+    /// A settlement record: one per payment authorization.
+    SettlementId,
+    "settlement"
+);
+typed_id!(
+    /// One signed transaction sent for a settlement (or to fill a signer's nonce gap).
+    AttemptId,
+    "settlement attempt"
+);
+typed_id!(
+    /// A ledger account.
+    LedgerAccountId,
+    "ledger account"
+);
+typed_id!(
+    /// A ledger transfer.
+    TransferId,
+    "ledger transfer"
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,10 +5,12 @@ pub mod auth;
 pub mod coord;
 pub mod error;
 pub mod id;
+pub mod ledger;
 mod macros;
 pub mod money;
 pub mod page;
 pub mod repo;
+pub mod settlement;
 pub mod tenant;
 pub mod time;
 

@@ -4,10 +4,14 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::auth::{ApiKey, KeyOwner, NewApiKey, StoredApiKey};
+use crate::auth::{ApiKey, KeyOwner, NewApiKey, StoredApiKey, TenantScope};
 use crate::error::Result;
-use crate::id::{ApiKeyId, TenantId};
+use crate::id::{ApiKeyId, AttemptId, SettlementId, TenantId};
+use crate::ledger::{AccountBalance, Transfer};
 use crate::page::{Page, PageRequest};
+use crate::settlement::{
+    Attempt, ChainOutcome, Claim, InFlightQuery, NewSettlement, PaymentIdentifierClaim, Settlement,
+};
 use crate::tenant::{NewTenant, Tenant, TenantUpdate};
 
 #[async_trait]
@@ -59,6 +63,122 @@ pub trait ApiKeyRepository: Send + Sync {
     ) -> Result<()>;
 }
 
+/// Settlement records, their transactions, and the signer nonces those use. Transitions are
+/// guarded by the current status, so of two concurrent callers only one applies a change; the
+/// other reads the result. Ledger postings happen inside the same database transaction as the
+/// transition that causes them.
+#[async_trait]
+pub trait SettlementRepository: Send + Sync {
+    /// Claims the authorization. If it was claimed before, answers the existing record, except
+    /// that a `rejected` one (nothing was ever broadcast) is claimed afresh by the same tenant.
+    async fn claim_settlement(&self, settlement: NewSettlement) -> Result<Claim>;
+
+    /// Any settlement, for background work that acts for every tenant.
+    async fn get_settlement(&self, id: SettlementId) -> Result<Option<Settlement>>;
+
+    /// A settlement of the scope's tenant.
+    async fn find_settlement(
+        &self,
+        scope: TenantScope,
+        id: SettlementId,
+    ) -> Result<Option<Settlement>>;
+
+    /// `received` to `verified`.
+    async fn mark_verified(&self, id: SettlementId) -> Result<Settlement>;
+
+    /// `received` or `verified` to `rejected`, with the reason.
+    async fn reject_settlement(
+        &self,
+        id: SettlementId,
+        reason: &str,
+        message: &str,
+    ) -> Result<Settlement>;
+
+    /// Leases the signer's next nonce: the larger of the stored next nonce and `chain_pending`
+    /// (the node's pending transaction count), which then advances by one. Atomic across
+    /// instances.
+    async fn lease_signer_nonce(
+        &self,
+        network: &str,
+        signer: &str,
+        chain_pending: u64,
+    ) -> Result<u64>;
+
+    /// The nonce the next lease would give, if the signer was ever used.
+    async fn signer_next_nonce(&self, network: &str, signer: &str) -> Result<Option<u64>>;
+
+    /// Records a signed transaction before it is broadcast. For a transfer, moves the
+    /// settlement from `verified` to `submitted` and opens its pending ledger transfer (the
+    /// first time), or, for a replacement, keeps it in flight and points it at the new hash.
+    async fn record_attempt(&self, attempt: Attempt) -> Result<()>;
+
+    /// Notes that a node accepted the transaction.
+    async fn mark_broadcast(&self, attempt: AttemptId, at: DateTime<Utc>) -> Result<()>;
+
+    /// Every transaction recorded for a settlement, oldest first.
+    async fn attempts_for(&self, id: SettlementId) -> Result<Vec<Attempt>>;
+
+    /// A signer's transactions with nonces at or above `from_nonce`, by nonce.
+    async fn signer_attempts_from(
+        &self,
+        network: &str,
+        signer: &str,
+        from_nonce: u64,
+    ) -> Result<Vec<Attempt>>;
+
+    /// `submitted` to `pending`: broadcast, receipt not seen in time.
+    async fn mark_pending(&self, id: SettlementId, message: &str) -> Result<Settlement>;
+
+    /// `submitted` or `pending` to `confirmed`; posts the settlement transfer and the payout.
+    async fn confirm_settlement(
+        &self,
+        id: SettlementId,
+        outcome: ChainOutcome,
+    ) -> Result<Settlement>;
+
+    /// `submitted` or `pending` to `failed`; voids the pending transfer.
+    async fn fail_settlement(
+        &self,
+        id: SettlementId,
+        tx_hash: Option<&str>,
+        reason: &str,
+        message: &str,
+    ) -> Result<Settlement>;
+
+    /// Settlements the reconciler should look at: in flight, or stuck before broadcast.
+    async fn unfinished_settlements(&self, query: InFlightQuery) -> Result<Vec<Settlement>>;
+
+    /// Registers a `payment-identifier` with the hash of its payload, or says how it was seen.
+    async fn claim_payment_identifier(
+        &self,
+        scope: TenantScope,
+        identifier: &str,
+        payload_hash: &str,
+    ) -> Result<PaymentIdentifierClaim>;
+
+    /// Stores the final response for a payment identifier.
+    async fn store_payment_response(
+        &self,
+        scope: TenantScope,
+        identifier: &str,
+        response: &str,
+    ) -> Result<()>;
+}
+
+/// Reading the ledger. Writes happen only through settlement transitions.
+#[async_trait]
+pub trait LedgerRepository: Send + Sync {
+    /// The transfers a settlement caused, oldest first.
+    async fn transfers_for_settlement(
+        &self,
+        scope: TenantScope,
+        id: SettlementId,
+    ) -> Result<Vec<Transfer>>;
+
+    /// Every account of the tenant with its sums.
+    async fn account_balances(&self, scope: TenantScope) -> Result<Vec<AccountBalance>>;
+}
+
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
     /// A round trip to the database.
@@ -69,6 +189,12 @@ pub trait StoreHealth: Send + Sync {
 }
 
 /// Everything the platform keeps in its database.
-pub trait Store: TenantRepository + ApiKeyRepository + StoreHealth {}
+pub trait Store:
+    TenantRepository + ApiKeyRepository + SettlementRepository + LedgerRepository + StoreHealth
+{
+}
 
-impl<T: TenantRepository + ApiKeyRepository + StoreHealth> Store for T {}
+impl<T> Store for T where
+    T: TenantRepository + ApiKeyRepository + SettlementRepository + LedgerRepository + StoreHealth
+{
+}

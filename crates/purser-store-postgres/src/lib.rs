@@ -6,6 +6,8 @@
 
 mod error;
 mod keys;
+mod ledger;
+mod settlements;
 mod tenants;
 
 use std::time::Duration;

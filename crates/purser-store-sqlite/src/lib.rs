@@ -7,6 +7,8 @@
 
 mod error;
 mod keys;
+mod ledger;
+mod settlements;
 mod tenants;
 
 use std::path::Path;
@@ -43,7 +45,7 @@ impl Default for SqliteStoreOptions {
 /// The repositories over one SQLite database file.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -39,6 +39,15 @@ macro_rules! store_suite {
             api_key_touch_is_throttled,
             authenticator_accepts_only_live_keys,
             ping_reaches_the_database,
+            settlements_are_claimed_once_per_authorization,
+            settlement_lifecycle_posts_the_ledger_once,
+            failure_after_broadcast_voids_the_pending_transfer,
+            concurrent_resolutions_apply_one_outcome,
+            transitions_are_guarded,
+            signer_nonce_leases_are_unique_and_follow_the_chain,
+            attempts_are_recorded_before_broadcast,
+            unfinished_settlements_are_listed_for_reconciliation,
+            payment_identifiers_map_to_one_payload,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -515,4 +524,669 @@ pub async fn authenticator_accepts_only_live_keys(store: Arc<dyn Store>) {
 pub async fn ping_reaches_the_database(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
     assert!(["postgres", "sqlite"].contains(&store.backend()));
+}
+
+// ---- settlements and the ledger ----
+
+use purser_domain::id::{AttemptId, SettlementId};
+use purser_domain::ledger::{AccountKind, TransferCode, TransferState};
+use purser_domain::money::Amount;
+use purser_domain::settlement::{
+    Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NewSettlement,
+    PaymentIdentifierClaim, Settlement, SettlementStatus,
+};
+
+const NETWORK: &str = "eip155:84532";
+const ASSET: &str = "0x036cbd53842c5426634e7929541ec2318f3dcf7e";
+const SIGNER: &str = "0x1111111111111111111111111111111111111111";
+
+fn new_settlement(tenant: TenantId, nonce_byte: u8, amount: u128) -> NewSettlement {
+    NewSettlement {
+        id: SettlementId::new(),
+        tenant_id: tenant,
+        key: AuthorizationKey::new(
+            NETWORK,
+            ASSET,
+            "0xAbCdEf0123456789abcdef0123456789ABCDEF01",
+            &format!("0x{}", format!("{nonce_byte:02x}").repeat(32)),
+        )
+        .unwrap(),
+        pay_to: "0x2222222222222222222222222222222222222222".to_owned(),
+        amount: Amount::from_atomic(amount),
+        valid_after: 0,
+        valid_before: 4_000_000_000,
+        payload: r#"{"x402Version":2}"#.to_owned(),
+        requirements: r#"{"scheme":"exact"}"#.to_owned(),
+        payment_identifier: None,
+        created_at: time::now(),
+    }
+}
+
+fn attempt(settlement: &Settlement, nonce: u64, hash_byte: u8) -> Attempt {
+    Attempt {
+        id: AttemptId::new(),
+        settlement_id: Some(settlement.id),
+        kind: AttemptKind::Transfer,
+        network: NETWORK.to_owned(),
+        signer: SIGNER.to_owned(),
+        signer_nonce: nonce,
+        tx_hash: format!("0x{}", format!("{hash_byte:02x}").repeat(32)),
+        raw_tx: vec![0x02, hash_byte, 0xff],
+        max_fee_per_gas: 3_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        created_at: time::now(),
+        broadcast_at: None,
+    }
+}
+
+async fn created(store: &Arc<dyn Store>, new: NewSettlement) -> Settlement {
+    match store.claim_settlement(new).await.unwrap() {
+        Claim::Created(s) => s,
+        Claim::Existing(s) => panic!("expected a new claim, found {s:?}"),
+    }
+}
+
+/// Drives a fresh settlement to `submitted` with one recorded transaction.
+async fn submitted(
+    store: &Arc<dyn Store>,
+    tenant: TenantId,
+    nonce_byte: u8,
+    amount: u128,
+) -> Settlement {
+    let settlement = created(store, new_settlement(tenant, nonce_byte, amount)).await;
+    assert_eq!(
+        store.mark_verified(settlement.id).await.unwrap().status,
+        SettlementStatus::Verified
+    );
+    let nonce = store.lease_signer_nonce(NETWORK, SIGNER, 0).await.unwrap();
+    store
+        .record_attempt(attempt(&settlement, nonce, nonce_byte))
+        .await
+        .unwrap();
+    let settlement = store.get_settlement(settlement.id).await.unwrap().unwrap();
+    assert_eq!(settlement.status, SettlementStatus::Submitted);
+    settlement
+}
+
+fn balance(
+    balances: &[purser_domain::ledger::AccountBalance],
+    kind: AccountKind,
+) -> &purser_domain::ledger::AccountBalance {
+    balances
+        .iter()
+        .find(|b| b.account.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} account"))
+}
+
+pub async fn settlements_are_claimed_once_per_authorization(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await;
+    let globex = tenant(&store, "Globex").await;
+    let first = created(&store, new_settlement(acme.id, 1, 10_000)).await;
+    assert_eq!(first.status, SettlementStatus::Received);
+    assert_eq!(first.amount, Amount::from_atomic(10_000));
+    assert_eq!(
+        first.key.payer, "0xabcdef0123456789abcdef0123456789abcdef01",
+        "addresses are stored lower-case"
+    );
+    for tenant_id in [acme.id, globex.id] {
+        match store
+            .claim_settlement(new_settlement(tenant_id, 1, 10_000))
+            .await
+            .unwrap()
+        {
+            Claim::Existing(existing) => {
+                assert_eq!(existing.id, first.id);
+                assert_eq!(existing.tenant_id, acme.id);
+            }
+            Claim::Created(_) => panic!("an authorization was claimed twice"),
+        }
+    }
+    assert!(
+        store
+            .find_settlement(TenantScope::trusted(globex.id), first.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .find_settlement(TenantScope::trusted(acme.id), first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        first.id
+    );
+
+    let claims = futures::future::join_all((0..20).map(|_| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_settlement(new_settlement(acme.id, 2, 5))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let winners = claims
+        .iter()
+        .filter(|c| matches!(c, Claim::Created(_)))
+        .count();
+    assert_eq!(winners, 1, "exactly one concurrent claim wins");
+}
+
+pub async fn settlement_lifecycle_posts_the_ledger_once(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await;
+    let scope = TenantScope::trusted(acme.id);
+    let settlement = submitted(&store, acme.id, 3, 250_000).await;
+    let transfers = store
+        .transfers_for_settlement(scope, settlement.id)
+        .await
+        .unwrap();
+    assert_eq!(transfers.len(), 1);
+    assert_eq!(transfers[0].state, TransferState::Pending);
+    assert_eq!(
+        (transfers[0].debit, transfers[0].credit),
+        (AccountKind::PayerClearing, AccountKind::SettlementInFlight)
+    );
+
+    let pending = store
+        .mark_pending(settlement.id, "receipt not seen in 30 s")
+        .await
+        .unwrap();
+    assert_eq!(pending.status, SettlementStatus::Pending);
+    assert!(pending.status.is_in_flight());
+    let tx_hash = pending.tx_hash.clone().unwrap();
+    let outcome = ChainOutcome {
+        tx_hash: tx_hash.clone(),
+        block_number: 42,
+    };
+    let confirmed = store
+        .confirm_settlement(settlement.id, outcome.clone())
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status, SettlementStatus::Confirmed);
+    assert_eq!(confirmed.block_number, Some(42));
+    // Confirming again, or failing now, changes nothing.
+    assert_eq!(
+        store
+            .confirm_settlement(settlement.id, outcome)
+            .await
+            .unwrap(),
+        confirmed
+    );
+    let failed = store
+        .fail_settlement(settlement.id, None, "x", "y")
+        .await
+        .unwrap();
+    assert_eq!(failed.status, SettlementStatus::Confirmed);
+
+    let transfers = store
+        .transfers_for_settlement(scope, settlement.id)
+        .await
+        .unwrap();
+    assert_eq!(transfers.len(), 2);
+    assert!(
+        transfers
+            .iter()
+            .all(|t| t.state == TransferState::Posted && t.amount == Amount::from_atomic(250_000))
+    );
+    assert!(
+        transfers
+            .iter()
+            .any(|t| t.code == TransferCode::Payout && t.credit == AccountKind::MerchantReceivable)
+    );
+    let balances = store.account_balances(scope).await.unwrap();
+    assert_eq!(
+        balance(&balances, AccountKind::PayerClearing).posted_debit_balance(),
+        Some(Amount::from_atomic(250_000))
+    );
+    assert_eq!(
+        balance(&balances, AccountKind::MerchantReceivable).posted_credit_balance(),
+        Some(Amount::from_atomic(250_000))
+    );
+    let in_flight = balance(&balances, AccountKind::SettlementInFlight);
+    assert_eq!(in_flight.posted_credit_balance(), Some(Amount::ZERO));
+    assert_eq!(in_flight.credits_pending, Amount::ZERO);
+    // Another tenant sees none of it.
+    let globex = tenant(&store, "Globex").await;
+    assert!(
+        store
+            .account_balances(TenantScope::trusted(globex.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .transfers_for_settlement(TenantScope::trusted(globex.id), settlement.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn failure_after_broadcast_voids_the_pending_transfer(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await;
+    let scope = TenantScope::trusted(acme.id);
+    let settlement = submitted(&store, acme.id, 4, 77).await;
+    let balances = store.account_balances(scope).await.unwrap();
+    assert_eq!(
+        balance(&balances, AccountKind::SettlementInFlight).credits_pending,
+        Amount::from_atomic(77)
+    );
+    let failed = store
+        .fail_settlement(
+            settlement.id,
+            None,
+            "invalid_exact_evm_transaction_failed",
+            "reverted",
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.status, SettlementStatus::Failed);
+    assert_eq!(
+        failed.error_reason.as_deref(),
+        Some("invalid_exact_evm_transaction_failed")
+    );
+    assert_eq!(
+        failed.tx_hash, settlement.tx_hash,
+        "the transaction hash is kept"
+    );
+    let transfers = store
+        .transfers_for_settlement(scope, settlement.id)
+        .await
+        .unwrap();
+    assert_eq!(transfers.len(), 1);
+    assert_eq!(transfers[0].state, TransferState::Voided);
+    assert!(transfers[0].resolved_at.is_some());
+    let balances = store.account_balances(scope).await.unwrap();
+    for b in &balances {
+        assert_eq!(
+            (
+                b.debits_pending,
+                b.credits_pending,
+                b.debits_posted,
+                b.credits_posted
+            ),
+            (Amount::ZERO, Amount::ZERO, Amount::ZERO, Amount::ZERO),
+            "{b:?}"
+        );
+    }
+    // A failed (broadcast) settlement is never claimed afresh.
+    assert!(matches!(
+        store
+            .claim_settlement(new_settlement(acme.id, 4, 77))
+            .await
+            .unwrap(),
+        Claim::Existing(_)
+    ));
+}
+
+pub async fn concurrent_resolutions_apply_one_outcome(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await;
+    let scope = TenantScope::trusted(acme.id);
+    let settlement = submitted(&store, acme.id, 5, 1_000).await;
+    let outcomes = futures::future::join_all((0..20).map(|i| {
+        let store = store.clone();
+        let hash = settlement.tx_hash.clone().unwrap();
+        async move {
+            if i % 2 == 0 {
+                store
+                    .confirm_settlement(
+                        settlement.id,
+                        ChainOutcome {
+                            tx_hash: hash,
+                            block_number: 7,
+                        },
+                    )
+                    .await
+            } else {
+                store.fail_settlement(settlement.id, None, "r", "m").await
+            }
+        }
+    }))
+    .await;
+    let statuses: std::collections::HashSet<SettlementStatus> =
+        outcomes.into_iter().map(|o| o.unwrap().status).collect();
+    assert_eq!(
+        statuses.len(),
+        1,
+        "every caller saw the same outcome: {statuses:?}"
+    );
+    let final_status = *statuses.iter().next().unwrap();
+    let transfers = store
+        .transfers_for_settlement(scope, settlement.id)
+        .await
+        .unwrap();
+    match final_status {
+        SettlementStatus::Confirmed => {
+            assert_eq!(transfers.len(), 2);
+            assert!(transfers.iter().all(|t| t.state == TransferState::Posted));
+        }
+        SettlementStatus::Failed => {
+            assert_eq!(transfers.len(), 1);
+            assert_eq!(transfers[0].state, TransferState::Voided);
+        }
+        other => panic!("unexpected outcome {other}"),
+    }
+}
+
+pub async fn transitions_are_guarded(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await;
+    let settlement = created(&store, new_settlement(acme.id, 6, 9)).await;
+    // Nothing can be sent for an unverified settlement.
+    let err = store
+        .record_attempt(attempt(&settlement, 0, 6))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict);
+    assert!(
+        store.attempts_for(settlement.id).await.unwrap().is_empty(),
+        "nothing half-written"
+    );
+    // Confirming or failing something never sent changes nothing.
+    let outcome = ChainOutcome {
+        tx_hash: format!("0x{}", "ab".repeat(32)),
+        block_number: 1,
+    };
+    assert_eq!(
+        store
+            .confirm_settlement(settlement.id, outcome)
+            .await
+            .unwrap()
+            .status,
+        SettlementStatus::Received
+    );
+    assert_eq!(
+        store.mark_pending(settlement.id, "m").await.unwrap().status,
+        SettlementStatus::Received
+    );
+    let rejected = store
+        .reject_settlement(
+            settlement.id,
+            "invalid_exact_evm_insufficient_balance",
+            "balance 0",
+        )
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, SettlementStatus::Rejected);
+    assert_eq!(
+        store.mark_verified(settlement.id).await.unwrap().status,
+        SettlementStatus::Rejected
+    );
+    // A rejected authorization (nothing was broadcast) may be presented again by its tenant...
+    let globex = tenant(&store, "Globex").await;
+    assert!(matches!(
+        store
+            .claim_settlement(new_settlement(globex.id, 6, 9))
+            .await
+            .unwrap(),
+        Claim::Existing(_)
+    ));
+    let again = created(&store, new_settlement(acme.id, 6, 9)).await;
+    assert_eq!(again.id, settlement.id);
+    assert_eq!(again.status, SettlementStatus::Received);
+    assert_eq!(again.error_reason, None);
+    let missing = store.mark_verified(SettlementId::new()).await.unwrap_err();
+    assert_eq!(missing.code(), ErrorCode::NotFound);
+}
+
+pub async fn signer_nonce_leases_are_unique_and_follow_the_chain(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.signer_next_nonce(NETWORK, SIGNER).await.unwrap(),
+        None
+    );
+    let leases = futures::future::join_all((0..40).map(|_| {
+        let store = store.clone();
+        async move { store.lease_signer_nonce(NETWORK, SIGNER, 5).await.unwrap() }
+    }))
+    .await;
+    let mut sorted = leases.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (5..45).collect::<Vec<u64>>(),
+        "40 distinct, consecutive nonces from the chain's"
+    );
+    assert_eq!(
+        store.signer_next_nonce(NETWORK, SIGNER).await.unwrap(),
+        Some(45)
+    );
+    // The chain moved on without us (another tool used the key): follow it.
+    assert_eq!(
+        store
+            .lease_signer_nonce(NETWORK, SIGNER, 100)
+            .await
+            .unwrap(),
+        100
+    );
+    // The chain lagging behind our leases does not rewind them.
+    assert_eq!(
+        store.lease_signer_nonce(NETWORK, SIGNER, 3).await.unwrap(),
+        101
+    );
+    // Signers and chains are independent.
+    assert_eq!(
+        store
+            .lease_signer_nonce("eip155:421614", SIGNER, 0)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+pub async fn attempts_are_recorded_before_broadcast(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await;
+    let settlement = submitted(&store, acme.id, 7, 100).await;
+    let first = store.attempts_for(settlement.id).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].broadcast_at, None);
+    assert_eq!(first[0].raw_tx, vec![0x02, 7, 0xff]);
+    let at = time::now();
+    store.mark_broadcast(first[0].id, at).await.unwrap();
+    // A fee-bumped replacement at the same nonce points the settlement at the new hash.
+    let replacement = attempt(&settlement, first[0].signer_nonce, 8);
+    store.record_attempt(replacement.clone()).await.unwrap();
+    let attempts = store.attempts_for(settlement.id).await.unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].broadcast_at, Some(at));
+    let current = store.get_settlement(settlement.id).await.unwrap().unwrap();
+    assert_eq!(current.tx_hash, Some(replacement.tx_hash.clone()));
+    assert_eq!(current.status, SettlementStatus::Submitted);
+    let transfers = store
+        .transfers_for_settlement(TenantScope::trusted(acme.id), settlement.id)
+        .await
+        .unwrap();
+    assert_eq!(transfers.len(), 1, "a replacement opens no second transfer");
+    // A gap filler belongs to no settlement.
+    let filler = Attempt {
+        id: AttemptId::new(),
+        settlement_id: None,
+        kind: AttemptKind::GapFill,
+        ..attempt(&settlement, 9, 9)
+    };
+    store.record_attempt(filler).await.unwrap();
+    let by_nonce = store
+        .signer_attempts_from(NETWORK, SIGNER, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_nonce.iter().map(|a| a.signer_nonce).collect::<Vec<_>>(),
+        vec![0, 0, 9]
+    );
+    assert_eq!(by_nonce[2].kind, AttemptKind::GapFill);
+    assert_eq!(
+        store
+            .signer_attempts_from(NETWORK, SIGNER, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The same transaction hash cannot be recorded twice.
+    assert!(store.record_attempt(replacement).await.is_err());
+}
+
+pub async fn unfinished_settlements_are_listed_for_reconciliation(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await;
+    let received = created(&store, new_settlement(acme.id, 10, 1)).await;
+    let in_flight = submitted(&store, acme.id, 11, 1).await;
+    let done = submitted(&store, acme.id, 12, 1).await;
+    store
+        .confirm_settlement(
+            done.id,
+            ChainOutcome {
+                tx_hash: done.tx_hash.clone().unwrap(),
+                block_number: 1,
+            },
+        )
+        .await
+        .unwrap();
+    let later = time::now() + Duration::seconds(1);
+    let listed = store
+        .unfinished_settlements(InFlightQuery {
+            updated_before: later,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<SettlementId> = listed.iter().map(|s| s.id).collect();
+    assert!(ids.contains(&received.id) && ids.contains(&in_flight.id));
+    assert!(!ids.contains(&done.id));
+    let earlier = received.created_at - Duration::seconds(1);
+    assert!(
+        store
+            .unfinished_settlements(InFlightQuery {
+                updated_before: earlier,
+                limit: 10
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .unfinished_settlements(InFlightQuery {
+                updated_before: later,
+                limit: 1
+            })
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn payment_identifiers_map_to_one_payload(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await;
+    let globex = tenant(&store, "Globex").await;
+    let scope = TenantScope::trusted(acme.id);
+    let id = "pay_0123456789abcdef";
+    let hash_a = "a".repeat(64);
+    let hash_b = "b".repeat(64);
+    assert_eq!(
+        store
+            .claim_payment_identifier(scope, id, &hash_a)
+            .await
+            .unwrap(),
+        PaymentIdentifierClaim::New
+    );
+    match store
+        .claim_payment_identifier(scope, id, &hash_a)
+        .await
+        .unwrap()
+    {
+        PaymentIdentifierClaim::Same(record) => assert_eq!(record.response, None),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .claim_payment_identifier(scope, id, &hash_b)
+            .await
+            .unwrap(),
+        PaymentIdentifierClaim::Conflict
+    );
+    store
+        .store_payment_response(scope, id, r#"{"success":true}"#)
+        .await
+        .unwrap();
+    match store
+        .claim_payment_identifier(scope, id, &hash_a)
+        .await
+        .unwrap()
+    {
+        PaymentIdentifierClaim::Same(record) => {
+            assert_eq!(record.response.as_deref(), Some(r#"{"success":true}"#))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Identifiers are per tenant.
+    assert_eq!(
+        store
+            .claim_payment_identifier(TenantScope::trusted(globex.id), id, &hash_b)
+            .await
+            .unwrap(),
+        PaymentIdentifierClaim::New
+    );
+}
+
+/// A tenant with one confirmed settlement, so the ledger has accounts and transfers.
+pub async fn seed_confirmed_settlement(store: &Arc<dyn Store>) {
+    let tenant = store
+        .create_tenant(NewTenant::new(
+            TenantName::parse("Ledger").unwrap(),
+            TenantKind::Merchant,
+        ))
+        .await
+        .unwrap();
+    let new = NewSettlement {
+        id: SettlementId::new(),
+        tenant_id: tenant.id,
+        key: AuthorizationKey::new(
+            "eip155:84532",
+            "0x036cbd53842c5426634e7929541ec2318f3dcf7e",
+            "0x3333333333333333333333333333333333333333",
+            &format!("0x{}", "cd".repeat(32)),
+        )
+        .unwrap(),
+        pay_to: "0x4444444444444444444444444444444444444444".to_owned(),
+        amount: Amount::from_atomic(1_000),
+        valid_after: 0,
+        valid_before: 1,
+        payload: "{}".to_owned(),
+        requirements: "{}".to_owned(),
+        payment_identifier: None,
+        created_at: time::now(),
+    };
+    let settlement = created(store, new).await;
+    store.mark_verified(settlement.id).await.unwrap();
+    let tx_hash = format!("0x{}", "ef".repeat(32));
+    store
+        .record_attempt(Attempt {
+            id: AttemptId::new(),
+            settlement_id: Some(settlement.id),
+            kind: AttemptKind::Transfer,
+            network: "eip155:84532".to_owned(),
+            signer: "0x5555555555555555555555555555555555555555".to_owned(),
+            signer_nonce: 0,
+            tx_hash: tx_hash.clone(),
+            raw_tx: vec![1],
+            max_fee_per_gas: 1,
+            max_priority_fee_per_gas: 1,
+            created_at: time::now(),
+            broadcast_at: None,
+        })
+        .await
+        .unwrap();
+    store
+        .confirm_settlement(
+            settlement.id,
+            ChainOutcome {
+                tx_hash,
+                block_number: 1,
+            },
+        )
+        .await
+        .unwrap();
 }

@@ -71,3 +71,59 @@ async fn an_unreachable_server_is_reported_as_unavailable() {
     };
     assert_eq!(err.code(), purser_domain::ErrorCode::InvalidInput);
 }
+
+/// The ledger's rules hold in the database itself, whatever code writes to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_unbalanced_or_rewritten_transfers() {
+    let (store, database) = fresh_store().await;
+    purser_testkit::store_suite::seed_confirmed_settlement(&store).await;
+    let pg = PgStore::connect(database.url(), &PgStoreOptions::default())
+        .await
+        .unwrap();
+    let statements = [
+        "UPDATE ledger_transfers SET amount = amount * 2",
+        "UPDATE ledger_transfers SET state = 'voided', resolved_at = now() WHERE state = 'posted'",
+        "DELETE FROM ledger_transfers",
+        // One account on both sides.
+        "INSERT INTO ledger_transfers (id, tenant_id, network, asset, debit_account_id, credit_account_id,
+             amount, state, code, created_at, resolved_at)
+         SELECT gen_random_uuid(), tenant_id, network, asset, id, id, 1, 'posted', 'payout', now(), now()
+         FROM ledger_accounts LIMIT 1",
+        // A zero amount.
+        "INSERT INTO ledger_transfers (id, tenant_id, network, asset, debit_account_id, credit_account_id,
+             amount, state, code, created_at, resolved_at)
+         SELECT gen_random_uuid(), d.tenant_id, d.network, d.asset, d.id, c.id, 0, 'posted', 'payout', now(), now()
+         FROM ledger_accounts d, ledger_accounts c WHERE d.id <> c.id LIMIT 1",
+        // Accounts of another asset than the transfer's.
+        "INSERT INTO ledger_transfers (id, tenant_id, network, asset, debit_account_id, credit_account_id,
+             amount, state, code, created_at, resolved_at)
+         SELECT gen_random_uuid(), d.tenant_id, d.network, '0x0000000000000000000000000000000000000000',
+                d.id, c.id, 5, 'posted', 'payout', now(), now()
+         FROM ledger_accounts d, ledger_accounts c WHERE d.id <> c.id LIMIT 1",
+        // Posted without a resolution time.
+        "INSERT INTO ledger_transfers (id, tenant_id, network, asset, debit_account_id, credit_account_id,
+             amount, state, code, created_at)
+         SELECT gen_random_uuid(), d.tenant_id, d.network, d.asset, d.id, c.id, 5, 'posted', 'payout', now()
+         FROM ledger_accounts d, ledger_accounts c WHERE d.id <> c.id LIMIT 1",
+    ];
+    for sql in statements {
+        let err = sqlx::raw_sql(sql).execute(pg.pool()).await.expect_err(sql);
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            code.starts_with("23"),
+            "refused as an integrity violation, not {code} ({err}): {sql}"
+        );
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_transfers")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        count, 2,
+        "the settlement's two transfers are still there, unchanged"
+    );
+}

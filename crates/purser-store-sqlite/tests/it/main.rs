@@ -67,3 +67,69 @@ async fn urls_must_name_sqlite() {
         .unwrap();
     store.migrate().await.unwrap();
 }
+
+/// The ledger's rules hold in the database itself, whatever code writes to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_unbalanced_or_rewritten_transfers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open_dir(dir.path(), &SqliteStoreOptions::default())
+        .await
+        .unwrap();
+    sqlite.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+    purser_testkit::store_suite::seed_confirmed_settlement(&store).await;
+    let statements = [
+        "UPDATE ledger_transfers SET amount = '2000'",
+        "UPDATE ledger_transfers SET state = 'voided' WHERE state = 'posted'",
+        "DELETE FROM ledger_transfers",
+        // One account on both sides.
+        "INSERT INTO ledger_transfers (id, tenant_id, network, asset, debit_account_id, credit_account_id,
+             amount, state, code, created_at, resolved_at)
+         SELECT randomblob(16), tenant_id, network, asset, id, id, '1', 'posted', 'payout', 1, 1
+         FROM ledger_accounts LIMIT 1",
+        // A zero or malformed amount.
+        "INSERT INTO ledger_transfers (id, tenant_id, network, asset, debit_account_id, credit_account_id,
+             amount, state, code, created_at, resolved_at)
+         SELECT randomblob(16), d.tenant_id, d.network, d.asset, d.id, c.id, '0', 'posted', 'payout', 1, 1
+         FROM ledger_accounts d, ledger_accounts c WHERE d.id <> c.id LIMIT 1",
+        "INSERT INTO ledger_transfers (id, tenant_id, network, asset, debit_account_id, credit_account_id,
+             amount, state, code, created_at, resolved_at)
+         SELECT randomblob(16), d.tenant_id, d.network, d.asset, d.id, c.id, '-5', 'posted', 'payout', 1, 1
+         FROM ledger_accounts d, ledger_accounts c WHERE d.id <> c.id LIMIT 1",
+        // Accounts of another asset than the transfer's.
+        "INSERT INTO ledger_transfers (id, tenant_id, network, asset, debit_account_id, credit_account_id,
+             amount, state, code, created_at, resolved_at)
+         SELECT randomblob(16), d.tenant_id, d.network, '0x0000000000000000000000000000000000000000',
+                d.id, c.id, '5', 'posted', 'payout', 1, 1
+         FROM ledger_accounts d, ledger_accounts c WHERE d.id <> c.id LIMIT 1",
+        // Posted without a resolution time.
+        "INSERT INTO ledger_transfers (id, tenant_id, network, asset, debit_account_id, credit_account_id,
+             amount, state, code, created_at)
+         SELECT randomblob(16), d.tenant_id, d.network, d.asset, d.id, c.id, '5', 'posted', 'payout', 1
+         FROM ledger_accounts d, ledger_accounts c WHERE d.id <> c.id LIMIT 1",
+    ];
+    for sql in statements {
+        let err = sqlx::raw_sql(sql)
+            .execute(sqlite.pool())
+            .await
+            .expect_err(sql);
+        let code: i32 = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_default();
+        assert_eq!(
+            code & 0xff,
+            19,
+            "refused as SQLITE_CONSTRAINT, not {code} ({err}): {sql}"
+        );
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger_transfers")
+        .fetch_one(sqlite.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        count, 2,
+        "the settlement's two transfers are still there, unchanged"
+    );
+}

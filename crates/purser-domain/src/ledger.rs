@@ -1,0 +1,101 @@
+//! The double-entry ledger. Every movement of value is a [`Transfer`] from one account (debit)
+//! to another (credit) of the same tenant, chain and asset, so each transfer balances by its
+//! very shape (as in TigerBeetle). Transfers are two-phase where the outcome is not yet known:
+//! `pending` when a settlement is submitted, then `posted` or `voided`, exactly once. An
+//! account's balance is never stored: it is the sum of its transfers.
+//!
+//! A settlement of `amount` from a payer to a merchant posts:
+//!
+//! | when | transfer | debit | credit | state |
+//! |---|---|---|---|---|
+//! | submitted | `settlement` | payer clearing | settlement in flight | pending |
+//! | confirmed | `settlement` | (same) | (same) | posted |
+//! | confirmed | `payout` | settlement in flight | merchant receivable | posted |
+//! | failed | `settlement` | (same) | (same) | voided |
+
+use chrono::{DateTime, Utc};
+
+use crate::id::{LedgerAccountId, SettlementId, TenantId, TransferId};
+use crate::macros::string_enum;
+use crate::money::Amount;
+
+string_enum!(
+    /// What an account stands for. Accounts exist per tenant, chain and asset.
+    AccountKind, "account kind" {
+        /// Value authorized by payers, on its way in.
+        PayerClearing = "payer_clearing",
+        /// Value in a broadcast transaction whose receipt is not yet final.
+        SettlementInFlight = "settlement_in_flight",
+        /// Value that reached the merchant's payout address.
+        MerchantReceivable = "merchant_receivable",
+        /// Fees taken by the platform.
+        Fees = "fees",
+    }
+);
+
+string_enum!(
+    /// A transfer's phase.
+    TransferState, "transfer state" {
+        Pending = "pending",
+        Posted = "posted",
+        Voided = "voided",
+    }
+);
+
+string_enum!(
+    /// Why a transfer exists.
+    TransferCode, "transfer code" {
+        /// Payer clearing to settlement in flight: the settlement transaction.
+        Settlement = "settlement",
+        /// Settlement in flight to merchant receivable: the confirmed arrival.
+        Payout = "payout",
+    }
+);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerAccount {
+    pub id: LedgerAccountId,
+    pub tenant_id: TenantId,
+    pub network: String,
+    pub asset: String,
+    pub kind: AccountKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub id: TransferId,
+    pub tenant_id: TenantId,
+    pub network: String,
+    pub asset: String,
+    pub debit: AccountKind,
+    pub credit: AccountKind,
+    pub amount: Amount,
+    pub state: TransferState,
+    pub code: TransferCode,
+    pub settlement_id: Option<SettlementId>,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// An account with the sums of its transfers, split by side and phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountBalance {
+    pub account: LedgerAccount,
+    pub debits_pending: Amount,
+    pub credits_pending: Amount,
+    pub debits_posted: Amount,
+    pub credits_posted: Amount,
+}
+
+impl AccountBalance {
+    /// Posted credits minus posted debits, for accounts that normally hold credits (merchant
+    /// receivable); negative values are returned as `None`.
+    pub fn posted_credit_balance(&self) -> Option<Amount> {
+        self.credits_posted.checked_sub(self.debits_posted)
+    }
+
+    /// Posted debits minus posted credits, for accounts that normally hold debits.
+    pub fn posted_debit_balance(&self) -> Option<Amount> {
+        self.debits_posted.checked_sub(self.credits_posted)
+    }
+}

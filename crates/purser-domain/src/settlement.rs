@@ -1,0 +1,210 @@
+//! Settlements: one record per payment authorization, moving through a small state machine
+//! that is durable at every step, so that a crash, a retry or a duplicate request never
+//! becomes a second transfer.
+//!
+//! ```text
+//!   received ──▶ verified ──▶ submitted ──▶ confirmed
+//!      │            │             │  ▲
+//!      ▼            ▼             ▼  │ (receipt seen later)
+//!    rejected    rejected       pending ──▶ confirmed | failed
+//!                                 │
+//!                                 ▼
+//!                               failed (reverted on chain)
+//! ```
+//!
+//! - `received`: the authorization is claimed (unique on chain, asset, payer and EIP-3009
+//!   nonce); nothing has been sent.
+//! - `verified`: every check passed, including a simulation.
+//! - `submitted`: a signed transaction, with its hash and signer nonce, is recorded *before* it
+//!   is broadcast; the ledger holds a pending transfer.
+//! - `pending`: broadcast, but no receipt within the timeout. Not a failure: the reconciler
+//!   follows it to `confirmed` or `failed`.
+//! - `confirmed` / `failed`: terminal; the ledger's pending transfer is posted or voided.
+//! - `rejected`: refused before anything was broadcast. Not sticky: the same authorization may
+//!   be presented again (after a top-up, say) and is verified afresh.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::id::{AttemptId, SettlementId, TenantId};
+use crate::macros::string_enum;
+use crate::money::Amount;
+
+string_enum!(
+    /// Where a settlement stands.
+    SettlementStatus, "settlement status" {
+        Received = "received",
+        Verified = "verified",
+        Submitted = "submitted",
+        Pending = "pending",
+        Confirmed = "confirmed",
+        Failed = "failed",
+        Rejected = "rejected",
+    }
+);
+
+impl SettlementStatus {
+    /// No further transition: the outcome is final.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Failed)
+    }
+
+    /// A transaction may be on its way: the outcome is unknown until a receipt is seen.
+    pub fn is_in_flight(self) -> bool {
+        matches!(self, Self::Submitted | Self::Pending)
+    }
+}
+
+/// What makes an authorization unique on chain: EIP-3009 nonces are per token and payer.
+/// Addresses are lower-case `0x` hex; the nonce is `0x` and 64 lower-case hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AuthorizationKey {
+    pub network: String,
+    pub asset: String,
+    pub payer: String,
+    pub nonce: String,
+}
+
+impl AuthorizationKey {
+    /// Normalises case and checks the shapes.
+    pub fn new(network: &str, asset: &str, payer: &str, nonce: &str) -> Result<Self> {
+        let hex_of = |value: &str, digits: usize, what: &str| -> Result<String> {
+            let lower = value.to_ascii_lowercase();
+            let ok = lower.len() == digits + 2
+                && lower.starts_with("0x")
+                && lower[2..].bytes().all(|b| b.is_ascii_hexdigit());
+            if ok {
+                Ok(lower)
+            } else {
+                Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!("{what} must be 0x and {digits} hex digits"),
+                ))
+            }
+        };
+        Ok(Self {
+            network: network.to_owned(),
+            asset: hex_of(asset, 40, "asset")?,
+            payer: hex_of(payer, 40, "payer")?,
+            nonce: hex_of(nonce, 64, "authorization nonce")?,
+        })
+    }
+}
+
+/// A settlement about to be claimed.
+#[derive(Debug, Clone)]
+pub struct NewSettlement {
+    pub id: SettlementId,
+    pub tenant_id: TenantId,
+    pub key: AuthorizationKey,
+    pub pay_to: String,
+    pub amount: Amount,
+    pub valid_after: u64,
+    pub valid_before: u64,
+    /// The x402 `PaymentPayload` as received (JSON), kept to verify and resubmit.
+    pub payload: String,
+    /// The `PaymentRequirements` it was settled against (JSON).
+    pub requirements: String,
+    pub payment_identifier: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub id: SettlementId,
+    pub tenant_id: TenantId,
+    pub key: AuthorizationKey,
+    pub pay_to: String,
+    pub amount: Amount,
+    pub valid_after: u64,
+    pub valid_before: u64,
+    pub payload: String,
+    pub requirements: String,
+    pub status: SettlementStatus,
+    pub error_reason: Option<String>,
+    pub error_message: Option<String>,
+    /// The hash of the transaction that settled it, or of the latest one sent.
+    pub tx_hash: Option<String>,
+    pub block_number: Option<u64>,
+    pub payment_identifier: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The outcome of claiming an authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller owns the settlement and must drive it.
+    Created(Settlement),
+    /// Someone already claimed it; the record says how far it got.
+    Existing(Settlement),
+}
+
+string_enum!(
+    /// What a transaction was for.
+    AttemptKind, "attempt kind" {
+        /// `transferWithAuthorization` for a settlement.
+        Transfer = "transfer",
+        /// A zero-value transaction to the signer itself, filling a nonce nobody used.
+        GapFill = "gap_fill",
+    }
+);
+
+/// A signed transaction, recorded before it is broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub settlement_id: Option<SettlementId>,
+    pub kind: AttemptKind,
+    pub network: String,
+    pub signer: String,
+    pub signer_nonce: u64,
+    pub tx_hash: String,
+    /// The signed transaction, EIP-2718 encoded: rebroadcast verbatim after a crash.
+    pub raw_tx: Vec<u8>,
+    pub max_fee_per_gas: u128,
+    pub max_priority_fee_per_gas: u128,
+    pub created_at: DateTime<Utc>,
+    /// When a node last accepted it; `None` until the first broadcast.
+    pub broadcast_at: Option<DateTime<Utc>>,
+}
+
+/// How a settlement ended on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainOutcome {
+    pub tx_hash: String,
+    pub block_number: u64,
+}
+
+/// Filters for the reconciler's work list.
+#[derive(Debug, Clone, Copy)]
+pub struct InFlightQuery {
+    /// Only settlements last changed before this.
+    pub updated_before: DateTime<Utc>,
+    pub limit: u32,
+}
+
+/// What a `payment-identifier` maps to: the payload first seen with it, and the final answer
+/// once there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentIdentifierRecord {
+    pub tenant_id: TenantId,
+    pub identifier: String,
+    /// SHA-256 (hex) of the canonical JSON of the payment payload first seen with this id.
+    pub payload_hash: String,
+    /// The final response (JSON), once the outcome is terminal.
+    pub response: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The outcome of presenting a payment identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentIdentifierClaim {
+    /// First sight: recorded with this payload.
+    New,
+    /// Seen before with the same payload: here is what is known.
+    Same(PaymentIdentifierRecord),
+    /// Seen before with another payload.
+    Conflict,
+}
