@@ -1,0 +1,186 @@
+//! The reason strings a facilitator puts in `invalidReason` (verify) and `errorReason` (settle).
+//!
+//! Purser emits the TypeScript SDK's strings (`@x402/evm` `exact/facilitator/errors.ts`, which
+//! its comment says are character-identical to the Go SDK's), because resource servers and
+//! clients built on the SDK compare against them. Where the specification's text names the
+//! same condition differently (`invalid_exact_evm_payload_signature` for the SDK's
+//! `invalid_exact_evm_signature`), [`Reason::from_wire`] reads the spec alias too; reasons from
+//! other facilitators stay opaque strings in the response types.
+
+use std::fmt;
+
+macro_rules! reasons {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $wire:literal, )*) => {
+        /// A verify or settle failure reason, as it appears on the wire.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant),*];
+
+            /// The exact wire string.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Reason::$variant => $wire,)* }
+            }
+
+            fn from_sdk_string(s: &str) -> Option<Reason> {
+                match s { $($wire => Some(Reason::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+reasons! {
+    // ---- generic (specification section 9) ----
+    /// The payer's balance is below the amount (generic form; EIP-3009 verification reports
+    /// `invalid_exact_evm_insufficient_balance`).
+    InsufficientFunds = "insufficient_funds",
+    /// The network is not supported, malformed, or differs between payload and requirements.
+    InvalidNetwork = "invalid_network",
+    /// The payment payload is malformed (fields missing, wrong types, unparseable values).
+    InvalidPayload = "invalid_payload",
+    /// The payment requirements are malformed or inconsistent.
+    InvalidPaymentRequirements = "invalid_payment_requirements",
+    /// The scheme is malformed or differs between payload and requirements.
+    InvalidScheme = "invalid_scheme",
+    /// The scheme is well-formed but this facilitator does not implement it on this network.
+    UnsupportedScheme = "unsupported_scheme",
+    /// `x402Version` is missing or not one the facilitator speaks.
+    InvalidX402Version = "invalid_x402_version",
+    /// A settlement transaction ended in a state the facilitator cannot account for (also
+    /// the SDK's fallback when a broadcast returns no valid transaction hash).
+    InvalidTransactionState = "invalid_transaction_state",
+    /// Verification failed unexpectedly (an RPC error, a bug); `invalidMessage` says more.
+    UnexpectedVerifyError = "unexpected_verify_error",
+    /// Settlement failed unexpectedly before a transaction was sent; `errorMessage` says more.
+    UnexpectedSettleError = "unexpected_settle_error",
+
+    // ---- exact scheme on EVM (SDK strings) ----
+    /// `scheme` is not `exact` in the payload's `accepted` or in the requirements.
+    InvalidExactEvmScheme = "invalid_exact_evm_scheme",
+    /// The payload's `accepted.network` differs from the requirements' network.
+    InvalidExactEvmNetworkMismatch = "invalid_exact_evm_network_mismatch",
+    /// The requirements' `extra` lacks the token's EIP-712 `name` or `version`.
+    InvalidExactEvmMissingEip712Domain = "invalid_exact_evm_missing_eip712_domain",
+    /// `authorization.to` is not the requirements' `payTo` (spec alias:
+    /// `invalid_exact_evm_payload_recipient_mismatch`).
+    InvalidExactEvmRecipientMismatch = "invalid_exact_evm_recipient_mismatch",
+    /// The signature does not recover `from` (EOA), or the contract at `from` rejects it
+    /// (ERC-1271) (spec alias: `invalid_exact_evm_payload_signature`).
+    InvalidExactEvmSignature = "invalid_exact_evm_signature",
+    /// The signature bytes could not be parsed or classified (EOA, ERC-1271, ERC-6492).
+    InvalidExactEvmFailedToParseSignature = "invalid_exact_evm_failed_to_parse_signature",
+    /// `validBefore` is earlier than now plus the 6-second block buffer.
+    InvalidExactEvmPayloadAuthorizationValidBefore =
+        "invalid_exact_evm_payload_authorization_valid_before",
+    /// `validAfter` is later than now.
+    InvalidExactEvmPayloadAuthorizationValidAfter =
+        "invalid_exact_evm_payload_authorization_valid_after",
+    /// v2: `authorization.value` differs from the requirements' `amount` (equality is exact).
+    InvalidExactEvmPayloadAuthorizationValueMismatch =
+        "invalid_exact_evm_payload_authorization_value_mismatch",
+    /// v1: `authorization.value` differs from `maxAmountRequired` (the v1 verifier's string).
+    InvalidExactEvmAuthorizationValue = "invalid_exact_evm_authorization_value",
+    /// The EIP-3009 nonce was already used (`authorizationState(from, nonce)` is true).
+    InvalidExactEvmNonceAlreadyUsed = "invalid_exact_evm_nonce_already_used",
+    /// The payer's token balance is below the amount.
+    InvalidExactEvmInsufficientBalance = "invalid_exact_evm_insufficient_balance",
+    /// Simulating `transferWithAuthorization` failed for a reason the diagnosis did not find;
+    /// the message carries the revert text.
+    InvalidExactEvmTransactionSimulationFailed =
+        "invalid_exact_evm_transaction_simulation_failed",
+    /// The settlement transaction was mined and reverted.
+    InvalidExactEvmTransactionFailed = "invalid_exact_evm_transaction_failed",
+    /// The receipt lacks the expected `Transfer(from, to, value)` log from the asset.
+    InvalidExactEvmTransferEventMismatch = "invalid_exact_evm_transfer_event_mismatch",
+    /// The token's on-chain `name()` differs from `extra.name`.
+    InvalidExactEvmTokenNameMismatch = "invalid_exact_evm_token_name_mismatch",
+    /// The token's on-chain `version()` differs from `extra.version`.
+    InvalidExactEvmTokenVersionMismatch = "invalid_exact_evm_token_version_mismatch",
+    /// The asset does not implement EIP-3009 (`authorizationState` reverted).
+    InvalidExactEvmEip3009NotSupported = "invalid_exact_evm_eip3009_not_supported",
+    /// The payer is an undeployed smart wallet and the signature carries no usable ERC-6492
+    /// deployment (spec and Go SDK; TS SDK 2.27 reports these through simulation instead).
+    InvalidExactEvmPayloadUndeployedSmartWallet =
+        "invalid_exact_evm_payload_undeployed_smart_wallet",
+    /// The `asset` address has no contract code.
+    AssetNotDeployedContract = "asset_not_deployed_contract",
+    /// An ERC-6492 signature's factory is not on the allowlist (empty by default: deny all).
+    Eip6492FactoryNotAllowed = "eip6492_factory_not_allowed",
+    /// Deploying the payer's smart wallet (ERC-6492 factory call) failed during settlement.
+    SmartWalletDeploymentFailed = "smart_wallet_deployment_failed",
+    /// The payload has a shape the scheme does not know (neither EIP-3009 nor Permit2).
+    UnsupportedPayloadType = "unsupported_payload_type",
+    /// Not terminal: the transaction was broadcast but its receipt was not seen in time;
+    /// `transaction` holds its hash and a retry of the same payload resolves it.
+    SettlementPending = "settlement_pending",
+}
+
+/// Specification spellings of conditions the SDK names differently.
+const SPEC_ALIASES: &[(&str, Reason)] = &[
+    (
+        "invalid_exact_evm_payload_signature",
+        Reason::InvalidExactEvmSignature,
+    ),
+    (
+        "invalid_exact_evm_payload_recipient_mismatch",
+        Reason::InvalidExactEvmRecipientMismatch,
+    ),
+    (
+        "invalid_exact_evm_payload_authorization_value",
+        Reason::InvalidExactEvmPayloadAuthorizationValueMismatch,
+    ),
+];
+
+impl Reason {
+    /// Reads a reason another facilitator wrote: the SDK's strings and the spec's aliases.
+    /// Unknown strings are `None`; keep them as opaque text.
+    pub fn from_wire(s: &str) -> Option<Reason> {
+        Reason::from_sdk_string(s).or_else(|| {
+            SPEC_ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == s)
+                .map(|(_, r)| *r)
+        })
+    }
+
+    /// Whether the outcome may still change: only [`Reason::SettlementPending`].
+    pub const fn is_pending(self) -> bool {
+        matches!(self, Reason::SettlementPending)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn wire_strings_are_unique_and_read_back() {
+        let mut seen = HashSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(r.as_str()), "duplicate {r}");
+            assert_eq!(Reason::from_wire(r.as_str()), Some(*r));
+            assert!(
+                r.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            );
+        }
+        for (alias, r) in SPEC_ALIASES {
+            assert!(!seen.contains(alias));
+            assert_eq!(Reason::from_wire(alias), Some(*r));
+        }
+        assert_eq!(Reason::from_wire("something_else"), None);
+        assert!(Reason::SettlementPending.is_pending());
+    }
+}
