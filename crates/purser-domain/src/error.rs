@@ -63,6 +63,7 @@ error_codes! {
     RequestTimeout = (408, "request_timeout", "the request took longer than the configured limit"),
     Conflict = (409, "conflict", "the change conflicts with the current state"),
     TenantNameTaken = (409, "tenant_name_taken", "another tenant already has this name"),
+    PaymentIdentifierConflict = (409, "payment_identifier_conflict", "the payment identifier was used before with another payment payload"),
     PayloadTooLarge = (413, "payload_too_large", "the body is larger than the configured limit"),
     UnsupportedMediaType = (415, "unsupported_media_type", "the body's content type is not accepted here"),
     RateLimited = (429, "rate_limited", "too many requests; retry later"),

@@ -4,6 +4,7 @@
 //! a message saying so; nothing is skipped. `cargo xtask test` starts local servers first.
 
 pub mod postgres;
+pub mod proxy;
 pub mod store_suite;
 
 /// The PostgreSQL server tests use.
@@ -15,6 +16,13 @@ pub fn database_url() -> String {
 /// The Redis server tests use.
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// An HTTP client for tests. The workspace builds reqwest with rustls and no built-in crypto
+/// provider (Purser installs ring at start-up), so tests install it too before a client exists.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// A name no other test uses, for key prefixes and database names.

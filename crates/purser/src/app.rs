@@ -6,10 +6,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use purser_admin::{AdminState, GraphqlLimits};
+use purser_chain::rails::Rails;
+use purser_chain::rpc::RpcPolicy;
 use purser_coord::{MemoryCoordination, RedisCoordination};
 use purser_domain::auth::Authenticator;
 use purser_domain::coord::Coordination;
 use purser_domain::repo::Store;
+use purser_facilitator::{Facilitator, FacilitatorConfig, FacilitatorState, Reconciler};
 use purser_http::layers::HttpLimits;
 use purser_http::ops::OpsState;
 use purser_store_postgres::{PgStore, PgStoreOptions};
@@ -87,6 +90,7 @@ pub struct Platform {
     pub store: Arc<dyn Store>,
     pub coordination: Arc<dyn Coordination>,
     pub authenticator: Arc<Authenticator>,
+    pub facilitator: Arc<Facilitator>,
 }
 
 impl Platform {
@@ -105,16 +109,36 @@ impl Platform {
             None => Arc::new(MemoryCoordination::new()),
         };
         tracing::info!(coordination = coordination.backend(), "coordination ready");
-        Ok(Self::from_parts(database.into_store(), coordination))
+        let rails = Rails::open(&config.rails, RpcPolicy::default()).await?;
+        for rail in rails.iter() {
+            tracing::info!(network = %rail.network, assets = rail.assets.len(), signers = rail.signers().len(), "rail ready");
+        }
+        Self::from_parts(
+            database.into_store(),
+            coordination,
+            rails,
+            config.facilitator.clone(),
+        )
     }
 
-    pub fn from_parts(store: Arc<dyn Store>, coordination: Arc<dyn Coordination>) -> Self {
+    pub fn from_parts(
+        store: Arc<dyn Store>,
+        coordination: Arc<dyn Coordination>,
+        rails: Rails,
+        facilitator: FacilitatorConfig,
+    ) -> anyhow::Result<Self> {
         let authenticator = Arc::new(Authenticator::new(store.clone()));
-        Self {
+        let facilitator = Arc::new(Facilitator::new(
+            store.clone(),
+            Arc::new(rails),
+            facilitator,
+        )?);
+        Ok(Self {
             store,
             coordination,
             authenticator,
-        }
+            facilitator,
+        })
     }
 
     /// Every service's routes behind the shared layers.
@@ -137,7 +161,11 @@ impl Platform {
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: config.server.request_timeout(),
         };
-        purser_http::layers::apply(ops.merge(admin), limits)
+        let facilitator = purser_facilitator::router(FacilitatorState {
+            facilitator: self.facilitator.clone(),
+            authenticator: self.authenticator.clone(),
+        });
+        purser_http::layers::apply(ops.merge(admin).merge(facilitator), limits)
     }
 }
 
@@ -150,10 +178,25 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let router = platform.router(config);
     let address = listener.local_addr()?;
-    tracing::info!(%address, "purser is serving: GraphQL at http://{address}/graphql");
-    let drained =
-        purser_http::serve::serve(listener, router, shutdown, config.server.shutdown_grace())
-            .await?;
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let reconciler = tokio::spawn(
+        Reconciler::new(platform.facilitator.clone()).run(async move {
+            let mut stop = stop;
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        }),
+    );
+    tracing::info!(%address, "purser is serving: GraphQL at http://{address}/graphql, x402 at http://{address}/facilitator");
+    let drained = purser_http::serve::serve(
+        listener,
+        router,
+        async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        },
+        config.server.shutdown_grace(),
+    )
+    .await?;
+    let _ = reconciler.await;
     if drained {
         tracing::info!("stopped");
     }

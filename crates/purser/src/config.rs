@@ -23,6 +23,9 @@ pub struct Config {
     pub coordination: CoordinationConfig,
     pub graphql: GraphqlConfig,
     pub telemetry: TelemetryConfig,
+    pub facilitator: purser_facilitator::FacilitatorConfig,
+    /// The chains Purser settles on (`[[rails]]` tables); see `purser_chain::config`.
+    pub rails: Vec<purser_chain::config::RailConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -266,6 +269,30 @@ impl Config {
                 "telemetry.otlp_endpoint",
                 "must be an http:// OTLP/HTTP endpoint",
             );
+        }
+        if self.facilitator.allow_anonymous {
+            match &self.facilitator.anonymous_tenant {
+                Some(tenant) if tenant.parse::<purser_domain::id::TenantId>().is_ok() => {}
+                _ => {
+                    return fail(
+                        "facilitator.anonymous_tenant",
+                        "must be a tenant id when facilitator.allow_anonymous is on",
+                    );
+                }
+            }
+        }
+        for (index, rail) in self.rails.iter().enumerate() {
+            if rail.rpc_urls.is_empty() {
+                return Err(ConfigError(format!(
+                    "`rails[{index}].rpc_urls` must name at least one endpoint"
+                )));
+            }
+            if purser_chain::rails::eip155_chain_id(&rail.network).is_err() {
+                return Err(ConfigError(format!(
+                    "`rails[{index}].network` must be eip155:<chain id>, not `{}`",
+                    rail.network
+                )));
+            }
         }
         if self.telemetry.service_name.trim().is_empty() {
             return fail("telemetry.service_name", "must not be empty");

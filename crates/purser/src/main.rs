@@ -5,6 +5,8 @@ use purser::cli::{self, Cli};
 use purser::config::Config;
 
 fn main() -> ExitCode {
+    // TLS for RPC, Redis and trace export runs on ring; install it before any client exists.
+    purser_chain::rails::ensure_crypto_provider();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,

@@ -3,7 +3,13 @@
 //! - `cargo xtask test [-- <cargo test args>]`: makes sure PostgreSQL and Redis are reachable
 //!   (starting local ones when they are installed but stopped), then runs the whole test suite.
 //!   It never skips a backend: when one cannot be reached, it stops and says what to install.
+//!   Before that it installs the npm packages of `tests/interop` (anvil, solc, the x402 reference
+//!   SDK) when they are missing or older than `package-lock.json`, and hands the tests
+//!   `PURSER_INTEROP_DIR` (that folder) and `PURSER_ANVIL` (the anvil binary inside it).
 //! - `cargo xtask schema`: regenerates the committed `schema.graphql`.
+//! - `cargo xtask contracts [--check]`: compiles `contracts/src` with the pinned solc into the
+//!   committed artefacts `contracts/out/*.json`; with `--check`, compiles into a temporary folder
+//!   instead and fails when the committed artefacts differ (CI runs this).
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -13,13 +19,23 @@ use std::time::{Duration, Instant};
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(60);
+const USAGE: &str = "usage: cargo xtask <test [-- cargo test args] | schema | contracts [--check]>";
+/// The npm package holding anvil, solc and the x402 reference SDK, relative to the workspace.
+const INTEROP_DIR: &str = "tests/interop";
+/// The anvil binary inside it (the npm package `@foundry-rs/anvil-linux-amd64`).
+const ANVIL_IN_INTEROP: &str = "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("schema") => schema(),
-        _ => Err("usage: cargo xtask <test [-- cargo test args] | schema>".to_owned()),
+        Some("contracts") => match &args[1..] {
+            [] => contracts(false),
+            [flag] if flag == "--check" => contracts(true),
+            _ => Err(USAGE.to_owned()),
+        },
+        _ => Err(USAGE.to_owned()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,11 +74,21 @@ fn test(extra: &[String]) -> Result<(), String> {
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned());
     ensure_postgres(&database_url)?;
     ensure_redis(&redis_url)?;
+    let interop = ensure_interop_packages()?;
+    let anvil = interop.join(ANVIL_IN_INTEROP);
+    if !anvil.is_file() {
+        return Err(format!(
+            "{} is missing after `npm ci`; is this machine linux x86-64?",
+            anvil.display()
+        ));
+    }
     let mut command = cargo();
     command
         .args(["test", "--workspace", "--locked"])
         .env("DATABASE_URL", &database_url)
-        .env("REDIS_URL", &redis_url);
+        .env("REDIS_URL", &redis_url)
+        .env("PURSER_INTEROP_DIR", &interop)
+        .env("PURSER_ANVIL", &anvil);
     let extra = match extra.first().map(String::as_str) {
         Some("--") => &extra[1..],
         _ => extra,
@@ -89,6 +115,112 @@ fn schema() -> Result<(), String> {
     run(command)?;
     println!("wrote schema.graphql");
     Ok(())
+}
+
+fn contracts(check: bool) -> Result<(), String> {
+    ensure_interop_packages()?;
+    let root = workspace_root();
+    let committed = root.join("contracts/out");
+    if !check {
+        return run(node_build_contracts(&committed));
+    }
+    let fresh = std::env::temp_dir().join(format!("purser-contracts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&fresh);
+    let result =
+        run(node_build_contracts(&fresh)).and_then(|()| compare_artefacts(&committed, &fresh));
+    let _ = std::fs::remove_dir_all(&fresh);
+    result?;
+    println!("contracts/out matches contracts/src");
+    Ok(())
+}
+
+fn node_build_contracts(out: &Path) -> Command {
+    let mut command = Command::new("node");
+    command
+        .current_dir(workspace_root())
+        .arg("contracts/build.mjs")
+        .arg("--out")
+        .arg(out);
+    command
+}
+
+/// Fails, naming every file that differs, unless both folders hold the same `*.json` files with
+/// the same bytes.
+fn compare_artefacts(committed: &Path, fresh: &Path) -> Result<(), String> {
+    let names = |dir: &Path| -> Result<Vec<String>, String> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".json"))
+            .collect();
+        names.sort();
+        Ok(names)
+    };
+    let (old, new) = (names(committed)?, names(fresh)?);
+    let mut drift = Vec::new();
+    for name in old.iter().filter(|n| !new.contains(n)) {
+        drift.push(format!(
+            "{name} is committed but no contract of that name exists"
+        ));
+    }
+    for name in &new {
+        let compiled = std::fs::read(fresh.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        match std::fs::read(committed.join(name)) {
+            Ok(bytes) if bytes == compiled => {}
+            Ok(_) => drift.push(format!("{name} differs from a fresh build")),
+            Err(_) => drift.push(format!("{name} is not committed")),
+        }
+    }
+    if drift.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "contracts/out is stale ({}); run `cargo xtask contracts` and commit the result",
+            drift.join("; ")
+        ))
+    }
+}
+
+/// Installs `tests/interop`'s npm packages unless `node_modules` is already as new as
+/// `package-lock.json`, and answers the folder's absolute path.
+fn ensure_interop_packages() -> Result<PathBuf, String> {
+    let interop = workspace_root()
+        .join(INTEROP_DIR)
+        .canonicalize()
+        .map_err(|e| format!("cannot find {INTEROP_DIR}: {e}"))?;
+    let lock = interop.join("package-lock.json");
+    // npm writes this copy of the lock file on every install.
+    let installed = interop.join("node_modules/.package-lock.json");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let up_to_date = match (modified(&installed), modified(&lock)) {
+        (Some(installed), Some(lock)) => installed >= lock,
+        _ => false,
+    };
+    if up_to_date {
+        return Ok(interop);
+    }
+    if !on_path("node") || !on_path("npm") {
+        return Err(
+            "Node.js and npm are needed (anvil, solc and the x402 reference SDK come from npm) \
+             but are not installed. Install Node.js 20 or newer with npm (Debian: `apt-get \
+             install nodejs npm`)."
+                .to_owned(),
+        );
+    }
+    eprintln!("xtask: installing the npm packages of {INTEROP_DIR} (npm ci)");
+    run({
+        let mut command = Command::new("npm");
+        command
+            .current_dir(&interop)
+            .args(["ci", "--no-audit", "--no-fund"]);
+        command
+    })?;
+    Ok(interop)
 }
 
 /// `host:port` of a `scheme://[user[:password]@]host[:port][/…]` URL.

@@ -58,7 +58,11 @@ fn app(limits: HttpLimits) -> Router {
 async fn shutdown_lets_in_flight_requests_finish() {
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let (base, server) = spawn(app(HttpLimits::default()), stopped, Duration::from_secs(5)).await;
-    let in_flight = tokio::spawn(reqwest::get(format!("{base}/slow")));
+    let in_flight = tokio::spawn(
+        purser_testkit::http_client()
+            .get(format!("{base}/slow"))
+            .send(),
+    );
     tokio::time::sleep(Duration::from_millis(150)).await;
     stop.send(()).unwrap();
     let response = in_flight
@@ -69,7 +73,11 @@ async fn shutdown_lets_in_flight_requests_finish() {
     assert_eq!(response.text().await.unwrap(), "done");
     assert!(server.await.unwrap(), "drained within the grace period");
     assert!(
-        reqwest::get(format!("{base}/slow")).await.is_err(),
+        purser_testkit::http_client()
+            .get(format!("{base}/slow"))
+            .send()
+            .await
+            .is_err(),
         "no longer accepting"
     );
 }
@@ -83,7 +91,11 @@ async fn shutdown_gives_up_on_stragglers_after_the_grace_period() {
         Duration::from_millis(100),
     )
     .await;
-    let in_flight = tokio::spawn(reqwest::get(format!("{base}/slow")));
+    let in_flight = tokio::spawn(
+        purser_testkit::http_client()
+            .get(format!("{base}/slow"))
+            .send(),
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.send(()).unwrap();
     assert!(
@@ -101,7 +113,7 @@ async fn framework_errors_carry_codes() {
         request_timeout: Duration::from_millis(200),
     };
     let (base, _server) = spawn(app(limits), stopped, Duration::from_secs(1)).await;
-    let client = reqwest::Client::new();
+    let client = purser_testkit::http_client();
     let code = |response: reqwest::Response| async move {
         let status = response.status().as_u16();
         let body: Value = response.json().await.expect("a JSON envelope");

@@ -137,7 +137,7 @@ async fn bootstrap_commands_make_keys_that_serve_accepts() {
     );
 
     let server = Server::start(dir.path(), &[]);
-    let client = reqwest::Client::new();
+    let client = purser_testkit::http_client();
     let viewer = |token: String| {
         client
             .post(format!("{}/graphql", server.base))
@@ -304,7 +304,9 @@ async fn traces_are_exported_over_otlp() {
         ],
     );
     for _ in 0..3 {
-        reqwest::get(format!("{}/healthz", server.base))
+        purser_testkit::http_client()
+            .get(format!("{}/healthz", server.base))
+            .send()
             .await
             .unwrap();
     }

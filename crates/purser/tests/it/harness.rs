@@ -79,7 +79,13 @@ impl TestApp {
         };
         let (record, token) = mint_api_key(None, Role::Operator, "test operator").unwrap();
         store.insert_api_key(record).await.unwrap();
-        let platform = Platform::from_parts(store, coordination);
+        let platform = Platform::from_parts(
+            store,
+            coordination,
+            Default::default(),
+            config.facilitator.clone(),
+        )
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -92,7 +98,7 @@ impl TestApp {
         });
         Self {
             base,
-            client: reqwest::Client::new(),
+            client: purser_testkit::http_client(),
             operator_token: token.expose().to_owned(),
             config,
             database_name,

@@ -1,0 +1,3 @@
+//! purser-chain's integration tests, one binary with a module per area.
+
+mod devnet;

@@ -1,0 +1,13 @@
+//! The x402 facilitator service: `POST /verify`, `POST /settle` and `GET /supported` under
+//! `/facilitator`, answering as the x402 specification and the reference SDK do, and settling
+//! each payment authorization exactly once over the settlement record's state machine.
+
+pub mod config;
+mod reconcile;
+mod routes;
+mod service;
+
+pub use config::FacilitatorConfig;
+pub use reconcile::{ReconcileReport, Reconciler};
+pub use routes::{FacilitatorState, router};
+pub use service::Facilitator;

@@ -1,0 +1,808 @@
+//! The facilitator: verification, and settlement exactly once.
+//!
+//! Settlement is driven through the settlement record's state machine (see
+//! `purser_domain::settlement`): claim the authorization, verify it on chain, record the signed
+//! transaction, broadcast it, wait for a final receipt. Every step is durable before the next
+//! one starts, so a crash, a timeout or a duplicate request resumes rather than repeats; the
+//! reconciler (`crate::reconcile`) finishes what a request could not.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use purser_chain::eip3009::{Broadcast, ExactRequirement, ExactTransfer, Verdict, hex_of};
+use purser_chain::rails::{Asset, Rail, Rails};
+use purser_domain::auth::TenantScope;
+use purser_domain::id::{AttemptId, SettlementId};
+use purser_domain::repo::Store;
+use purser_domain::settlement::{
+    Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, NewSettlement,
+    PaymentIdentifierClaim, Settlement, SettlementStatus,
+};
+use purser_domain::{Error, ErrorCode, Result};
+use purser_x402::facilitator::FacilitatorRequest;
+use purser_x402::network::NetworkPattern;
+use purser_x402::payment_identifier::{PAYMENT_IDENTIFIER, PaymentIdentifier};
+use purser_x402::{
+    PaymentPayload, PaymentRequirements, Reason, SettleResponse, SupportedKind, SupportedResponse,
+    VerifyResponse, X402Version,
+};
+use sha2::{Digest, Sha256};
+
+use crate::config::FacilitatorConfig;
+
+/// How often a waiting settlement looks at its record and the chain.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How much longer than the receipt timeout a duplicate request waits for the request that
+/// owns the settlement to broadcast, before treating it as abandoned.
+const JOIN_GRACE: Duration = Duration::from_secs(15);
+
+pub struct Facilitator {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) rails: Arc<Rails>,
+    pub(crate) config: FacilitatorConfig,
+    anonymous: Option<TenantScope>,
+}
+
+/// A request that parsed and passed every check that needs no chain.
+pub(crate) struct Prepared {
+    pub rail: Arc<Rail>,
+    pub asset: Asset,
+    pub transfer: ExactTransfer,
+    pub payload: PaymentPayload,
+    pub requirements: PaymentRequirements,
+    /// The network as the request named it (a v1 name for v1 requests).
+    pub network_label: String,
+    pub version: X402Version,
+}
+
+impl Prepared {
+    pub fn payer(&self) -> String {
+        self.transfer.payer()
+    }
+
+    pub fn requirement(&self) -> Result<ExactRequirement<'_>, (Reason, String)> {
+        ExactRequirement::new(
+            &self.asset,
+            &self.requirements.pay_to,
+            self.requirements.amount,
+        )
+        .map_err(|e| (Reason::InvalidPaymentRequirements, e.to_string()))
+    }
+}
+
+pub(crate) enum Preparation {
+    Ready(Box<Prepared>),
+    Refused {
+        reason: Reason,
+        message: String,
+        payer: Option<String>,
+    },
+}
+
+fn refused(reason: Reason, message: impl Into<String>, payer: Option<String>) -> Preparation {
+    Preparation::Refused {
+        reason,
+        message: message.into(),
+        payer,
+    }
+}
+
+/// Where a settlement's transactions stand on chain.
+pub(crate) enum ChainState {
+    Confirmed(ChainOutcome),
+    /// Mined and reverted, or mined without the expected transfer.
+    Failed {
+        reason: Reason,
+        tx_hash: String,
+    },
+    /// Every transaction's nonce was used by something else: nothing of ours will be mined.
+    Dropped,
+    Waiting,
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// SHA-256 of the payload's JSON with object keys sorted: one hash per payload, however its
+/// keys were ordered on the wire.
+pub(crate) fn payload_hash(payload: &PaymentPayload) -> Result<String> {
+    let value = serde_json::to_value(payload)
+        .map_err(|e| Error::internal("hashing a payment payload", e))?;
+    // serde_json's maps are ordered by key, so serializing the value is canonical.
+    let canonical =
+        serde_json::to_vec(&value).map_err(|e| Error::internal("hashing a payment payload", e))?;
+    Ok(hex_of(&Sha256::digest(canonical))
+        .trim_start_matches("0x")
+        .to_owned())
+}
+
+impl Facilitator {
+    pub fn new(
+        store: Arc<dyn Store>,
+        rails: Arc<Rails>,
+        config: FacilitatorConfig,
+    ) -> Result<Self> {
+        let anonymous = match (config.allow_anonymous, &config.anonymous_tenant) {
+            (false, _) => None,
+            (true, Some(tenant)) => Some(TenantScope::trusted(tenant.parse()?)),
+            (true, None) => {
+                return Err(Error::invalid_input(
+                    "facilitator.allow_anonymous needs facilitator.anonymous_tenant: the tenant anonymous settlements belong to",
+                ));
+            }
+        };
+        Ok(Self {
+            store,
+            rails,
+            config,
+            anonymous,
+        })
+    }
+
+    /// The scope for callers without an API key, when anonymous access is on.
+    pub fn anonymous_scope(&self) -> Option<TenantScope> {
+        self.anonymous
+    }
+
+    pub fn rails(&self) -> &Rails {
+        &self.rails
+    }
+
+    /// `GET /supported`: every (version, scheme, network) served, and the signers.
+    pub fn supported(&self) -> SupportedResponse {
+        let mut kinds = Vec::new();
+        let mut signers = Vec::new();
+        for rail in self.rails.iter().filter(|r| !r.signers().is_empty()) {
+            kinds.push(SupportedKind::new(
+                X402Version::V2,
+                "exact",
+                rail.network.clone(),
+            ));
+            if let Some(name) = purser_x402::Network::parse(&rail.network)
+                .ok()
+                .and_then(|n| n.v1_name())
+            {
+                kinds.push(SupportedKind::new(X402Version::V1, "exact", name));
+            }
+            signers.extend(rail.signer_addresses());
+        }
+        signers.sort();
+        signers.dedup();
+        let mut response = SupportedResponse {
+            kinds,
+            extensions: vec![PAYMENT_IDENTIFIER.to_owned()],
+            signers: Default::default(),
+        };
+        response
+            .signers
+            .insert(NetworkPattern::eip155().to_string(), signers);
+        response
+    }
+
+    /// Parses a request and makes every check that needs no chain.
+    pub(crate) fn prepare(&self, request: &FacilitatorRequest) -> Result<Preparation> {
+        let (payload, requirements) = request.to_v2()?;
+        let network_label = request.payload_network().to_owned();
+        let payer = payload
+            .exact_evm()
+            .ok()
+            .map(|p| ExactTransfer::from_payload(&p).payer());
+        if payload.accepted.scheme != "exact" || requirements.scheme != "exact" {
+            let reason = if requirements.scheme == "exact" {
+                Reason::InvalidExactEvmScheme
+            } else {
+                Reason::UnsupportedScheme
+            };
+            return Ok(refused(
+                reason,
+                format!("scheme `{}` is not served", requirements.scheme),
+                payer,
+            ));
+        }
+        if payload.accepted.network != requirements.network {
+            return Ok(refused(
+                Reason::InvalidExactEvmNetworkMismatch,
+                "the payload and the requirements name different networks",
+                payer,
+            ));
+        }
+        let Some(rail) = self.rails.get(requirements.network.as_str()) else {
+            return Ok(refused(
+                Reason::InvalidNetwork,
+                format!(
+                    "network {} is not served by this facilitator",
+                    requirements.network
+                ),
+                payer,
+            ));
+        };
+        if !matches!(requirements.asset_transfer_method(), None | Some("eip3009")) {
+            return Ok(refused(
+                Reason::UnsupportedPayloadType,
+                "only EIP-3009 transfers are served",
+                payer,
+            ));
+        }
+        let Some(domain) = requirements.eip712_name_version() else {
+            return Ok(refused(
+                Reason::InvalidExactEvmMissingEip712Domain,
+                "extra.name and extra.version are required",
+                payer,
+            ));
+        };
+        let Some(asset) = rail.asset(&requirements.asset) else {
+            return Ok(refused(
+                Reason::InvalidPaymentRequirements,
+                format!(
+                    "asset {} is not accepted on {}",
+                    requirements.asset, rail.network
+                ),
+                payer,
+            ));
+        };
+        if domain.name != asset.name {
+            return Ok(refused(
+                Reason::InvalidExactEvmTokenNameMismatch,
+                format!("the token signs as `{}`, not `{}`", asset.name, domain.name),
+                payer,
+            ));
+        }
+        if domain.version != asset.version {
+            return Ok(refused(
+                Reason::InvalidExactEvmTokenVersionMismatch,
+                format!(
+                    "the token signs as version `{}`, not `{}`",
+                    asset.version, domain.version
+                ),
+                payer,
+            ));
+        }
+        let exact = match payload.exact_evm() {
+            Ok(exact) => exact,
+            Err(err) => return Ok(refused(err.reason(), err.to_string(), None)),
+        };
+        let transfer = ExactTransfer::from_payload(&exact);
+        Ok(Preparation::Ready(Box::new(Prepared {
+            asset: asset.clone(),
+            rail: rail.clone(),
+            transfer,
+            payload,
+            requirements,
+            network_label,
+            version: request.version(),
+        })))
+    }
+
+    /// `POST /verify`.
+    pub async fn verify(&self, body: &[u8]) -> Result<VerifyResponse> {
+        let request = FacilitatorRequest::from_json(body)?;
+        let prepared = match self.prepare(&request)? {
+            Preparation::Ready(p) => p,
+            Preparation::Refused {
+                reason,
+                message,
+                payer,
+            } => {
+                return Ok(VerifyResponse::invalid(reason, payer).with_message(message));
+            }
+        };
+        let payer = prepared.payer();
+        let requirement = match prepared.requirement() {
+            Ok(r) => r,
+            Err((reason, message)) => {
+                return Ok(VerifyResponse::invalid(reason, Some(payer)).with_message(message));
+            }
+        };
+        Ok(
+            match prepared
+                .rail
+                .verify_exact(&prepared.transfer, &requirement, unix_now())
+                .await
+            {
+                Ok(Verdict::Valid) => VerifyResponse::valid(payer),
+                Ok(Verdict::Invalid { reason, message }) => {
+                    VerifyResponse::invalid(versioned(reason, prepared.version), Some(payer))
+                        .with_message(message)
+                }
+                Err(rpc) => VerifyResponse::invalid(Reason::UnexpectedVerifyError, Some(payer))
+                    .with_message(format!("the chain could not be reached: {}", rpc.message())),
+            },
+        )
+    }
+
+    /// `POST /settle`, for the tenant `scope`.
+    pub async fn settle(&self, scope: TenantScope, body: &[u8]) -> Result<SettleResponse> {
+        let request = FacilitatorRequest::from_json(body)?;
+        let (payload, _) = request.to_v2()?;
+        let identifier = payload.payment_identifier();
+        let required = matches!(
+            identifier,
+            PaymentIdentifier::Declared { required: true }
+                | PaymentIdentifier::Present { required: true, .. }
+        );
+        let payment_id = identifier.require(required)?;
+        if let Some(id) = &payment_id {
+            let hash = payload_hash(&payload)?;
+            match self
+                .store
+                .claim_payment_identifier(scope, id.as_str(), &hash)
+                .await?
+            {
+                PaymentIdentifierClaim::Conflict => {
+                    return Err(Error::new(
+                        ErrorCode::PaymentIdentifierConflict,
+                        "this payment identifier was used with another payment payload",
+                    ));
+                }
+                PaymentIdentifierClaim::Same(record) => {
+                    if let Some(stored) = record.response {
+                        return serde_json::from_str(&stored)
+                            .map_err(|e| Error::internal("reading a stored settle response", e));
+                    }
+                }
+                PaymentIdentifierClaim::New => {}
+            }
+        }
+        let response = self
+            .settle_request(scope, &request, payment_id.as_ref().map(|p| p.as_str()))
+            .await?;
+        let final_outcome =
+            response.success || (!response.transaction.is_empty() && !response.is_pending());
+        if let (Some(id), true) = (&payment_id, final_outcome) {
+            let json = serde_json::to_string(&response)
+                .map_err(|e| Error::internal("storing a settle response", e))?;
+            self.store
+                .store_payment_response(scope, id.as_str(), &json)
+                .await?;
+        }
+        Ok(response)
+    }
+
+    async fn settle_request(
+        &self,
+        scope: TenantScope,
+        request: &FacilitatorRequest,
+        payment_id: Option<&str>,
+    ) -> Result<SettleResponse> {
+        let network_label = request.payload_network().to_owned();
+        let prepared = match self.prepare(request)? {
+            Preparation::Ready(p) => p,
+            Preparation::Refused {
+                reason,
+                message,
+                payer,
+            } => {
+                return Ok(
+                    SettleResponse::failed(reason, network_label, payer).with_message(message)
+                );
+            }
+        };
+        let key = AuthorizationKey::new(
+            &prepared.rail.network,
+            &format!("{:#x}", prepared.asset.address),
+            &format!("{:#x}", prepared.transfer.from),
+            &hex_of(prepared.transfer.nonce.as_slice()),
+        )?;
+        let new = NewSettlement {
+            id: SettlementId::new(),
+            tenant_id: scope.tenant_id(),
+            key,
+            pay_to: prepared.requirements.pay_to.clone(),
+            amount: prepared.requirements.amount,
+            valid_after: prepared.transfer.valid_after,
+            valid_before: prepared.transfer.valid_before,
+            payload: to_json(&prepared.payload)?,
+            requirements: to_json(&prepared.requirements)?,
+            payment_identifier: payment_id.map(str::to_owned),
+            created_at: purser_domain::time::now(),
+        };
+        let settlement = match self.store.claim_settlement(new).await? {
+            Claim::Created(settlement) => self.drive(settlement, &prepared).await?,
+            Claim::Existing(existing) => {
+                if existing.tenant_id != scope.tenant_id()
+                    || !same_authorization(&existing, &prepared)
+                {
+                    return Ok(SettleResponse::failed(
+                        Reason::InvalidExactEvmNonceAlreadyUsed,
+                        network_label,
+                        Some(prepared.payer()),
+                    )
+                    .with_message(
+                        "this authorization is already being settled for another payment",
+                    ));
+                }
+                self.join(existing, &prepared).await?
+            }
+        };
+        Ok(respond(&settlement, &prepared))
+    }
+
+    /// Takes a freshly claimed settlement to an outcome, or to `pending`.
+    async fn drive(&self, settlement: Settlement, prepared: &Prepared) -> Result<Settlement> {
+        let requirement = match prepared.requirement() {
+            Ok(r) => r,
+            Err((reason, message)) => {
+                return self
+                    .store
+                    .reject_settlement(settlement.id, reason.as_str(), &message)
+                    .await;
+            }
+        };
+        let verdict = prepared
+            .rail
+            .verify_exact(&prepared.transfer, &requirement, unix_now())
+            .await;
+        match verdict {
+            Ok(Verdict::Valid) => {}
+            Ok(Verdict::Invalid { reason, message }) => {
+                let reason = versioned(reason, prepared.version);
+                return self
+                    .store
+                    .reject_settlement(settlement.id, reason.as_str(), &message)
+                    .await;
+            }
+            Err(rpc) => {
+                let message = format!("the chain could not be reached: {}", rpc.message());
+                return self
+                    .store
+                    .reject_settlement(
+                        settlement.id,
+                        Reason::UnexpectedSettleError.as_str(),
+                        &message,
+                    )
+                    .await;
+            }
+        }
+        let verified = self.store.mark_verified(settlement.id).await?;
+        if verified.status != SettlementStatus::Verified {
+            return Ok(verified);
+        }
+        if let Err(message) = self
+            .submit(
+                &verified,
+                &prepared.rail,
+                &prepared.transfer,
+                &prepared.asset,
+            )
+            .await
+        {
+            // Nothing was recorded, so nothing was sent.
+            return self
+                .store
+                .reject_settlement(
+                    settlement.id,
+                    Reason::UnexpectedSettleError.as_str(),
+                    &message,
+                )
+                .await;
+        }
+        self.await_outcome(settlement.id, prepared, prepared.rail.receipt_timeout, true)
+            .await
+    }
+
+    /// A second request for a settlement someone else claimed: wait for its outcome.
+    async fn join(&self, existing: Settlement, prepared: &Prepared) -> Result<Settlement> {
+        if existing.status.is_terminal() || existing.status == SettlementStatus::Rejected {
+            return Ok(existing);
+        }
+        let waited = self
+            .await_outcome(
+                existing.id,
+                prepared,
+                prepared.rail.receipt_timeout + JOIN_GRACE,
+                false,
+            )
+            .await?;
+        if matches!(
+            waited.status,
+            SettlementStatus::Received | SettlementStatus::Verified
+        ) {
+            // Still not broadcast after all this time: its request died. Nothing was sent, and
+            // the guarded transition keeps anything from being sent now.
+            return self
+                .store
+                .reject_settlement(
+                    existing.id,
+                    Reason::UnexpectedSettleError.as_str(),
+                    "the request settling this authorization stopped before broadcasting; retry",
+                )
+                .await;
+        }
+        Ok(waited)
+    }
+
+    /// Leases a nonce, signs, records and broadcasts the settlement transaction. An `Err` means
+    /// nothing was recorded, hence nothing can have been sent.
+    pub(crate) async fn submit(
+        &self,
+        settlement: &Settlement,
+        rail: &Rail,
+        transfer: &ExactTransfer,
+        asset: &Asset,
+    ) -> Result<(), String> {
+        let signer = rail
+            .pick_signer()
+            .ok_or_else(|| format!("no signer is configured for {}", rail.network))?;
+        let _in_order = signer.lock().await;
+        let chain_pending = rail
+            .pending_nonce(signer.address())
+            .await
+            .map_err(|e| format!("reading the signer's nonce: {e}"))?;
+        let nonce = self
+            .store
+            .lease_signer_nonce(&rail.network, &signer.address_lower(), chain_pending)
+            .await
+            .map_err(|e| format!("leasing a nonce: {}", e.message()))?;
+        let quote = rail
+            .fee_quote()
+            .await
+            .map_err(|e| format!("reading fees: {e}"))?;
+        let calldata = transfer.settlement_calldata();
+        let gas = rail
+            .transfer_gas(signer.address(), asset.address, &calldata)
+            .await;
+        let signed = rail
+            .sign(&signer, nonce, asset.address, calldata, gas, quote.offer())
+            .map_err(|e| format!("signing: {e}"))?;
+        let attempt = Attempt {
+            id: AttemptId::new(),
+            settlement_id: Some(settlement.id),
+            kind: AttemptKind::Transfer,
+            network: rail.network.clone(),
+            signer: signer.address_lower(),
+            signer_nonce: nonce,
+            tx_hash: hex_of(signed.hash.as_slice()),
+            raw_tx: signed.raw.to_vec(),
+            max_fee_per_gas: signed.max_fee_per_gas,
+            max_priority_fee_per_gas: signed.max_priority_fee_per_gas,
+            created_at: purser_domain::time::now(),
+            broadcast_at: None,
+        };
+        self.store
+            .record_attempt(attempt.clone())
+            .await
+            .map_err(|e| format!("recording the transaction: {}", e.message()))?;
+        tracing::info!(settlement = %settlement.id, tx = %attempt.tx_hash, nonce, signer = %attempt.signer, "settlement transaction recorded");
+        self.broadcast(rail, &attempt).await;
+        Ok(())
+    }
+
+    /// Sends a recorded transaction; failures are left to the reconciler.
+    pub(crate) async fn broadcast(&self, rail: &Rail, attempt: &Attempt) {
+        match rail.broadcast(&attempt.raw_tx).await {
+            Ok(Broadcast::Accepted) => {
+                if let Err(err) = self
+                    .store
+                    .mark_broadcast(attempt.id, purser_domain::time::now())
+                    .await
+                {
+                    tracing::warn!(tx = %attempt.tx_hash, error = %err.chain(), "could not record a broadcast");
+                }
+            }
+            Ok(Broadcast::NonceUsed) => {
+                tracing::warn!(tx = %attempt.tx_hash, nonce = attempt.signer_nonce, "the node says the nonce is used");
+            }
+            Ok(Broadcast::Underpriced(message)) => {
+                tracing::warn!(tx = %attempt.tx_hash, %message, "the node refused the fee; the reconciler will raise it");
+            }
+            Ok(Broadcast::Rejected(message)) => {
+                tracing::error!(tx = %attempt.tx_hash, %message, "the node refused the transaction");
+            }
+            Err(rpc) => {
+                tracing::warn!(tx = %attempt.tx_hash, error = %rpc, "broadcast did not reach a node; the reconciler will resend it");
+            }
+        }
+    }
+
+    /// Waits until the settlement is final, or `patience` runs out. The request that drives a
+    /// settlement reads receipts itself; a duplicate only reads the record, unless the
+    /// settlement is `pending` (its driver gave up waiting).
+    async fn await_outcome(
+        &self,
+        id: SettlementId,
+        prepared: &Prepared,
+        patience: Duration,
+        driving: bool,
+    ) -> Result<Settlement> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let settlement = self
+                .store
+                .get_settlement(id)
+                .await?
+                .ok_or_else(|| Error::not_found(SettlementId::WHAT))?;
+            let reads_chain = settlement.status == SettlementStatus::Pending
+                || (driving && settlement.status == SettlementStatus::Submitted);
+            match settlement.status {
+                status if status.is_terminal() || status == SettlementStatus::Rejected => {
+                    return Ok(settlement);
+                }
+                _ if reads_chain => {
+                    if let Some(resolved) = self
+                        .resolve_from_chain(&settlement, &prepared.rail, &prepared.transfer)
+                        .await?
+                    {
+                        return Ok(resolved);
+                    }
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                if settlement.status == SettlementStatus::Submitted {
+                    return self
+                        .store
+                        .mark_pending(
+                            id,
+                            "the transaction was sent; its receipt was not seen in time",
+                        )
+                        .await;
+                }
+                return Ok(settlement);
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Applies what the chain says; `None` while there is nothing final to apply.
+    pub(crate) async fn resolve_from_chain(
+        &self,
+        settlement: &Settlement,
+        rail: &Rail,
+        transfer: &ExactTransfer,
+    ) -> Result<Option<Settlement>> {
+        match self.chain_state(settlement, rail, transfer).await? {
+            ChainState::Confirmed(outcome) => {
+                tracing::info!(settlement = %settlement.id, tx = %outcome.tx_hash, block = outcome.block_number, "settlement confirmed");
+                self.store
+                    .confirm_settlement(settlement.id, outcome)
+                    .await
+                    .map(Some)
+            }
+            ChainState::Failed { reason, tx_hash } => {
+                tracing::warn!(settlement = %settlement.id, tx = %tx_hash, %reason, "settlement failed on chain");
+                self.store
+                    .fail_settlement(
+                        settlement.id,
+                        Some(&tx_hash),
+                        reason.as_str(),
+                        "the settlement transaction did not transfer",
+                    )
+                    .await
+                    .map(Some)
+            }
+            ChainState::Dropped | ChainState::Waiting => Ok(None),
+        }
+    }
+
+    /// Reads the receipts of every transaction sent for the settlement. Replacements share a
+    /// nonce, so at most one of them is mined.
+    pub(crate) async fn chain_state(
+        &self,
+        settlement: &Settlement,
+        rail: &Rail,
+        transfer: &ExactTransfer,
+    ) -> Result<ChainState> {
+        let attempts = self.store.attempts_for(settlement.id).await?;
+        if attempts.is_empty() {
+            return Ok(ChainState::Waiting);
+        }
+        let Ok(latest_block) = rail.block_number().await else {
+            return Ok(ChainState::Waiting);
+        };
+        let asset = rail.asset(&settlement.key.asset);
+        let mut reverted = None;
+        let mut unresolved_nonces = std::collections::BTreeSet::new();
+        for attempt in &attempts {
+            unresolved_nonces.insert((attempt.signer.clone(), attempt.signer_nonce));
+        }
+        for attempt in &attempts {
+            let receipt = match rail
+                .receipt(&attempt.tx_hash, asset.map(|a| (transfer, a)))
+                .await
+            {
+                Ok(receipt) => receipt,
+                Err(_) => return Ok(ChainState::Waiting),
+            };
+            let Some(receipt) = receipt else { continue };
+            if !rail.is_final(&receipt, latest_block) {
+                return Ok(ChainState::Waiting);
+            }
+            unresolved_nonces.remove(&(attempt.signer.clone(), attempt.signer_nonce));
+            if receipt.success && receipt.transfer_logged {
+                return Ok(ChainState::Confirmed(ChainOutcome {
+                    tx_hash: attempt.tx_hash.clone(),
+                    block_number: receipt.block_number,
+                }));
+            }
+            let reason = if receipt.success {
+                Reason::InvalidExactEvmTransferEventMismatch
+            } else {
+                Reason::InvalidExactEvmTransactionFailed
+            };
+            reverted = Some((reason, attempt.tx_hash.clone()));
+        }
+        // Nonces with no mined transaction of ours: used by something else, or still to come.
+        let mut dropped_all = true;
+        for (signer, nonce) in &unresolved_nonces {
+            let mined = rail.mined_nonce_of(signer).await.ok();
+            match mined {
+                Some(mined) if mined > *nonce => {}
+                _ => dropped_all = false,
+            }
+        }
+        if !unresolved_nonces.is_empty() && !dropped_all {
+            return Ok(ChainState::Waiting);
+        }
+        Ok(match reverted {
+            Some((reason, tx_hash)) => ChainState::Failed { reason, tx_hash },
+            None => ChainState::Dropped,
+        })
+    }
+}
+
+/// v1 clients know the value mismatch by the v1 verifier's string.
+fn versioned(reason: Reason, version: X402Version) -> Reason {
+    match (reason, version) {
+        (Reason::InvalidExactEvmPayloadAuthorizationValueMismatch, X402Version::V1) => {
+            Reason::InvalidExactEvmAuthorizationValue
+        }
+        (reason, _) => reason,
+    }
+}
+
+/// Whether a claimed settlement is for the same signed authorization as this request.
+fn same_authorization(existing: &Settlement, prepared: &Prepared) -> bool {
+    serde_json::from_str::<PaymentPayload>(&existing.payload)
+        .ok()
+        .and_then(|payload| payload.exact_evm().ok())
+        .is_some_and(|exact| ExactTransfer::from_payload(&exact) == prepared.transfer)
+}
+
+/// The `/settle` answer for a settlement's current state.
+pub(crate) fn respond(settlement: &Settlement, prepared: &Prepared) -> SettleResponse {
+    let payer = Some(prepared.payer());
+    let network = prepared.network_label.clone();
+    let tx = settlement.tx_hash.clone().unwrap_or_default();
+    let reason = || {
+        settlement
+            .error_reason
+            .as_deref()
+            .and_then(Reason::from_wire)
+            .unwrap_or(Reason::UnexpectedSettleError)
+    };
+    let message = settlement.error_message.clone();
+    let with_message = |response: SettleResponse| match &message {
+        Some(m) => response.with_message(m.clone()),
+        None => response,
+    };
+    match settlement.status {
+        SettlementStatus::Confirmed => SettleResponse::settled(tx, network, prepared.payer()),
+        SettlementStatus::Failed => with_message(SettleResponse::failed_after_broadcast(
+            reason(),
+            tx,
+            network,
+            payer,
+        )),
+        SettlementStatus::Rejected => {
+            with_message(SettleResponse::failed(reason(), network, payer))
+        }
+        SettlementStatus::Submitted | SettlementStatus::Pending => SettleResponse::pending(
+            tx,
+            network,
+            payer,
+            "the transaction was sent and is not final yet; settle again with the same payload to learn the outcome",
+        ),
+        SettlementStatus::Received | SettlementStatus::Verified => with_message(
+            SettleResponse::failed(Reason::UnexpectedSettleError, network, payer),
+        ),
+    }
+}
+
+/// JSON for the settlement record.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::internal("serializing for the record", e))
+}
