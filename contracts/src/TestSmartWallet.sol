@@ -3,8 +3,10 @@ pragma solidity ^0.8.24;
 
 /// @title TestSmartWallet: the smallest ERC-1271 contract wallet, for tests
 /// @notice Owned by one EOA. `isValidSignature(hash, signature)` answers the ERC-1271 magic value
-/// `0x1626ba7e` when the owner signed `hash` itself (65-byte ECDSA, low `s`, `v` 27 or 28), and
-/// `0xffffffff` otherwise; it never reverts on a malformed signature. The owner can make the
+/// `0x1626ba7e` when the owner signed `hash` itself (65-byte ECDSA, low `s`, `v` 27 or 28,
+/// optionally followed by wallet-specific bytes, as some wallets append), and `0xffffffff`
+/// otherwise; it never reverts on a malformed signature. The optional suffix lets tests produce
+/// signatures longer than 65 bytes, which take the token's `bytes signature` overload. The owner can make the
 /// wallet call anything through `execute`.
 /// @dev Real wallets sign a hash wrapped with their own address (so one owner's signature is
 /// not valid for all of their wallets); this one signs the bare hash on purpose, so a test signs
@@ -41,7 +43,7 @@ contract TestSmartWallet {
 
     /// The signer of `hash`, or the zero address when the signature is malformed.
     function _recover(bytes32 hash, bytes calldata signature) internal pure returns (address) {
-        if (signature.length != 65) {
+        if (signature.length < 65) {
             return address(0);
         }
         bytes32 r = bytes32(signature[0:32]);

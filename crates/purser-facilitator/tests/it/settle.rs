@@ -1,0 +1,477 @@
+//! Verification and settlement against a real chain, on both storage backends.
+
+use alloy::primitives::U256;
+use purser_domain::auth::Role;
+use purser_domain::money::Amount;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, Fixture, Payment, Setup, now, tenant_with_key};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(crate::support::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(crate::support::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_payment_is_verified_settled_and_booked_once,
+    bad_payments_get_their_reasons_and_move_nothing,
+    fifty_concurrent_settles_make_one_transfer,
+    payment_identifiers_replay_or_conflict,
+);
+
+async fn a_payment_is_verified_settled_and_booked_once(backend: Backend) {
+    let fixture = Fixture::start(Setup::new(backend)).await;
+    let payer = fixture.payer(0);
+    let chain_id = fixture.chain().chain_id();
+    let payment = Payment::new(&fixture, payer, 12_345);
+    let body = payment.body(payer, chain_id);
+    let before = (
+        fixture.token_balance(payer.address()).await,
+        fixture.token_balance(fixture.merchant).await,
+    );
+
+    let (status, verified) = fixture.post("verify", &body).await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(verified["isValid"], true, "{verified}");
+    assert_eq!(verified["payer"], payer.address().to_checksum(None));
+
+    let (status, settled) = fixture.post("settle", &body).await;
+    assert_eq!(status, 200, "{settled}");
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(settled["network"], fixture.chain().network());
+    let tx = settled["transaction"].as_str().unwrap().to_owned();
+    assert_eq!(tx.len(), 66);
+
+    let after = (
+        fixture.token_balance(payer.address()).await,
+        fixture.token_balance(fixture.merchant).await,
+    );
+    assert_eq!(before.0 - after.0, U256::from(12_345u64));
+    assert_eq!(after.1 - before.1, U256::from(12_345u64));
+    assert_eq!(
+        fixture.ledger_receivable().await,
+        Amount::from_atomic(12_345)
+    );
+
+    // The same payment again: the same answer, no second transfer.
+    let (_, again) = fixture.post("settle", &body).await;
+    assert_eq!(again["success"], true);
+    assert_eq!(again["transaction"], tx.as_str());
+    assert_eq!(fixture.token_balance(fixture.merchant).await, after.1);
+    assert_eq!(
+        fixture.ledger_receivable().await,
+        Amount::from_atomic(12_345)
+    );
+    // And verifying it now says the authorization is spent.
+    let (_, spent) = fixture.post("verify", &body).await;
+    assert_eq!(spent["isValid"], false);
+    assert_eq!(
+        spent["invalidReason"],
+        "invalid_exact_evm_nonce_already_used"
+    );
+}
+
+async fn bad_payments_get_their_reasons_and_move_nothing(backend: Backend) {
+    let fixture = Fixture::start(Setup::new(backend)).await;
+    let payer = fixture.payer(0);
+    let other = fixture.payer(1);
+    let chain_id = fixture.chain().chain_id();
+    let merchant_before = fixture.token_balance(fixture.merchant).await;
+    let base = Payment::new(&fixture, payer, 5_000);
+    let broke = purser_chain::devnet::TestAccount::from_private_key(crate::support::random_nonce())
+        .unwrap();
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "unknown network",
+            {
+                let mut p = base.clone();
+                p.network = "eip155:1".into();
+                p.body(payer, chain_id)
+            },
+            "invalid_network",
+        ),
+        (
+            "wrong recipient",
+            {
+                let mut p = base.clone();
+                p.pay_to = other.address();
+                p.body(payer, chain_id)
+            },
+            "invalid_exact_evm_recipient_mismatch",
+        ),
+        (
+            "short value",
+            {
+                let mut p = base.clone();
+                p.amount = 5_001;
+                p.body(payer, chain_id)
+            },
+            "invalid_exact_evm_payload_authorization_value_mismatch",
+        ),
+        (
+            "expired",
+            {
+                let mut p = base.clone();
+                p.valid_before = now() + 2;
+                p.body(payer, chain_id)
+            },
+            "invalid_exact_evm_payload_authorization_valid_before",
+        ),
+        (
+            "not yet valid",
+            {
+                let mut p = base.clone();
+                p.valid_after = now() + 600;
+                p.body(payer, chain_id)
+            },
+            "invalid_exact_evm_payload_authorization_valid_after",
+        ),
+        (
+            "signed by another key",
+            base.body(other, chain_id),
+            "invalid_exact_evm_signature",
+        ),
+        (
+            "signed for another chain",
+            base.body(payer, 1),
+            "invalid_exact_evm_signature",
+        ),
+        (
+            "insufficient balance",
+            {
+                let mut p = base.clone();
+                p.from = broke.address();
+                p.body(&broke, chain_id)
+            },
+            "invalid_exact_evm_insufficient_balance",
+        ),
+        (
+            "wrong EIP-712 name",
+            {
+                let mut p = base.clone();
+                p.token.name = "Not USDC".into();
+                p.body(payer, chain_id)
+            },
+            "invalid_exact_evm_token_name_mismatch",
+        ),
+        (
+            "missing EIP-712 domain",
+            {
+                let mut b = base.body(payer, chain_id);
+                b["paymentRequirements"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("extra");
+                b["paymentPayload"]["accepted"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("extra");
+                b
+            },
+            "invalid_exact_evm_missing_eip712_domain",
+        ),
+        (
+            "another scheme",
+            {
+                let mut b = base.body(payer, chain_id);
+                b["paymentRequirements"]["scheme"] = json!("upto");
+                b["paymentPayload"]["accepted"]["scheme"] = json!("upto");
+                b
+            },
+            "unsupported_scheme",
+        ),
+        (
+            "network mismatch",
+            {
+                let mut b = base.body(payer, chain_id);
+                b["paymentPayload"]["accepted"]["network"] = json!("eip155:421614");
+                b
+            },
+            "invalid_exact_evm_network_mismatch",
+        ),
+    ];
+    for (what, body, reason) in &cases {
+        let (status, verified) = fixture.post("verify", body).await;
+        assert_eq!(status, 200, "{what}: {verified}");
+        assert_eq!(verified["isValid"], false, "{what}: {verified}");
+        assert_eq!(verified["invalidReason"], *reason, "{what}: {verified}");
+        let (status, settled) = fixture.post("settle", body).await;
+        assert_eq!(status, 200, "{what}: {settled}");
+        assert_eq!(settled["success"], false, "{what}: {settled}");
+        assert_eq!(settled["errorReason"], *reason, "{what}: {settled}");
+        assert_eq!(settled["transaction"], "", "{what}: nothing was sent");
+        assert!(settled["network"].is_string(), "{what}: {settled}");
+    }
+    // A reused authorization: settle once, then present it again with other requirements.
+    let (_, first) = fixture.post("settle", &base.body(payer, chain_id)).await;
+    assert_eq!(first["success"], true, "{first}");
+    let mut reused = base.body(payer, chain_id);
+    reused["paymentPayload"]["resource"]["url"] = json!("https://merchant.example/other");
+    let (_, second) = fixture.post("verify", &reused).await;
+    assert_eq!(
+        second["invalidReason"],
+        "invalid_exact_evm_nonce_already_used"
+    );
+
+    // Not x402 at all: HTTP errors with codes.
+    for (body, code) in [
+        (json!("not an object"), "malformed_json"),
+        (json!({ "x402Version": 2 }), "malformed_json"),
+        (
+            json!({ "x402Version": 9, "paymentPayload": { "x402Version": 9 }, "paymentRequirements": {} }),
+            "unsupported_x402_version",
+        ),
+    ] {
+        let (status, answer) = fixture.post("settle", &body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+    }
+    let raw = fixture
+        .client
+        .post(format!("{}/facilitator/verify", fixture.base))
+        .bearer_auth(&fixture.key)
+        .header("content-type", "application/json")
+        .body("{\"x402Version\":2,\"paymentPayload\":")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let mut bad_signature = base.body(payer, chain_id);
+    bad_signature["paymentPayload"]["payload"]["signature"] = json!("0xnothex");
+    let (_, answer) = fixture.post("verify", &bad_signature).await;
+    assert_eq!(answer["isValid"], false);
+    assert_eq!(
+        answer["invalidReason"], "invalid_exact_evm_failed_to_parse_signature",
+        "{answer}"
+    );
+
+    // Callers: no key, a key of the wrong role.
+    let (status, answer) = fixture
+        .post_as(None, "settle", &base.body(payer, chain_id))
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(answer["error"]["code"], "unauthenticated");
+    let (_, reader) = tenant_with_key(&fixture.store, "Reader", Role::TenantRead).await;
+    let (status, answer) = fixture
+        .post_as(Some(&reader), "settle", &base.body(payer, chain_id))
+        .await;
+    assert_eq!(status, 403, "{answer}");
+
+    let merchant_after = fixture.token_balance(fixture.merchant).await;
+    assert_eq!(
+        merchant_after - merchant_before,
+        U256::from(5_000u64),
+        "only the one good payment moved"
+    );
+    assert_eq!(
+        fixture.ledger_receivable().await,
+        Amount::from_atomic(5_000)
+    );
+}
+
+async fn fifty_concurrent_settles_make_one_transfer(backend: Backend) {
+    let fixture = Fixture::start(Setup::new(backend)).await;
+    let payer = fixture.payer(0);
+    let payment = Payment::new(&fixture, payer, 777);
+    let body = payment.body(payer, fixture.chain().chain_id());
+    let merchant_before = fixture.token_balance(fixture.merchant).await;
+    let answers = futures::future::join_all((0..50).map(|_| fixture.post("settle", &body))).await;
+    let hashes: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|(status, answer)| {
+            assert_eq!(*status, 200, "{answer}");
+            assert_eq!(answer["success"], true, "{answer}");
+            answer["transaction"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(hashes.len(), 1, "every caller got the one outcome");
+    assert_eq!(
+        fixture.token_balance(fixture.merchant).await - merchant_before,
+        U256::from(777u64)
+    );
+    assert_eq!(fixture.ledger_receivable().await, Amount::from_atomic(777));
+    let nonce = fixture
+        .chain()
+        .provider()
+        .get_transaction_count(fixture.devnet.accounts().settlement_signer.address())
+        .await
+        .unwrap();
+    assert_eq!(nonce, 1, "the signer sent exactly one transaction");
+}
+
+use alloy::providers::Provider;
+
+async fn payment_identifiers_replay_or_conflict(backend: Backend) {
+    let fixture = Fixture::start(Setup::new(backend)).await;
+    let payer = fixture.payer(0);
+    let chain_id = fixture.chain().chain_id();
+    let identified = |id: &str| json!({ "payment-identifier": { "info": { "required": true, "id": id }, "schema": {} } });
+    let mut first = Payment::new(&fixture, payer, 100);
+    first.extensions = Some(identified("pay_0123456789abcdef0123"));
+    let (_, settled) = fixture.post("settle", &first.body(payer, chain_id)).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    // Same id, same payload: the stored answer.
+    let (status, replay) = fixture.post("settle", &first.body(payer, chain_id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(replay, settled);
+    // Same id, another payload: 409.
+    let mut second = Payment::new(&fixture, payer, 200);
+    second.extensions = Some(identified("pay_0123456789abcdef0123"));
+    let (status, conflict) = fixture.post("settle", &second.body(payer, chain_id)).await;
+    assert_eq!(status, 409, "{conflict}");
+    assert_eq!(conflict["error"]["code"], "payment_identifier_conflict");
+    // Required, but no id: 400.
+    let mut missing = Payment::new(&fixture, payer, 300);
+    missing.extensions =
+        Some(json!({ "payment-identifier": { "info": { "required": true }, "schema": {} } }));
+    let (status, refused) = fixture.post("settle", &missing.body(payer, chain_id)).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_payment_identifier");
+    // Malformed id: 400.
+    let mut malformed = Payment::new(&fixture, payer, 300);
+    malformed.extensions = Some(identified("short"));
+    let (status, _) = fixture
+        .post("settle", &malformed.body(payer, chain_id))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        fixture.ledger_receivable().await,
+        Amount::from_atomic(100),
+        "only the first payment moved"
+    );
+}
+
+/// A contract wallet pays: ERC-1271, through both `transferWithAuthorization` overloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn smart_wallets_pay_through_erc1271() {
+    let fixture = Fixture::start(Setup::new(Backend::Sqlite)).await;
+    let chain = fixture.chain();
+    let owner = fixture.payer(0);
+    let wallet = chain.deploy_smart_wallet(owner.address()).await.unwrap();
+    chain
+        .mint(chain.token().address, wallet, U256::from(1_000_000u64))
+        .await
+        .unwrap();
+    let merchant_before = fixture.token_balance(fixture.merchant).await;
+    // A 65-byte owner signature takes the (v, r, s) overload; a longer one the bytes overload.
+    for (value, suffix) in [(1_000u128, &[][..]), (2_000u128, &[0xee_u8; 7][..])] {
+        let mut payment = Payment::new(&fixture, owner, value);
+        payment.from = wallet;
+        let body = serde_json::json!({
+            "x402Version": 2,
+            "paymentPayload": payment.payload_signed_with(owner, chain.chain_id(), suffix),
+            "paymentRequirements": payment.requirements(),
+        });
+        let (_, verified) = fixture.post("verify", &body).await;
+        assert_eq!(verified["isValid"], true, "{verified}");
+        assert_eq!(verified["payer"], wallet.to_checksum(None));
+        let (_, settled) = fixture.post("settle", &body).await;
+        assert_eq!(settled["success"], true, "{settled}");
+    }
+    assert_eq!(fixture.token_balance(wallet).await, U256::from(997_000u64));
+    assert_eq!(
+        fixture.token_balance(fixture.merchant).await - merchant_before,
+        U256::from(3_000u64)
+    );
+    // Another key cannot sign for the wallet.
+    let mut forged = Payment::new(&fixture, owner, 10);
+    forged.from = wallet;
+    let body = serde_json::json!({
+        "x402Version": 2,
+        "paymentPayload": forged.payload_signed_with(fixture.payer(1), chain.chain_id(), &[]),
+        "paymentRequirements": forged.requirements(),
+    });
+    let (_, verified) = fixture.post("verify", &body).await;
+    assert_eq!(
+        verified["invalidReason"], "invalid_exact_evm_signature",
+        "{verified}"
+    );
+}
+
+/// ERC-6492 signatures of undeployed wallets are refused unless their factory is allowlisted
+/// (and the allowlist is empty by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counterfactual_wallets_need_an_allowlisted_factory() {
+    use alloy::sol_types::SolValue;
+    let fixture = Fixture::start(Setup::new(Backend::Sqlite)).await;
+    let owner = fixture.payer(0);
+    let undeployed = alloy::primitives::Address::repeat_byte(0x42);
+    let mut payment = Payment::new(&fixture, owner, 10);
+    payment.from = undeployed;
+    let mut body = serde_json::json!({
+        "x402Version": 2,
+        "paymentPayload": payment.payload_signed_with(owner, fixture.chain().chain_id(), &[]),
+        "paymentRequirements": payment.requirements(),
+    });
+    let inner = alloy::hex::decode(
+        body["paymentPayload"]["payload"]["signature"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+    )
+    .unwrap();
+    let factory = alloy::primitives::Address::repeat_byte(0x77);
+    let mut wrapped = (
+        factory,
+        alloy::primitives::Bytes::from(vec![1u8, 2, 3]),
+        alloy::primitives::Bytes::from(inner),
+    )
+        .abi_encode_params();
+    wrapped.extend_from_slice(&[0x64, 0x92].repeat(16));
+    body["paymentPayload"]["payload"]["signature"] =
+        json!(format!("0x{}", alloy::hex::encode(&wrapped)));
+    let (_, verified) = fixture.post("verify", &body).await;
+    assert_eq!(verified["isValid"], false);
+    assert_eq!(
+        verified["invalidReason"], "eip6492_factory_not_allowed",
+        "{verified}"
+    );
+}
+
+/// `/supported` lists what the resource servers register.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn supported_lists_kinds_extensions_and_signers() {
+    let fixture = Fixture::start(Setup::new(Backend::Sqlite)).await;
+    let response = fixture
+        .client
+        .get(format!("{}/facilitator/supported", fixture.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let supported: Value = response.json().await.unwrap();
+    let kinds = supported["kinds"].as_array().unwrap();
+    assert!(
+        kinds.contains(&json!({ "x402Version": 2, "scheme": "exact", "network": "eip155:84532" })),
+        "{supported}"
+    );
+    assert!(
+        kinds.contains(&json!({ "x402Version": 1, "scheme": "exact", "network": "base-sepolia" })),
+        "{supported}"
+    );
+    assert_eq!(supported["extensions"], json!(["payment-identifier"]));
+    let signer = fixture
+        .devnet
+        .accounts()
+        .settlement_signer
+        .address()
+        .to_checksum(None);
+    assert_eq!(supported["signers"]["eip155:*"], json!([signer]));
+}

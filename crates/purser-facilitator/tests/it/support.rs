@@ -1,0 +1,402 @@
+//! A facilitator over real backends and a real anvil devnet, served over TCP, and payments
+//! signed the way x402 clients sign them.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::signers::SignerSync;
+use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
+use purser_chain::devnet::{
+    Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, Mining, TestAccount, TokenInfo,
+};
+use purser_chain::eip3009::ExactTransfer;
+use purser_chain::rails::{Asset, Rails};
+use purser_chain::rpc::RpcPolicy;
+use purser_domain::auth::{Authenticator, Role, TenantScope, mint_api_key};
+use purser_domain::id::TenantId;
+use purser_domain::ledger::AccountKind;
+use purser_domain::money::Amount;
+use purser_domain::repo::Store;
+use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
+use purser_facilitator::{Facilitator, FacilitatorConfig, FacilitatorState};
+use purser_store_postgres::{PgStore, PgStoreOptions};
+use purser_store_sqlite::{SqliteStore, SqliteStoreOptions};
+use purser_testkit::postgres::TestDatabase;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How a fixture is set up.
+pub struct Setup {
+    pub backend: Backend,
+    pub mining: Mining,
+    /// The rail's RPC URLs; `None` for the chain's own.
+    pub rpc_urls: Option<Vec<String>>,
+    pub signers: usize,
+    pub receipt_timeout_seconds: u64,
+    pub config: FacilitatorConfig,
+}
+
+impl Setup {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            mining: Mining::Auto,
+            rpc_urls: None,
+            signers: 1,
+            receipt_timeout_seconds: 20,
+            config: FacilitatorConfig::default(),
+        }
+    }
+}
+
+/// A running facilitator, its chain, store and tenant.
+pub struct Fixture {
+    pub devnet: Devnet,
+    pub store: Arc<dyn Store>,
+    pub tenant: TenantId,
+    pub base: String,
+    pub key: String,
+    pub client: reqwest::Client,
+    pub merchant: Address,
+    server: tokio::task::JoinHandle<()>,
+    _guard: Box<dyn Any + Send>,
+}
+
+pub async fn open_store(backend: Backend) -> (Arc<dyn Store>, Box<dyn Any + Send>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open_dir(dir.path(), &SqliteStoreOptions::default())
+                .await
+                .unwrap();
+            store.migrate().await.unwrap();
+            (Arc::new(store), Box::new(dir))
+        }
+        Backend::Postgres => {
+            let database = TestDatabase::create().await;
+            let store = PgStore::connect(database.url(), &PgStoreOptions::default())
+                .await
+                .unwrap();
+            store.migrate().await.unwrap();
+            (Arc::new(store), Box::new(database))
+        }
+    }
+}
+
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub async fn devnet(mining: Mining, extra_signers: usize) -> Devnet {
+    Devnet::start(DevnetOptions {
+        repo_root: Some(repo_root()),
+        mining,
+        payer_accounts: 4 + extra_signers,
+        ..DevnetOptions::with_chains(vec![DevnetChainSpec::base_sepolia()])
+    })
+    .await
+    .expect("start the devnet")
+}
+
+/// The rail for the devnet's chain with `signers` keys (the settlement signer, then payer
+/// accounts beyond the first four).
+pub fn rail_config(
+    devnet: &Devnet,
+    rpc_urls: Vec<String>,
+    signers: usize,
+    receipt_timeout_seconds: u64,
+) -> (RailConfig, Vec<tempfile::NamedTempFile>) {
+    let chain = &devnet.chains()[0];
+    let token = chain.token();
+    let accounts = devnet.accounts();
+    let mut keys = vec![accounts.settlement_signer.private_key_hex()];
+    keys.extend(
+        accounts
+            .payers
+            .iter()
+            .skip(4)
+            .take(signers.saturating_sub(1))
+            .map(|a| a.private_key_hex()),
+    );
+    let files: Vec<tempfile::NamedTempFile> = keys
+        .iter()
+        .map(|key| {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), key).unwrap();
+            file
+        })
+        .collect();
+    let config = RailConfig {
+        network: chain.network(),
+        rpc_urls,
+        confirmations: 1,
+        receipt_timeout_seconds,
+        signers: files
+            .iter()
+            .map(|f| SignerSource::File {
+                file: f.path().to_owned(),
+            })
+            .collect(),
+        assets: vec![AssetConfig {
+            address: format!("{:#x}", token.address),
+            name: token.name.clone(),
+            version: token.version.clone(),
+            decimals: token.decimals,
+            symbol: Some(token.symbol.clone()),
+        }],
+        erc6492_factories: vec![],
+    };
+    (config, files)
+}
+
+pub async fn tenant_with_key(store: &Arc<dyn Store>, name: &str, role: Role) -> (TenantId, String) {
+    let tenant = store
+        .create_tenant(NewTenant::new(
+            TenantName::parse(name).unwrap(),
+            TenantKind::Merchant,
+        ))
+        .await
+        .unwrap();
+    let (record, token) = mint_api_key(Some(tenant.id), role, "facilitator test").unwrap();
+    store.insert_api_key(record).await.unwrap();
+    (tenant.id, token.expose().to_owned())
+}
+
+impl Fixture {
+    pub async fn start(setup: Setup) -> Self {
+        let devnet = devnet(setup.mining, setup.signers).await;
+        let (store, guard) = open_store(setup.backend).await;
+        let rpc_urls = setup
+            .rpc_urls
+            .clone()
+            .unwrap_or_else(|| vec![devnet.chains()[0].rpc_url().to_owned()]);
+        let (rail, key_files) = rail_config(
+            &devnet,
+            rpc_urls,
+            setup.signers,
+            setup.receipt_timeout_seconds,
+        );
+        let rails = Rails::open(&[rail], fast_rpc())
+            .await
+            .expect("open the rail");
+        drop(key_files);
+        let (tenant, key) = tenant_with_key(&store, "Merchant", Role::ResourceServer).await;
+        let facilitator =
+            Arc::new(Facilitator::new(store.clone(), Arc::new(rails), setup.config).unwrap());
+        let router = purser_http::layers::apply(
+            purser_facilitator::router(FacilitatorState {
+                facilitator: facilitator.clone(),
+                authenticator: Arc::new(Authenticator::new(store.clone())),
+            }),
+            Default::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        let merchant = devnet.accounts().payers[3].address();
+        Self {
+            devnet,
+            store,
+            tenant,
+            base,
+            key,
+            client: purser_testkit::http_client(),
+            merchant,
+            server,
+            _guard: guard,
+        }
+    }
+
+    pub fn chain(&self) -> &DevnetChain {
+        &self.devnet.chains()[0]
+    }
+
+    pub fn payer(&self, index: usize) -> &TestAccount {
+        &self.devnet.accounts().payers[index]
+    }
+
+    /// POSTs `body` to `/facilitator/<path>` with the fixture's key.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_as(Some(&self.key), path, body).await
+    }
+
+    pub async fn post_as(&self, key: Option<&str>, path: &str, body: &Value) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/facilitator/{path}", self.base))
+            .json(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("reach the facilitator");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn token_balance(&self, owner: Address) -> U256 {
+        self.chain().balance_of(owner).await.unwrap()
+    }
+
+    /// The merchant's posted receivable in the ledger.
+    pub async fn ledger_receivable(&self) -> Amount {
+        self.store
+            .account_balances(TenantScope::trusted(self.tenant))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.account.kind == AccountKind::MerchantReceivable)
+            .and_then(|b| b.posted_credit_balance())
+            .unwrap_or(Amount::ZERO)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Quick failover for tests: a dead endpoint costs a fraction of a second, not seconds.
+pub fn fast_rpc() -> RpcPolicy {
+    RpcPolicy {
+        attempt_timeout: std::time::Duration::from_millis(1_500),
+        rounds: 2,
+        backoff: std::time::Duration::from_millis(100),
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn random_nonce() -> B256 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    keccak256(format!(
+        "{nanos}-{}",
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ))
+}
+
+/// What a payment says, before signing; tests bend one field at a time.
+#[derive(Clone)]
+pub struct Payment {
+    pub network: String,
+    pub token: TokenInfo,
+    pub from: Address,
+    pub to: Address,
+    pub value: u128,
+    pub valid_after: u64,
+    pub valid_before: u64,
+    pub nonce: B256,
+    /// The amount the requirements ask for (normally `value`).
+    pub amount: u128,
+    /// `payTo` in the requirements (normally `to`).
+    pub pay_to: Address,
+    pub extensions: Option<Value>,
+}
+
+impl Payment {
+    pub fn new(fixture: &Fixture, payer: &TestAccount, value: u128) -> Self {
+        Self {
+            network: fixture.chain().network(),
+            token: fixture.chain().token().clone(),
+            from: payer.address(),
+            to: fixture.merchant,
+            value,
+            valid_after: 0,
+            valid_before: now() + 300,
+            nonce: random_nonce(),
+            amount: value,
+            pay_to: fixture.merchant,
+            extensions: None,
+        }
+    }
+
+    pub fn requirements(&self) -> Value {
+        json!({
+            "scheme": "exact",
+            "network": self.network,
+            "amount": self.amount.to_string(),
+            "asset": self.token.address.to_checksum(None),
+            "payTo": self.pay_to.to_checksum(None),
+            "maxTimeoutSeconds": 300,
+            "extra": { "name": self.token.name, "version": self.token.version },
+        })
+    }
+
+    fn transfer(&self, signature: Vec<u8>) -> ExactTransfer {
+        ExactTransfer {
+            from: self.from,
+            to: self.to,
+            value: U256::from(self.value),
+            valid_after: self.valid_after,
+            valid_before: self.valid_before,
+            nonce: self.nonce,
+            signature: signature.into(),
+        }
+    }
+
+    /// The EIP-712 digest of the authorization.
+    pub fn digest(&self, chain_id: u64) -> B256 {
+        let asset = Asset {
+            address: self.token.address,
+            name: self.token.name.clone(),
+            version: self.token.version.clone(),
+            decimals: self.token.decimals,
+            symbol: None,
+        };
+        self.transfer(vec![]).signing_hash(&asset, chain_id)
+    }
+
+    /// The x402 `PaymentPayload` signed by `key` (with `suffix` bytes after the signature).
+    pub fn payload_signed_with(&self, key: &TestAccount, chain_id: u64, suffix: &[u8]) -> Value {
+        let signature = key.signer().sign_hash_sync(&self.digest(chain_id)).unwrap();
+        let mut bytes = signature.as_bytes().to_vec();
+        bytes.extend_from_slice(suffix);
+        let mut payload = json!({
+            "x402Version": 2,
+            "resource": { "url": "https://merchant.example/paid", "description": "a paid thing" },
+            "accepted": self.requirements(),
+            "payload": {
+                "signature": format!("0x{}", alloy::hex::encode(&bytes)),
+                "authorization": {
+                    "from": self.from.to_checksum(None),
+                    "to": self.to.to_checksum(None),
+                    "value": self.value.to_string(),
+                    "validAfter": self.valid_after.to_string(),
+                    "validBefore": self.valid_before.to_string(),
+                    "nonce": self.nonce.to_string(),
+                },
+            },
+        });
+        if let Some(extensions) = &self.extensions {
+            payload["extensions"] = extensions.clone();
+        }
+        payload
+    }
+
+    /// The `/verify` and `/settle` body, signed by the payer (`key`).
+    pub fn body(&self, key: &TestAccount, chain_id: u64) -> Value {
+        json!({
+            "x402Version": 2,
+            "paymentPayload": self.payload_signed_with(key, chain_id, &[]),
+            "paymentRequirements": self.requirements(),
+        })
+    }
+}
