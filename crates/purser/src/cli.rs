@@ -11,6 +11,8 @@ use purser_domain::auth::{Role, mint_api_key};
 use purser_domain::id::TenantId;
 use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
 
+use purser_chain::devnet;
+
 use crate::app::{self, Database, Platform};
 use crate::config::Config;
 
@@ -41,6 +43,27 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Local anvil chains for development: Base, Arbitrum and Optimism stand-ins with Purser's
+    /// EIP-3009 token deployed and test accounts funded.
+    #[command(subcommand)]
+    Devnet(DevnetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevnetCommand {
+    /// Start the chains in the background; write DIR/devnet.json and DIR/purser.toml.
+    Up {
+        #[arg(long, default_value = ".devnet")]
+        dir: PathBuf,
+        /// Do not place a copy of the token at each chain's canonical testnet USDC address.
+        #[arg(long)]
+        no_canonical_usdc: bool,
+    },
+    /// Stop the chains started in DIR.
+    Down {
+        #[arg(long, default_value = ".devnet")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +157,51 @@ pub async fn run(
                 purser_http::serve::shutdown_signal(),
             )
             .await
+        }
+        Command::Devnet(DevnetCommand::Up {
+            dir,
+            no_canonical_usdc,
+        }) => {
+            let options = devnet::DevnetOptions {
+                canonical_usdc: !no_canonical_usdc,
+                ..devnet::DevnetOptions::default()
+            };
+            let manifest = devnet::up(&dir, options).await?;
+            for chain in &manifest.chains {
+                writeln!(
+                    out,
+                    "{:<18} {:<16} {}  token {} ({} v{})",
+                    chain.name,
+                    chain.network,
+                    chain.rpc_url,
+                    chain.token.address,
+                    chain.token.name,
+                    chain.token.version
+                )?;
+            }
+            writeln!(
+                out,
+                "funded test accounts: {} (keys in {}/devnet.json)",
+                manifest.accounts.len(),
+                dir.display()
+            )?;
+            writeln!(
+                out,
+                "run Purser on these rails with: purser --config {}/purser.toml serve",
+                dir.display()
+            )?;
+            writeln!(out, "{}", dir.join("purser.toml").display())?;
+            Ok(())
+        }
+        Command::Devnet(DevnetCommand::Down { dir }) => {
+            let outcome = devnet::down(&dir).await?;
+            writeln!(
+                out,
+                "stopped {} chain(s) in {}",
+                outcome.terminated + outcome.killed,
+                dir.display()
+            )?;
+            Ok(())
         }
         Command::Migrate => {
             let database = Database::open(&config.storage).await?;

@@ -31,6 +31,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub operator_token: String,
     pub config: Config,
+    /// The application's store, for tests that set up or check data directly.
+    #[allow(dead_code)] // used by some test modules, not all
+    pub store: Arc<dyn Store>,
     /// The PostgreSQL database's name, on the production backends.
     pub database_name: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -44,6 +47,15 @@ impl TestApp {
     }
 
     pub async fn start_with(backends: Backends, config: Config) -> Self {
+        Self::start_with_rails(backends, config, purser_chain::rails::Rails::default()).await
+    }
+
+    /// Like [`Self::start_with`], settling on `rails`.
+    pub async fn start_with_rails(
+        backends: Backends,
+        config: Config,
+        rails: purser_chain::rails::Rails,
+    ) -> Self {
         let mut guards: Vec<Box<dyn Any + Send>> = Vec::new();
         let mut database_name = None;
         let (store, coordination): (Arc<dyn Store>, Arc<dyn Coordination>) = match backends {
@@ -79,13 +91,9 @@ impl TestApp {
         };
         let (record, token) = mint_api_key(None, Role::Operator, "test operator").unwrap();
         store.insert_api_key(record).await.unwrap();
-        let platform = Platform::from_parts(
-            store,
-            coordination,
-            Default::default(),
-            config.facilitator.clone(),
-        )
-        .unwrap();
+        let store_for_tests = store.clone();
+        let platform =
+            Platform::from_parts(store, coordination, rails, config.facilitator.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -101,6 +109,7 @@ impl TestApp {
             client: purser_testkit::http_client(),
             operator_token: token.expose().to_owned(),
             config,
+            store: store_for_tests,
             database_name,
             shutdown: Some(shutdown),
             server: Some(server),

@@ -5,4 +5,5 @@ mod cli;
 mod deploy;
 mod graphql;
 mod harness;
+mod interop;
 mod ops;

@@ -1,0 +1,1 @@
+//! Interop with the official x402 SDK (written next).
