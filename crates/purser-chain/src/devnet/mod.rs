@@ -29,6 +29,7 @@ pub mod contracts;
 mod detached;
 mod error;
 mod files;
+pub mod payment;
 mod spec;
 
 use std::path::PathBuf;

@@ -16,7 +16,7 @@ use purser_domain::settlement::SettlementStatus;
 use purser_facilitator::{Facilitator, FacilitatorConfig, Reconciler};
 use purser_testkit::proxy::{Fault, FaultyProxy};
 
-use crate::support::{Backend, Fixture, Payment, Setup, fast_rpc, rail_config};
+use crate::support::{Backend, Fixture, Setup, fast_rpc, rail_config};
 
 fn anvil_address(url: &str) -> SocketAddr {
     url.trim_start_matches("http://").parse().unwrap()
@@ -79,7 +79,7 @@ async fn a_dead_or_slow_endpoint_fails_over_to_the_next() {
         Fault::Delay(Duration::from_secs(4)),
     ] {
         proxy.set(fault);
-        let payment = Payment::new(&fixture, payer, 50);
+        let payment = fixture.payment(payer, 50);
         let answer = settle_with(&facilitator, &fixture, &payment.body(payer, chain_id)).await;
         assert!(answer.success, "{fault:?}: {answer:?}");
     }
@@ -97,7 +97,7 @@ async fn an_unreachable_chain_before_broadcast_moves_nothing_and_may_be_retried(
     )
     .await;
     let payer = fixture.payer(0);
-    let payment = Payment::new(&fixture, payer, 42);
+    let payment = fixture.payment(payer, 42);
     let body = payment.body(payer, fixture.chain().chain_id());
     proxy.set(Fault::Refuse);
     let answer = settle_with(&facilitator, &fixture, &body).await;
@@ -150,7 +150,7 @@ async fn an_unknown_outcome_is_pending_then_reconciled(backend: Backend) {
     let facilitator =
         facilitator_with(&fixture, vec![proxy.url()], 2, FacilitatorConfig::default()).await;
     let payer = fixture.payer(0);
-    let payment = Payment::new(&fixture, payer, 900);
+    let payment = fixture.payment(payer, 900);
     let body = payment.body(payer, fixture.chain().chain_id());
     let merchant_before = fixture.token_balance(fixture.merchant).await;
 
@@ -211,7 +211,7 @@ async fn a_crash_after_broadcast_resumes_without_a_second_transfer(backend: Back
     )
     .await;
     let payer = fixture.payer(0);
-    let payment = Payment::new(&fixture, payer, 333);
+    let payment = fixture.payment(payer, 333);
     let body = payment.body(payer, fixture.chain().chain_id());
     let signer = fixture.devnet.accounts().settlement_signer.address();
     let merchant_before = fixture.token_balance(fixture.merchant).await;
@@ -279,7 +279,7 @@ async fn a_transaction_stuck_below_the_base_fee_is_replaced() {
     )
     .await;
     let payer = fixture.payer(0);
-    let payment = Payment::new(&fixture, payer, 1_234);
+    let payment = fixture.payment(payer, 1_234);
     let body = payment.body(payer, fixture.chain().chain_id());
     let first = settle_with(&facilitator, &fixture, &body).await;
     assert!(first.is_pending(), "{first:?}");
@@ -373,7 +373,7 @@ async fn a_nonce_gap_is_found_and_filled() {
     );
 
     let payer = fixture.payer(0);
-    let payment = Payment::new(&fixture, payer, 64);
+    let payment = fixture.payment(payer, 64);
     let body = payment.body(payer, fixture.chain().chain_id());
     let answer = settle_with(&facilitator, &fixture, &body).await;
     assert!(
@@ -419,7 +419,7 @@ async fn two_instances_sharing_a_signer_never_collide() {
     let bodies: Vec<serde_json::Value> = (0..12)
         .map(|i| {
             let payer = fixture.payer(i % 3);
-            Payment::new(&fixture, payer, 10 + i as u128).body(payer, chain_id)
+            fixture.payment(payer, 10 + i as u128).body(payer, chain_id)
         })
         .collect();
     let answers = futures::future::join_all(bodies.iter().enumerate().map(|(i, body)| {
@@ -457,7 +457,7 @@ async fn several_signers_share_the_load() {
     let chain_id = fixture.chain().chain_id();
     let answers = futures::future::join_all((0..6).map(|i| {
         let payer = fixture.payer(i % 3);
-        let body = Payment::new(&fixture, payer, 5).body(payer, chain_id);
+        let body = fixture.payment(payer, 5).body(payer, chain_id);
         let fixture = &fixture;
         async move { fixture.post("settle", &body).await }
     }))

@@ -5,7 +5,7 @@ use purser_domain::auth::Role;
 use purser_domain::money::Amount;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Fixture, Payment, Setup, now, tenant_with_key};
+use crate::support::{Backend, Fixture, Setup, now, tenant_with_key};
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -39,7 +39,7 @@ async fn a_payment_is_verified_settled_and_booked_once(backend: Backend) {
     let fixture = Fixture::start(Setup::new(backend)).await;
     let payer = fixture.payer(0);
     let chain_id = fixture.chain().chain_id();
-    let payment = Payment::new(&fixture, payer, 12_345);
+    let payment = fixture.payment(payer, 12_345);
     let body = payment.body(payer, chain_id);
     let before = (
         fixture.token_balance(payer.address()).await,
@@ -93,7 +93,7 @@ async fn bad_payments_get_their_reasons_and_move_nothing(backend: Backend) {
     let other = fixture.payer(1);
     let chain_id = fixture.chain().chain_id();
     let merchant_before = fixture.token_balance(fixture.merchant).await;
-    let base = Payment::new(&fixture, payer, 5_000);
+    let base = fixture.payment(payer, 5_000);
     let broke = purser_chain::devnet::TestAccount::from_private_key(crate::support::random_nonce())
         .unwrap();
 
@@ -289,7 +289,7 @@ async fn bad_payments_get_their_reasons_and_move_nothing(backend: Backend) {
 async fn fifty_concurrent_settles_make_one_transfer(backend: Backend) {
     let fixture = Fixture::start(Setup::new(backend)).await;
     let payer = fixture.payer(0);
-    let payment = Payment::new(&fixture, payer, 777);
+    let payment = fixture.payment(payer, 777);
     let body = payment.body(payer, fixture.chain().chain_id());
     let merchant_before = fixture.token_balance(fixture.merchant).await;
     let answers = futures::future::join_all((0..50).map(|_| fixture.post("settle", &body))).await;
@@ -323,7 +323,7 @@ async fn payment_identifiers_replay_or_conflict(backend: Backend) {
     let payer = fixture.payer(0);
     let chain_id = fixture.chain().chain_id();
     let identified = |id: &str| json!({ "payment-identifier": { "info": { "required": true, "id": id }, "schema": {} } });
-    let mut first = Payment::new(&fixture, payer, 100);
+    let mut first = fixture.payment(payer, 100);
     first.extensions = Some(identified("pay_0123456789abcdef0123"));
     let (_, settled) = fixture.post("settle", &first.body(payer, chain_id)).await;
     assert_eq!(settled["success"], true, "{settled}");
@@ -332,20 +332,20 @@ async fn payment_identifiers_replay_or_conflict(backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(replay, settled);
     // Same id, another payload: 409.
-    let mut second = Payment::new(&fixture, payer, 200);
+    let mut second = fixture.payment(payer, 200);
     second.extensions = Some(identified("pay_0123456789abcdef0123"));
     let (status, conflict) = fixture.post("settle", &second.body(payer, chain_id)).await;
     assert_eq!(status, 409, "{conflict}");
     assert_eq!(conflict["error"]["code"], "payment_identifier_conflict");
     // Required, but no id: 400.
-    let mut missing = Payment::new(&fixture, payer, 300);
+    let mut missing = fixture.payment(payer, 300);
     missing.extensions =
         Some(json!({ "payment-identifier": { "info": { "required": true }, "schema": {} } }));
     let (status, refused) = fixture.post("settle", &missing.body(payer, chain_id)).await;
     assert_eq!(status, 400, "{refused}");
     assert_eq!(refused["error"]["code"], "invalid_payment_identifier");
     // Malformed id: 400.
-    let mut malformed = Payment::new(&fixture, payer, 300);
+    let mut malformed = fixture.payment(payer, 300);
     malformed.extensions = Some(identified("short"));
     let (status, _) = fixture
         .post("settle", &malformed.body(payer, chain_id))
@@ -372,7 +372,7 @@ async fn smart_wallets_pay_through_erc1271() {
     let merchant_before = fixture.token_balance(fixture.merchant).await;
     // A 65-byte owner signature takes the (v, r, s) overload; a longer one the bytes overload.
     for (value, suffix) in [(1_000u128, &[][..]), (2_000u128, &[0xee_u8; 7][..])] {
-        let mut payment = Payment::new(&fixture, owner, value);
+        let mut payment = fixture.payment(owner, value);
         payment.from = wallet;
         let body = serde_json::json!({
             "x402Version": 2,
@@ -391,7 +391,7 @@ async fn smart_wallets_pay_through_erc1271() {
         U256::from(3_000u64)
     );
     // Another key cannot sign for the wallet.
-    let mut forged = Payment::new(&fixture, owner, 10);
+    let mut forged = fixture.payment(owner, 10);
     forged.from = wallet;
     let body = serde_json::json!({
         "x402Version": 2,
@@ -413,7 +413,7 @@ async fn counterfactual_wallets_need_an_allowlisted_factory() {
     let fixture = Fixture::start(Setup::new(Backend::Sqlite)).await;
     let owner = fixture.payer(0);
     let undeployed = alloy::primitives::Address::repeat_byte(0x42);
-    let mut payment = Payment::new(&fixture, owner, 10);
+    let mut payment = fixture.payment(owner, 10);
     payment.from = undeployed;
     let mut body = serde_json::json!({
         "x402Version": 2,
