@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 const PURSER: &str = env!("CARGO_BIN_EXE_purser");
 
 /// `purser` with a clean `PURSER__*` environment plus `env`, run in `dir`.
-fn purser(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+pub(crate) fn purser(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(PURSER);
     command.current_dir(dir).args(args);
     for (key, _) in std::env::vars() {
@@ -25,11 +25,11 @@ fn purser(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     command
 }
 
-fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     purser(dir, args, env).output().expect("run purser")
 }
 
-fn last_line(output: &Output) -> String {
+pub(crate) fn last_line(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .last()
@@ -38,15 +38,22 @@ fn last_line(output: &Output) -> String {
 }
 
 /// A `purser serve` process on a port of its own choosing.
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
     fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = purser(dir, &["serve", "--listen", "127.0.0.1:0"], env)
+        Self::start_with(dir, &[], env)
+    }
+
+    /// `purser <global_args> serve` on a port of its own choosing.
+    pub(crate) fn start_with(dir: &Path, global_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut args = global_args.to_vec();
+        args.extend(["serve", "--listen", "127.0.0.1:0"]);
+        let mut child = purser(dir, &args, env)
             .env("PURSER__TELEMETRY__LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -78,7 +85,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    fn terminate(mut self) -> String {
+    pub(crate) fn terminate(mut self) -> String {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

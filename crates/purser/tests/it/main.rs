@@ -2,6 +2,7 @@
 //! binary as a process.
 
 mod cli;
+mod crash;
 mod deploy;
 mod graphql;
 mod harness;
