@@ -475,3 +475,81 @@ async fn supported_lists_kinds_extensions_and_signers() {
         .to_checksum(None);
     assert_eq!(supported["signers"]["eip155:*"], json!([signer]));
 }
+
+/// x402 v1 bodies (`maxAmountRequired`, network names) are verified and settled too, and
+/// answered with the network as the request named it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn v1_requests_are_served_in_v1_terms() {
+    let fixture = Fixture::start(Setup::new(Backend::Sqlite)).await;
+    let payer = fixture.payer(0);
+    let payment = fixture.payment(payer, 2_500);
+    let v2 = payment.body(payer, fixture.chain().chain_id());
+    let requirements = json!({
+        "scheme": "exact",
+        "network": "base-sepolia",
+        "maxAmountRequired": "2500",
+        "resource": "https://merchant.example/paid",
+        "description": "a paid thing",
+        "mimeType": "application/json",
+        "payTo": v2["paymentRequirements"]["payTo"],
+        "maxTimeoutSeconds": 300,
+        "asset": v2["paymentRequirements"]["asset"],
+        "extra": v2["paymentRequirements"]["extra"],
+    });
+    let body = json!({
+        "x402Version": 1,
+        "paymentPayload": {
+            "x402Version": 1,
+            "scheme": "exact",
+            "network": "base-sepolia",
+            "payload": v2["paymentPayload"]["payload"],
+        },
+        "paymentRequirements": requirements,
+    });
+    let (status, verified) = fixture.post("verify", &body).await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(verified["isValid"], true, "{verified}");
+    let mut short = body.clone();
+    short["paymentRequirements"]["maxAmountRequired"] = json!("2501");
+    let (_, refused) = fixture.post("verify", &short).await;
+    assert_eq!(
+        refused["invalidReason"], "invalid_exact_evm_authorization_value",
+        "the v1 verifier's string: {refused}"
+    );
+    let (_, settled) = fixture.post("settle", &body).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(settled["network"], "base-sepolia");
+    assert_eq!(
+        fixture.ledger_receivable().await,
+        Amount::from_atomic(2_500)
+    );
+}
+
+/// With anonymous access configured, callers without a key settle for the configured tenant;
+/// a bad key is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn anonymous_callers_settle_for_the_configured_tenant_when_allowed() {
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.anonymous = true;
+    let fixture = Fixture::start(setup).await;
+    let payer = fixture.payer(0);
+    let body = fixture
+        .payment(payer, 99)
+        .body(payer, fixture.chain().chain_id());
+    let (status, settled) = fixture.post_as(None, "settle", &body).await;
+    assert_eq!(status, 200, "{settled}");
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(
+        fixture.ledger_receivable().await,
+        Amount::from_atomic(99),
+        "booked to the anonymous tenant"
+    );
+    let (status, _) = fixture
+        .post_as(
+            Some("psk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            "settle",
+            &body,
+        )
+        .await;
+    assert_eq!(status, 401);
+}

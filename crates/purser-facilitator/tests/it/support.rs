@@ -38,6 +38,8 @@ pub struct Setup {
     pub signers: usize,
     pub receipt_timeout_seconds: u64,
     pub config: FacilitatorConfig,
+    /// Serve callers without a key, for the fixture's tenant.
+    pub anonymous: bool,
 }
 
 impl Setup {
@@ -49,6 +51,7 @@ impl Setup {
             signers: 1,
             receipt_timeout_seconds: 20,
             config: FacilitatorConfig::default(),
+            anonymous: false,
         }
     }
 }
@@ -185,8 +188,13 @@ impl Fixture {
             .expect("open the rail");
         drop(key_files);
         let (tenant, key) = tenant_with_key(&store, "Merchant", Role::ResourceServer).await;
+        let mut config = setup.config;
+        if setup.anonymous {
+            config.allow_anonymous = true;
+            config.anonymous_tenant = Some(tenant.to_string());
+        }
         let facilitator =
-            Arc::new(Facilitator::new(store.clone(), Arc::new(rails), setup.config).unwrap());
+            Arc::new(Facilitator::new(store.clone(), Arc::new(rails), config).unwrap());
         let router = purser_http::layers::apply(
             purser_facilitator::router(FacilitatorState {
                 facilitator: facilitator.clone(),
