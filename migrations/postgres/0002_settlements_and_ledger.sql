@@ -40,7 +40,7 @@ CREATE INDEX settlements_unfinished_idx ON settlements (updated_at)
 CREATE TABLE settlement_attempts (
     id                       uuid PRIMARY KEY,
     settlement_id            uuid REFERENCES settlements (id),
-    kind                     text        NOT NULL CHECK (kind IN ('transfer', 'gap_fill')),
+    kind                     text        NOT NULL CHECK (kind IN ('transfer', 'deploy', 'gap_fill')),
     network                  text        NOT NULL,
     signer                   text        NOT NULL CHECK (signer ~ '^0x[0-9a-f]{40}$'),
     signer_nonce             bigint      NOT NULL CHECK (signer_nonce >= 0),
@@ -51,8 +51,9 @@ CREATE TABLE settlement_attempts (
     created_at               timestamptz NOT NULL,
     broadcast_at             timestamptz,
     CONSTRAINT settlement_attempts_tx_hash_key UNIQUE (network, tx_hash),
-    CONSTRAINT settlement_attempts_transfer_has_settlement
-        CHECK ((kind = 'transfer') = (settlement_id IS NOT NULL))
+    -- Transfers and wallet deployments serve a settlement; gap fillers serve none.
+    CONSTRAINT settlement_attempts_gap_fill_has_no_settlement
+        CHECK ((kind = 'gap_fill') = (settlement_id IS NULL))
 );
 
 CREATE INDEX settlement_attempts_signer_nonce_idx ON settlement_attempts (network, signer, signer_nonce);

@@ -36,7 +36,7 @@ CREATE INDEX settlements_unfinished_idx ON settlements (updated_at)
 CREATE TABLE settlement_attempts (
     id                       BLOB    PRIMARY KEY NOT NULL CHECK (length(id) = 16),
     settlement_id            BLOB    REFERENCES settlements (id),
-    kind                     TEXT    NOT NULL CHECK (kind IN ('transfer', 'gap_fill')),
+    kind                     TEXT    NOT NULL CHECK (kind IN ('transfer', 'deploy', 'gap_fill')),
     network                  TEXT    NOT NULL,
     signer                   TEXT    NOT NULL CHECK (length(signer) = 42),
     signer_nonce             INTEGER NOT NULL CHECK (signer_nonce >= 0),
@@ -47,7 +47,7 @@ CREATE TABLE settlement_attempts (
     created_at               INTEGER NOT NULL,
     broadcast_at             INTEGER,
     UNIQUE (network, tx_hash),
-    CHECK ((kind = 'transfer') = (settlement_id IS NOT NULL))
+    CHECK ((kind = 'gap_fill') = (settlement_id IS NULL))
 ) STRICT;
 
 CREATE INDEX settlement_attempts_signer_nonce_idx ON settlement_attempts (network, signer, signer_nonce);

@@ -45,6 +45,18 @@ sol! {
     interface IErc1271 {
         function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4);
     }
+
+    /// The constructor arguments of `Erc6492Probe`.
+    struct ProbeArguments {
+        uint8 mode;
+        address factory;
+        bytes factoryCalldata;
+        address wallet;
+        bytes32 hash;
+        bytes signature;
+        address target;
+        bytes data;
+    }
 }
 
 /// ERC-1271's magic value for a valid signature.
@@ -260,8 +272,31 @@ fn invalid(reason: Reason, message: impl Into<String>) -> Verdict {
 /// An ERC-6492 signature, unwrapped.
 struct Erc6492 {
     factory: Address,
+    calldata: Bytes,
     inner: Bytes,
 }
+
+/// A counterfactual smart wallet's deployment: the factory and the call that deploys it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub factory: Address,
+    pub calldata: Bytes,
+}
+
+/// The creation code of `contracts/src/Erc6492Probe.sol`, run as a deployless `eth_call` to
+/// answer what a counterfactual wallet would do once deployed.
+static ERC6492_PROBE: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| {
+    let artefact: serde_json::Value =
+        serde_json::from_str(include_str!("../../../contracts/out/Erc6492Probe.json"))
+            .expect("the committed Erc6492Probe artefact is JSON");
+    let code = artefact["bytecode"]
+        .as_str()
+        .expect("the artefact has bytecode")
+        .trim_start_matches("0x");
+    alloy::hex::decode(code)
+        .expect("the artefact's bytecode is hex")
+        .into()
+});
 
 fn unwrap_erc6492(signature: &[u8]) -> Option<Result<Erc6492, ()>> {
     if signature.len() < 32 || signature[signature.len() - 32..] != ERC6492_MAGIC {
@@ -270,7 +305,11 @@ fn unwrap_erc6492(signature: &[u8]) -> Option<Result<Erc6492, ()>> {
     let body = &signature[..signature.len() - 32];
     Some(
         <(Address, Bytes, Bytes)>::abi_decode_params(body)
-            .map(|(factory, _calldata, inner)| Erc6492 { factory, inner })
+            .map(|(factory, calldata, inner)| Erc6492 {
+                factory,
+                calldata,
+                inner,
+            })
             .map_err(|_| ()),
     )
 }
@@ -368,6 +407,7 @@ impl Rail {
             })
             .await?;
         let mut signature: Bytes = transfer.signature.clone();
+        let mut deployment = None;
         if let Some(wrapped) = unwrap_erc6492(&transfer.signature) {
             let Ok(wrapped) = wrapped else {
                 return Ok(invalid(
@@ -382,14 +422,18 @@ impl Rail {
                         format!("factory {} is not allowlisted", wrapped.factory),
                     ));
                 }
-                return Ok(invalid(
-                    Reason::InvalidExactEvmPayloadUndeployedSmartWallet,
-                    "the smart wallet must be deployed before it pays",
-                ));
+                deployment = Some(Deployment {
+                    factory: wrapped.factory,
+                    calldata: wrapped.calldata,
+                });
             }
             signature = wrapped.inner;
         }
-        let signature_ok = if code.is_empty() {
+        let signature_ok = if let Some(deployment) = &deployment {
+            // The wallet does not exist yet: deploy it inside one call, then ask it.
+            self.probe(deployment, transfer.from, digest, &signature, None)
+                .await?
+        } else if code.is_empty() {
             match Signature::try_from(signature.as_ref()) {
                 Ok(sig) => sig
                     .recover_address_from_prehash(&digest)
@@ -506,7 +550,30 @@ impl Rail {
                 format!("the payer holds {balance}, less than {}", transfer.value),
             ));
         }
-        // Simulation: the call settlement will make, from a signer's address.
+        // Simulation: the call settlement will make, from a signer's address (after deploying
+        // the wallet, for a counterfactual one).
+        if let Some(deployment) = &deployment {
+            let transfer_call = transfer.calldata(&signature);
+            return Ok(
+                if self
+                    .probe(
+                        deployment,
+                        transfer.from,
+                        digest,
+                        &signature,
+                        Some((asset.address, transfer_call)),
+                    )
+                    .await?
+                {
+                    Verdict::Valid
+                } else {
+                    invalid(
+                        Reason::InvalidExactEvmTransactionSimulationFailed,
+                        "deploying the wallet and transferring does not succeed",
+                    )
+                },
+            );
+        }
         let caller = self
             .signers
             .first()
@@ -531,6 +598,74 @@ impl Rail {
             )),
             Err(unreachable) => Err(unreachable),
         }
+    }
+
+    /// Runs [`ERC6492_PROBE`] as a deployless call: deploys the wallet through its factory,
+    /// then checks `signature` over `digest` (`then = None`) or makes the call `then`.
+    async fn probe(
+        &self,
+        deployment: &Deployment,
+        wallet: Address,
+        digest: B256,
+        signature: &Bytes,
+        then: Option<(Address, Bytes)>,
+    ) -> Result<bool, RpcFailure> {
+        let (mode, target, data) = match then {
+            None => (0u8, Address::ZERO, Bytes::new()),
+            Some((target, data)) => (1u8, target, data),
+        };
+        let arguments = ProbeArguments {
+            mode,
+            factory: deployment.factory,
+            factoryCalldata: deployment.calldata.clone(),
+            wallet,
+            hash: digest,
+            signature: signature.clone(),
+            target,
+            data,
+        }
+        .abi_encode_params();
+        let mut code = ERC6492_PROBE.to_vec();
+        code.extend_from_slice(&arguments);
+        let mut request = TransactionRequest::default().input(Bytes::from(code).into());
+        request.to = Some(TxKind::Create);
+        match self
+            .rpc
+            .request("eth_call", |p| {
+                let request = request.clone();
+                async move { p.call(request).block(BlockId::latest()).await }
+            })
+            .await
+        {
+            Ok(answer) => Ok(answer.first() == Some(&1)),
+            Err(RpcFailure::Refused { .. }) => Ok(false),
+            Err(unreachable) => Err(unreachable),
+        }
+    }
+
+    /// The deployment a settlement must send before its transfer: the payer is a counterfactual
+    /// wallet of an allowlisted factory that still has no code.
+    pub async fn deployment_needed(
+        &self,
+        transfer: &ExactTransfer,
+    ) -> Result<Option<Deployment>, RpcFailure> {
+        let Some(Ok(wrapped)) = unwrap_erc6492(&transfer.signature) else {
+            return Ok(None);
+        };
+        if !self.erc6492_factories.contains(&wrapped.factory) {
+            return Ok(None);
+        }
+        let code = self
+            .rpc
+            .request("eth_getCode", |p| {
+                let from = transfer.from;
+                async move { p.get_code_at(from).await }
+            })
+            .await?;
+        Ok(code.is_empty().then_some(Deployment {
+            factory: wrapped.factory,
+            calldata: wrapped.calldata,
+        }))
     }
 
     async fn call(&self, to: Address, input: Bytes) -> Result<Bytes, RpcFailure> {
@@ -625,13 +760,15 @@ impl Rail {
             .await
     }
 
-    /// Gas for the settlement transaction, with a fifth on top; a fixed allowance when the
+    /// Gas for a call from `signer` to `to`, with a fifth on top; a fixed allowance when the
     /// node cannot estimate.
-    pub async fn transfer_gas(&self, signer: Address, asset: Address, calldata: &Bytes) -> u64 {
-        const FALLBACK_GAS: u64 = 150_000;
+    pub async fn call_gas(&self, signer: Address, to: Address, calldata: &Bytes) -> u64 {
+        // Enough for transferWithAuthorization with an ERC-1271 check, when the node cannot
+        // estimate (the payer's wallet is deployed only by an earlier transaction, say).
+        const FALLBACK_GAS: u64 = 250_000;
         let request = TransactionRequest::default()
             .from(signer)
-            .to(asset)
+            .to(to)
             .input(calldata.clone().into());
         match self
             .rpc

@@ -146,6 +146,8 @@ string_enum!(
     AttemptKind, "attempt kind" {
         /// `transferWithAuthorization` for a settlement.
         Transfer = "transfer",
+        /// Deploying the payer's counterfactual smart wallet (ERC-6492) before its transfer.
+        Deploy = "deploy",
         /// A zero-value transaction to the signer itself, filling a nonce nobody used.
         GapFill = "gap_fill",
     }

@@ -181,7 +181,11 @@ impl Reconciler {
             }
             ChainState::Waiting => {
                 let attempts = facilitator.store.attempts_for(settlement.id).await?;
-                if let Some(latest) = attempts.last() {
+                if let Some(latest) = attempts
+                    .iter()
+                    .rev()
+                    .find(|a| a.kind == AttemptKind::Transfer)
+                {
                     self.nudge(rail, latest, now, report).await?;
                 }
             }
@@ -285,8 +289,9 @@ impl Reconciler {
                 .filter(|a| a.signer_nonce == nonce)
                 .collect();
             if let Some(latest) = used.last() {
-                // Gap fillers have no settlement to look after them.
-                if latest.kind == AttemptKind::GapFill {
+                // Transfers are looked after with their settlement; gap fillers and wallet
+                // deployments here.
+                if latest.kind != AttemptKind::Transfer {
                     self.nudge(rail, latest, now, report).await?;
                 }
                 continue;

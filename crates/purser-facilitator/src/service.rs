@@ -527,6 +527,10 @@ impl Facilitator {
         let signer = rail
             .pick_signer()
             .ok_or_else(|| format!("no signer is configured for {}", rail.network))?;
+        let deployment = rail
+            .deployment_needed(transfer)
+            .await
+            .map_err(|e| format!("reading the payer's code: {e}"))?;
         let _in_order = signer.lock().await;
         let chain_pending = rail
             .pending_nonce(signer.address())
@@ -541,27 +545,61 @@ impl Facilitator {
             .fee_quote()
             .await
             .map_err(|e| format!("reading fees: {e}"))?;
+        let record =
+            |kind: AttemptKind, nonce: u64, signed: purser_chain::eip3009::SignedTransaction| {
+                Attempt {
+                    id: AttemptId::new(),
+                    settlement_id: Some(settlement.id),
+                    kind,
+                    network: rail.network.clone(),
+                    signer: signer.address_lower(),
+                    signer_nonce: nonce,
+                    tx_hash: hex_of(signed.hash.as_slice()),
+                    raw_tx: signed.raw.to_vec(),
+                    max_fee_per_gas: signed.max_fee_per_gas,
+                    max_priority_fee_per_gas: signed.max_priority_fee_per_gas,
+                    created_at: purser_domain::time::now(),
+                    broadcast_at: None,
+                }
+            };
+        let mut nonce = nonce;
+        if let Some(deployment) = deployment {
+            // A counterfactual wallet (ERC-6492, allowlisted factory) is deployed first, at the
+            // lower nonce, so the transfer after it finds the wallet's code.
+            let gas = rail
+                .call_gas(signer.address(), deployment.factory, &deployment.calldata)
+                .await;
+            let signed = rail
+                .sign(
+                    &signer,
+                    nonce,
+                    deployment.factory,
+                    deployment.calldata,
+                    gas,
+                    quote.offer(),
+                )
+                .map_err(|e| format!("signing the wallet deployment: {e}"))?;
+            let attempt = record(AttemptKind::Deploy, nonce, signed);
+            self.store
+                .record_attempt(attempt.clone())
+                .await
+                .map_err(|e| format!("recording the wallet deployment: {}", e.message()))?;
+            tracing::info!(settlement = %settlement.id, tx = %attempt.tx_hash, nonce, "wallet deployment recorded");
+            self.broadcast(rail, &attempt).await;
+            nonce = self
+                .store
+                .lease_signer_nonce(&rail.network, &signer.address_lower(), nonce + 1)
+                .await
+                .map_err(|e| format!("leasing a nonce: {}", e.message()))?;
+        }
         let calldata = transfer.settlement_calldata();
         let gas = rail
-            .transfer_gas(signer.address(), asset.address, &calldata)
+            .call_gas(signer.address(), asset.address, &calldata)
             .await;
         let signed = rail
             .sign(&signer, nonce, asset.address, calldata, gas, quote.offer())
             .map_err(|e| format!("signing: {e}"))?;
-        let attempt = Attempt {
-            id: AttemptId::new(),
-            settlement_id: Some(settlement.id),
-            kind: AttemptKind::Transfer,
-            network: rail.network.clone(),
-            signer: signer.address_lower(),
-            signer_nonce: nonce,
-            tx_hash: hex_of(signed.hash.as_slice()),
-            raw_tx: signed.raw.to_vec(),
-            max_fee_per_gas: signed.max_fee_per_gas,
-            max_priority_fee_per_gas: signed.max_priority_fee_per_gas,
-            created_at: purser_domain::time::now(),
-            broadcast_at: None,
-        };
+        let attempt = record(AttemptKind::Transfer, nonce, signed);
         self.store
             .record_attempt(attempt.clone())
             .await
@@ -686,7 +724,14 @@ impl Facilitator {
         rail: &Rail,
         transfer: &ExactTransfer,
     ) -> Result<ChainState> {
-        let attempts = self.store.attempts_for(settlement.id).await?;
+        // Only transfers decide the outcome; a wallet deployment merely precedes one.
+        let attempts: Vec<Attempt> = self
+            .store
+            .attempts_for(settlement.id)
+            .await?
+            .into_iter()
+            .filter(|a| a.kind == AttemptKind::Transfer)
+            .collect();
         if attempts.is_empty() {
             return Ok(ChainState::Waiting);
         }

@@ -553,3 +553,131 @@ async fn anonymous_callers_settle_for_the_configured_tenant_when_allowed() {
         .await;
     assert_eq!(status, 401);
 }
+
+alloy::sol! {
+    interface ITestSmartWalletFactory {
+        function deploy(address owner, bytes32 salt) external returns (address wallet);
+        function predict(address owner, bytes32 salt) external view returns (address);
+    }
+}
+
+/// An undeployed wallet of an allowlisted factory pays with an ERC-6492 signature: verified by
+/// deploying it inside a call, settled by deploying it, then transferring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counterfactual_wallets_of_allowlisted_factories_pay() {
+    use alloy::primitives::Bytes;
+    use alloy::sol_types::{SolCall, SolValue};
+    use purser_domain::settlement::AttemptKind;
+    let fixture = Fixture::start(Setup::new(Backend::Sqlite)).await;
+    let chain = fixture.chain();
+    let artefact: Value = serde_json::from_str(include_str!(
+        "../../../../contracts/out/TestSmartWalletFactory.json"
+    ))
+    .unwrap();
+    let creation = alloy::hex::decode(
+        artefact["bytecode"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+    )
+    .unwrap();
+    let factory = chain.deploy_contract(creation.into()).await.unwrap();
+    let owner = fixture.payer(0);
+    let salt = crate::support::random_nonce();
+    let wallet = chain
+        .call(
+            factory,
+            &ITestSmartWalletFactory::predictCall {
+                owner: owner.address(),
+                salt,
+            },
+        )
+        .await
+        .unwrap();
+    chain
+        .mint(chain.token().address, wallet, U256::from(50_000u64))
+        .await
+        .unwrap();
+    assert!(
+        chain
+            .provider()
+            .get_code_at(wallet)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not deployed yet"
+    );
+
+    let mut payment = fixture.payment(owner, 20_000);
+    payment.from = wallet;
+    let mut body = json!({
+        "x402Version": 2,
+        "paymentPayload": payment.payload_signed_with(owner, chain.chain_id(), &[]),
+        "paymentRequirements": payment.requirements(),
+    });
+    let inner = alloy::hex::decode(
+        body["paymentPayload"]["payload"]["signature"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+    )
+    .unwrap();
+    let deploy = ITestSmartWalletFactory::deployCall {
+        owner: owner.address(),
+        salt,
+    }
+    .abi_encode();
+    let mut wrapped = (factory, Bytes::from(deploy), Bytes::from(inner)).abi_encode_params();
+    wrapped.extend_from_slice(&[0x64, 0x92].repeat(16));
+    body["paymentPayload"]["payload"]["signature"] =
+        json!(format!("0x{}", alloy::hex::encode(&wrapped)));
+
+    let (rail, _keys) =
+        crate::support::rail_config(&fixture.devnet, vec![chain.rpc_url().to_owned()], 1, 20);
+    let rail = purser_chain::config::RailConfig {
+        erc6492_factories: vec![format!("{factory:#x}")],
+        ..rail
+    };
+    let rails = purser_chain::rails::Rails::open(&[rail], crate::support::fast_rpc())
+        .await
+        .unwrap();
+    let facilitator = purser_facilitator::Facilitator::new(
+        fixture.store.clone(),
+        std::sync::Arc::new(rails),
+        Default::default(),
+    )
+    .unwrap();
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let verified = facilitator.verify(&bytes).await.unwrap();
+    assert!(verified.is_valid, "{verified:?}");
+    let scope = purser_domain::auth::TenantScope::trusted(fixture.tenant);
+    let settled = facilitator.settle(scope, &bytes).await.unwrap();
+    assert!(settled.success, "{settled:?}");
+    assert!(
+        !chain
+            .provider()
+            .get_code_at(wallet)
+            .await
+            .unwrap()
+            .is_empty(),
+        "deployed by the settlement"
+    );
+    assert_eq!(fixture.token_balance(wallet).await, U256::from(30_000u64));
+    let signer = format!(
+        "{:#x}",
+        fixture.devnet.accounts().settlement_signer.address()
+    );
+    let kinds: Vec<AttemptKind> = fixture
+        .store
+        .signer_attempts_from(&chain.network(), &signer, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.kind)
+        .collect();
+    assert_eq!(kinds, vec![AttemptKind::Deploy, AttemptKind::Transfer]);
+    assert_eq!(
+        fixture.ledger_receivable().await,
+        Amount::from_atomic(20_000)
+    );
+}
