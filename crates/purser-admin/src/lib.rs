@@ -7,6 +7,7 @@ mod error;
 mod handler;
 mod mutation;
 mod pagination;
+mod payments;
 mod query;
 mod types;
 
@@ -65,11 +66,15 @@ impl AdminState {
 fn schema_builder(
     limits: GraphqlLimits,
 ) -> async_graphql::SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
-    Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_recursive_depth(32)
-        .limit_directives(16)
+    Schema::build(
+        query::QueryRoot::default(),
+        mutation::MutationRoot,
+        EmptySubscription,
+    )
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .limit_recursive_depth(32)
+    .limit_directives(16)
 }
 
 /// The schema in SDL, as committed in `schema.graphql`.

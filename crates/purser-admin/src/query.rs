@@ -3,15 +3,22 @@ use async_graphql::{Context, ID, Object};
 use purser_domain::auth::{Access, Principal};
 use purser_domain::id::TenantId;
 
-use crate::context::{parse_optional_id, principal, store};
+use crate::context::{parse_id, parse_optional_id, principal, store};
 use crate::error::{GqlError, GqlResult};
 use crate::pagination::{IdCursor, RelayArgs, connection};
+use crate::payments::{LedgerBalance, Settlement};
 use crate::types::{ApiKey, RoleGql, Tenant};
 
-pub struct QueryRoot;
+#[derive(Default)]
+pub struct AdminQuery;
 
-#[Object(name = "Query")]
-impl QueryRoot {
+/// The root query: each area's fields, merged.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(AdminQuery, PaymentsQuery);
+
+#[Object]
+impl AdminQuery {
     /// The key making this request.
     async fn viewer(&self, ctx: &Context<'_>) -> GqlResult<Viewer> {
         Ok(Viewer(principal(ctx)?))
@@ -84,6 +91,68 @@ impl QueryRoot {
         Ok(connection(&request, page.map(ApiKey), |k| k.0.id.as_uuid()))
     }
 }
+
+#[Object]
+impl PaymentsQuery {
+    /// Settlements of a tenant, in creation order. Tenant keys read their own; operators name
+    /// the tenant.
+    #[graphql(
+        complexity = "first.or(last).unwrap_or(20).clamp(1, 100) as usize * child_complexity"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn settlements(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> GqlResult<Connection<IdCursor, Settlement>> {
+        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let request = RelayArgs {
+            first,
+            after,
+            last,
+            before,
+        }
+        .page_request()?;
+        let page = store(ctx).list_settlements(scope, request).await?;
+        Ok(connection(&request, page.map(Settlement), |s| {
+            s.0.id.as_uuid()
+        }))
+    }
+
+    /// One settlement of a tenant.
+    async fn settlement(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        tenant_id: Option<ID>,
+    ) -> GqlResult<Settlement> {
+        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        store(ctx)
+            .find_settlement(scope, parse_id(&id)?)
+            .await?
+            .map(Settlement)
+            .ok_or_else(|| purser_domain::Error::not_found("settlement").into())
+    }
+
+    /// A tenant's ledger accounts with their sums.
+    async fn ledger_balances(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: Option<ID>,
+    ) -> GqlResult<Vec<LedgerBalance>> {
+        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let balances = store(ctx).account_balances(scope).await?;
+        Ok(balances.into_iter().map(LedgerBalance::from).collect())
+    }
+}
+
+/// Payments: settlements and the ledger.
+#[derive(Default)]
+pub struct PaymentsQuery;
 
 /// The key making the request.
 pub struct Viewer(Principal);

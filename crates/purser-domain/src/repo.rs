@@ -83,6 +83,13 @@ pub trait SettlementRepository: Send + Sync {
         id: SettlementId,
     ) -> Result<Option<Settlement>>;
 
+    /// The scope's settlements, in creation order.
+    async fn list_settlements(
+        &self,
+        scope: TenantScope,
+        page: PageRequest,
+    ) -> Result<Page<Settlement>>;
+
     /// `received` to `verified`.
     async fn mark_verified(&self, id: SettlementId) -> Result<Settlement>;
 

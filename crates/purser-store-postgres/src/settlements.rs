@@ -7,18 +7,20 @@ use chrono::{DateTime, Utc};
 use purser_domain::auth::TenantScope;
 use purser_domain::id::{AttemptId, SettlementId, TenantId};
 use purser_domain::money::Amount;
+use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::SettlementRepository;
 use purser_domain::settlement::{
     Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NewSettlement,
     PaymentIdentifierClaim, PaymentIdentifierRecord, Settlement,
 };
 use purser_domain::{Error, ErrorCode, Result};
-use sqlx::{Postgres, Transaction};
+use sqlx::{Postgres, QueryBuilder, Transaction};
 use uuid::Uuid;
 
 use crate::PgStore;
 use crate::error::{corrupt_row, db_error};
 use crate::ledger;
+use crate::tenants::push_page;
 
 const SETTLEMENT_COLUMNS: &str = "id, tenant_id, network, asset, payer, auth_nonce, pay_to, amount::text AS amount, \
      valid_after, valid_before, payload, requirements, status, error_reason, error_message, tx_hash, \
@@ -287,6 +289,28 @@ impl SettlementRepository for PgStore {
             .settlement_by_id(&self.pool, id)
             .await?
             .filter(|s| s.tenant_id == scope.tenant_id()))
+    }
+
+    async fn list_settlements(
+        &self,
+        scope: TenantScope,
+        page: PageRequest,
+    ) -> Result<Page<Settlement>> {
+        let mut query = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE tenant_id = "
+        ));
+        query.push_bind(scope.tenant_id().as_uuid());
+        push_page(&mut query, &page);
+        let rows = query
+            .build_query_as::<SettlementRow>()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("listing settlements"))?;
+        let settlements = rows
+            .into_iter()
+            .map(Settlement::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.finish(settlements))
     }
 
     async fn mark_verified(&self, id: SettlementId) -> Result<Settlement> {

@@ -6,16 +6,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use purser_domain::auth::TenantScope;
 use purser_domain::id::{AttemptId, SettlementId, TenantId};
+use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::SettlementRepository;
 use purser_domain::settlement::{
     Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NewSettlement,
     PaymentIdentifierClaim, PaymentIdentifierRecord, Settlement, SettlementStatus,
 };
 use purser_domain::{Error, ErrorCode, Result};
-use sqlx::{Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 use uuid::Uuid;
 
 use crate::error::{corrupt_row, db_error};
+use crate::tenants::push_page;
 use crate::{SqliteStore, from_micros, ledger, to_micros};
 
 const SETTLEMENT_COLUMNS: &str = "id, tenant_id, network, asset, payer, auth_nonce, pay_to, amount, \
@@ -307,6 +309,28 @@ impl SettlementRepository for SqliteStore {
         Ok(settlement_by_id(&self.pool, id)
             .await?
             .filter(|s| s.tenant_id == scope.tenant_id()))
+    }
+
+    async fn list_settlements(
+        &self,
+        scope: TenantScope,
+        page: PageRequest,
+    ) -> Result<Page<Settlement>> {
+        let mut query = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE tenant_id = "
+        ));
+        query.push_bind(scope.tenant_id().as_uuid());
+        push_page(&mut query, &page);
+        let rows = query
+            .build_query_as::<SettlementRow>()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("listing settlements"))?;
+        let settlements = rows
+            .into_iter()
+            .map(Settlement::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.finish(settlements))
     }
 
     async fn mark_verified(&self, id: SettlementId) -> Result<Settlement> {

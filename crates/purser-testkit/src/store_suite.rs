@@ -48,6 +48,7 @@ macro_rules! store_suite {
             attempts_are_recorded_before_broadcast,
             unfinished_settlements_are_listed_for_reconciliation,
             payment_identifiers_map_to_one_payload,
+            settlements_are_listed_per_tenant,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -1133,21 +1134,21 @@ pub async fn payment_identifiers_map_to_one_payload(store: Arc<dyn Store>) {
 
 /// A tenant with one confirmed settlement, so the ledger has accounts and transfers.
 pub async fn seed_confirmed_settlement(store: &Arc<dyn Store>) {
-    let tenant = store
-        .create_tenant(NewTenant::new(
-            TenantName::parse("Ledger").unwrap(),
-            TenantKind::Merchant,
-        ))
-        .await
-        .unwrap();
+    let tenant = tenant(store, "Ledger").await;
+    seed_settlement_for(store, tenant.id).await;
+}
+
+/// One confirmed settlement of 1000 units for `tenant`, through the repository's transitions.
+pub async fn seed_settlement_for(store: &Arc<dyn Store>, tenant: TenantId) -> SettlementId {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
     let new = NewSettlement {
         id: SettlementId::new(),
-        tenant_id: tenant.id,
+        tenant_id: tenant,
         key: AuthorizationKey::new(
             "eip155:84532",
             "0x036cbd53842c5426634e7929541ec2318f3dcf7e",
             "0x3333333333333333333333333333333333333333",
-            &format!("0x{}", "cd".repeat(32)),
+            &format!("0x{nonce}{nonce}"),
         )
         .unwrap(),
         pay_to: "0x4444444444444444444444444444444444444444".to_owned(),
@@ -1161,7 +1162,7 @@ pub async fn seed_confirmed_settlement(store: &Arc<dyn Store>) {
     };
     let settlement = created(store, new).await;
     store.mark_verified(settlement.id).await.unwrap();
-    let tx_hash = format!("0x{}", "ef".repeat(32));
+    let tx_hash = format!("0x{nonce}{nonce}");
     store
         .record_attempt(Attempt {
             id: AttemptId::new(),
@@ -1189,4 +1190,5 @@ pub async fn seed_confirmed_settlement(store: &Arc<dyn Store>) {
         )
         .await
         .unwrap();
+    settlement.id
 }

@@ -19,6 +19,7 @@ on_both_backends!(
     limits_refuse_deep_and_complex_queries,
     tenant_names_conflict_with_a_code,
     secrets_are_shown_once,
+    settlements_and_the_ledger_are_readable,
 );
 
 const CREATE_TENANT: &str =
@@ -301,6 +302,22 @@ const ISOLATION_ATTEMPTS: &[(&str, &str)] = &[
         "revokeApiKey",
         "mutation($b: ID!, $bKey: ID!) { revokeApiKey(input: { id: $bKey, tenantId: $b }) { id } }",
     ),
+    (
+        "settlements",
+        "query($b: ID!) { settlements(tenantId: $b) { nodes { id } } }",
+    ),
+    (
+        "settlement",
+        "query($b: ID!, $bSettlement: ID!) { settlement(id: $bSettlement, tenantId: $b) { id } }",
+    ),
+    (
+        "settlement",
+        "query($bSettlement: ID!) { settlement(id: $bSettlement) { id } }",
+    ),
+    (
+        "ledgerBalances",
+        "query($b: ID!) { ledgerBalances(tenantId: $b) { kind } }",
+    ),
 ];
 
 async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
@@ -308,7 +325,11 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
     let tenant_b = create_tenant(&app, "Tenant B").await;
     let (_, admin_a) = create_key(&app, Some(&tenant_a), "TENANT_ADMIN").await;
     let (b_key, admin_b) = create_key(&app, Some(&tenant_b), "TENANT_ADMIN").await;
-    let variables = json!({ "b": tenant_b, "bKey": b_key });
+    let b_settlement =
+        purser_testkit::store_suite::seed_settlement_for(&app.store, tenant_b.parse().unwrap())
+            .await;
+    let variables =
+        json!({ "b": tenant_b, "bKey": b_key, "bSettlement": b_settlement.to_string() });
 
     for (field, attempt) in ISOLATION_ATTEMPTS {
         let (status, body) = app
@@ -695,4 +716,46 @@ async fn secrets_are_shown_once(app: TestApp) {
                 .unwrap()
         )
     );
+}
+
+async fn settlements_and_the_ledger_are_readable(app: TestApp) {
+    let tenant = create_tenant(&app, "Acme").await;
+    let (_, reader) = create_key(&app, Some(&tenant), "TENANT_READ").await;
+    let id =
+        purser_testkit::store_suite::seed_settlement_for(&app.store, tenant.parse().unwrap()).await;
+    let data = app
+        .graphql_ok(
+            &reader,
+            "{ settlements { nodes { id status network amount transactionHash blockNumber transfers { code debit credit amount state } } }
+               ledgerBalances { kind debitsPosted creditsPosted creditsPending } }",
+            json!({}),
+        )
+        .await;
+    let settlement = &data["settlements"]["nodes"][0];
+    assert_eq!(settlement["id"], id.to_string());
+    assert_eq!(settlement["status"], "CONFIRMED");
+    assert_eq!(settlement["amount"], "1000");
+    assert_eq!(settlement["blockNumber"], "1");
+    let transfers = settlement["transfers"].as_array().unwrap();
+    assert_eq!(transfers.len(), 2);
+    assert!(
+        transfers
+            .iter()
+            .all(|t| t["state"] == "POSTED" && t["amount"] == "1000")
+    );
+    let receivable = data["ledgerBalances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"] == "MERCHANT_RECEIVABLE")
+        .unwrap();
+    assert_eq!(receivable["creditsPosted"], "1000");
+    let one = app
+        .graphql_ok(
+            &app.operator_token,
+            "query($id: ID!, $t: ID!) { settlement(id: $id, tenantId: $t) { status } }",
+            json!({ "id": id.to_string(), "t": tenant }),
+        )
+        .await;
+    assert_eq!(one["settlement"]["status"], "CONFIRMED");
 }

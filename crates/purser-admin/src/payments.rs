@@ -1,0 +1,221 @@
+//! GraphQL views of settlements and the ledger.
+
+use async_graphql::{
+    Context, Enum, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject,
+    Value,
+};
+use chrono::{DateTime, Utc};
+use purser_domain::auth::TenantScope;
+use purser_domain::{ledger, money, settlement};
+
+use crate::context::store;
+use crate::error::GqlResult;
+
+/// A non-negative integer count of an asset's atomic units, as a decimal string (USDC has 6
+/// decimals: `"1500000"` is 1.5 USDC).
+#[derive(Clone, Copy, Debug)]
+pub struct Amount(pub money::Amount);
+
+#[Scalar(name = "Amount")]
+impl ScalarType for Amount {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(s) => money::Amount::parse_atomic(s)
+                .map(Amount)
+                .map_err(|e| InputValueError::custom(e.message())),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_string())
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(
+    name = "SettlementStatus",
+    remote = "purser_domain::settlement::SettlementStatus"
+)]
+pub enum SettlementStatusGql {
+    /// Claimed; nothing sent yet.
+    Received,
+    /// Verified on chain; nothing sent yet.
+    Verified,
+    /// A transaction was recorded and sent; no final receipt yet.
+    Submitted,
+    /// Sent, receipt not seen within the timeout; being reconciled. Not a failure.
+    Pending,
+    /// Settled on chain.
+    Confirmed,
+    /// The transaction reverted, or the authorization went elsewhere.
+    Failed,
+    /// Refused before anything was sent; the payment may be presented again.
+    Rejected,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(
+    name = "LedgerAccountKind",
+    remote = "purser_domain::ledger::AccountKind"
+)]
+pub enum AccountKindGql {
+    PayerClearing,
+    SettlementInFlight,
+    MerchantReceivable,
+    Fees,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(
+    name = "TransferState",
+    remote = "purser_domain::ledger::TransferState"
+)]
+pub enum TransferStateGql {
+    Pending,
+    Posted,
+    Voided,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "TransferCode", remote = "purser_domain::ledger::TransferCode")]
+pub enum TransferCodeGql {
+    Settlement,
+    Payout,
+}
+
+/// One payment authorization, settled (or being settled) exactly once.
+pub struct Settlement(pub settlement::Settlement);
+
+#[Object]
+impl Settlement {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn status(&self) -> SettlementStatusGql {
+        self.0.status.into()
+    }
+
+    /// CAIP-2 network, e.g. `eip155:8453`.
+    async fn network(&self) -> &str {
+        &self.0.key.network
+    }
+
+    /// The token contract.
+    async fn asset(&self) -> &str {
+        &self.0.key.asset
+    }
+
+    async fn payer(&self) -> &str {
+        &self.0.key.payer
+    }
+
+    async fn pay_to(&self) -> &str {
+        &self.0.pay_to
+    }
+
+    async fn amount(&self) -> Amount {
+        Amount(self.0.amount)
+    }
+
+    /// The EIP-3009 nonce of the authorization.
+    async fn authorization_nonce(&self) -> &str {
+        &self.0.key.nonce
+    }
+
+    /// The transaction that settled it, or the latest one sent.
+    async fn transaction_hash(&self) -> Option<&str> {
+        self.0.tx_hash.as_deref()
+    }
+
+    /// The including block, once confirmed (a decimal string).
+    async fn block_number(&self) -> Option<String> {
+        self.0.block_number.map(|b| b.to_string())
+    }
+
+    /// The x402 reason of a failure or rejection.
+    async fn error_reason(&self) -> Option<&str> {
+        self.0.error_reason.as_deref()
+    }
+
+    async fn error_message(&self) -> Option<&str> {
+        self.0.error_message.as_deref()
+    }
+
+    async fn payment_identifier(&self) -> Option<&str> {
+        self.0.payment_identifier.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+
+    /// The ledger transfers this settlement caused.
+    async fn transfers(&self, ctx: &Context<'_>) -> GqlResult<Vec<LedgerTransfer>> {
+        let scope = TenantScope::trusted(self.0.tenant_id);
+        let transfers = store(ctx)
+            .transfers_for_settlement(scope, self.0.id)
+            .await?;
+        Ok(transfers.into_iter().map(LedgerTransfer::from).collect())
+    }
+}
+
+/// A double-entry transfer: `amount` from the debit account to the credit account.
+#[derive(SimpleObject)]
+pub struct LedgerTransfer {
+    pub id: ID,
+    pub code: TransferCodeGql,
+    pub debit: AccountKindGql,
+    pub credit: AccountKindGql,
+    pub amount: Amount,
+    pub state: TransferStateGql,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl From<ledger::Transfer> for LedgerTransfer {
+    fn from(t: ledger::Transfer) -> Self {
+        Self {
+            id: ID(t.id.to_string()),
+            code: t.code.into(),
+            debit: t.debit.into(),
+            credit: t.credit.into(),
+            amount: Amount(t.amount),
+            state: t.state.into(),
+            created_at: t.created_at,
+            resolved_at: t.resolved_at,
+        }
+    }
+}
+
+/// An account's sums, by side and phase. Balances are never stored: these are sums over its
+/// transfers.
+#[derive(SimpleObject)]
+pub struct LedgerBalance {
+    pub kind: AccountKindGql,
+    pub network: String,
+    pub asset: String,
+    pub debits_pending: Amount,
+    pub credits_pending: Amount,
+    pub debits_posted: Amount,
+    pub credits_posted: Amount,
+}
+
+impl From<ledger::AccountBalance> for LedgerBalance {
+    fn from(b: ledger::AccountBalance) -> Self {
+        Self {
+            kind: b.account.kind.into(),
+            network: b.account.network,
+            asset: b.account.asset,
+            debits_pending: Amount(b.debits_pending),
+            credits_pending: Amount(b.credits_pending),
+            debits_posted: Amount(b.debits_posted),
+            credits_posted: Amount(b.credits_posted),
+        }
+    }
+}
