@@ -438,10 +438,13 @@ impl Rail {
                 Ok(sig) => sig
                     .recover_address_from_prehash(&digest)
                     .is_ok_and(|signer| signer == transfer.from),
-                Err(_) => {
+                Err(err) => {
                     return Ok(invalid(
                         Reason::InvalidExactEvmFailedToParseSignature,
-                        "an EOA signature must be 65 bytes",
+                        format!(
+                            "the payer has no code, so the signature must be a 65-byte ECDSA signature; this one ({} bytes) is not: {err}",
+                            signature.len()
+                        ),
                     ));
                 }
             }

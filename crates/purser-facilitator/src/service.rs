@@ -280,6 +280,14 @@ impl Facilitator {
     /// `POST /verify`.
     pub async fn verify(&self, body: &[u8]) -> Result<VerifyResponse> {
         let request = FacilitatorRequest::from_json(body)?;
+        // A payment that settle would refuse for its identifier is not valid: the resource
+        // server must not run its handler for it.
+        let (payload, _) = request.to_v2()?;
+        if let Err(err) = payment_identifier_of(&payload) {
+            return Ok(
+                VerifyResponse::invalid(Reason::InvalidPayload, None).with_message(err.message())
+            );
+        }
         let prepared = match self.prepare(&request)? {
             Preparation::Ready(p) => p,
             Preparation::Refused {
@@ -318,13 +326,7 @@ impl Facilitator {
     pub async fn settle(&self, scope: TenantScope, body: &[u8]) -> Result<SettleResponse> {
         let request = FacilitatorRequest::from_json(body)?;
         let (payload, _) = request.to_v2()?;
-        let identifier = payload.payment_identifier();
-        let required = matches!(
-            identifier,
-            PaymentIdentifier::Declared { required: true }
-                | PaymentIdentifier::Present { required: true, .. }
-        );
-        let payment_id = identifier.require(required)?;
+        let payment_id = payment_identifier_of(&payload)?;
         if let Some(id) = &payment_id {
             let hash = payload_hash(&payload)?;
             match self
@@ -787,6 +789,19 @@ impl Facilitator {
             None => ChainState::Dropped,
         })
     }
+}
+
+/// The payload's `payment-identifier`: its id when it carries one, or an
+/// `invalid_payment_identifier` error when it is malformed or required (by the server's
+/// declaration, echoed) and missing.
+fn payment_identifier_of(payload: &PaymentPayload) -> Result<Option<purser_x402::PaymentId>> {
+    let identifier = payload.payment_identifier();
+    let required = matches!(
+        identifier,
+        PaymentIdentifier::Declared { required: true }
+            | PaymentIdentifier::Present { required: true, .. }
+    );
+    identifier.require(required)
 }
 
 /// v1 clients know the value mismatch by the v1 verifier's string.

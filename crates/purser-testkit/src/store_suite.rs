@@ -1192,3 +1192,47 @@ pub async fn seed_settlement_for(store: &Arc<dyn Store>, tenant: TenantId) -> Se
         .unwrap();
     settlement.id
 }
+
+pub async fn settlements_are_listed_per_tenant(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await;
+    let globex = tenant(&store, "Globex").await;
+    let mut mine = Vec::new();
+    for byte in 20..25 {
+        mine.push(created(&store, new_settlement(acme.id, byte, 1)).await.id);
+    }
+    let theirs = created(&store, new_settlement(globex.id, 30, 1)).await.id;
+    let page = store
+        .list_settlements(
+            TenantScope::trusted(acme.id),
+            PageRequest::first(3).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.iter().map(|s| s.id).collect::<Vec<_>>(),
+        mine[0..3]
+    );
+    assert!(page.has_more);
+    let rest = store
+        .list_settlements(
+            TenantScope::trusted(acme.id),
+            PageRequest::relay(Some(10), Some(mine[2].as_uuid()), None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|s| s.id).collect::<Vec<_>>(),
+        mine[3..5]
+    );
+    let other = store
+        .list_settlements(
+            TenantScope::trusted(globex.id),
+            PageRequest::first(10).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        other.items.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![theirs]
+    );
+}

@@ -681,3 +681,27 @@ async fn counterfactual_wallets_of_allowlisted_factories_pay() {
         Amount::from_atomic(20_000)
     );
 }
+
+/// A payment whose identifier settle would refuse is not valid at verify either, so a resource
+/// server never runs its handler for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_refuses_what_settle_would_refuse_for_its_identifier() {
+    let fixture = Fixture::start(Setup::new(Backend::Sqlite)).await;
+    let payer = fixture.payer(0);
+    let mut payment = fixture.payment(payer, 10);
+    payment.extensions =
+        Some(json!({ "payment-identifier": { "info": { "required": true }, "schema": {} } }));
+    let (status, verified) = fixture
+        .post("verify", &payment.body(payer, fixture.chain().chain_id()))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(verified["isValid"], false, "{verified}");
+    assert_eq!(verified["invalidReason"], "invalid_payload");
+    assert!(
+        verified["invalidMessage"]
+            .as_str()
+            .unwrap()
+            .contains("payment-identifier"),
+        "{verified}"
+    );
+}

@@ -1,1 +1,502 @@
-//! Interop with the official x402 SDK (written next).
+//! Interop with the official x402 SDK (`@x402/*` 2.27, pinned in `tests/interop`): the SDK's
+//! clients and resource server, run by node as child processes, use Purser's facilitator
+//! (`/facilitator/verify`, `/settle`, `/supported`), which runs in-process on both backend pairs
+//! and settles on an anvil devnet of the test's own.
+//!
+//! The scripts live in `tests/interop` (found through `PURSER_INTEROP_DIR`, which
+//! `cargo xtask test` sets, or next to this repository), take their inputs from the environment
+//! and print one JSON line; the assertions are made here, on that line and on the chain.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use purser::config::Config;
+use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
+use purser_chain::devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, TestAccount};
+use purser_chain::rails::Rails;
+use purser_chain::rpc::RpcPolicy;
+use purser_domain::auth::{Role, TenantScope, mint_api_key};
+use purser_domain::id::TenantId;
+use purser_domain::ledger::AccountKind;
+use purser_domain::money::Amount;
+use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use crate::harness::{Backends, TestApp};
+
+/// How long one node script may run before it is killed.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The network the devnet's chain stands for (Base Sepolia).
+const NETWORK: &str = "eip155:84532";
+
+/// Instantiates each listed `async fn(Backends)` for both backend pairs.
+macro_rules! on_both_backend_pairs {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backends::Embedded).await;
+                }
+            )*
+        }
+        mod production {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backends::Production).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backend_pairs!(
+    sdk_client_signs_and_purser_verifies_and_settles,
+    sdk_express_server_uses_purser_and_fetch_pays_it,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Fixture: a devnet, Purser settling on it, a merchant tenant with a resource_server key.
+
+struct Interop {
+    // Declared first so the app stops before its chain goes away.
+    app: TestApp,
+    devnet: Devnet,
+    tenant: TenantId,
+    key: String,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+impl Interop {
+    async fn start(backends: Backends) -> Self {
+        // Fail fast, before any chain starts, when the npm packages are missing.
+        interop_dir();
+        let devnet = Devnet::start(DevnetOptions {
+            repo_root: Some(repo_root()),
+            payer_accounts: 4,
+            ..DevnetOptions::with_chains(vec![DevnetChainSpec::base_sepolia()])
+        })
+        .await
+        .expect("start the devnet");
+        let chain = &devnet.chains()[0];
+        assert_eq!(chain.network(), NETWORK);
+        let token = chain.token();
+        let key_file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            key_file.path(),
+            devnet.accounts().settlement_signer.private_key_hex(),
+        )
+        .unwrap();
+        let rail = RailConfig {
+            network: chain.network(),
+            rpc_urls: vec![chain.rpc_url().to_owned()],
+            confirmations: 1,
+            receipt_timeout_seconds: 20,
+            signers: vec![SignerSource::File {
+                file: key_file.path().to_owned(),
+            }],
+            assets: vec![AssetConfig {
+                address: token.address.to_checksum(None),
+                name: token.name.clone(),
+                version: token.version.clone(),
+                decimals: token.decimals,
+                symbol: Some(token.symbol.clone()),
+            }],
+            erc6492_factories: vec![],
+        };
+        let rails = Rails::open(&[rail], RpcPolicy::default())
+            .await
+            .expect("open the rail");
+        drop(key_file);
+        let app = TestApp::start_with_rails(backends, Config::default(), rails).await;
+        let tenant = app
+            .store
+            .create_tenant(NewTenant::new(
+                TenantName::parse("Interop Merchant").unwrap(),
+                TenantKind::Merchant,
+            ))
+            .await
+            .unwrap();
+        let (record, token) =
+            mint_api_key(Some(tenant.id), Role::ResourceServer, "interop tests").unwrap();
+        app.store.insert_api_key(record).await.unwrap();
+        Self {
+            app,
+            devnet,
+            tenant: tenant.id,
+            key: token.expose().to_owned(),
+        }
+    }
+
+    fn chain(&self) -> &DevnetChain {
+        &self.devnet.chains()[0]
+    }
+
+    fn payer(&self) -> &TestAccount {
+        &self.devnet.accounts().payers[0]
+    }
+
+    fn merchant(&self) -> Address {
+        self.devnet.accounts().payers[3].address()
+    }
+
+    async fn balance(&self, owner: Address) -> U256 {
+        self.chain().balance_of(owner).await.expect("balanceOf")
+    }
+
+    /// The merchant's posted receivable in Purser's ledger.
+    async fn receivable(&self) -> Amount {
+        self.app
+            .store
+            .account_balances(TenantScope::trusted(self.tenant))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.account.kind == AccountKind::MerchantReceivable)
+            .and_then(|b| b.posted_credit_balance())
+            .unwrap_or(Amount::ZERO)
+    }
+
+    /// What every script is given: where Purser is, the key, the payer, the token, the price.
+    fn script_env(&self, amount: u128) -> Vec<(&'static str, String)> {
+        let token = self.chain().token();
+        vec![
+            ("PURSER_FACILITATOR_URL", self.app.url("/facilitator")),
+            ("PURSER_API_KEY", self.key.clone()),
+            ("X402_PAYER_KEY", self.payer().private_key_hex()),
+            ("X402_NETWORK", NETWORK.to_owned()),
+            ("X402_ASSET", token.address.to_checksum(None)),
+            ("X402_ASSET_NAME", token.name.clone()),
+            ("X402_ASSET_VERSION", token.version.clone()),
+            ("X402_PAY_TO", self.merchant().to_checksum(None)),
+            ("X402_AMOUNT", amount.to_string()),
+        ]
+    }
+
+    /// Asserts that `tx` is mined on the devnet chain and succeeded.
+    async fn assert_transaction_succeeded(&self, tx: &str) {
+        let hash: B256 = tx
+            .parse()
+            .unwrap_or_else(|e| panic!("{tx} is not a hash: {e}"));
+        let receipt = self
+            .chain()
+            .provider()
+            .get_transaction_receipt(hash)
+            .await
+            .expect("eth_getTransactionReceipt")
+            .unwrap_or_else(|| panic!("transaction {tx} is not on the chain"));
+        assert!(receipt.status(), "transaction {tx} reverted: {receipt:?}");
+        assert_eq!(
+            receipt.to,
+            Some(self.chain().token().address),
+            "the settlement calls the token"
+        );
+        assert_eq!(
+            receipt.from,
+            self.devnet.accounts().settlement_signer.address(),
+            "Purser's settlement signer sent it"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests.
+
+async fn sdk_client_signs_and_purser_verifies_and_settles(backends: Backends) {
+    let fx = Interop::start(backends).await;
+    let amount: u128 = 12_345;
+    let payer = fx.payer().address();
+    let merchant = fx.merchant();
+    let before = (fx.balance(payer).await, fx.balance(merchant).await);
+
+    let out = run_script("sdk-facilitator.mjs", &fx.script_env(amount)).await;
+
+    // The payload is the SDK's own (v2, EIP-3009), for the requirements it was given.
+    let payload = &out["payload"];
+    assert_eq!(payload["x402Version"], 2, "{payload}");
+    assert_eq!(
+        payload["accepted"]["amount"],
+        amount.to_string(),
+        "{payload}"
+    );
+    assert_eq!(
+        payload["payload"]["authorization"]["value"],
+        amount.to_string()
+    );
+    assert_same_address(&out["payer"], payer);
+
+    // /supported lists the chain (v2 and its v1 name) and the signer.
+    let supported = &out["supported"];
+    let kinds = supported["kinds"].as_array().expect("kinds");
+    assert!(
+        kinds
+            .iter()
+            .any(|k| k["x402Version"] == 2 && k["scheme"] == "exact" && k["network"] == NETWORK),
+        "{supported}"
+    );
+    assert!(
+        kinds.iter().any(|k| k["x402Version"] == 1
+            && k["scheme"] == "exact"
+            && k["network"] == "base-sepolia"),
+        "{supported}"
+    );
+    let signers = supported["signers"]["eip155:*"]
+        .as_array()
+        .expect("eip155 signers");
+    let signer = fx.devnet.accounts().settlement_signer.address();
+    assert!(
+        signers
+            .iter()
+            .any(|s| s.as_str().and_then(|s| s.parse::<Address>().ok()) == Some(signer)),
+        "{supported}"
+    );
+
+    // Verification succeeds and names the payer.
+    let verify = &out["verify"];
+    assert_eq!(verify["isValid"], true, "{verify}");
+    assert_same_address(&verify["payer"], payer);
+
+    // Failures are results, not thrown errors.
+    let wrong = &out["verifyWrongAmount"];
+    assert_eq!(wrong.get("threw"), None, "{wrong}");
+    assert_eq!(wrong["isValid"], false, "{wrong}");
+    assert_eq!(
+        wrong["invalidReason"], "invalid_exact_evm_payload_authorization_value_mismatch",
+        "{wrong}"
+    );
+    assert_same_address(&wrong["payer"], payer);
+    let wrong = &out["settleWrongAmount"];
+    assert_eq!(wrong.get("threw"), None, "{wrong}");
+    assert_eq!(wrong["success"], false, "{wrong}");
+    assert_eq!(
+        wrong["errorReason"], "invalid_exact_evm_payload_authorization_value_mismatch",
+        "{wrong}"
+    );
+    assert_eq!(wrong["transaction"], "", "{wrong}");
+    assert_eq!(wrong["network"], NETWORK, "{wrong}");
+
+    // Settlement succeeds (after the refused attempt with the same authorization).
+    let settle = &out["settle"];
+    assert_eq!(settle["success"], true, "{settle}");
+    assert_eq!(settle["network"], NETWORK, "{settle}");
+    assert_same_address(&settle["payer"], payer);
+    let tx = settle["transaction"].as_str().expect("a transaction hash");
+    assert!(is_tx_hash(tx), "{settle}");
+
+    // Settling the same payload again answers the same success, without a second transfer.
+    let again = &out["settleAgain"];
+    assert_eq!(again.get("threw"), None, "{again}");
+    assert_eq!(again["success"], true, "{again}");
+    assert_eq!(again["transaction"], tx, "{again}");
+
+    // Verifying it afterwards says the authorization is spent.
+    let spent = &out["verifyAfterSettle"];
+    assert_eq!(spent["isValid"], false, "{spent}");
+    assert_eq!(
+        spent["invalidReason"], "invalid_exact_evm_nonce_already_used",
+        "{spent}"
+    );
+
+    // A caller without a key is refused with 401, which the SDK throws.
+    let anonymous = &out["verifyWithoutKey"];
+    assert_eq!(anonymous["threw"], true, "{anonymous}");
+    assert!(
+        anonymous["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("401")),
+        "{anonymous}"
+    );
+
+    // The chain and the ledger agree: exactly one transfer of `amount`.
+    fx.assert_transaction_succeeded(tx).await;
+    let after = (fx.balance(payer).await, fx.balance(merchant).await);
+    assert_eq!(
+        before.0 - after.0,
+        U256::from(amount),
+        "the payer paid once"
+    );
+    assert_eq!(
+        after.1 - before.1,
+        U256::from(amount),
+        "the merchant was paid once"
+    );
+    assert_eq!(fx.receivable().await, Amount::from_atomic(amount));
+    fx.app.stop().await;
+}
+
+async fn sdk_express_server_uses_purser_and_fetch_pays_it(backends: Backends) {
+    let fx = Interop::start(backends).await;
+    let amount: u128 = 25_000;
+    let payer = fx.payer().address();
+    let merchant = fx.merchant();
+    let token = fx.chain().token().clone();
+    let before = (fx.balance(payer).await, fx.balance(merchant).await);
+
+    let out = run_script("sdk-express-fetch.mjs", &fx.script_env(amount)).await;
+
+    // Without payment: 402 with the requirements in PAYMENT-REQUIRED.
+    let unpaid = &out["unpaid"];
+    assert_eq!(unpaid["status"], 402, "{unpaid}");
+    assert!(
+        unpaid["headers"]["payment-required"].is_string(),
+        "{unpaid}"
+    );
+    let required = &unpaid["paymentRequired"];
+    assert_eq!(required["x402Version"], 2, "{required}");
+    let offer = &required["accepts"][0];
+    assert_eq!(offer["scheme"], "exact", "{required}");
+    assert_eq!(offer["network"], NETWORK, "{required}");
+    assert_eq!(offer["amount"], amount.to_string(), "{required}");
+    assert_same_address(&offer["asset"], token.address);
+    assert_same_address(&offer["payTo"], merchant);
+    assert_eq!(offer["extra"]["name"], token.name, "{required}");
+    assert_eq!(offer["extra"]["version"], token.version, "{required}");
+
+    // With @x402/fetch: paid, served, settled by Purser.
+    let paid = &out["paid"];
+    assert_eq!(paid["status"], 200, "{paid}");
+    assert_eq!(
+        paid["body"],
+        json!({ "paid": true, "message": "hello from behind the paywall" }),
+        "{paid}"
+    );
+    assert!(paid["headers"]["payment-response"].is_string(), "{paid}");
+    let receipt = &paid["paymentResponse"];
+    assert_eq!(receipt["success"], true, "{receipt}");
+    assert_eq!(receipt["network"], NETWORK, "{receipt}");
+    assert_same_address(&receipt["payer"], payer);
+    let tx = receipt["transaction"].as_str().expect("a transaction hash");
+    assert!(is_tx_hash(tx), "{receipt}");
+    assert_eq!(out["signaturesSent"], 1, "one payment was signed: {out}");
+
+    // The same PAYMENT-SIGNATURE again: Purser's verify finds the authorization spent, and the
+    // server answers 402 with that reason instead of serving (or charging) twice.
+    let replay = &out["replay"];
+    assert_eq!(replay["status"], 402, "{replay}");
+    assert_eq!(
+        replay["paymentRequired"]["error"], "invalid_exact_evm_nonce_already_used",
+        "{replay}"
+    );
+    assert_eq!(replay["paymentResponse"], Value::Null, "{replay}");
+
+    fx.assert_transaction_succeeded(tx).await;
+    let after = (fx.balance(payer).await, fx.balance(merchant).await);
+    assert_eq!(
+        before.0 - after.0,
+        U256::from(amount),
+        "the payer paid once"
+    );
+    assert_eq!(
+        after.1 - before.1,
+        U256::from(amount),
+        "the merchant was paid once"
+    );
+    assert_eq!(fx.receivable().await, Amount::from_atomic(amount));
+    fx.app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+fn is_tx_hash(tx: &str) -> bool {
+    tx.len() == 66 && tx.starts_with("0x") && tx[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `value` is a string naming `expected` (in any letter case).
+#[track_caller]
+fn assert_same_address(value: &Value, expected: Address) {
+    let parsed = value.as_str().and_then(|s| s.parse::<Address>().ok());
+    assert_eq!(parsed, Some(expected), "{value} is not {expected}");
+}
+
+/// `tests/interop`, or `PURSER_INTEROP_DIR`, checked to hold the installed npm packages.
+fn interop_dir() -> PathBuf {
+    let dir = std::env::var_os("PURSER_INTEROP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("tests/interop"));
+    let installed = dir.join("node_modules/@x402/core/package.json");
+    assert!(
+        installed.is_file(),
+        "the interop npm packages are not installed in {} (no {}): run `cargo xtask test`, or \
+         `npm ci` in tests/interop",
+        dir.display(),
+        installed.display()
+    );
+    dir
+}
+
+/// Runs `node <script>` in the interop folder with `env`, killed after [`SCRIPT_TIMEOUT`],
+/// and answers the JSON of the last line it printed. Fails the test, with everything the
+/// script printed, when it cannot run, fails, times out or prints no JSON.
+async fn run_script(script: &str, env: &[(&str, String)]) -> Value {
+    let dir = interop_dir();
+    let mut child = tokio::process::Command::new("node")
+        .arg(script)
+        .current_dir(&dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run `node {script}` in {}: {e} (the interop tests need Node.js 20 or newer \
+                 on PATH)",
+                dir.display()
+            )
+        });
+    let collect = |stream: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+        tokio::spawn(async move {
+            let mut buffer = Vec::new();
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_end(&mut buffer).await;
+            }
+            String::from_utf8_lossy(&buffer).into_owned()
+        })
+    };
+    let stdout = collect(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = collect(child.stderr.take().map(|s| Box::new(s) as _));
+    let status = match tokio::time::timeout(SCRIPT_TIMEOUT, child.wait()).await {
+        Ok(status) => Some(status.expect("wait for node")),
+        Err(_) => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    // The pipes close when node exits; bounded anyway, should it have left a child behind.
+    let output = |task: tokio::task::JoinHandle<String>| async move {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .map(|r| r.unwrap_or_default())
+            .unwrap_or_else(|_| "<output not closed>".to_owned())
+    };
+    let (stdout, stderr) = (output(stdout).await, output(stderr).await);
+    let shown = format!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    let Some(status) = status else {
+        panic!(
+            "`node {script}` did not finish within {} s and was killed\n{shown}",
+            SCRIPT_TIMEOUT.as_secs()
+        );
+    };
+    assert!(
+        status.success(),
+        "`node {script}` failed ({status})\n{shown}"
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("`node {script}` printed nothing\n{shown}"));
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("`node {script}` printed no JSON line ({e})\n{shown}"))
+}
