@@ -10,6 +10,9 @@
 //! - `cargo xtask contracts [--check]`: compiles `contracts/src` with the pinned solc into the
 //!   committed artefacts `contracts/out/*.json`; with `--check`, compiles into a temporary folder
 //!   instead and fails when the committed artefacts differ (CI runs this).
+//! - `cargo xtask bench [-- <purser-bench args>]`: builds `purser` and the `purser-bench` harness
+//!   in release mode and runs the harness (`/verify` and `/settle` against anvil, beside a peer
+//!   facilitator; see BENCHMARKS.md).
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(60);
-const USAGE: &str = "usage: cargo xtask <test [-- cargo test args] | schema | contracts [--check]>";
+const USAGE: &str = "usage: cargo xtask <test [-- cargo test args] | schema | contracts [--check] | bench [-- purser-bench args]>";
 /// The npm package holding anvil, solc and the x402 reference SDK, relative to the workspace.
 const INTEROP_DIR: &str = "tests/interop";
 /// The anvil binary inside it (the npm package `@foundry-rs/anvil-linux-amd64`).
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("schema") => schema(),
+        Some("bench") => bench(&args[1..]),
         Some("contracts") => match &args[1..] {
             [] => contracts(false),
             [flag] if flag == "--check" => contracts(true),
@@ -96,6 +100,36 @@ fn test(extra: &[String]) -> Result<(), String> {
     if !extra.is_empty() {
         command.arg("--").args(extra);
     }
+    run(command)
+}
+
+fn bench(extra: &[String]) -> Result<(), String> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "purser",
+        "-p",
+        "purser-bench",
+    ]);
+    run(build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || workspace_root().join("target"),
+        |dir| workspace_root().join(dir),
+    );
+    let release = target.join("release");
+    let mut command = Command::new(release.join("purser-bench"));
+    command
+        .current_dir(workspace_root())
+        .arg("--purser")
+        .arg(release.join("purser"));
+    let extra = match extra.first().map(String::as_str) {
+        Some("--") => &extra[1..],
+        _ => extra,
+    };
+    command.args(extra);
     run(command)
 }
 

@@ -1,0 +1,129 @@
+//! The load generator: a fixed number of workers send pre-signed bodies, one request each,
+//! until the bodies run out, timing every request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::stats::PhaseResult;
+
+/// How many failure messages a phase keeps for the report.
+const KEPT_FAILURES: usize = 5;
+/// The longest one request may take (a settle waits for its receipt).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Which endpoint a phase hits, and so what a successful answer looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Verify,
+    Settle,
+}
+
+impl Operation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Verify => "verify",
+            Operation::Settle => "settle",
+        }
+    }
+
+    /// `Ok` when the answer is a success; otherwise why not.
+    fn judge(self, status: u16, body: &[u8]) -> Result<(), String> {
+        let json: Value = serde_json::from_slice(body).map_err(|_| {
+            format!(
+                "HTTP {status}, not JSON: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            )
+        })?;
+        let (flag, reason, message) = match self {
+            Operation::Verify => ("isValid", "invalidReason", "invalidMessage"),
+            Operation::Settle => ("success", "errorReason", "errorMessage"),
+        };
+        if status == 200 && json[flag] == Value::Bool(true) {
+            return Ok(());
+        }
+        Err(format!(
+            "HTTP {status}: {} {}",
+            json[reason].as_str().unwrap_or(""),
+            // Not an x402 answer (an error envelope, say): show it whole, shortened.
+            json[message]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| json.to_string().chars().take(200).collect())
+        ))
+    }
+}
+
+/// Sends every body in `bodies` to `url` with `concurrency` requests in flight.
+pub async fn run(
+    client: &reqwest::Client,
+    operation: Operation,
+    url: &str,
+    bearer: &str,
+    bodies: Vec<Vec<u8>>,
+    concurrency: usize,
+) -> PhaseResult {
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let client = client.clone();
+            let bodies = bodies.clone();
+            let next = next.clone();
+            let url = url.to_owned();
+            let bearer = bearer.to_owned();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = bodies.get(i) else { break };
+                    let sent = Instant::now();
+                    let outcome = send(&client, &url, &bearer, body.clone())
+                        .await
+                        .and_then(|(status, answer)| operation.judge(status, &answer));
+                    samples.push((sent.elapsed(), outcome));
+                }
+                samples
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(bodies.len());
+    let mut ok = 0;
+    let mut failures = Vec::new();
+    for worker in futures::future::join_all(workers).await {
+        for (latency, outcome) in worker.expect("a load worker panicked") {
+            latencies.push(latency);
+            match outcome {
+                Ok(()) => ok += 1,
+                Err(why) if failures.len() < KEPT_FAILURES => failures.push(why),
+                Err(_) => {}
+            }
+        }
+    }
+    PhaseResult::new(latencies, ok, started.elapsed(), failures)
+}
+
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    bearer: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
+    let response = client
+        .post(url)
+        .bearer_auth(bearer)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status().as_u16();
+    let answer = response
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the answer failed: {e}"))?;
+    Ok((status, answer.to_vec()))
+}
