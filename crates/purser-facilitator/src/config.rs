@@ -15,6 +15,9 @@ pub struct FacilitatorConfig {
     pub anonymous_tenant: Option<String>,
     /// How often the reconciler looks at unfinished settlements and signer nonces.
     pub reconcile_interval_ms: u64,
+    /// The reconciler leaves settlements changed more recently than this to the requests
+    /// driving them.
+    pub reconcile_min_age_ms: u64,
     /// A settlement claimed but not broadcast for this long was abandoned (its request died):
     /// nothing was sent, so it is rejected and may be presented again.
     pub abandon_after_seconds: u64,
@@ -31,6 +34,7 @@ impl Default for FacilitatorConfig {
             allow_anonymous: false,
             anonymous_tenant: None,
             reconcile_interval_ms: 2_000,
+            reconcile_min_age_ms: 3_000,
             abandon_after_seconds: 120,
             rebroadcast_after_seconds: 15,
             replace_after_seconds: 30,
@@ -41,6 +45,10 @@ impl Default for FacilitatorConfig {
 impl FacilitatorConfig {
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_millis(self.reconcile_interval_ms.max(50))
+    }
+
+    pub fn reconcile_min_age(&self) -> Duration {
+        Duration::from_millis(self.reconcile_min_age_ms)
     }
 
     pub fn abandon_after(&self) -> Duration {

@@ -85,7 +85,9 @@ impl Reconciler {
             .facilitator
             .store
             .unfinished_settlements(InFlightQuery {
-                updated_before: now,
+                updated_before: now
+                    - chrono::Duration::from_std(self.facilitator.config.reconcile_min_age())
+                        .unwrap_or_default(),
                 limit: BATCH,
             })
             .await?;

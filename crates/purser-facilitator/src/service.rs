@@ -30,8 +30,11 @@ use sha2::{Digest, Sha256};
 
 use crate::config::FacilitatorConfig;
 
-/// How often a waiting settlement looks at its record and the chain.
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// A waiting settlement looks at its record and the chain after this, then twice as long
+/// each time, up to [`POLL_INTERVAL_MAX`]: a receipt that is there at once is seen at once,
+/// a slow chain is not hammered.
+const POLL_INTERVAL_FIRST: Duration = Duration::from_millis(5);
+const POLL_INTERVAL_MAX: Duration = Duration::from_millis(200);
 /// How much longer than the receipt timeout a duplicate request waits for the request that
 /// owns the settlement to broadcast, before treating it as abandoned.
 const JOIN_GRACE: Duration = Duration::from_secs(15);
@@ -519,6 +522,10 @@ impl Facilitator {
 
     /// Leases a nonce, signs, records and broadcasts the settlement transaction. An `Err` means
     /// nothing was recorded, hence nothing can have been sent.
+    ///
+    /// Only leasing, signing, recording and sending happen under the signer's lock (so this
+    /// process sends one signer's transactions in nonce order); reading fees and estimating
+    /// gas come before it, recording the broadcast after it.
     pub(crate) async fn submit(
         &self,
         settlement: &Settlement,
@@ -529,24 +536,20 @@ impl Facilitator {
         let signer = rail
             .pick_signer()
             .ok_or_else(|| format!("no signer is configured for {}", rail.network))?;
-        let deployment = rail
-            .deployment_needed(transfer)
-            .await
-            .map_err(|e| format!("reading the payer's code: {e}"))?;
-        let _in_order = signer.lock().await;
-        let chain_pending = rail
-            .pending_nonce(signer.address())
-            .await
-            .map_err(|e| format!("reading the signer's nonce: {e}"))?;
-        let nonce = self
-            .store
-            .lease_signer_nonce(&rail.network, &signer.address_lower(), chain_pending)
-            .await
-            .map_err(|e| format!("leasing a nonce: {}", e.message()))?;
-        let quote = rail
-            .fee_quote()
-            .await
-            .map_err(|e| format!("reading fees: {e}"))?;
+        let (deployment, quote) = tokio::join!(rail.deployment_needed(transfer), rail.fee_quote());
+        let deployment = deployment.map_err(|e| format!("reading the payer's code: {e}"))?;
+        let fees = quote.map_err(|e| format!("reading fees: {e}"))?.offer();
+        let calldata = transfer.settlement_calldata();
+        let deployment_gas = match &deployment {
+            Some(d) => {
+                rail.call_gas(signer.address(), d.factory, &d.calldata)
+                    .await
+            }
+            None => 0,
+        };
+        let transfer_gas = rail
+            .call_gas(signer.address(), asset.address, &calldata)
+            .await;
         let record =
             |kind: AttemptKind, nonce: u64, signed: purser_chain::eip3009::SignedTransaction| {
                 Attempt {
@@ -564,65 +567,87 @@ impl Facilitator {
                     broadcast_at: None,
                 }
             };
-        let mut nonce = nonce;
-        if let Some(deployment) = deployment {
-            // A counterfactual wallet (ERC-6492, allowlisted factory) is deployed first, at the
-            // lower nonce, so the transfer after it finds the wallet's code.
-            let gas = rail
-                .call_gas(signer.address(), deployment.factory, &deployment.calldata)
-                .await;
+        let mut sent = Vec::with_capacity(2);
+        {
+            let _in_order = signer.lock().await;
+            let chain_pending = rail
+                .pending_nonce(signer.address())
+                .await
+                .map_err(|e| format!("reading the signer's nonce: {e}"))?;
+            let mut nonce = self
+                .store
+                .lease_signer_nonce(&rail.network, &signer.address_lower(), chain_pending)
+                .await
+                .map_err(|e| format!("leasing a nonce: {}", e.message()))?;
+            if let Some(deployment) = deployment {
+                // A counterfactual wallet (ERC-6492, allowlisted factory) is deployed first, at
+                // the lower nonce, so the transfer after it finds the wallet's code.
+                let signed = rail
+                    .sign(
+                        &signer,
+                        nonce,
+                        deployment.factory,
+                        deployment.calldata,
+                        deployment_gas,
+                        fees,
+                    )
+                    .map_err(|e| format!("signing the wallet deployment: {e}"))?;
+                let attempt = record(AttemptKind::Deploy, nonce, signed);
+                self.store
+                    .record_attempt(attempt.clone())
+                    .await
+                    .map_err(|e| format!("recording the wallet deployment: {}", e.message()))?;
+                tracing::info!(settlement = %settlement.id, tx = %attempt.tx_hash, nonce, "wallet deployment recorded");
+                if self.send(rail, &attempt).await {
+                    sent.push(attempt.id);
+                }
+                nonce = self
+                    .store
+                    .lease_signer_nonce(&rail.network, &signer.address_lower(), nonce + 1)
+                    .await
+                    .map_err(|e| format!("leasing a nonce: {}", e.message()))?;
+            }
             let signed = rail
-                .sign(
-                    &signer,
-                    nonce,
-                    deployment.factory,
-                    deployment.calldata,
-                    gas,
-                    quote.offer(),
-                )
-                .map_err(|e| format!("signing the wallet deployment: {e}"))?;
-            let attempt = record(AttemptKind::Deploy, nonce, signed);
+                .sign(&signer, nonce, asset.address, calldata, transfer_gas, fees)
+                .map_err(|e| format!("signing: {e}"))?;
+            let attempt = record(AttemptKind::Transfer, nonce, signed);
             self.store
                 .record_attempt(attempt.clone())
                 .await
-                .map_err(|e| format!("recording the wallet deployment: {}", e.message()))?;
-            tracing::info!(settlement = %settlement.id, tx = %attempt.tx_hash, nonce, "wallet deployment recorded");
-            self.broadcast(rail, &attempt).await;
-            nonce = self
-                .store
-                .lease_signer_nonce(&rail.network, &signer.address_lower(), nonce + 1)
-                .await
-                .map_err(|e| format!("leasing a nonce: {}", e.message()))?;
+                .map_err(|e| format!("recording the transaction: {}", e.message()))?;
+            tracing::info!(settlement = %settlement.id, tx = %attempt.tx_hash, nonce, signer = %attempt.signer, "settlement transaction recorded");
+            if self.send(rail, &attempt).await {
+                sent.push(attempt.id);
+            }
         }
-        let calldata = transfer.settlement_calldata();
-        let gas = rail
-            .call_gas(signer.address(), asset.address, &calldata)
-            .await;
-        let signed = rail
-            .sign(&signer, nonce, asset.address, calldata, gas, quote.offer())
-            .map_err(|e| format!("signing: {e}"))?;
-        let attempt = record(AttemptKind::Transfer, nonce, signed);
-        self.store
-            .record_attempt(attempt.clone())
-            .await
-            .map_err(|e| format!("recording the transaction: {}", e.message()))?;
-        tracing::info!(settlement = %settlement.id, tx = %attempt.tx_hash, nonce, signer = %attempt.signer, "settlement transaction recorded");
-        self.broadcast(rail, &attempt).await;
+        for attempt in sent {
+            self.note_broadcast(attempt).await;
+        }
         Ok(())
     }
 
-    /// Sends a recorded transaction; failures are left to the reconciler.
+    /// Sends a recorded transaction and notes that a node accepted it; failures are left to
+    /// the reconciler.
     pub(crate) async fn broadcast(&self, rail: &Rail, attempt: &Attempt) {
+        if self.send(rail, attempt).await {
+            self.note_broadcast(attempt.id).await;
+        }
+    }
+
+    async fn note_broadcast(&self, attempt: AttemptId) {
+        if let Err(err) = self
+            .store
+            .mark_broadcast(attempt, purser_domain::time::now())
+            .await
+        {
+            tracing::warn!(%attempt, error = %err.chain(), "could not record a broadcast");
+        }
+    }
+
+    /// Sends a recorded transaction; true when a node accepted it.
+    async fn send(&self, rail: &Rail, attempt: &Attempt) -> bool {
         match rail.broadcast(&attempt.raw_tx).await {
-            Ok(Broadcast::Accepted) => {
-                if let Err(err) = self
-                    .store
-                    .mark_broadcast(attempt.id, purser_domain::time::now())
-                    .await
-                {
-                    tracing::warn!(tx = %attempt.tx_hash, error = %err.chain(), "could not record a broadcast");
-                }
-            }
+            Ok(Broadcast::Accepted) => return true,
             Ok(Broadcast::NonceUsed) => {
                 tracing::warn!(tx = %attempt.tx_hash, nonce = attempt.signer_nonce, "the node says the nonce is used");
             }
@@ -636,6 +661,7 @@ impl Facilitator {
                 tracing::warn!(tx = %attempt.tx_hash, error = %rpc, "broadcast did not reach a node; the reconciler will resend it");
             }
         }
+        false
     }
 
     /// Waits until the settlement is final, or `patience` runs out. The request that drives a
@@ -649,6 +675,7 @@ impl Facilitator {
         driving: bool,
     ) -> Result<Settlement> {
         let deadline = Instant::now() + patience;
+        let mut pause = POLL_INTERVAL_FIRST;
         loop {
             let settlement = self
                 .store
@@ -683,7 +710,8 @@ impl Facilitator {
                 }
                 return Ok(settlement);
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_INTERVAL_MAX);
         }
     }
 

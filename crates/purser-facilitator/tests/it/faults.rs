@@ -42,6 +42,11 @@ async fn facilitator_with(
 ) -> Arc<Facilitator> {
     let (rail, _keys) = rail_config(&fixture.devnet, rpc_urls, 1, receipt_timeout_seconds);
     let rails = Rails::open(&[rail], fast_rpc()).await.unwrap();
+    // These tests run the reconciler by hand, right after the state it should act on.
+    let config = FacilitatorConfig {
+        reconcile_min_age_ms: 0,
+        ..config
+    };
     Arc::new(Facilitator::new(fixture.store.clone(), Arc::new(rails), config).unwrap())
 }
 

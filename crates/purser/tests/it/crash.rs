@@ -34,6 +34,7 @@ async fn killed_between_broadcast_and_receipt_it_settles_once_after_restart() {
     let env = [
         ("PURSER__STORAGE__DATABASE_URL", database.url()),
         ("PURSER__FACILITATOR__RECONCILE_INTERVAL_MS", "200"),
+        ("PURSER__FACILITATOR__RECONCILE_MIN_AGE_MS", "0"),
     ];
     let tenant = last_line(&run(
         dir.path(),
