@@ -578,39 +578,32 @@ async fn malformed_requests_get_codes(app: TestApp) {
         let answer: Value = response.json().await.unwrap();
         assert_eq!(error_codes(&answer), [code], "{body}: {answer}");
     }
-    let big = format!(
-        "{{\"query\": \"{{ viewer {{ role }} }}\", \"x\": \"{}\"}}",
-        "x".repeat(app.config.server.max_body_bytes)
+    // Oversized bodies are refused with 413 before they are read. These go over
+    // a raw socket: an HTTP client still writing the body when the refusal
+    // arrives sees a broken pipe instead of the answer.
+    let limit = app.config.server.max_body_bytes;
+    let declared = format!(
+        "POST /graphql HTTP/1.1\r\nhost: purser\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        limit + 1
     );
-    let response = app
-        .client
-        .post(app.url("/graphql"))
-        .header("content-type", "application/json")
-        // The server closes the connection after refusing a body unread: don't reuse it.
-        .header("connection", "close")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let answer: Value = response.json().await.unwrap();
+    let (status, answer) = raw_exchange(&app, declared.as_bytes()).await;
+    assert_eq!(status, 413, "{answer}");
     assert_eq!(answer["error"]["code"], "payload_too_large", "{answer}");
     // Streamed without a length, the body is cut off at the limit all the same.
-    let chunk_bytes = app.config.server.max_body_bytes / 32;
-    let chunks = futures::stream::iter(
-        (0..64).map(move |_| Ok::<_, std::io::Error>(vec![b' '; chunk_bytes])),
-    );
-    let response = app
-        .client
-        .post(app.url("/graphql"))
-        .header("content-type", "application/json")
-        .header("connection", "close")
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let answer: Value = response.json().await.unwrap();
+    let mut chunked =
+        b"POST /graphql HTTP/1.1\r\nhost: purser\r\ncontent-type: application/json\r\n\
+        transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            .to_vec();
+    // Just over the limit, so that the server has read all of it when it refuses.
+    for chunk_bytes in [limit / 2, limit - limit / 2, 1] {
+        chunked.extend_from_slice(format!("{chunk_bytes:x}\r\n").as_bytes());
+        chunked.extend(std::iter::repeat_n(b' ', chunk_bytes));
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (status, answer) = raw_exchange(&app, &chunked).await;
+    assert_eq!(status, 413, "{answer}");
     assert_eq!(answer["error"]["code"], "payload_too_large", "{answer}");
     // Bad ids and enum values are refused with codes, not panics.
     let (_, body) = app
@@ -762,4 +755,49 @@ async fn settlements_and_the_ledger_are_readable(app: TestApp) {
         )
         .await;
     assert_eq!(one["settlement"]["status"], "CONFIRMED");
+}
+
+/// Writes `request` on a fresh connection and reads the answer to its end,
+/// returning the status and the JSON body. Writing stops quietly if the server
+/// answers and closes first: that is what an early refusal looks like.
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let request = request.to_vec();
+    let write = tokio::spawn(async move {
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A reset after the answer has arrived still leaves the answer readable.
+    while let Ok(read) = reader.read(&mut buf).await {
+        if read == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..read]);
+    }
+    drop(write.await.unwrap());
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        // One chunk is all these small answers ever take.
+        body.split_once("\r\n")
+            .map_or(body, |(_, rest)| rest)
+            .rsplit_once("\r\n0\r\n")
+            .map_or(body, |(json, _)| json)
+    } else {
+        body
+    };
+    (status, serde_json::from_str(body).expect("a JSON body"))
 }
