@@ -1,4 +1,4 @@
-//! What resolvers take from the request context: the store and the caller.
+//! What resolvers take from the request context: the store, the registry and the caller.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -7,11 +7,16 @@ use async_graphql::{Context, ID};
 use purser_domain::auth::Principal;
 use purser_domain::repo::Store;
 use purser_domain::{Error, ErrorCode};
+use purser_registry::Registry;
 
 use crate::error::{GqlError, GqlResult};
 
 pub fn store<'a>(ctx: &Context<'a>) -> &'a Arc<dyn Store> {
     ctx.data_unchecked::<Arc<dyn Store>>()
+}
+
+pub fn registry<'a>(ctx: &Context<'a>) -> &'a Arc<Registry> {
+    ctx.data_unchecked::<Arc<Registry>>()
 }
 
 /// The caller, or `unauthenticated` for anonymous requests.

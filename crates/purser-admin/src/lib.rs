@@ -9,6 +9,7 @@ mod mutation;
 mod pagination;
 mod payments;
 mod query;
+mod registry;
 mod types;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use async_graphql::{EmptySubscription, Schema};
 use purser_domain::auth::Authenticator;
 use purser_domain::repo::Store;
+use purser_registry::Registry;
 
 pub use handler::router;
 
@@ -51,12 +53,13 @@ pub struct AdminState {
 impl AdminState {
     pub fn new(
         store: Arc<dyn Store>,
+        registry: Arc<Registry>,
         authenticator: Arc<Authenticator>,
         limits: GraphqlLimits,
         graphiql: bool,
     ) -> Self {
         Self {
-            schema: schema_builder(limits).data(store).finish(),
+            schema: schema_builder(limits).data(store).data(registry).finish(),
             authenticator,
             graphiql,
         }
@@ -68,7 +71,7 @@ fn schema_builder(
 ) -> async_graphql::SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
     Schema::build(
         query::QueryRoot::default(),
-        mutation::MutationRoot,
+        mutation::MutationRoot::default(),
         EmptySubscription,
     )
     .limit_depth(limits.max_depth)

@@ -5,15 +5,22 @@ use purser_domain::tenant::{NewTenant, TenantName, TenantUpdate};
 
 use crate::context::{parse_id, parse_optional_id, principal, store};
 use crate::error::GqlResult;
+use crate::registry::RegistryMutation;
 use crate::types::{
     ApiKey, CreateApiKeyInput, CreateTenantInput, CreatedApiKey, RevokeApiKeyInput, Tenant,
     UpdateTenantInput,
 };
 
-pub struct MutationRoot;
+#[derive(Default)]
+pub struct AdminMutation;
 
-#[Object(name = "Mutation")]
-impl MutationRoot {
+/// The root mutation: each area's fields, merged.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(AdminMutation, RegistryMutation);
+
+#[Object]
+impl AdminMutation {
     /// Creates a tenant. Operators only.
     async fn create_tenant(
         &self,

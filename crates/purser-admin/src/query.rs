@@ -7,6 +7,7 @@ use crate::context::{parse_id, parse_optional_id, principal, store};
 use crate::error::{GqlError, GqlResult};
 use crate::pagination::{IdCursor, RelayArgs, connection};
 use crate::payments::{LedgerBalance, Settlement};
+use crate::registry::RegistryQuery;
 use crate::types::{ApiKey, RoleGql, Tenant};
 
 #[derive(Default)]
@@ -15,7 +16,7 @@ pub struct AdminQuery;
 /// The root query: each area's fields, merged.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AdminQuery, PaymentsQuery);
+pub struct QueryRoot(AdminQuery, PaymentsQuery, RegistryQuery);
 
 #[Object]
 impl AdminQuery {

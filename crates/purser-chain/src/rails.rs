@@ -194,17 +194,22 @@ impl Rail {
             receipt_poll_interval: Duration::from_millis(250),
             erc6492_factories,
         };
-        let served = rail
+        // A node that answers for another chain is a configuration error; one that does not
+        // answer yet is an outage, which must not keep the other services from starting.
+        match rail
             .rpc
             .request("eth_chainId", |p| async move { p.get_chain_id().await })
             .await
-            .map_err(|e| {
-                Error::unavailable(format!("rail {}: reaching its RPC", config.network), e)
-            })?;
-        if served != chain_id {
-            return Err(context(format!(
-                "the RPC endpoint serves chain {served}, not {chain_id}"
-            )));
+        {
+            Ok(served) if served != chain_id => {
+                return Err(context(format!(
+                    "the RPC endpoint serves chain {served}, not {chain_id}"
+                )));
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(network = %config.network, error = %err, "the rail's RPC does not answer yet; its chain id is unchecked");
+            }
         }
         Ok(rail)
     }

@@ -94,6 +94,12 @@ typed_id!(
     "settlement attempt"
 );
 typed_id!(
+    /// A resource in the registry: a paid URL, route or MCP tool.
+    ResourceId,
+    "resource"
+);
+
+typed_id!(
     /// A ledger account.
     LedgerAccountId,
     "ledger account"

@@ -9,6 +9,7 @@ pub mod ledger;
 mod macros;
 pub mod money;
 pub mod page;
+pub mod registry;
 pub mod repo;
 pub mod settlement;
 pub mod tenant;

@@ -6,9 +6,13 @@ use chrono::{DateTime, Utc};
 
 use crate::auth::{ApiKey, KeyOwner, NewApiKey, StoredApiKey, TenantScope};
 use crate::error::Result;
-use crate::id::{ApiKeyId, AttemptId, SettlementId, TenantId};
+use crate::id::{ApiKeyId, AttemptId, ResourceId, SettlementId, TenantId};
 use crate::ledger::{AccountBalance, Transfer};
 use crate::page::{Page, PageRequest};
+use crate::registry::{
+    CatalogFilter, CatalogPage, LearnedResource, NewResource, PayoutAddress, ProbeOutcome,
+    Resource, ResourceChange, ResourceStatus, ResourceVersion,
+};
 use crate::settlement::{
     Attempt, ChainOutcome, Claim, InFlightQuery, NewSettlement, PaymentIdentifierClaim, Settlement,
 };
@@ -186,6 +190,104 @@ pub trait LedgerRepository: Send + Sync {
     async fn account_balances(&self, scope: TenantScope) -> Result<Vec<AccountBalance>>;
 }
 
+/// Payout addresses, resources with their versions, and the public catalog over them.
+#[async_trait]
+pub trait RegistryRepository: Send + Sync {
+    /// Sets the tenant's payout address on `network`, enabling the network for it.
+    async fn set_payout_address(
+        &self,
+        scope: TenantScope,
+        network: &str,
+        address: &str,
+        at: DateTime<Utc>,
+    ) -> Result<PayoutAddress>;
+
+    /// Removes it; `false` when there was none.
+    async fn remove_payout_address(&self, scope: TenantScope, network: &str) -> Result<bool>;
+
+    /// The tenant's payout addresses, by network.
+    async fn payout_addresses(&self, scope: TenantScope) -> Result<Vec<PayoutAddress>>;
+
+    /// Creates a resource with version 1. `conflict` when the tenant already has a resource
+    /// with this kind, URL and method or tool (archived ones aside).
+    async fn create_resource(&self, resource: NewResource) -> Result<Resource>;
+
+    async fn find_resource(&self, scope: TenantScope, id: ResourceId) -> Result<Option<Resource>>;
+
+    /// Any resource, for background work.
+    async fn get_resource(&self, id: ResourceId) -> Result<Option<Resource>>;
+
+    /// The tenant's resources in creation order, optionally of one status.
+    async fn list_resources(
+        &self,
+        scope: TenantScope,
+        status: Option<ResourceStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Resource>>;
+
+    /// Applies `change` (appending a version when it carries a spec); `None` when the tenant
+    /// has no such resource; `conflict` when the current version is no longer
+    /// `change.expected_version`, or the resource is archived.
+    async fn change_resource(
+        &self,
+        scope: TenantScope,
+        id: ResourceId,
+        change: ResourceChange,
+    ) -> Result<Option<Resource>>;
+
+    /// Moves the resource to `status`; `None` when the tenant has no such resource. Archived
+    /// is final: leaving it is `conflict`.
+    async fn set_resource_status(
+        &self,
+        scope: TenantScope,
+        id: ResourceId,
+        status: ResourceStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Resource>>;
+
+    /// Every version, oldest first; empty when the tenant has no such resource.
+    async fn resource_versions(
+        &self,
+        scope: TenantScope,
+        id: ResourceId,
+    ) -> Result<Vec<ResourceVersion>>;
+
+    /// Creates or updates a resource learned from the `bazaar` extension, published at once.
+    /// A merchant-registered resource with the same key is left alone and answered instead.
+    async fn learn_resource(&self, learned: LearnedResource) -> Result<Resource>;
+
+    /// Published, unhidden resources of every tenant that pass `filter`, most recently changed
+    /// first.
+    async fn catalog_list(
+        &self,
+        filter: &CatalogFilter,
+        offset: u64,
+        limit: u32,
+    ) -> Result<CatalogPage>;
+
+    /// Like [`Self::catalog_list`], restricted to resources matching any word of `query` in
+    /// their name, description, tags or schema field names, best match first. Answers one
+    /// more than `limit` when more follow.
+    async fn catalog_search(
+        &self,
+        query: &str,
+        filter: &CatalogFilter,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<Resource>>;
+
+    /// Published HTTP resources whose last probe is older than `checked_before` (or never ran),
+    /// oldest first.
+    async fn resources_due_for_probe(
+        &self,
+        checked_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Resource>>;
+
+    /// Records a probe: health, and hidden when unhealthy since before the outcome's limit.
+    async fn record_probe(&self, id: ResourceId, outcome: ProbeOutcome) -> Result<()>;
+}
+
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
     /// A round trip to the database.
@@ -197,11 +299,21 @@ pub trait StoreHealth: Send + Sync {
 
 /// Everything the platform keeps in its database.
 pub trait Store:
-    TenantRepository + ApiKeyRepository + SettlementRepository + LedgerRepository + StoreHealth
+    TenantRepository
+    + ApiKeyRepository
+    + SettlementRepository
+    + LedgerRepository
+    + RegistryRepository
+    + StoreHealth
 {
 }
 
 impl<T> Store for T where
-    T: TenantRepository + ApiKeyRepository + SettlementRepository + LedgerRepository + StoreHealth
+    T: TenantRepository
+        + ApiKeyRepository
+        + SettlementRepository
+        + LedgerRepository
+        + RegistryRepository
+        + StoreHealth
 {
 }

@@ -17,12 +17,18 @@ use purser_domain::auth::{Access, Authenticator, TenantScope};
 use purser_domain::{Error, ErrorCode};
 use purser_http::ApiError;
 
+use purser_registry::{BazaarOutcome, Registry};
+use purser_x402::header::{EXTENSION_RESPONSES, encode_extension_responses};
+
 use crate::Facilitator;
 
 #[derive(Clone)]
 pub struct FacilitatorState {
     pub facilitator: Arc<Facilitator>,
     pub authenticator: Arc<Authenticator>,
+    /// Catalogs the resources described by the `bazaar` extension of settled payments; `None`
+    /// leaves the extension alone (and unadvertised).
+    pub registry: Option<Arc<Registry>>,
 }
 
 impl FromRef<FacilitatorState> for Arc<Authenticator> {
@@ -71,9 +77,39 @@ async fn settle(State(state): State<FacilitatorState>, parts: Parts, body: Bytes
         Ok(scope) => scope,
         Err(err) => return err.into_response(),
     };
-    match state.facilitator.settle(scope, &body).await {
-        Ok(answer) => Json(answer).into_response(),
-        Err(err) => ApiError(err).into_response(),
+    let answer = match state.facilitator.settle(scope, &body).await {
+        Ok(answer) => answer,
+        Err(err) => return ApiError(err).into_response(),
+    };
+    let learned = match (&state.registry, answer.success) {
+        (Some(registry), true) => learn(registry, scope, &body).await,
+        _ => None,
+    };
+    let mut response = Json(answer).into_response();
+    if let Some(outcome) = learned {
+        let mut responses = purser_x402::JsonObject::new();
+        responses.insert(purser_registry::bazaar::BAZAAR.into(), outcome.to_json());
+        if let Ok(value) = http::HeaderValue::from_str(&encode_extension_responses(&responses)) {
+            response.headers_mut().insert(EXTENSION_RESPONSES, value);
+        }
+    }
+    response
+}
+
+/// Catalogs what a settled payment's `bazaar` extension describes. A storage failure is
+/// logged, not answered: the payment is settled either way.
+async fn learn(registry: &Registry, scope: TenantScope, body: &[u8]) -> Option<BazaarOutcome> {
+    let request = purser_x402::FacilitatorRequest::from_json(body).ok()?;
+    if request.version() != purser_x402::X402Version::V2 {
+        return None;
+    }
+    let (payload, _) = request.to_v2().ok()?;
+    match registry.learn(scope, &payload).await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            tracing::warn!(error = %err.chain(), "cataloging a paid resource failed");
+            None
+        }
     }
 }
 
@@ -83,5 +119,11 @@ async fn supported(State(state): State<FacilitatorState>, parts: Parts) -> Respo
     if let Err(err) = purser_http::auth::principal_of(&parts, &state.authenticator).await {
         return ApiError(err).into_response();
     }
-    Json(state.facilitator.supported()).into_response()
+    let mut supported = state.facilitator.supported();
+    if state.registry.is_some() {
+        supported
+            .extensions
+            .push(purser_registry::bazaar::BAZAAR.to_owned());
+    }
+    Json(supported).into_response()
 }

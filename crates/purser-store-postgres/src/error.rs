@@ -14,6 +14,7 @@ pub(crate) fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> Err
                     );
                 }
                 Some("api_keys_tenant_id_fkey") => return Error::not_found("tenant"),
+                Some("resources_tenant_key") => return purser_domain::registry::resource_taken(),
                 _ => {}
             }
         }

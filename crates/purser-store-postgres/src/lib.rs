@@ -7,6 +7,7 @@
 mod error;
 mod keys;
 mod ledger;
+mod registry;
 mod settlements;
 mod tenants;
 

@@ -16,6 +16,9 @@ pub(crate) fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> Err
                         "a tenant with this name exists",
                     );
                 }
+                ErrorKind::UniqueViolation if message.contains("resources.resource_key") => {
+                    return purser_domain::registry::resource_taken();
+                }
                 // The only foreign key a write can break today is a row's tenant.
                 ErrorKind::ForeignKeyViolation => return Error::not_found("tenant"),
                 _ => {}

@@ -8,6 +8,7 @@
 mod error;
 mod keys;
 mod ledger;
+mod registry;
 mod settlements;
 mod tenants;
 

@@ -5,6 +5,7 @@
 
 pub mod postgres;
 pub mod proxy;
+mod registry_suite;
 pub mod store_suite;
 
 /// The PostgreSQL server tests use.

@@ -21,6 +21,8 @@ use purser_domain::tenant::{
 };
 use purser_domain::{ErrorCode, time};
 
+pub use crate::registry_suite::*;
+
 /// Instantiates every suite test as a `#[tokio::test]` in the calling module. `$factory` is an
 /// async fn returning `(Arc<dyn Store>, guard)`; the guard lives until the test ends.
 #[macro_export]
@@ -49,6 +51,12 @@ macro_rules! store_suite {
             unfinished_settlements_are_listed_for_reconciliation,
             payment_identifiers_map_to_one_payload,
             settlements_are_listed_per_tenant,
+            payout_addresses_are_per_tenant_and_network,
+            resources_version_and_stay_scoped,
+            one_live_listing_per_tenant_and_key,
+            catalog_lists_searches_and_filters,
+            learning_keeps_one_listing_per_key,
+            probes_mark_health_and_hide_late,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {

@@ -15,6 +15,8 @@ use purser_domain::repo::Store;
 use purser_facilitator::{Facilitator, FacilitatorConfig, FacilitatorState, Reconciler};
 use purser_http::layers::HttpLimits;
 use purser_http::ops::OpsState;
+use purser_registry::discovery::DiscoveryState;
+use purser_registry::{AssetCatalog, AssetInfo, Prober, Registry};
 use purser_store_postgres::{PgStore, PgStoreOptions};
 use purser_store_sqlite::{SqliteStore, SqliteStoreOptions};
 use secrecy::ExposeSecret;
@@ -91,6 +93,7 @@ pub struct Platform {
     pub coordination: Arc<dyn Coordination>,
     pub authenticator: Arc<Authenticator>,
     pub facilitator: Arc<Facilitator>,
+    pub registry: Arc<Registry>,
 }
 
 impl Platform {
@@ -128,6 +131,7 @@ impl Platform {
         facilitator: FacilitatorConfig,
     ) -> anyhow::Result<Self> {
         let authenticator = Arc::new(Authenticator::new(store.clone()));
+        let registry = Arc::new(Registry::new(store.clone(), asset_catalog(&rails)));
         let facilitator = Arc::new(Facilitator::new(
             store.clone(),
             Arc::new(rails),
@@ -138,6 +142,7 @@ impl Platform {
             coordination,
             authenticator,
             facilitator,
+            registry,
         })
     }
 
@@ -150,6 +155,7 @@ impl Platform {
         });
         let admin = purser_admin::router(AdminState::new(
             self.store.clone(),
+            self.registry.clone(),
             self.authenticator.clone(),
             GraphqlLimits {
                 max_depth: config.graphql.max_depth,
@@ -164,9 +170,31 @@ impl Platform {
         let facilitator = purser_facilitator::router(FacilitatorState {
             facilitator: self.facilitator.clone(),
             authenticator: self.authenticator.clone(),
+            registry: config
+                .registry
+                .learn_from_payments
+                .then(|| self.registry.clone()),
         });
-        purser_http::layers::apply(ops.merge(admin).merge(facilitator), limits)
+        let discovery = purser_registry::discovery::router(DiscoveryState {
+            registry: self.registry.clone(),
+            authenticator: self.authenticator.clone(),
+        });
+        purser_http::layers::apply(ops.merge(admin).merge(facilitator).merge(discovery), limits)
     }
+}
+
+/// What the rails settle, for pricing resources.
+fn asset_catalog(rails: &Rails) -> AssetCatalog {
+    AssetCatalog::new(rails.iter().flat_map(|rail| {
+        rail.assets.iter().map(|asset| AssetInfo {
+            network: rail.network.clone(),
+            address: asset.address.to_checksum(None),
+            decimals: asset.decimals,
+            eip712_name: asset.name.clone(),
+            eip712_version: asset.version.clone(),
+            symbol: asset.symbol.clone(),
+        })
+    }))
 }
 
 /// Serves every service on `listener` until `shutdown` resolves, then drains.
@@ -179,6 +207,7 @@ pub async fn serve(
     let router = platform.router(config);
     let address = listener.local_addr()?;
     let (stopping, stop) = tokio::sync::watch::channel(false);
+    let stop_prober = stop.clone();
     let reconciler = tokio::spawn(
         Reconciler::new(platform.facilitator.clone()).run(async move {
             let mut stop = stop;
@@ -196,7 +225,18 @@ pub async fn serve(
         config.server.shutdown_grace(),
     )
     .await?;
+    let prober = config.registry.probe.then(|| {
+        let mut stop = stop_prober;
+        tokio::spawn(
+            Prober::new(platform.store.clone(), config.registry.probe_config()).run(async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            }),
+        )
+    });
     let _ = reconciler.await;
+    if let Some(prober) = prober {
+        let _ = prober.await;
+    }
     if drained {
         tracing::info!("stopped");
     }

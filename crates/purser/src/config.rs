@@ -24,6 +24,7 @@ pub struct Config {
     pub graphql: GraphqlConfig,
     pub telemetry: TelemetryConfig,
     pub facilitator: purser_facilitator::FacilitatorConfig,
+    pub registry: purser_registry::RegistryConfig,
     /// The chains Purser settles on (`[[rails]]` tables); see `purser_chain::config`.
     pub rails: Vec<purser_chain::config::RailConfig>,
 }

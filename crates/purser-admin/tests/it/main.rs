@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+mod registry;
+
 fn committed_schema_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schema.graphql")
 }

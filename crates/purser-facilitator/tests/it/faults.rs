@@ -486,3 +486,25 @@ async fn several_signers_share_the_load() {
     }
     assert_eq!(senders.len(), 3, "each signer sent some: {senders:?}");
 }
+
+/// A rail whose node is down at start-up still opens (an outage must not stop the other
+/// services); a node serving another chain is a configuration error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rails_open_through_an_outage_but_not_on_the_wrong_chain() {
+    let (fixture, proxy) = behind_proxy(Setup::new(Backend::Sqlite)).await;
+    proxy.set(Fault::Refuse);
+    let (rail, _keys) = rail_config(&fixture.devnet, vec![proxy.url()], 1, 20);
+    assert!(Rails::open(&[rail], fast_rpc()).await.is_ok());
+    let (rail, _keys) = rail_config(
+        &fixture.devnet,
+        vec![fixture.chain().rpc_url().to_owned()],
+        1,
+        20,
+    );
+    let wrong = purser_chain::config::RailConfig {
+        network: "eip155:8453".to_owned(),
+        ..rail
+    };
+    let err = Rails::open(&[wrong], fast_rpc()).await.unwrap_err();
+    assert!(err.message().contains("serves chain 84532"), "{err:?}");
+}

@@ -1,5 +1,6 @@
 //! The facilitator over real storage (SQLite, PostgreSQL) and a real anvil chain.
 
+mod bazaar;
 mod faults;
 mod settle;
 mod support;

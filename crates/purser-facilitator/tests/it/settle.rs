@@ -466,7 +466,10 @@ async fn supported_lists_kinds_extensions_and_signers() {
         kinds.contains(&json!({ "x402Version": 1, "scheme": "exact", "network": "base-sepolia" })),
         "{supported}"
     );
-    assert_eq!(supported["extensions"], json!(["payment-identifier"]));
+    assert_eq!(
+        supported["extensions"],
+        json!(["payment-identifier", "bazaar"])
+    );
     let signer = fixture
         .devnet
         .accounts()

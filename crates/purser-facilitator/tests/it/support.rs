@@ -199,6 +199,10 @@ impl Fixture {
             purser_facilitator::router(FacilitatorState {
                 facilitator: facilitator.clone(),
                 authenticator: Arc::new(Authenticator::new(store.clone())),
+                registry: Some(Arc::new(purser_registry::Registry::new(
+                    store.clone(),
+                    Default::default(),
+                ))),
             }),
             Default::default(),
         );

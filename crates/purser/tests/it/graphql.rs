@@ -318,6 +318,48 @@ const ISOLATION_ATTEMPTS: &[(&str, &str)] = &[
         "ledgerBalances",
         "query($b: ID!) { ledgerBalances(tenantId: $b) { kind } }",
     ),
+    // Any key may ask which networks Purser settles; it says nothing of tenants.
+    ("networks", "{ networks { network } }"),
+    (
+        "payoutAddresses",
+        "query($b: ID!) { payoutAddresses(tenantId: $b) { address } }",
+    ),
+    (
+        "resources",
+        "query($b: ID!) { resources(tenantId: $b) { nodes { id } } }",
+    ),
+    (
+        "resource",
+        "query($b: ID!, $bResource: ID!) { resource(id: $bResource, tenantId: $b) { id } }",
+    ),
+    (
+        "setPayoutAddress",
+        "mutation($b: ID!) { setPayoutAddress(input: { tenantId: $b, network: \"eip155:84532\", address: \"0x209693Bc6afc0C5328bA36FaF03C514EF312287C\" }) { address } }",
+    ),
+    (
+        "removePayoutAddress",
+        "mutation($b: ID!) { removePayoutAddress(tenantId: $b, network: \"eip155:84532\") }",
+    ),
+    (
+        "createResource",
+        "mutation($b: ID!) { createResource(input: { tenantId: $b, type: HTTP, url: \"https://x.example/a\", name: \"Intruder\", description: \"\", price: { usd: \"0.01\" } }) { id } }",
+    ),
+    (
+        "updateResource",
+        "mutation($bResource: ID!) { updateResource(input: { id: $bResource, expectedVersion: 1, name: \"Taken\" }) { id } }",
+    ),
+    (
+        "publishResource",
+        "mutation($bResource: ID!) { publishResource(id: $bResource) { id } }",
+    ),
+    (
+        "unpublishResource",
+        "mutation($b: ID!, $bResource: ID!) { unpublishResource(id: $bResource, tenantId: $b) { id } }",
+    ),
+    (
+        "archiveResource",
+        "mutation($bResource: ID!) { archiveResource(id: $bResource) { id } }",
+    ),
 ];
 
 async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
@@ -328,8 +370,39 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
     let b_settlement =
         purser_testkit::store_suite::seed_settlement_for(&app.store, tenant_b.parse().unwrap())
             .await;
-    let variables =
-        json!({ "b": tenant_b, "bKey": b_key, "bSettlement": b_settlement.to_string() });
+    let b_resource = purser_registry::Registry::new(app.store.clone(), Default::default())
+        .create_resource(
+            purser_domain::auth::TenantScope::trusted(tenant_b.parse().unwrap()),
+            purser_registry::ResourceDraft {
+                kind: purser_domain::registry::ResourceKind::Http,
+                url: "https://b.example/private".into(),
+                method: None,
+                tool: None,
+                name: "B's resource".into(),
+                description: String::new(),
+                mime_type: None,
+                service_name: None,
+                tags: vec![],
+                icon_url: None,
+                input_schema: None,
+                output_schema: None,
+                input_example: None,
+                output_example: None,
+                body_type: None,
+                price: purser_domain::registry::PriceSpec::Usd { usd: "0.01".into() },
+                accepts: vec![],
+                max_timeout_seconds: None,
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    let variables = json!({
+        "b": tenant_b,
+        "bKey": b_key,
+        "bSettlement": b_settlement.to_string(),
+        "bResource": b_resource.id.to_string(),
+    });
 
     for (field, attempt) in ISOLATION_ATTEMPTS {
         let (status, body) = app
@@ -337,13 +410,17 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
             .await;
         let text = body.to_string();
         assert!(
-            !text.contains(&tenant_b) || *field == "viewer",
+            !text.contains(&tenant_b) || *field == "viewer" || *field == "networks",
             "{field} leaked tenant B: {text}"
         );
         assert!(
             !text.contains("Tenant B"),
             "{field} leaked tenant B's name: {text}"
         );
+        if *field == "networks" {
+            assert!(body["data"]["networks"].is_array(), "{text}");
+            continue;
+        }
         if *field == "viewer" {
             // The viewer is A's own key: it answers, about A only.
             assert_eq!(body["data"]["viewer"]["tenant"]["id"], tenant_a, "{text}");
@@ -355,6 +432,22 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
             "{field}: expected forbidden or not_found, got {codes:?} ({status}): {text}"
         );
     }
+
+    // B's resource is as it was.
+    let unchanged = app
+        .store
+        .find_resource(
+            purser_domain::auth::TenantScope::trusted(tenant_b.parse().unwrap()),
+            b_resource.id,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged.metadata.name, "B's resource");
+    assert_eq!(
+        unchanged.status,
+        purser_domain::registry::ResourceStatus::Draft
+    );
 
     // Nothing of B changed: its key works, its tenant is active, and no key was added to it.
     let data = app

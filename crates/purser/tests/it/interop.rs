@@ -59,6 +59,7 @@ macro_rules! on_both_backend_pairs {
 on_both_backend_pairs!(
     sdk_client_signs_and_purser_verifies_and_settles,
     sdk_express_server_uses_purser_and_fetch_pays_it,
+    bazaar_clients_find_merchant_and_learned_resources,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -401,6 +402,137 @@ async fn sdk_express_server_uses_purser_and_fetch_pays_it(backends: Backends) {
         "the merchant was paid once"
     );
     assert_eq!(fx.receivable().await, Amount::from_atomic(amount));
+    fx.app.stop().await;
+}
+
+/// A merchant lists a resource; an @x402/express server declaring the bazaar extension is
+/// paid through Purser and so cataloged; the SDK's discovery client finds both.
+async fn bazaar_clients_find_merchant_and_learned_resources(backends: Backends) {
+    let fx = Interop::start(backends).await;
+    let token = fx.chain().token().clone();
+    let merchant = fx.merchant().to_checksum(None);
+    let registry = purser_registry::Registry::new(
+        fx.app.store.clone(),
+        purser_registry::AssetCatalog::new([purser_registry::AssetInfo {
+            network: NETWORK.into(),
+            address: token.address.to_checksum(None),
+            decimals: token.decimals,
+            eip712_name: token.name.clone(),
+            eip712_version: token.version.clone(),
+            symbol: Some(token.symbol.clone()),
+        }]),
+    );
+    let scope = TenantScope::trusted(fx.tenant);
+    registry
+        .set_payout_address(scope, NETWORK, &merchant)
+        .await
+        .unwrap();
+    let listed = registry
+        .create_resource(
+            scope,
+            purser_registry::ResourceDraft {
+                kind: purser_domain::registry::ResourceKind::Http,
+                url: "https://translate.example/v1/translate".into(),
+                method: Some("POST".into()),
+                tool: None,
+                name: "Translation".into(),
+                description: "Machine translation between 40 languages".into(),
+                mime_type: Some("application/json".into()),
+                service_name: None,
+                tags: vec!["language".into()],
+                icon_url: None,
+                input_schema: Some(
+                    json!({"type": "object", "properties": {"text": {"type": "string"}}}),
+                ),
+                output_schema: None,
+                input_example: Some(json!({"text": "bom dia"})),
+                output_example: None,
+                body_type: None,
+                price: purser_domain::registry::PriceSpec::Usd {
+                    usd: "0.002".into(),
+                },
+                accepts: vec![purser_registry::AcceptDraft {
+                    network: NETWORK.into(),
+                    ..Default::default()
+                }],
+                max_timeout_seconds: None,
+            },
+            true,
+        )
+        .await
+        .unwrap();
+
+    let out = run_script("sdk-bazaar.mjs", &fx.script_env(30_000)).await;
+    assert_eq!(out["paidStatus"], 200, "{out}");
+    let base = out["base"].as_str().unwrap();
+    let learned_url = format!("{base}/forecast/:day");
+
+    let items = out["listed"]["items"].as_array().expect("items");
+    assert_eq!(out["listed"]["x402Version"], 2, "{out}");
+    assert_eq!(out["listed"]["pagination"]["total"], 2, "{out}");
+    let urls: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i["resource"].as_str())
+        .collect();
+    assert!(urls.contains(&learned_url.as_str()), "{urls:?}");
+    assert!(urls.contains(&listed.url.as_str()), "{urls:?}");
+    let learned = items
+        .iter()
+        .find(|i| i["resource"] == learned_url.as_str())
+        .unwrap();
+    assert_eq!(learned["type"], "http");
+    assert_eq!(learned["accepts"][0]["amount"], "30000", "{learned}");
+    assert_eq!(learned["serviceName"], "Interop Weather", "{learned}");
+    assert_eq!(
+        learned["extensions"]["bazaar"]["routeTemplate"], "/forecast/:day",
+        "{learned}"
+    );
+    assert_eq!(
+        learned["extensions"]["bazaar"]["info"]["input"]["method"], "GET",
+        "{learned}"
+    );
+    let translation = items
+        .iter()
+        .find(|i| i["resource"] == listed.url.as_str())
+        .unwrap();
+    assert_eq!(
+        translation["accepts"][0]["amount"], "2000",
+        "$0.002 in 6 decimals"
+    );
+    assert_same_address(&translation["accepts"][0]["payTo"], fx.merchant());
+    assert_eq!(
+        translation["extensions"]["bazaar"]["info"]["input"]["body"],
+        json!({"text": "bom dia"})
+    );
+    assert_eq!(
+        out["byNetwork"]["items"].as_array().unwrap().len(),
+        2,
+        "{out}"
+    );
+
+    let found = |key: &str| -> Vec<&str> {
+        out[key]["resources"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {out}"))
+            .iter()
+            .map(|r| r["resource"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(found("searched"), [learned_url.as_str()]);
+    assert_eq!(
+        found("byField"),
+        [learned_url.as_str()],
+        "schema field names are searched"
+    );
+    assert_eq!(found("merchant"), [listed.url.as_str()]);
+    assert_eq!(out["searched"]["pagination"]["cursor"], Value::Null);
+
+    let malformed = &out["malformed"];
+    assert_eq!(malformed["threw"], true, "{malformed}");
+    assert!(
+        malformed["message"].as_str().unwrap().contains("400"),
+        "{malformed}"
+    );
     fx.app.stop().await;
 }
 

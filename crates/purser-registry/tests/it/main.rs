@@ -1,0 +1,3 @@
+//! The registry against real HTTP servers and a real store.
+
+mod prober;
