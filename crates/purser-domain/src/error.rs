@@ -70,12 +70,16 @@ error_codes! {
     Conflict = (409, "conflict", "the change conflicts with the current state"),
     TenantNameTaken = (409, "tenant_name_taken", "another tenant already has this name"),
     ResourceNotPublishable = (409, "resource_not_publishable", "the resource lacks what publishing needs (an accepted network with a payout address), or is archived"),
+    PaymentAlreadyUsed = (409, "payment_already_used", "this payment was presented before; a resource server takes each payment once, so sign a new one"),
     PaymentIdentifierConflict = (409, "payment_identifier_conflict", "the payment identifier was used before with another payment payload"),
     PayloadTooLarge = (413, "payload_too_large", "the body is larger than the configured limit"),
     UnsupportedMediaType = (415, "unsupported_media_type", "the body's content type is not accepted here"),
     RateLimited = (429, "rate_limited", "too many requests; retry later"),
     Internal = (500, "internal", "an unexpected error; details are in the server log, never in the answer"),
+    FacilitatorUnavailable = (502, "facilitator_unavailable", "the facilitator could not be reached or gave no verdict; retry with the same payment"),
+    UpstreamUnavailable = (502, "upstream_unavailable", "the gateway could not reach the merchant's upstream, or it broke off; nothing was settled"),
     Unavailable = (503, "unavailable", "a dependency (database, Redis) is unreachable"),
+    UpstreamTimeout = (504, "upstream_timeout", "the merchant's upstream did not answer in the route's timeout; nothing was settled"),
 }
 
 impl fmt::Display for ErrorCode {

@@ -13,6 +13,9 @@ use purser_domain::auth::Authenticator;
 use purser_domain::coord::Coordination;
 use purser_domain::repo::Store;
 use purser_facilitator::{Facilitator, FacilitatorConfig, FacilitatorState, Reconciler};
+use purser_gateway::Gateway;
+use purser_gateway::access::AccessState;
+use purser_gateway::proxy::Proxy;
 use purser_http::layers::HttpLimits;
 use purser_http::ops::OpsState;
 use purser_registry::discovery::DiscoveryState;
@@ -94,6 +97,7 @@ pub struct Platform {
     pub authenticator: Arc<Authenticator>,
     pub facilitator: Arc<Facilitator>,
     pub registry: Arc<Registry>,
+    pub gateway: Gateway,
 }
 
 impl Platform {
@@ -137,12 +141,14 @@ impl Platform {
             Arc::new(rails),
             facilitator,
         )?);
+        let gateway = Gateway::new(store.clone(), coordination.clone(), facilitator.clone());
         Ok(Self {
             store,
             coordination,
             authenticator,
             facilitator,
             registry,
+            gateway,
         })
     }
 
@@ -179,7 +185,27 @@ impl Platform {
             registry: self.registry.clone(),
             authenticator: self.authenticator.clone(),
         });
-        purser_http::layers::apply(ops.merge(admin).merge(facilitator).merge(discovery), limits)
+        let access = purser_gateway::access::router(AccessState {
+            gateway: self.gateway.clone(),
+            authenticator: self.authenticator.clone(),
+        });
+        purser_http::layers::apply(
+            ops.merge(admin)
+                .merge(facilitator)
+                .merge(discovery)
+                .merge(access),
+            limits,
+        )
+    }
+
+    /// The gateway's proxy, when it has a listener to serve.
+    pub fn proxy(&self, config: &Config) -> anyhow::Result<Option<Router>> {
+        if config.gateway.listen.is_none() && config.gateway.routes.is_empty() {
+            return Ok(None);
+        }
+        let proxy =
+            Proxy::new(self.gateway.clone(), &config.gateway).map_err(anyhow::Error::msg)?;
+        Ok(Some(proxy.router()))
     }
 }
 
@@ -197,17 +223,49 @@ fn asset_catalog(rails: &Rails) -> AssetCatalog {
     }))
 }
 
-/// Serves every service on `listener` until `shutdown` resolves, then drains.
+/// Serves every service on `listener`, and the gateway on `gateway.listen` when configured,
+/// until `shutdown` resolves, then drains.
 pub async fn serve(
     config: &Config,
     platform: Platform,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let gateway_listener = match &config.gateway.listen {
+        Some(listen) => Some(
+            TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding the gateway to {listen}"))?,
+        ),
+        None => None,
+    };
+    serve_with(config, platform, listener, gateway_listener, shutdown).await
+}
+
+/// [`serve`] on listeners bound by the caller; the gateway serves on `gateway_listener` when
+/// given and `[gateway]` has routes or a listener configured.
+pub async fn serve_with(
+    config: &Config,
+    platform: Platform,
+    listener: TcpListener,
+    gateway_listener: Option<TcpListener>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let router = platform.router(config);
     let address = listener.local_addr()?;
     let (stopping, stop) = tokio::sync::watch::channel(false);
     let stop_prober = stop.clone();
+    let gateway = match (platform.proxy(config)?, gateway_listener) {
+        (Some(proxy), Some(gateway_listener)) => {
+            tracing::info!(address = %gateway_listener.local_addr()?, routes = config.gateway.routes.len(), "the gateway is serving");
+            Some(tokio::spawn(serve_gateway(
+                gateway_listener,
+                proxy,
+                stop.clone(),
+            )))
+        }
+        _ => None,
+    };
     let reconciler = tokio::spawn(
         Reconciler::new(platform.facilitator.clone()).run(async move {
             let mut stop = stop;
@@ -234,6 +292,9 @@ pub async fn serve(
         )
     });
     let _ = reconciler.await;
+    if let Some(gateway) = gateway {
+        let _ = gateway.await;
+    }
     if let Some(prober) = prober {
         let _ = prober.await;
     }
@@ -241,4 +302,22 @@ pub async fn serve(
         tracing::info!("stopped");
     }
     Ok(())
+}
+
+/// Serves the gateway's proxy until `stop` turns true. Requests carry the client's address for
+/// `X-Forwarded-For`.
+async fn serve_gateway(
+    listener: TcpListener,
+    proxy: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let service = proxy.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "the gateway stopped");
+    }
 }

@@ -25,6 +25,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub facilitator: purser_facilitator::FacilitatorConfig,
     pub registry: purser_registry::RegistryConfig,
+    pub gateway: purser_gateway::GatewayConfig,
     /// The chains Purser settles on (`[[rails]]` tables); see `purser_chain::config`.
     pub rails: Vec<purser_chain::config::RailConfig>,
 }
@@ -227,6 +228,9 @@ impl Config {
                     "must start with postgres://, postgresql:// or sqlite:",
                 );
             }
+        }
+        if let Err((path, why)) = self.gateway.check() {
+            return fail(&path, &why);
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             return fail("storage.data_dir", "must not be empty");

@@ -36,6 +36,9 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     /// The PostgreSQL database's name, on the production backends.
     pub database_name: Option<String>,
+    /// The services, sharing the running app's store, coordination and rails.
+    #[allow(dead_code)] // used by some test modules, not all
+    pub platform: Platform,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _guards: Vec<Box<dyn Any + Send>>,
@@ -94,6 +97,7 @@ impl TestApp {
         let store_for_tests = store.clone();
         let platform =
             Platform::from_parts(store, coordination, rails, config.facilitator.clone()).unwrap();
+        let platform_for_tests = platform.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -111,6 +115,7 @@ impl TestApp {
             config,
             store: store_for_tests,
             database_name,
+            platform: platform_for_tests,
             shutdown: Some(shutdown),
             server: Some(server),
             _guards: guards,

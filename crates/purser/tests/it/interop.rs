@@ -60,6 +60,8 @@ on_both_backend_pairs!(
     sdk_client_signs_and_purser_verifies_and_settles,
     sdk_express_server_uses_purser_and_fetch_pays_it,
     bazaar_clients_find_merchant_and_learned_resources,
+    sdk_clients_pay_through_the_gateway,
+    sdk_client_pays_through_the_native_layer,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -631,4 +633,292 @@ async fn run_script(script: &str, env: &[(&str, String)]) -> Value {
         .unwrap_or_else(|| panic!("`node {script}` printed nothing\n{shown}"));
     serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("`node {script}` printed no JSON line ({e})\n{shown}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resource servers: the gateway in front of an upstream, and the native axum layer.
+
+/// An upstream API that records the headers of every request it serves.
+struct Upstream {
+    base: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
+}
+
+impl Upstream {
+    async fn start() -> Self {
+        use axum::routing::get;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let app = axum::Router::new()
+            .route(
+                "/weather/{city}",
+                get(
+                    move |axum::extract::Path(city): axum::extract::Path<String>,
+                          headers: http::HeaderMap| async move {
+                        record.lock().unwrap().push(headers);
+                        axum::Json(json!({ "city": city, "forecast": "sunny" }))
+                    },
+                ),
+            )
+            .route(
+                "/broken/{city}",
+                get(|| async { (http::StatusCode::INTERNAL_SERVER_ERROR, "upstream failed") }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { base, seen }
+    }
+
+    fn calls(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl Interop {
+    fn registry(&self) -> purser_registry::Registry {
+        let token = self.chain().token().clone();
+        purser_registry::Registry::new(
+            self.app.store.clone(),
+            purser_registry::AssetCatalog::new([purser_registry::AssetInfo {
+                network: NETWORK.into(),
+                address: token.address.to_checksum(None),
+                decimals: token.decimals,
+                eip712_name: token.name.clone(),
+                eip712_version: token.version.clone(),
+                symbol: Some(token.symbol.clone()),
+            }]),
+        )
+    }
+
+    /// A published GET resource at `url` for $0.01 (10000 atomic units).
+    async fn publish(&self, url: &str, name: &str) -> purser_domain::id::ResourceId {
+        let registry = self.registry();
+        let scope = TenantScope::trusted(self.tenant);
+        registry
+            .set_payout_address(scope, NETWORK, &self.merchant().to_checksum(None))
+            .await
+            .unwrap();
+        registry
+            .create_resource(
+                scope,
+                purser_registry::ResourceDraft {
+                    kind: purser_domain::registry::ResourceKind::Http,
+                    url: url.into(),
+                    method: Some("GET".into()),
+                    tool: None,
+                    name: name.into(),
+                    description: format!("{name}, paid per call"),
+                    mime_type: Some("application/json".into()),
+                    service_name: None,
+                    tags: vec![],
+                    icon_url: None,
+                    input_schema: None,
+                    output_schema: None,
+                    input_example: None,
+                    output_example: None,
+                    body_type: None,
+                    price: purser_domain::registry::PriceSpec::Usd { usd: "0.01".into() },
+                    accepts: vec![purser_registry::AcceptDraft {
+                        network: NETWORK.into(),
+                        ..Default::default()
+                    }],
+                    max_timeout_seconds: None,
+                },
+                true,
+            )
+            .await
+            .unwrap()
+            .id
+    }
+}
+
+const PRICE: u128 = 10_000;
+
+async fn sdk_clients_pay_through_the_gateway(backends: Backends) {
+    use purser_gateway::{GatewayConfig, GatewayRoute, proxy::Proxy};
+    let fx = Interop::start(backends).await;
+    let upstream = Upstream::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    let weather = fx
+        .publish(&format!("{gateway}/weather/:city"), "Weather")
+        .await;
+    let broken = fx
+        .publish(&format!("{gateway}/broken/:city"), "Broken weather")
+        .await;
+    let route = |path: &str, resource: purser_domain::id::ResourceId| GatewayRoute {
+        host: None,
+        path: path.into(),
+        upstream: upstream.base.clone(),
+        resource: resource.to_string(),
+        settle: Default::default(),
+        timeout_seconds: Some(10),
+        upstream_http2: false,
+    };
+    let config = GatewayConfig {
+        routes: vec![route("/weather/*", weather), route("/broken/*", broken)],
+        ..GatewayConfig::default()
+    };
+    let proxy = Proxy::new(fx.app.platform.gateway.clone(), &config)
+        .unwrap()
+        .router();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            proxy.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    let merchant_before = fx.balance(fx.merchant()).await;
+
+    // v2: @x402/fetch.
+    let url = format!("{gateway}/weather/lisbon");
+    let mut env = fx.script_env(PRICE);
+    env.push(("X402_URL", url.clone()));
+    let out = run_script("sdk-pay-url.mjs", &env).await;
+    assert_eq!(out["unpaid"]["status"], 402, "{out}");
+    let required = &out["unpaid"]["paymentRequired"];
+    assert_eq!(required["resource"]["url"], url.as_str(), "{out}");
+    assert_eq!(required["accepts"][0]["amount"], PRICE.to_string(), "{out}");
+    assert_eq!(required["accepts"][0]["network"], NETWORK, "{out}");
+    assert_eq!(out["paid"]["status"], 200, "{out}");
+    assert_eq!(out["paid"]["body"]["city"], "lisbon", "{out}");
+    let settled = &out["paid"]["paymentResponse"];
+    assert_eq!(settled["success"], true, "{out}");
+    let tx = settled["transaction"].as_str().unwrap();
+    fx.assert_transaction_succeeded(tx).await;
+    assert_eq!(
+        fx.balance(fx.merchant()).await,
+        merchant_before + U256::from(PRICE)
+    );
+    // The upstream ran once, for the paid request, and saw the payer but not the payment.
+    assert_eq!(
+        upstream.calls(),
+        1,
+        "the unpaid request never reached the upstream"
+    );
+    {
+        let seen = upstream.seen.lock().unwrap();
+        assert_same_address(
+            &json!(seen[0]["x-purser-payer"].to_str().unwrap()),
+            fx.payer().address(),
+        );
+        assert!(!seen[0].contains_key("payment-signature"));
+        assert!(seen[0].contains_key("x-forwarded-for"));
+    }
+    // The same payment again: refused before the upstream, nothing more moves.
+    assert_eq!(out["replay"]["status"], 409, "{out}");
+    assert_eq!(
+        out["replay"]["body"]["error"]["code"],
+        "payment_already_used"
+    );
+    assert_eq!(upstream.calls(), 1);
+
+    // v1: x402-fetch 1.x reads the JSON body and pays with X-PAYMENT.
+    let mut env = fx.script_env(PRICE);
+    env.push(("X402_URL", format!("{gateway}/weather/porto")));
+    env.push(("X402_CLIENT", "v1".into()));
+    let out = run_script("sdk-pay-url.mjs", &env).await;
+    assert_eq!(out["unpaid"]["body"]["x402Version"], 1, "{out}");
+    assert_eq!(
+        out["unpaid"]["body"]["accepts"][0]["network"],
+        "base-sepolia"
+    );
+    assert_eq!(out["sent"], json!(["x-payment"]), "{out}");
+    assert_eq!(out["paid"]["status"], 200, "{out}");
+    assert_eq!(out["paid"]["body"]["city"], "porto", "{out}");
+    let settled = &out["paid"]["xPaymentResponse"];
+    assert_eq!(settled["success"], true, "{out}");
+    assert_eq!(settled["network"], "base-sepolia", "{out}");
+    fx.assert_transaction_succeeded(settled["transaction"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        fx.balance(fx.merchant()).await,
+        merchant_before + U256::from(2 * PRICE)
+    );
+    assert_eq!(upstream.calls(), 2);
+
+    // An upstream that fails is not paid for.
+    let mut env = fx.script_env(PRICE);
+    env.push(("X402_URL", format!("{gateway}/broken/faro")));
+    let out = run_script("sdk-pay-url.mjs", &env).await;
+    assert_eq!(out["paid"]["status"], 500, "{out}");
+    assert!(out["paid"]["paymentResponse"].is_null(), "{out}");
+    assert_eq!(
+        fx.balance(fx.merchant()).await,
+        merchant_before + U256::from(2 * PRICE),
+        "nothing settled for a failed upstream"
+    );
+    // A route that does not exist is the gateway's 404, not a 402.
+    let missing = reqwest::get(format!("{gateway}/nowhere")).await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+async fn sdk_client_pays_through_the_native_layer(backends: Backends) {
+    use purser_axum::{
+        ExactPrice, HttpFacilitator, MemoryReplayGuard, Payer, Paywall, PaywallLayer,
+    };
+    let fx = Interop::start(backends).await;
+    let token = fx.chain().token();
+    let price = ExactPrice {
+        network: NETWORK.into(),
+        asset: token.address.to_checksum(None),
+        amount: Amount::from_atomic(PRICE),
+        pay_to: fx.merchant().to_checksum(None),
+        eip712_name: token.name.clone(),
+        eip712_version: token.version.clone(),
+        max_timeout_seconds: 60,
+    };
+    let facilitator = HttpFacilitator::new(fx.app.url("/facilitator")).with_api_key(fx.key.clone());
+    let paywall = Paywall::new(
+        std::sync::Arc::new(facilitator),
+        std::sync::Arc::new(MemoryReplayGuard::default()),
+    );
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    let app = axum::Router::new()
+        .route(
+            "/report",
+            axum::routing::get(
+                move |axum::Extension(payer): axum::Extension<Payer>| async move {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    axum::Json(json!({ "report": "quarterly", "for": payer.0 }))
+                },
+            ),
+        )
+        .route("/free", axum::routing::get(|| async { "free" }))
+        .layer(PaywallLayer::new(paywall).route(
+            "GET",
+            "/report",
+            price.offer("A quarterly report").unwrap(),
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let merchant_before = fx.balance(fx.merchant()).await;
+
+    let free = reqwest::get(format!("{base}/free")).await.unwrap();
+    assert_eq!(free.status(), 200, "unpriced routes pass through");
+    let mut env = fx.script_env(PRICE);
+    env.push(("X402_URL", format!("{base}/report")));
+    let out = run_script("sdk-pay-url.mjs", &env).await;
+    assert_eq!(out["unpaid"]["status"], 402, "{out}");
+    assert_eq!(
+        out["unpaid"]["paymentRequired"]["resource"]["url"],
+        format!("{base}/report"),
+        "{out}"
+    );
+    assert_eq!(out["paid"]["status"], 200, "{out}");
+    assert_same_address(&out["paid"]["body"]["for"], fx.payer().address());
+    let settled = &out["paid"]["paymentResponse"];
+    assert_eq!(settled["success"], true, "{out}");
+    fx.assert_transaction_succeeded(settled["transaction"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        fx.balance(fx.merchant()).await,
+        merchant_before + U256::from(PRICE)
+    );
+    assert_eq!(out["replay"]["status"], 409, "{out}");
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -1,0 +1,598 @@
+//! The resource server's half of x402, framework-free: read the payment a request carries,
+//! answer the 402 when there is none or it does not hold, verify it, and settle it once the
+//! request has been served. The tower layer in this crate and Purser's gateway both run it.
+//!
+//! One request goes through [`Paywall::admit`], which answers either a [`Reply`] to send as is
+//! (the 402, or a 400/409) or an [`Admitted`] payment; then, once the handler or upstream has
+//! answered below 400, through [`Paywall::settle`], or through [`Paywall::release`] when it has
+//! not (nothing is settled for a failed request, and the payer may present the same payment
+//! again).
+//!
+//! **Replays.** A facilitator settles an authorization at most once and answers a second
+//! settle of the same authorization with the first outcome, as it must for retries. So a
+//! resource server has to stop a replayed payment itself, or one payment buys two responses.
+//! [`Paywall::admit`] claims each authorization in a [`ReplayGuard`] before verifying it and
+//! answers 409 `payment_already_used` to a second request carrying it. A payment with a
+//! `payment-identifier` is the exception the extension exists for: the same id with the same
+//! payload is a retry and is served again, with the first settlement's answer; the same id with
+//! another payload is 409 `payment_identifier_conflict`, both before the request runs.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use purser_domain::ErrorCode;
+use purser_x402::exact_evm::ExactEvmPayload;
+use purser_x402::facilitator::SettleResponse;
+use purser_x402::header::{self, lowercase as lower};
+use purser_x402::payment_identifier::PAYMENT_IDENTIFIER;
+use purser_x402::v1::{PaymentPayloadV1, PaymentRequirementsV1};
+use purser_x402::v2::{JsonObject, PaymentPayload, PaymentRequired, PaymentRequirements};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::facilitator::{Facilitator, FacilitatorError};
+
+/// The `error` of a 402 whose payment matched none of the offered requirements.
+pub const NO_MATCHING_REQUIREMENTS: &str = "no_matching_payment_requirements";
+
+/// The header naming the verified payer on the request a handler or upstream receives.
+pub const PAYER_HEADER: &str = "x-purser-payer";
+
+/// When to settle, relative to running the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettleTiming {
+    /// Run the handler on a verified payment, settle only if it answered below 400. The payer
+    /// never pays for a failed request; the merchant may serve a request whose settlement then
+    /// fails (the authorization was spent elsewhere in between) and withholds only its body.
+    /// The reference SDK's behaviour, and the default.
+    #[default]
+    After,
+    /// Settle first, run the handler only on money received. Right for handlers with effects
+    /// that cannot be withheld (a purchase, a write); the payer pays even when the handler
+    /// then fails.
+    Before,
+}
+
+/// What a route offers: the 402 to answer, and older requirements still honoured.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    /// The challenge; its `accepts` are what a payment must match.
+    pub required: PaymentRequired,
+    /// Requirements no longer offered but still payable (a price just changed: payments
+    /// signed for the previous one within their timeout).
+    pub also_accepts: Vec<PaymentRequirements>,
+    /// Whether a payment must carry a `payment-identifier`.
+    pub payment_identifier_required: bool,
+}
+
+impl Offer {
+    pub fn new(required: PaymentRequired) -> Self {
+        Self {
+            required,
+            also_accepts: Vec::new(),
+            payment_identifier_required: false,
+        }
+    }
+
+    /// Declares the `payment-identifier` extension in the 402, optional or required.
+    pub fn with_payment_identifier(mut self, required: bool) -> Self {
+        self.payment_identifier_required = required;
+        self.required
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert(
+                PAYMENT_IDENTIFIER.into(),
+                json!({
+                    "info": { "required": required },
+                    "schema": {
+                        "$schema": "https://json-schema.org/draft/2020-12/schema",
+                        "type": "object",
+                        "properties": {
+                            "required": { "type": "boolean" },
+                            "id": { "type": "string", "minLength": 16, "maxLength": 128,
+                                    "pattern": "^[a-zA-Z0-9_-]+$" }
+                        },
+                        "required": ["required"]
+                    }
+                }),
+            );
+        self
+    }
+
+    fn offered(&self) -> impl Iterator<Item = &PaymentRequirements> {
+        self.required.accepts.iter().chain(&self.also_accepts)
+    }
+}
+
+/// An answer to send instead of running the request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    /// Boxed: a `HeaderMap` is large, and replies travel in `Err`s.
+    pub headers: Box<HeaderMap>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    fn json(status: StatusCode, body: &Value) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Self {
+            status,
+            headers: Box::new(headers),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    /// `{error: {code, message}}`, the envelope Purser answers errors in, with the code's status.
+    pub fn error(code: ErrorCode, message: &str) -> Self {
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::json(
+            status,
+            &json!({ "error": { "code": code.as_str(), "message": message } }),
+        )
+    }
+
+    /// The reply as an HTTP response with any body type built from bytes.
+    pub fn into_response<B: From<Bytes>>(self) -> http::Response<B> {
+        let mut response = http::Response::new(B::from(self.body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = *self.headers;
+        response
+    }
+}
+
+/// Which protocol version the client spoke: replies follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// A verified payment, waiting for the request's outcome.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub payer: String,
+    pub payload: PaymentPayload,
+    pub requirements: PaymentRequirements,
+    pub version: Version,
+    /// The replay-guard keys this payment holds.
+    claims: Vec<String>,
+}
+
+impl Admitted {
+    /// A payment verified earlier (by a delegated check), to settle now. It holds no
+    /// replay-guard claim: the check that admitted it did.
+    pub fn verified(
+        payer: String,
+        payload: PaymentPayload,
+        requirements: PaymentRequirements,
+        version: Version,
+    ) -> Self {
+        Self {
+            payer,
+            payload,
+            requirements,
+            version,
+            claims: Vec::new(),
+        }
+    }
+}
+
+/// How a settlement went, for the response.
+#[derive(Debug, Clone)]
+pub enum Settled {
+    /// Settled, or broadcast and pending: serve the response with these headers. `response`
+    /// says which (`success`, or `settlement_pending` with the transaction hash).
+    Paid {
+        response: Box<SettleResponse>,
+        headers: HeaderMap,
+    },
+    /// Not settled: answer this instead of the response.
+    Refused(Reply),
+}
+
+/// Remembers which payments were used, so that a replay is refused.
+#[async_trait]
+pub trait ReplayGuard: Send + Sync {
+    /// Claims `key` with `value` for `ttl`. `None` when the claim is new, else the value the
+    /// key already holds.
+    async fn claim(&self, key: &str, value: &str, ttl: Duration) -> Result<Option<String>, String>;
+    /// Gives `key` up, so the payment may be presented again.
+    async fn release(&self, key: &str);
+}
+
+/// A [`ReplayGuard`] in this process's memory: right for one instance. Several instances of a
+/// merchant's app need a shared guard (Purser's gateway uses Redis) or payment identifiers.
+#[derive(Debug, Default)]
+pub struct MemoryReplayGuard {
+    claims: Mutex<HashMap<String, (String, u64)>>,
+}
+
+#[async_trait]
+impl ReplayGuard for MemoryReplayGuard {
+    async fn claim(&self, key: &str, value: &str, ttl: Duration) -> Result<Option<String>, String> {
+        let now = unix_now();
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        if claims.len() > 10_000 {
+            claims.retain(|_, (_, until)| *until > now);
+        }
+        match claims.get(key) {
+            Some((existing, until)) if *until > now => Ok(Some(existing.clone())),
+            _ => {
+                claims.insert(key.to_owned(), (value.to_owned(), now + ttl.as_secs()));
+                Ok(None)
+            }
+        }
+    }
+
+    async fn release(&self, key: &str) {
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// The engine: a facilitator and a replay guard.
+#[derive(Clone)]
+pub struct Paywall {
+    facilitator: std::sync::Arc<dyn Facilitator>,
+    guard: std::sync::Arc<dyn ReplayGuard>,
+}
+
+impl std::fmt::Debug for Paywall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Paywall").finish_non_exhaustive()
+    }
+}
+
+impl Paywall {
+    pub fn new(
+        facilitator: std::sync::Arc<dyn Facilitator>,
+        guard: std::sync::Arc<dyn ReplayGuard>,
+    ) -> Self {
+        Self { facilitator, guard }
+    }
+
+    /// The 402 for `offer`, in both versions at once: v2 in `PAYMENT-REQUIRED`, v1 as the JSON
+    /// body (a v2 client reads the header first; a v1 client reads only the body).
+    pub fn challenge(offer: &Offer, error: Option<&str>) -> Reply {
+        let mut required = offer.required.clone();
+        if let Some(error) = error {
+            required.error = Some(error.to_owned());
+        }
+        let v1_accepts: Vec<PaymentRequirementsV1> = required
+            .accepts
+            .iter()
+            .filter_map(|r| v1_requirements(r, &required))
+            .collect();
+        let mut reply = Reply::json(
+            StatusCode::PAYMENT_REQUIRED,
+            &json!({
+                "x402Version": 1,
+                "error": required.error,
+                "accepts": v1_accepts,
+            }),
+        );
+        if let Ok(value) = HeaderValue::from_str(&header::encode_payment_required(&required)) {
+            reply
+                .headers
+                .insert(HeaderName::from_static(lower::PAYMENT_REQUIRED), value);
+        }
+        reply.headers.insert(
+            http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(header::EXPOSE_HEADERS),
+        );
+        reply
+    }
+
+    /// Reads and verifies the payment on a request for `offer`.
+    pub async fn admit(&self, offer: &Offer, headers: &HeaderMap) -> Result<Admitted, Reply> {
+        let (payload, version) = match read_payment(offer, headers) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(Self::challenge(offer, None)),
+            Err(reply) => return Err(reply),
+        };
+        let Some(requirements) = offer
+            .offered()
+            .find(|o| purser_x402::matching::accepted_matches(o, &payload.accepted))
+            .cloned()
+        else {
+            return Err(Self::challenge(offer, Some(NO_MATCHING_REQUIREMENTS)));
+        };
+        let payment_id = payload
+            .payment_identifier()
+            .require(offer.payment_identifier_required)
+            .map_err(|e| Reply::error(e.code(), e.message()))?;
+        let claims = self
+            .claim(&payload, payment_id.as_ref().map(|p| p.as_str()))
+            .await?;
+        let verdict = self.facilitator.verify(&payload, &requirements).await;
+        let refused = match verdict {
+            Ok(v) if v.is_valid => {
+                return Ok(Admitted {
+                    payer: v.payer.unwrap_or_default(),
+                    payload,
+                    requirements,
+                    version,
+                    claims,
+                });
+            }
+            Ok(v) => Self::challenge(
+                offer,
+                Some(v.invalid_reason.as_deref().unwrap_or("invalid_payment")),
+            ),
+            Err(e) => facilitator_failure(&e, "verifying"),
+        };
+        self.release_keys(&claims).await;
+        Err(refused)
+    }
+
+    /// Settles an admitted payment. The SDK's rule on `settlement_pending`: settle once more
+    /// with the same payload (the facilitator answers the same record), then serve what is
+    /// known. A pending outcome is served with its transaction hash, never refused as failed:
+    /// the payment is on its way and a refusal would invite a second one.
+    pub async fn settle(&self, offer: &Offer, admitted: &Admitted) -> Settled {
+        let mut outcome = self
+            .facilitator
+            .settle(&admitted.payload, &admitted.requirements)
+            .await;
+        if matches!(&outcome, Ok(r) if r.is_pending()) {
+            outcome = self
+                .facilitator
+                .settle(&admitted.payload, &admitted.requirements)
+                .await;
+        }
+        match outcome {
+            Ok(response) if response.success || response.is_pending() => {
+                let headers = payment_response_headers(&response, admitted.version);
+                Settled::Paid {
+                    response: Box::new(response),
+                    headers,
+                }
+            }
+            Ok(response) => {
+                // A failure before broadcast leaves the authorization unspent: it may come back.
+                if response.transaction.is_empty() {
+                    self.release(admitted).await;
+                }
+                let mut reply = Self::challenge(
+                    offer,
+                    Some(
+                        response
+                            .error_reason
+                            .as_deref()
+                            .unwrap_or("unexpected_settle_error"),
+                    ),
+                );
+                reply
+                    .headers
+                    .extend(payment_response_headers(&response, admitted.version));
+                Settled::Refused(reply)
+            }
+            Err(e) => Settled::Refused(facilitator_failure(&e, "settling")),
+        }
+    }
+
+    /// The request failed and nothing is settled: the payment may be presented again.
+    pub async fn release(&self, admitted: &Admitted) {
+        self.release_keys(&admitted.claims).await;
+    }
+
+    async fn release_keys(&self, keys: &[String]) {
+        for key in keys {
+            self.guard.release(key).await;
+        }
+    }
+
+    /// Claims the payment's authorization, or its identifier when it carries one.
+    async fn claim(
+        &self,
+        payload: &PaymentPayload,
+        payment_id: Option<&str>,
+    ) -> Result<Vec<String>, Reply> {
+        let hash = payload_hash(payload);
+        let (key, value, ttl) = match payment_id {
+            // Retries of one payment share the id and the payload: the same claim value.
+            Some(id) => (format!("pid:{id}"), hash, Duration::from_secs(24 * 3600)),
+            None => {
+                let Some((key, valid_before)) = authorization_key(payload) else {
+                    // Not an exact EVM payload: verification will say what is wrong.
+                    return Ok(Vec::new());
+                };
+                let ttl = valid_before
+                    .saturating_sub(unix_now())
+                    .clamp(60, 7 * 86_400);
+                (key, hash, Duration::from_secs(ttl + 60))
+            }
+        };
+        match self.guard.claim(&key, &value, ttl).await {
+            Ok(None) => Ok(vec![key]),
+            Ok(Some(existing)) if payment_id.is_some() && existing == value => {
+                // A retry of the same payment: the facilitator answers its first outcome.
+                Ok(Vec::new())
+            }
+            Ok(Some(_)) if payment_id.is_some() => Err(Reply::error(
+                ErrorCode::PaymentIdentifierConflict,
+                "this payment identifier was used with another payment payload",
+            )),
+            Ok(Some(_)) => Err(Reply::error(
+                ErrorCode::PaymentAlreadyUsed,
+                "this payment was already presented; sign a new one",
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "the replay guard is unavailable");
+                Err(Reply::error(
+                    ErrorCode::Unavailable,
+                    "payments cannot be checked right now; retry shortly",
+                ))
+            }
+        }
+    }
+}
+
+/// The payment a request carries: `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1), as v2.
+fn read_payment(
+    offer: &Offer,
+    headers: &HeaderMap,
+) -> Result<Option<(PaymentPayload, Version)>, Reply> {
+    let text = |name: &str| -> Result<Option<&str>, Reply> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    Reply::error(
+                        ErrorCode::MalformedPaymentHeader,
+                        &format!("{name} is not ASCII"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let bad = |e: purser_domain::Error| Reply::error(e.code(), e.message());
+    if let Some(value) = text(lower::PAYMENT_SIGNATURE)? {
+        let payload = header::decode_payment_signature(value).map_err(bad)?;
+        return Ok(Some((payload, Version::V2)));
+    }
+    if let Some(value) = text(lower::X_PAYMENT)? {
+        let v1 = header::decode_x_payment(value).map_err(bad)?;
+        // v1 names its scheme and network instead of echoing the requirements.
+        let found = offer.offered().find_map(|r| {
+            let v1_req = v1_requirements(r, &offer.required)?;
+            (v1_req.scheme == v1.scheme && v1_req.network == v1.network).then_some(v1_req)
+        });
+        let Some(v1_req) = found else {
+            return Err(Paywall::challenge(offer, Some(NO_MATCHING_REQUIREMENTS)));
+        };
+        let payload = v1_payload(&v1, &v1_req).map_err(bad)?;
+        return Ok(Some((payload, Version::V1)));
+    }
+    Ok(None)
+}
+
+fn v1_payload(
+    v1: &PaymentPayloadV1,
+    requirements: &PaymentRequirementsV1,
+) -> Result<PaymentPayload, purser_domain::Error> {
+    let mut payload = v1.to_v2(requirements)?;
+    // `to_v2` keeps the v1 network name's CAIP-2 id; `accepted` must equal what was offered.
+    payload.accepted.extra = requirements.extra.clone();
+    Ok(payload)
+}
+
+/// The v1 form of `requirements`, when the network has a v1 name.
+fn v1_requirements(
+    requirements: &PaymentRequirements,
+    required: &PaymentRequired,
+) -> Option<PaymentRequirementsV1> {
+    let network = requirements.network.v1_name()?;
+    let resource = &required.resource;
+    Some(PaymentRequirementsV1 {
+        scheme: requirements.scheme.clone(),
+        network: network.to_owned(),
+        max_amount_required: requirements.amount,
+        resource: resource.url.clone(),
+        description: resource.description.clone().unwrap_or_default(),
+        mime_type: resource.mime_type.clone(),
+        output_schema: None,
+        pay_to: requirements.pay_to.clone(),
+        max_timeout_seconds: requirements.max_timeout_seconds,
+        asset: requirements.asset.clone(),
+        extra: requirements.extra.clone(),
+        other: JsonObject::new(),
+    })
+}
+
+/// `PAYMENT-RESPONSE` (v2) or `X-PAYMENT-RESPONSE` (v1, with the network's v1 name).
+fn payment_response_headers(response: &SettleResponse, version: Version) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let (name, value) = match version {
+        Version::V2 => (
+            lower::PAYMENT_RESPONSE,
+            header::encode_payment_response(response),
+        ),
+        Version::V1 => {
+            let mut v1 = response.clone();
+            if let Some(name) = purser_x402::Network::parse(&v1.network)
+                .ok()
+                .and_then(|n| n.v1_name())
+            {
+                v1.network = name.to_owned();
+            }
+            (
+                lower::X_PAYMENT_RESPONSE,
+                header::encode_payment_response(&v1),
+            )
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    headers.insert(
+        http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(header::EXPOSE_HEADERS),
+    );
+    headers
+}
+
+fn facilitator_failure(error: &FacilitatorError, doing: &str) -> Reply {
+    match error {
+        FacilitatorError::Conflict(message) => {
+            Reply::error(ErrorCode::PaymentIdentifierConflict, message)
+        }
+        FacilitatorError::Refused { code, message } => Reply::error(
+            ErrorCode::from_name(code).unwrap_or(ErrorCode::InvalidInput),
+            message,
+        ),
+        FacilitatorError::Unavailable(message) => {
+            tracing::warn!(%message, "the facilitator failed while {doing} a payment");
+            Reply::error(
+                ErrorCode::FacilitatorUnavailable,
+                &format!("the payment could not be {doing} confirmed; retry with the same payment"),
+            )
+        }
+    }
+}
+
+/// `exact:<network>:<asset>:<from>:<nonce>` and `validBefore`, for an exact EVM payload.
+fn authorization_key(payload: &PaymentPayload) -> Option<(String, u64)> {
+    let exact = ExactEvmPayload::from_json(&payload.payload).ok()?;
+    let auth = &exact.authorization;
+    Some((
+        format!(
+            "auth:{}:{}:{}:{}",
+            payload.accepted.network.as_str(),
+            payload.accepted.asset.to_ascii_lowercase(),
+            auth.from.to_lowercase(),
+            auth.nonce.to_lowercase(),
+        ),
+        auth.valid_before,
+    ))
+}
+
+fn payload_hash(payload: &PaymentPayload) -> String {
+    let canonical = serde_json::to_value(payload)
+        .and_then(|v| serde_json::to_vec(&v))
+        .unwrap_or_default();
+    Sha256::digest(canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

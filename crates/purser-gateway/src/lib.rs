@@ -1,0 +1,159 @@
+//! The gateway service: the x402 flow for resources in Purser's registry, run by Purser on a
+//! merchant's behalf.
+//!
+//! - [`proxy`]: a reverse proxy in front of a merchant's upstream API. Routes (host and path
+//!   pattern) name an upstream and a registry resource; requests and responses stream through.
+//! - [`access`]: delegated checks for resource servers that keep their own HTTP stack:
+//!   `POST /v1/access/check` and `POST /v1/access/settle`, and `GET /v1/access/nginx` for nginx's
+//!   `auth_request`.
+//!
+//! Both run the engine of `purser-axum` (the same one merchants embed in their axum apps) with
+//! the facilitator called in process and replays refused through the coordination backend, so
+//! that every Purser instance sees every payment.
+
+pub mod access;
+pub mod config;
+mod inprocess;
+pub mod proxy;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use purser_axum::{Offer, Paywall, Reply};
+use purser_domain::auth::TenantScope;
+use purser_domain::coord::Coordination;
+use purser_domain::id::ResourceId;
+use purser_domain::registry::{Resource, ResourceStatus, ResourceVersion};
+use purser_domain::repo::Store;
+use purser_facilitator::Facilitator;
+use purser_registry::challenge::{self, ChallengeRequest};
+
+pub use config::{GatewayConfig, GatewayRoute};
+pub use inprocess::{CoordReplayGuard, InProcessFacilitator};
+
+/// How long a resource read from the store serves requests before it is read again. A price
+/// change reaches the gateway within this time; payments signed for the previous price stay
+/// payable for their timeout all the same.
+pub const RESOURCE_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// A resource and its versions, as the gateway prices requests with them.
+#[derive(Debug)]
+pub struct Priced {
+    pub resource: Resource,
+    pub versions: Vec<ResourceVersion>,
+}
+
+impl Priced {
+    pub fn scope(&self) -> TenantScope {
+        TenantScope::trusted(self.resource.tenant_id)
+    }
+
+    /// The offer for a request at `path_and_query`: the current version's challenge, and the
+    /// requirements of older versions still payable. `None` when the path is not the
+    /// resource's route.
+    pub fn offer(&self, path_and_query: Option<&str>) -> Option<Offer> {
+        let required = challenge::payment_required(
+            &self.resource,
+            &ChallengeRequest {
+                path_and_query,
+                error: None,
+            },
+        )
+        .ok()?;
+        let now = purser_domain::time::now();
+        let current = self.resource.current.version;
+        let also_accepts = self
+            .versions
+            .iter()
+            .filter(|v| v.version != current && v.payable_at(now))
+            .flat_map(|v| {
+                v.spec
+                    .accepts
+                    .iter()
+                    .filter_map(|a| challenge::requirements(a, v.spec.max_timeout_seconds).ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut offer = Offer::new(required);
+        offer.also_accepts = also_accepts;
+        Some(offer)
+    }
+}
+
+/// Resources read recently, with when they were read.
+type PricedCache = HashMap<ResourceId, (Instant, Arc<Priced>)>;
+
+/// What the gateway's parts share.
+#[derive(Clone)]
+pub struct Gateway {
+    store: Arc<dyn Store>,
+    facilitator: Arc<Facilitator>,
+    guard: Arc<CoordReplayGuard>,
+    cache: Arc<Mutex<PricedCache>>,
+}
+
+impl Gateway {
+    pub fn new(
+        store: Arc<dyn Store>,
+        coordination: Arc<dyn Coordination>,
+        facilitator: Arc<Facilitator>,
+    ) -> Self {
+        Self {
+            store,
+            facilitator,
+            guard: Arc::new(CoordReplayGuard::new(coordination)),
+            cache: Arc::default(),
+        }
+    }
+
+    /// The engine, settling for `scope` (the resource's tenant).
+    pub fn paywall(&self, scope: TenantScope) -> Paywall {
+        Paywall::new(
+            Arc::new(InProcessFacilitator::new(self.facilitator.clone(), scope)),
+            self.guard.clone(),
+        )
+    }
+
+    /// A published resource and its versions, from the cache when fresh. `None` when there is
+    /// no such resource or it is not published.
+    pub async fn priced(&self, id: ResourceId) -> Result<Option<Arc<Priced>>, Reply> {
+        if let Some((at, priced)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            && at.elapsed() < RESOURCE_CACHE_TTL
+        {
+            return Ok(Some(priced.clone()));
+        }
+        let unavailable = |e: purser_domain::Error| {
+            tracing::warn!(error = %e, "reading a resource for the gateway");
+            Reply::error(
+                purser_domain::ErrorCode::Unavailable,
+                "the resource's price could not be read; retry shortly",
+            )
+        };
+        let Some(resource) = self.store.get_resource(id).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        if resource.status != ResourceStatus::Published {
+            return Ok(None);
+        }
+        let versions = self
+            .store
+            .resource_versions(TenantScope::trusted(resource.tenant_id), id)
+            .await
+            .map_err(unavailable)?;
+        let priced = Arc::new(Priced { resource, versions });
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, (Instant::now(), priced.clone()));
+        Ok(Some(priced))
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
