@@ -853,6 +853,58 @@ async fn sdk_clients_pay_through_the_gateway(backends: Backends) {
     // A route that does not exist is the gateway's 404, not a 402.
     let missing = reqwest::get(format!("{gateway}/nowhere")).await.unwrap();
     assert_eq!(missing.status(), 404);
+
+    // The delegated check finds the resource by URL and answers the same 402 as the gateway.
+    let client = reqwest::Client::new();
+    let check = |body: Value, key: Option<String>| {
+        let mut request = client.post(fx.app.url("/v1/access/check")).json(&body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    let url = format!("{gateway}/weather/braga");
+    let answer = check(json!({ "method": "GET", "url": url }), None)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401, "checks need a resource_server key");
+    let answer: Value = check(json!({ "method": "GET", "url": url }), Some(fx.key.clone()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["decision"], "deny", "{answer}");
+    assert_eq!(answer["status"], 402, "{answer}");
+    let header = answer["headers"]["payment-required"].as_str().unwrap();
+    let required = purser_x402::header::decode_payment_required(header).unwrap();
+    assert_eq!(required.resource.url, url);
+    assert_eq!(required.accepts[0].amount, Amount::from_atomic(PRICE));
+    let unknown: Value = check(
+        json!({ "method": "GET", "url": format!("{gateway}/elsewhere") }),
+        Some(fx.key.clone()),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(unknown["error"]["code"], "not_found", "{unknown}");
+    // The native layer's registry prices: public, the current 402.
+    let priced: Value = reqwest::get(
+        fx.app
+            .url(&format!("/v1/resources/{weather}/payment-required")),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        priced["paymentRequired"]["accepts"][0]["amount"],
+        PRICE.to_string(),
+        "{priced}"
+    );
 }
 
 async fn sdk_client_pays_through_the_native_layer(backends: Backends) {
