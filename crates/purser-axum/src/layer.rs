@@ -1,6 +1,6 @@
 //! The tower layer: routes of an axum app, each with its price, behind the [`Paywall`].
 //!
-//! ```ignore
+//! ```text
 //! let facilitator = HttpFacilitator::new("http://127.0.0.1:8402/facilitator").with_api_key(key);
 //! let paywall = Paywall::new(Arc::new(facilitator), Arc::new(MemoryReplayGuard::default()));
 //! let app = Router::new()
