@@ -29,7 +29,7 @@ use purser_x402::exact_evm::ExactEvmPayload;
 use purser_x402::facilitator::SettleResponse;
 use purser_x402::header::{self, lowercase as lower};
 use purser_x402::payment_identifier::PAYMENT_IDENTIFIER;
-use purser_x402::v1::{PaymentPayloadV1, PaymentRequirementsV1};
+use purser_x402::v1::PaymentRequirementsV1;
 use purser_x402::v2::{JsonObject, PaymentPayload, PaymentRequired, PaymentRequirements};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -475,20 +475,10 @@ fn read_payment(
         let Some(v1_req) = found else {
             return Err(Paywall::challenge(offer, Some(NO_MATCHING_REQUIREMENTS)));
         };
-        let payload = v1_payload(&v1, &v1_req).map_err(bad)?;
+        let payload = v1.to_v2(&v1_req).map_err(bad)?;
         return Ok(Some((payload, Version::V1)));
     }
     Ok(None)
-}
-
-fn v1_payload(
-    v1: &PaymentPayloadV1,
-    requirements: &PaymentRequirementsV1,
-) -> Result<PaymentPayload, purser_domain::Error> {
-    let mut payload = v1.to_v2(requirements)?;
-    // `to_v2` keeps the v1 network name's CAIP-2 id; `accepted` must equal what was offered.
-    payload.accepted.extra = requirements.extra.clone();
-    Ok(payload)
 }
 
 /// The v1 form of `requirements`, when the network has a v1 name.

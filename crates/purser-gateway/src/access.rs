@@ -242,7 +242,7 @@ async fn check(
         Err(response) => return response,
     };
     let pq = path_and_query(&request.url);
-    let Some(offer) = priced.offer(pq.as_deref()).or_else(|| priced.offer(None)) else {
+    let Some(offer) = priced.offer_at(pq.as_deref()) else {
         return ApiError(Error::new(
             ErrorCode::Internal,
             "building the resource's price",
@@ -358,7 +358,7 @@ async fn nginx(State(state): State<AccessState>, mut parts: Parts) -> Response {
         Ok(p) => p,
         Err(response) => return response,
     };
-    let Some(offer) = priced.offer(Some(&uri)).or_else(|| priced.offer(None)) else {
+    let Some(offer) = priced.offer_at(Some(&uri)) else {
         return ApiError(Error::new(
             ErrorCode::Internal,
             "building the resource's price",

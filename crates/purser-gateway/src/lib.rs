@@ -49,6 +49,13 @@ impl Priced {
         TenantScope::trusted(self.resource.tenant_id)
     }
 
+    /// The offer for a request at `path_and_query`, or the resource's own URL when the path
+    /// does not bind its route template. `None` only when the stored resource cannot be
+    /// priced at all.
+    pub fn offer_at(&self, path_and_query: Option<&str>) -> Option<Offer> {
+        self.offer(path_and_query).or_else(|| self.offer(None))
+    }
+
     /// The offer for a request at `path_and_query`: the current version's challenge, and the
     /// requirements of older versions still payable. `None` when the path is not the
     /// resource's route.

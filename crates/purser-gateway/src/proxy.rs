@@ -139,10 +139,7 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let Some(offer) = priced
-        .offer(Some(&path_and_query))
-        .or_else(|| priced.offer(None))
-    else {
+    let Some(offer) = priced.offer_at(Some(&path_and_query)) else {
         return error(
             ErrorCode::Internal,
             "the resource's price could not be built",
