@@ -70,7 +70,7 @@ impl HttpFacilitator {
     /// `base` is the facilitator's root, such as `http://127.0.0.1:8402/facilitator`.
     pub fn new(base: impl Into<String>) -> Self {
         Self {
-            client: reqwest::Client::new(),
+            client: crate::http_client(),
             base: base.into().trim_end_matches('/').to_owned(),
             api_key: None,
         }

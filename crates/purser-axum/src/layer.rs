@@ -48,6 +48,12 @@ impl From<Offer> for OfferSource {
     }
 }
 
+impl From<RegistryOffer> for OfferSource {
+    fn from(offer: RegistryOffer) -> Self {
+        Self::Registry(Arc::new(offer))
+    }
+}
+
 /// A price kept in Purser's registry, cached.
 pub struct RegistryOffer {
     client: reqwest::Client,
@@ -60,7 +66,7 @@ impl RegistryOffer {
     /// `purser` is Purser's base URL (`http://127.0.0.1:8402`); `resource` the resource's id.
     pub fn new(purser: &str, resource: &str, refresh: Duration) -> Self {
         Self {
-            client: reqwest::Client::new(),
+            client: crate::http_client(),
             url: format!(
                 "{}/v1/resources/{resource}/payment-required",
                 purser.trim_end_matches('/')

@@ -26,6 +26,13 @@ use purser_x402::v2::{JsonObject, PaymentRequired, PaymentRequirements, Resource
 use serde::Deserialize;
 use serde_json::Value;
 
+/// An HTTP client for calls to Purser. reqwest's TLS needs a rustls crypto provider; ring is
+/// installed when the app has not installed one of its own.
+pub(crate) fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A price in an app's own configuration: the `exact` scheme, one network and asset.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

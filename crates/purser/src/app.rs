@@ -272,6 +272,14 @@ pub async fn serve_with(
             let _ = stop.wait_for(|stopping| *stopping).await;
         }),
     );
+    let prober = config.registry.probe.then(|| {
+        let mut stop = stop_prober;
+        tokio::spawn(
+            Prober::new(platform.store.clone(), config.registry.probe_config()).run(async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            }),
+        )
+    });
     tracing::info!(%address, "purser is serving: GraphQL at http://{address}/graphql, x402 at http://{address}/facilitator");
     let drained = purser_http::serve::serve(
         listener,
@@ -283,14 +291,6 @@ pub async fn serve_with(
         config.server.shutdown_grace(),
     )
     .await?;
-    let prober = config.registry.probe.then(|| {
-        let mut stop = stop_prober;
-        tokio::spawn(
-            Prober::new(platform.store.clone(), config.registry.probe_config()).run(async move {
-                let _ = stop.wait_for(|stopping| *stopping).await;
-            }),
-        )
-    });
     let _ = reconciler.await;
     if let Some(gateway) = gateway {
         let _ = gateway.await;

@@ -15,6 +15,7 @@ use purser_chain::devnet;
 
 use crate::app::{self, Database, Platform};
 use crate::config::Config;
+use crate::demo;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +34,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Walk through the whole flow on a local chain: a merchant's API behind the gateway, and an
+    /// agent that finds it in the catalog, pays for it and gets it. Then keep serving.
+    Demo(DemoArgs),
     /// Run every service until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
@@ -64,6 +68,19 @@ pub enum DevnetCommand {
         #[arg(long, default_value = ".devnet")]
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address of Purser's API (GraphQL, facilitator, discovery).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8402")]
+    pub listen: SocketAddr,
+    /// Address of the gateway in front of the demo merchant's API.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8403")]
+    pub gateway_listen: SocketAddr,
+    /// Stop after the walkthrough instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +159,15 @@ pub async fn run(
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     match command {
+        Command::Demo(args) => {
+            let options = demo::DemoOptions {
+                listen: args.listen,
+                gateway_listen: args.gateway_listen,
+                keep_serving: !args.exit,
+            };
+            demo::run(options, out, purser_http::serve::shutdown_signal()).await?;
+            Ok(())
+        }
         Command::Serve(args) => {
             if let Some(listen) = args.listen {
                 config.server.listen = listen;

@@ -62,6 +62,7 @@ on_both_backend_pairs!(
     bazaar_clients_find_merchant_and_learned_resources,
     sdk_clients_pay_through_the_gateway,
     sdk_client_pays_through_the_native_layer,
+    sdk_client_pays_the_example_merchant,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -973,4 +974,67 @@ async fn sdk_client_pays_through_the_native_layer(backends: Backends) {
     );
     assert_eq!(out["replay"]["status"], 409, "{out}");
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// The example merchant app of `purser-axum`, compiled into this test for its `app`.
+#[allow(dead_code)]
+#[path = "../../../purser-axum/examples/merchant.rs"]
+mod merchant_example;
+
+async fn sdk_client_pays_the_example_merchant(backends: Backends) {
+    use merchant_example::{MerchantConfig, app};
+    let fx = Interop::start(backends).await;
+    let token = fx.chain().token();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let forecast = fx
+        .publish(&format!("{base}/forecast/:city"), "Forecast")
+        .await;
+    let config = MerchantConfig {
+        purser_url: fx.app.url(""),
+        api_key: fx.key.clone(),
+        price: purser_axum::ExactPrice {
+            network: NETWORK.into(),
+            asset: token.address.to_checksum(None),
+            amount: Amount::from_atomic(2 * PRICE),
+            pay_to: fx.merchant().to_checksum(None),
+            eip712_name: token.name.clone(),
+            eip712_version: token.version.clone(),
+            max_timeout_seconds: 60,
+        },
+        registry_resource: Some(forecast.to_string()),
+    };
+    let app = app(&config).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let merchant_before = fx.balance(fx.merchant()).await;
+
+    let free = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(free.status(), 200);
+    // Fixed prices (settled after, then before, the handler) and the registry's price.
+    let mut paid = U256::ZERO;
+    for (path, price, body_key) in [
+        ("/reports/q3", 2 * PRICE, "report"),
+        ("/exports/customers", 2 * PRICE, "export"),
+        ("/forecast/porto", PRICE, "city"),
+    ] {
+        let mut env = fx.script_env(price);
+        env.push(("X402_URL", format!("{base}{path}")));
+        let out = run_script("sdk-pay-url.mjs", &env).await;
+        assert_eq!(out["unpaid"]["status"], 402, "{path}: {out}");
+        assert_eq!(
+            out["unpaid"]["paymentRequired"]["accepts"][0]["amount"],
+            price.to_string(),
+            "{path}: {out}"
+        );
+        assert_eq!(out["paid"]["status"], 200, "{path}: {out}");
+        assert!(out["paid"]["body"][body_key].is_string(), "{path}: {out}");
+        assert_same_address(&out["paid"]["body"]["paid_by"], fx.payer().address());
+        let settled = &out["paid"]["paymentResponse"];
+        assert_eq!(settled["success"], true, "{path}: {out}");
+        fx.assert_transaction_succeeded(settled["transaction"].as_str().unwrap())
+            .await;
+        assert_eq!(out["replay"]["status"], 409, "{path}: {out}");
+        paid += U256::from(price);
+        assert_eq!(fx.balance(fx.merchant()).await, merchant_before + paid);
+    }
 }

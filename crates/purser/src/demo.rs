@@ -1,0 +1,679 @@
+//! `purser demo`: the whole flow on one machine, narrated. A local chain (anvil standing in for
+//! Base Sepolia, with a USDC-like EIP-3009 token), Purser on its embedded defaults (SQLite in a
+//! throwaway folder, in-process coordination), a merchant onboarded through the registry with a
+//! plain HTTP API behind the gateway, and an agent that finds the API in the discovery catalog,
+//! is challenged with a 402, signs an EIP-3009 authorization, pays through the gateway, and sees
+//! the settlement on chain and in the ledger. Then everything keeps serving until Ctrl-C.
+//!
+//! The agent speaks plain HTTP to Purser, as any client would: nothing in it reaches into the
+//! process but its wallet, which is one of the devnet's public test accounts.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider as _;
+use anyhow::{Context as _, anyhow, bail, ensure};
+use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
+use purser_chain::devnet::payment::{Payment, now, random_nonce};
+use purser_chain::devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, TestAccount};
+use purser_chain::rails::Rails;
+use purser_chain::rpc::RpcPolicy;
+use purser_coord::MemoryCoordination;
+use purser_domain::auth::{Role, TenantScope, mint_api_key};
+use purser_domain::id::{ResourceId, TenantId};
+use purser_domain::ledger::Transfer;
+use purser_domain::money::{Amount, Money};
+use purser_domain::page::PageRequest;
+use purser_domain::registry::{PriceSpec, ResourceKind};
+use purser_domain::repo::Store;
+use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
+use purser_gateway::{GatewayConfig, GatewayRoute};
+use purser_registry::{AcceptDraft, ResourceDraft};
+use purser_x402::header::{
+    PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, decode_payment_required,
+    decode_payment_response, encode_json,
+};
+use purser_x402::{PaymentRequired, PaymentRequirements};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::app::{self, Database, Platform};
+use crate::config::Config;
+
+/// The demo API's price, in US dollars.
+const PRICE_USD: &str = "0.01";
+/// What the agent searches the catalog for.
+const QUERY: &str = "weather forecast";
+/// The city the agent asks about.
+const CITY: &str = "lisbon";
+
+/// Where the demo listens, and whether it stays up afterwards.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Purser's API: GraphQL, the facilitator, discovery, the delegated checks.
+    pub listen: SocketAddr,
+    /// The gateway, in front of the merchant's API.
+    pub gateway_listen: SocketAddr,
+    /// Keep serving after the walkthrough until Ctrl-C (or `shutdown`).
+    pub keep_serving: bool,
+}
+
+/// What the walkthrough observed, for callers that check it (the tests do).
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub purser_url: String,
+    pub gateway_url: String,
+    /// The URL the agent paid for.
+    pub paid_url: String,
+    /// Atomic units the API costs.
+    pub price: u128,
+    pub payer: Address,
+    pub merchant: Address,
+    /// The upstream's answer, delivered by the gateway after payment.
+    pub body: Value,
+    pub transaction: B256,
+    pub block_number: u64,
+    /// The merchant's token balance after minus before.
+    pub merchant_received: U256,
+    /// The settlement's ledger transfers.
+    pub transfers: Vec<Transfer>,
+    /// The status the same payment got when sent again.
+    pub replay_status: u16,
+    pub replay_code: Option<String>,
+}
+
+/// Runs the demo: sets everything up, walks the agent through, prints each step on `out`, then
+/// serves until `shutdown` resolves (or returns at once without `keep_serving`).
+pub async fn run(
+    options: DemoOptions,
+    out: &mut (dyn Write + Send),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<DemoReport> {
+    writeln!(
+        out,
+        "Purser demo: a merchant's API behind the gateway, and an agent that finds it, pays for \
+         it and gets it, on a local chain.\n"
+    )?;
+    let data = tempfile::Builder::new()
+        .prefix("purser-demo-")
+        .tempdir()
+        .context("creating the demo's data folder")?;
+
+    // 1. The chain.
+    let devnet = Devnet::start(DevnetOptions {
+        payer_accounts: 2,
+        ..DevnetOptions::with_chains(vec![DevnetChainSpec::base_sepolia()])
+    })
+    .await
+    .context("starting the devnet (anvil)")?;
+    let chain = &devnet.chains()[0];
+    let token = chain.token();
+    let agent = devnet.accounts().payers[0].clone();
+    let merchant = devnet.accounts().payers[1].address();
+    step(
+        out,
+        1,
+        "chain",
+        &[
+            format!(
+                "anvil as {} ({}) at {}",
+                chain.name(),
+                chain.network(),
+                chain.rpc_url()
+            ),
+            format!(
+                "token {} \"{}\" v{} ({} decimals), EIP-3009 transferWithAuthorization",
+                token.address, token.name, token.version, token.decimals
+            ),
+            format!(
+                "agent wallet {} holds {}",
+                agent.address(),
+                units(chain.balance_of(agent.address()).await?, token.decimals)
+            ),
+        ],
+    )?;
+
+    // 2. Purser, on the embedded defaults, settling on that chain.
+    let listener = bind(options.listen, "Purser").await?;
+    let gateway_listener = bind(options.gateway_listen, "the gateway").await?;
+    let purser_url = format!("http://{}", listener.local_addr()?);
+    let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
+    let mut config = Config::default();
+    config.storage.data_dir = data.path().join("db");
+    // The demo's API lives on loopback; let the freshness prober look at it.
+    config.registry.probe_private_addresses = true;
+    let rail = rail(chain, &devnet.accounts().settlement_signer, data.path())?;
+    let rails = Rails::open(&[rail], RpcPolicy::default())
+        .await
+        .context("opening the devnet rail")?;
+    let database = Database::open(&config.storage).await?;
+    database.migrate().await?;
+    let platform = Platform::from_parts(
+        database.into_store(),
+        Arc::new(MemoryCoordination::new()),
+        rails,
+        config.facilitator.clone(),
+    )?;
+    step(
+        out,
+        2,
+        "purser",
+        &[
+            format!("API at {purser_url} (GraphQL at {purser_url}/graphql)"),
+            format!("gateway at {gateway_url}"),
+            format!(
+                "embedded SQLite in {}, in-process coordination, settling on {} with signer {}",
+                data.path().display(),
+                chain.network(),
+                devnet.accounts().settlement_signer.address()
+            ),
+        ],
+    )?;
+
+    // 3. The merchant: a tenant, a payout address, a plain API, and its price in the registry.
+    let upstream = start_upstream().await?;
+    let store = platform.store.clone();
+    let tenant = store
+        .create_tenant(NewTenant::new(
+            TenantName::parse("Demo Weather Co")?,
+            TenantKind::Merchant,
+        ))
+        .await?;
+    let scope = TenantScope::trusted(tenant.id);
+    platform
+        .registry
+        .set_payout_address(scope, &chain.network(), &merchant.to_checksum(None))
+        .await?;
+    let resource = platform
+        .registry
+        .create_resource(
+            scope,
+            weather_resource(&gateway_url, &chain.network()),
+            true,
+        )
+        .await?;
+    let admin_key = mint_key(&*store, Some(tenant.id), Role::TenantAdmin, "demo merchant").await?;
+    let server_key = mint_key(
+        &*store,
+        Some(tenant.id),
+        Role::ResourceServer,
+        "demo resource server",
+    )
+    .await?;
+    let operator_key = mint_key(&*store, None, Role::Operator, "demo operator").await?;
+    config.gateway = GatewayConfig {
+        listen: Some(gateway_url.trim_start_matches("http://").to_owned()),
+        routes: vec![GatewayRoute {
+            host: None,
+            path: "/weather/*".into(),
+            upstream: upstream.clone(),
+            resource: resource.id.to_string(),
+            settle: Default::default(),
+            timeout_seconds: Some(10),
+            upstream_http2: false,
+        }],
+        ..GatewayConfig::default()
+    };
+    step(
+        out,
+        3,
+        "merchant",
+        &[
+            format!("tenant \"{}\" ({})", tenant.name, tenant.id),
+            format!("payout address {merchant} on {}", chain.network()),
+            format!(
+                "its API at {upstream} knows nothing of payments; the gateway routes /weather/* to it"
+            ),
+            format!(
+                "published resource {} \"{}\": GET {} at ${PRICE_USD}",
+                resource.id, resource.metadata.name, resource.url
+            ),
+        ],
+    )?;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let config = config.clone();
+        let platform = platform.clone();
+        tokio::spawn(async move {
+            app::serve_with(&config, platform, listener, Some(gateway_listener), async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+
+    let walked = walk(
+        out,
+        &Agent {
+            http: reqwest::Client::new(),
+            purser_url: purser_url.clone(),
+            wallet: agent,
+        },
+        chain,
+        store.as_ref(),
+        tenant.id,
+        resource.id,
+        merchant,
+    )
+    .await;
+    let report = match walked {
+        Ok(walk) => DemoReport {
+            purser_url: purser_url.clone(),
+            gateway_url: gateway_url.clone(),
+            ..walk
+        },
+        Err(e) => {
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            return Err(e);
+        }
+    };
+
+    if options.keep_serving {
+        writeln!(
+            out,
+            "\nEverything keeps running; explore, then press Ctrl-C to stop (the chain and the \
+             data go with it):"
+        )?;
+        writeln!(
+            out,
+            "  curl -i {gateway_url}/weather/paris                       the 402 an agent sees"
+        )?;
+        writeln!(
+            out,
+            "  curl '{purser_url}/facilitator/discovery/search?query=weather'   the catalog"
+        )?;
+        writeln!(
+            out,
+            "  GraphiQL at {purser_url}/graphql with the header Authorization: Bearer <key>"
+        )?;
+        writeln!(out, "    merchant (tenant-admin) key: {admin_key}")?;
+        writeln!(out, "    operator key:                {operator_key}")?;
+        writeln!(
+            out,
+            "  the merchant's resource-server key, for /facilitator and /v1/access (and the \
+             purser-axum example merchant): {server_key}"
+        )?;
+        writeln!(
+            out,
+            "  try: {{ settlements(first: 5) {{ edges {{ node {{ status txHash amount }} }} }} }}"
+        )?;
+        out.flush()?;
+        shutdown.await;
+    }
+    let _ = stop_tx.send(());
+    server.await.context("the server task")??;
+    drop(devnet);
+    Ok(report)
+}
+
+/// The paying agent: an HTTP client and a wallet.
+struct Agent {
+    http: reqwest::Client,
+    purser_url: String,
+    wallet: TestAccount,
+}
+
+/// Steps 4 to 7: discovery, the 402, payment, settlement and the ledger, and a replay.
+async fn walk(
+    out: &mut (dyn Write + Send),
+    agent: &Agent,
+    chain: &DevnetChain,
+    store: &dyn Store,
+    tenant: TenantId,
+    resource: ResourceId,
+    merchant: Address,
+) -> anyhow::Result<DemoReport> {
+    let token = chain.token();
+
+    // 4. Discovery: the agent knows what it wants, not where it is.
+    let found: Value = agent
+        .http
+        .get(format!(
+            "{}/facilitator/discovery/search?query={}",
+            agent.purser_url,
+            QUERY.replace(' ', "+")
+        ))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let items = found["resources"].as_array().cloned().unwrap_or_default();
+    let item = items
+        .first()
+        .ok_or_else(|| anyhow!("the catalog found nothing for {QUERY:?}: {found}"))?;
+    let template = item["resource"]
+        .as_str()
+        .ok_or_else(|| anyhow!("a catalog item without a resource URL: {item}"))?;
+    step(
+        out,
+        4,
+        "discovery",
+        &[
+            format!(
+                "the agent searched {}/facilitator/discovery/search?query={} : {} result(s)",
+                agent.purser_url,
+                QUERY.replace(' ', "+"),
+                items.len()
+            ),
+            format!(
+                "first: \"{}\" {} for {} atomic units on {}",
+                item["metadata"]["name"].as_str().unwrap_or("?"),
+                template,
+                item["accepts"][0]["amount"].as_str().unwrap_or("?"),
+                item["accepts"][0]["network"].as_str().unwrap_or("?"),
+            ),
+        ],
+    )?;
+    let url = template.replace(":city", CITY).replace("{city}", CITY);
+
+    // 5. The challenge.
+    let unpaid = agent.http.get(&url).send().await?;
+    ensure!(
+        unpaid.status() == 402,
+        "GET {url} without payment answered {}, not 402",
+        unpaid.status()
+    );
+    let header = unpaid
+        .headers()
+        .get(PAYMENT_REQUIRED)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| anyhow!("the 402 has no {PAYMENT_REQUIRED} header"))?;
+    let required: PaymentRequired = decode_payment_required(header)?;
+    let offer = required
+        .accepts
+        .iter()
+        .find(|a| a.scheme == "exact" && a.network.as_str() == chain.network())
+        .ok_or_else(|| anyhow!("the 402 offers no exact payment on {}", chain.network()))?
+        .clone();
+    let price = offer.amount.atomic();
+    step(
+        out,
+        5,
+        "challenge",
+        &[
+            format!("GET {url} -> 402 Payment Required"),
+            format!(
+                "{PAYMENT_REQUIRED}: {} atomic units ({}) of {} on {}, to {}, within {} s",
+                offer.amount,
+                units(U256::from(price), token.decimals),
+                offer.asset,
+                offer.network,
+                offer.pay_to,
+                offer.max_timeout_seconds
+            ),
+        ],
+    )?;
+
+    // 6. Payment: sign the EIP-3009 authorization the offer describes, and send it.
+    let signed = sign(agent, chain, &required, &offer)?;
+    let merchant_before = chain.balance_of(merchant).await?;
+    let paid = agent
+        .http
+        .get(&url)
+        .header(PAYMENT_SIGNATURE, &signed)
+        .send()
+        .await?;
+    let status = paid.status();
+    let settle_header = paid
+        .headers()
+        .get(PAYMENT_RESPONSE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body: Value = paid.json().await.unwrap_or(Value::Null);
+    ensure!(
+        status == 200,
+        "the paid request answered {status}, not 200: {body}"
+    );
+    let settled = decode_payment_response(
+        settle_header
+            .as_deref()
+            .ok_or_else(|| anyhow!("the paid answer has no {PAYMENT_RESPONSE} header"))?,
+    )?;
+    ensure!(settled.success, "the settlement failed: {settled:?}");
+    step(
+        out,
+        6,
+        "payment",
+        &[
+            format!(
+                "the agent ({}) signed transferWithAuthorization for {} atomic units to {}",
+                agent.wallet.address(),
+                offer.amount,
+                offer.pay_to
+            ),
+            format!("GET {url} with {PAYMENT_SIGNATURE} -> 200 OK {body}"),
+        ],
+    )?;
+
+    // 7. Settlement: the transaction on chain, and what the ledger recorded.
+    let transaction: B256 = settled
+        .transaction
+        .parse()
+        .with_context(|| format!("{:?} is not a transaction hash", settled.transaction))?;
+    let receipt = chain
+        .provider()
+        .get_transaction_receipt(transaction)
+        .await?
+        .ok_or_else(|| anyhow!("transaction {transaction} has no receipt on the chain"))?;
+    ensure!(
+        receipt.status(),
+        "transaction {transaction} reverted on chain"
+    );
+    let block_number = receipt.block_number.unwrap_or_default();
+    let merchant_received = chain.balance_of(merchant).await? - merchant_before;
+    let scope = TenantScope::trusted(tenant);
+    let settlement = store
+        .list_settlements(scope, PageRequest::first(100)?)
+        .await?
+        .items
+        .into_iter()
+        .find(|s| {
+            s.tx_hash
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&settled.transaction))
+        })
+        .ok_or_else(|| anyhow!("no settlement of the merchant has transaction {transaction}"))?;
+    let transfers = store.transfers_for_settlement(scope, settlement.id).await?;
+    let mut lines = vec![
+        format!(
+            "{PAYMENT_RESPONSE}: success, transaction {transaction} on {}",
+            settled.network
+        ),
+        format!(
+            "mined in block {block_number}; the merchant's balance rose by {}",
+            units(merchant_received, token.decimals)
+        ),
+        format!(
+            "settlement {} ({}) for resource {resource}, ledger:",
+            settlement.id, settlement.status
+        ),
+    ];
+    for t in &transfers {
+        lines.push(format!(
+            "  {:<10} {:>8} atomic units  debit {:<20} credit {:<19} {}",
+            t.code.to_string(),
+            t.amount.to_string(),
+            t.debit.to_string(),
+            t.credit.to_string(),
+            t.state
+        ));
+    }
+    step(out, 7, "settlement", &lines)?;
+
+    // 8. The same payment again is refused before the API runs.
+    let replay = agent
+        .http
+        .get(&url)
+        .header(PAYMENT_SIGNATURE, &signed)
+        .send()
+        .await?;
+    let replay_status = replay.status().as_u16();
+    let replay_body: Value = replay.json().await.unwrap_or(Value::Null);
+    let replay_code = replay_body["error"]["code"].as_str().map(str::to_owned);
+    step(
+        out,
+        8,
+        "replay",
+        &[format!(
+            "the same {PAYMENT_SIGNATURE} again -> {replay_status} {}; nothing moves twice",
+            replay_code.as_deref().unwrap_or("")
+        )],
+    )?;
+
+    Ok(DemoReport {
+        purser_url: String::new(),
+        gateway_url: String::new(),
+        paid_url: url,
+        price,
+        payer: agent.wallet.address(),
+        merchant,
+        body,
+        transaction,
+        block_number,
+        merchant_received,
+        transfers,
+        replay_status,
+        replay_code,
+    })
+}
+
+/// The `PAYMENT-SIGNATURE` header: an `exact` payload for `offer`, signed by the agent.
+fn sign(
+    agent: &Agent,
+    chain: &DevnetChain,
+    required: &PaymentRequired,
+    offer: &PaymentRequirements,
+) -> anyhow::Result<String> {
+    let token = chain.token();
+    let asset: Address = offer.asset.parse()?;
+    if asset != token.address {
+        bail!(
+            "the offer asks for token {asset}, the agent's wallet holds {}",
+            token.address
+        );
+    }
+    let pay_to: Address = offer.pay_to.parse()?;
+    let value = offer.amount.atomic();
+    let payment = Payment {
+        valid_before: now() + offer.max_timeout_seconds,
+        nonce: random_nonce(),
+        ..Payment::new(chain, &agent.wallet, pay_to, value)
+    };
+    let mut payload = payment.payload_signed_with(&agent.wallet, chain.chain_id(), &[]);
+    // Echo what was offered, as SDK clients do.
+    payload["resource"] = serde_json::to_value(&required.resource)?;
+    payload["accepted"] = serde_json::to_value(offer)?;
+    Ok(encode_json(&payload))
+}
+
+/// The merchant's API: a forecast per city, free and unaware of payments.
+async fn start_upstream() -> anyhow::Result<String> {
+    use axum::extract::Path;
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/weather/{city}",
+        get(|Path(city): Path<String>| async move {
+            axum::Json(json!({ "city": city, "forecast": "sunny", "high_c": 24, "low_c": 15 }))
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+fn weather_resource(gateway_url: &str, network: &str) -> ResourceDraft {
+    ResourceDraft {
+        kind: ResourceKind::Http,
+        url: format!("{gateway_url}/weather/:city"),
+        method: Some("GET".into()),
+        tool: None,
+        name: "Weather forecast".into(),
+        description: "Today's weather forecast for a city: outlook, high and low".into(),
+        mime_type: Some("application/json".into()),
+        service_name: Some("Demo Weather Co".into()),
+        tags: vec!["weather".into(), "forecast".into()],
+        icon_url: None,
+        input_schema: None,
+        output_schema: None,
+        input_example: None,
+        output_example: Some(
+            json!({ "city": "lisbon", "forecast": "sunny", "high_c": 24, "low_c": 15 }),
+        ),
+        body_type: None,
+        price: PriceSpec::Usd {
+            usd: PRICE_USD.into(),
+        },
+        accepts: vec![AcceptDraft {
+            network: network.into(),
+            ..Default::default()
+        }],
+        max_timeout_seconds: None,
+    }
+}
+
+/// The devnet's rail: its token, and its settlement signer's key in a file under `dir`.
+fn rail(chain: &DevnetChain, signer: &TestAccount, dir: &Path) -> anyhow::Result<RailConfig> {
+    let key_file = dir.join("settlement-signer.key");
+    std::fs::write(&key_file, signer.private_key_hex())
+        .with_context(|| format!("writing {}", key_file.display()))?;
+    let token = chain.token();
+    Ok(RailConfig {
+        network: chain.network(),
+        rpc_urls: vec![chain.rpc_url().to_owned()],
+        confirmations: 1,
+        receipt_timeout_seconds: 20,
+        signers: vec![SignerSource::File { file: key_file }],
+        assets: vec![AssetConfig {
+            address: token.address.to_checksum(None),
+            name: token.name.clone(),
+            version: token.version.clone(),
+            decimals: token.decimals,
+            symbol: Some(token.symbol.clone()),
+        }],
+        erc6492_factories: vec![],
+    })
+}
+
+async fn mint_key(
+    store: &dyn Store,
+    tenant: Option<TenantId>,
+    role: Role,
+    name: &str,
+) -> anyhow::Result<String> {
+    let (record, token) = mint_api_key(tenant, role, name)?;
+    store.insert_api_key(record).await?;
+    Ok(token.expose().to_owned())
+}
+
+async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| {
+        format!("{what} cannot listen on {address} (is another Purser running? choose another address with --listen / --gateway-listen)")
+    })
+}
+
+/// Whole tokens, for people.
+fn units(atomic: U256, decimals: u8) -> String {
+    let amount = u128::try_from(atomic).unwrap_or(u128::MAX);
+    match Money::new(Amount::from_atomic(amount), decimals) {
+        Ok(money) => format!("{} USDC", money.to_units_string()),
+        Err(_) => format!("{atomic} atomic units"),
+    }
+}
+
+fn step(out: &mut (dyn Write + Send), n: u8, name: &str, lines: &[String]) -> std::io::Result<()> {
+    for (i, line) in lines.iter().enumerate() {
+        if i == 0 {
+            writeln!(out, "[{n}] {name:<11} {line}")?;
+        } else {
+            writeln!(out, "    {:<11} {line}", "")?;
+        }
+    }
+    out.flush()
+}
