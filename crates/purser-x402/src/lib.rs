@@ -18,6 +18,7 @@
 //! - [`reason`]: [`Reason`], every verify/settle reason Purser emits.
 //! - [`payment_identifier`]: the idempotency extension.
 //! - [`matching`]: does a payload's `accepted` match what the server offered?
+//! - [`siwx`]: the `sign-in-with-x` offer and the `SIGN-IN-WITH-X` header.
 //!
 //! Errors are [`purser_domain::Error`]s with codes from the domain table:
 //! `malformed_payment_header`, `malformed_json`, `unsupported_x402_version`, `invalid_network`,
@@ -32,6 +33,7 @@ pub mod network;
 pub mod payment_identifier;
 pub mod reason;
 mod serde_util;
+pub mod siwx;
 pub mod v1;
 pub mod v2;
 pub mod version;
