@@ -262,6 +262,18 @@ pub enum Verdict {
     Invalid { reason: Reason, message: String },
 }
 
+/// The outcome of [`Rail::check_signature`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// Signed by the signer. `signature` is the inner signature (unwrapped from ERC-6492), and
+    /// `deployment` the wallet's deployment when it has no code yet.
+    Valid {
+        signature: Bytes,
+        deployment: Option<Deployment>,
+    },
+    Invalid(Verdict),
+}
+
 fn invalid(reason: Reason, message: impl Into<String>) -> Verdict {
     Verdict::Invalid {
         reason,
@@ -398,74 +410,16 @@ impl Rail {
     ) -> Result<Verdict, RpcFailure> {
         let asset = requirement.asset;
         let digest = transfer.signing_hash(asset, self.chain_id);
-        // Signature: EOA, contract wallet (ERC-1271), or counterfactual wallet (ERC-6492).
-        let code = self
-            .rpc
-            .request("eth_getCode", |p| {
-                let from = transfer.from;
-                async move { p.get_code_at(from).await }
-            })
-            .await?;
-        let mut signature: Bytes = transfer.signature.clone();
-        let mut deployment = None;
-        if let Some(wrapped) = unwrap_erc6492(&transfer.signature) {
-            let Ok(wrapped) = wrapped else {
-                return Ok(invalid(
-                    Reason::InvalidExactEvmFailedToParseSignature,
-                    "malformed ERC-6492 wrapper",
-                ));
-            };
-            if code.is_empty() {
-                if !self.erc6492_factories.contains(&wrapped.factory) {
-                    return Ok(invalid(
-                        Reason::Eip6492FactoryNotAllowed,
-                        format!("factory {} is not allowlisted", wrapped.factory),
-                    ));
-                }
-                deployment = Some(Deployment {
-                    factory: wrapped.factory,
-                    calldata: wrapped.calldata,
-                });
-            }
-            signature = wrapped.inner;
-        }
-        let signature_ok = if let Some(deployment) = &deployment {
-            // The wallet does not exist yet: deploy it inside one call, then ask it.
-            self.probe(deployment, transfer.from, digest, &signature, None)
-                .await?
-        } else if code.is_empty() {
-            match Signature::try_from(signature.as_ref()) {
-                Ok(sig) => sig
-                    .recover_address_from_prehash(&digest)
-                    .is_ok_and(|signer| signer == transfer.from),
-                Err(err) => {
-                    return Ok(invalid(
-                        Reason::InvalidExactEvmFailedToParseSignature,
-                        format!(
-                            "the payer has no code, so the signature must be a 65-byte ECDSA signature; this one ({} bytes) is not: {err}",
-                            signature.len()
-                        ),
-                    ));
-                }
-            }
-        } else {
-            let call = IErc1271::isValidSignatureCall {
-                hash: digest,
-                signature: signature.clone(),
-            };
-            let answer = self.call(transfer.from, call.abi_encode().into()).await;
-            match answer {
-                Ok(bytes) => bytes.len() >= 4 && bytes[..4] == ERC1271_MAGIC,
-                Err(RpcFailure::Refused { .. }) => false,
-                Err(unreachable) => return Err(unreachable),
-            }
+        let (signature, deployment) = match self
+            .check_signature(transfer.from, digest, &transfer.signature)
+            .await?
+        {
+            SignatureCheck::Valid {
+                signature,
+                deployment,
+            } => (signature, deployment),
+            SignatureCheck::Invalid(verdict) => return Ok(verdict),
         };
-        if !signature_ok {
-            return Ok(invalid(
-                Reason::InvalidExactEvmSignature,
-                "the signature does not match the authorization and payer",
-            ));
-        }
         if transfer.to != requirement.pay_to {
             return Ok(invalid(
                 Reason::InvalidExactEvmRecipientMismatch,
@@ -601,6 +555,87 @@ impl Rail {
             )),
             Err(unreachable) => Err(unreachable),
         }
+    }
+
+    /// Checks that `signer` signed `digest`: an ECDSA signature when the address has no code,
+    /// ERC-1271 `isValidSignature` when it is a contract, and for an ERC-6492 wrapped signature
+    /// of a wallet not yet deployed, a deployless probe through an allowlisted factory.
+    pub async fn check_signature(
+        &self,
+        signer: Address,
+        digest: B256,
+        signature: &Bytes,
+    ) -> Result<SignatureCheck, RpcFailure> {
+        let code = self
+            .rpc
+            .request(
+                "eth_getCode",
+                |p| async move { p.get_code_at(signer).await },
+            )
+            .await?;
+        let mut inner: Bytes = signature.clone();
+        let mut deployment = None;
+        if let Some(wrapped) = unwrap_erc6492(signature) {
+            let Ok(wrapped) = wrapped else {
+                return Ok(SignatureCheck::Invalid(invalid(
+                    Reason::InvalidExactEvmFailedToParseSignature,
+                    "malformed ERC-6492 wrapper",
+                )));
+            };
+            if code.is_empty() {
+                if !self.erc6492_factories.contains(&wrapped.factory) {
+                    return Ok(SignatureCheck::Invalid(invalid(
+                        Reason::Eip6492FactoryNotAllowed,
+                        format!("factory {} is not allowlisted", wrapped.factory),
+                    )));
+                }
+                deployment = Some(Deployment {
+                    factory: wrapped.factory,
+                    calldata: wrapped.calldata,
+                });
+            }
+            inner = wrapped.inner;
+        }
+        let valid = if let Some(deployment) = &deployment {
+            // The wallet does not exist yet: deploy it inside one call, then ask it.
+            self.probe(deployment, signer, digest, &inner, None).await?
+        } else if code.is_empty() {
+            match Signature::try_from(inner.as_ref()) {
+                Ok(sig) => sig
+                    .recover_address_from_prehash(&digest)
+                    .is_ok_and(|recovered| recovered == signer),
+                Err(err) => {
+                    return Ok(SignatureCheck::Invalid(invalid(
+                        Reason::InvalidExactEvmFailedToParseSignature,
+                        format!(
+                            "the signer has no code, so the signature must be a 65-byte ECDSA signature; this one ({} bytes) is not: {err}",
+                            inner.len()
+                        ),
+                    )));
+                }
+            }
+        } else {
+            let call = IErc1271::isValidSignatureCall {
+                hash: digest,
+                signature: inner.clone(),
+            };
+            match self.call(signer, call.abi_encode().into()).await {
+                Ok(bytes) => bytes.len() >= 4 && bytes[..4] == ERC1271_MAGIC,
+                Err(RpcFailure::Refused { .. }) => false,
+                Err(unreachable) => return Err(unreachable),
+            }
+        };
+        Ok(if valid {
+            SignatureCheck::Valid {
+                signature: inner,
+                deployment,
+            }
+        } else {
+            SignatureCheck::Invalid(invalid(
+                Reason::InvalidExactEvmSignature,
+                "the signature does not match the signed data and signer",
+            ))
+        })
     }
 
     /// Runs [`ERC6492_PROBE`] as a deployless call: deploys the wallet through its factory,
