@@ -423,7 +423,8 @@ mod tests {
 
     #[test]
     fn malformed_fields_are_refused_with_their_code() {
-        let cases: Vec<(fn(&mut SiwxPayload), ErrorCode)> = vec![
+        type Bend = fn(&mut SiwxPayload);
+        let cases: Vec<(Bend, ErrorCode)> = vec![
             (|p| p.address = "0x1234".into(), ErrorCode::MalformedSignIn),
             (|p| p.nonce = "short".into(), ErrorCode::MalformedSignIn),
             (
