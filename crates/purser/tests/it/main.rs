@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod deploy;
 mod graphql;
+mod grpc;
 mod harness;
 mod interop;
 mod ops;
