@@ -17,38 +17,27 @@
 //!   requirements still payable, public, for the native layer's registry prices.
 //!
 //! The check callers authenticate with a `resource_server` key (`Authorization: Bearer`); a
-//! resource is matched among the key's tenant's published resources.
+//! resource is matched among the key's tenant's published resources. The decisions are made in
+//! [`crate::check`], which the gRPC services share; this module reads JSON and writes it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use purser_axum::engine::Version;
-use purser_axum::{Admitted, Reply, Settled};
-use purser_domain::auth::{Access, Authenticator, TenantScope};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use purser_axum::{Reply, Settled};
 use purser_domain::id::ResourceId;
-use purser_domain::page::PageRequest;
-use purser_domain::registry::{ResourceKind, ResourceStatus};
 use purser_domain::{Error, ErrorCode};
 use purser_http::ApiError;
-use purser_registry::challenge;
 use purser_x402::header::lowercase;
-use purser_x402::v2::{PaymentPayload, PaymentRequirements};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Gateway, Priced};
-
-#[derive(Clone)]
-pub struct AccessState {
-    pub gateway: Gateway,
-    pub authenticator: Arc<Authenticator>,
-}
+pub use crate::check::AccessState;
+use crate::check::{CheckRequest, Decision, PaidFirst, SettleToken, header_map, header_pairs};
 
 pub fn router(state: AccessState) -> Router {
     Router::new()
@@ -61,7 +50,7 @@ pub fn router(state: AccessState) -> Router {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CheckRequest {
+struct CheckBody {
     method: String,
     url: String,
     #[serde(default)]
@@ -70,138 +59,15 @@ struct CheckRequest {
     headers: HashMap<String, String>,
 }
 
-/// What `/v1/access/settle` takes back.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SettleToken {
-    resource: ResourceId,
-    payer: String,
-    version: Version,
-    payment_payload: PaymentPayload,
-    payment_requirements: PaymentRequirements,
-}
-
-async fn caller(state: &AccessState, parts: &Parts) -> Result<TenantScope, ApiError> {
-    let principal = purser_http::auth::principal_of(parts, &state.authenticator)
-        .await?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorCode::Unauthenticated,
-                "access checks need a resource_server API key: `Authorization: Bearer <api key>`",
-            )
-        })?;
-    Ok(principal.scope(None, Access::Facilitate)?)
-}
-
-/// The caller's published resource for `method` and `url`, by id or by URL.
-async fn resolve(
-    state: &AccessState,
-    scope: TenantScope,
-    method: &str,
-    url: &str,
-    resource: Option<&str>,
-) -> Result<Arc<Priced>, Response> {
-    let not_found = || {
-        ApiError(Error::new(
-            ErrorCode::NotFound,
-            "no published resource of this tenant answers this method and URL",
-        ))
-        .into_response()
-    };
-    let id = match resource {
-        Some(id) => id
-            .parse::<ResourceId>()
-            .map_err(|e| ApiError(e).into_response())?,
-        None => find_by_url(state, scope, method, url)
-            .await?
-            .ok_or_else(not_found)?,
-    };
-    match state.gateway.priced(id).await {
-        Ok(Some(priced)) if priced.resource.tenant_id == scope.tenant_id() => Ok(priced),
-        Ok(_) => Err(not_found()),
-        Err(reply) => Err(reply.into_response()),
-    }
-}
-
-/// Matches `url` against the route templates of the tenant's published HTTP resources.
-async fn find_by_url(
-    state: &AccessState,
-    scope: TenantScope,
-    method: &str,
-    url: &str,
-) -> Result<Option<ResourceId>, Response> {
-    let parsed = url::Url::parse(url).map_err(|_| {
-        ApiError(Error::invalid_input("url must be an absolute http(s) URL")).into_response()
-    })?;
-    let origin = parsed.origin().ascii_serialization();
-    let mut page = PageRequest::first(100).map_err(|e| ApiError(e).into_response())?;
-    // A tenant with more resources than this names the one it means.
-    for _ in 0..20 {
-        let found = state
-            .gateway
-            .store()
-            .list_resources(scope, Some(ResourceStatus::Published), page)
-            .await
-            .map_err(|e| ApiError(e).into_response())?;
-        for resource in &found.items {
-            if resource.kind != ResourceKind::Http
-                || resource
-                    .method
-                    .as_deref()
-                    .is_some_and(|m| !m.eq_ignore_ascii_case(method))
-            {
-                continue;
-            }
-            let Ok(template) = challenge::template_of(resource) else {
-                continue;
-            };
-            if template.origin.eq_ignore_ascii_case(&origin) && template.bind(parsed.path()).is_ok()
-            {
-                return Ok(Some(resource.id));
-            }
-        }
-        match found.items.last() {
-            Some(last) if found.has_more => page.after = Some(last.id.as_uuid()),
-            _ => break,
-        }
-    }
-    Ok(None)
-}
-
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| Error::new(ErrorCode::MalformedJson, e.to_string()))
 }
 
-fn path_and_query(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
-    Some(match parsed.query() {
-        Some(q) => format!("{}?{q}", parsed.path()),
-        None => parsed.path().to_owned(),
-    })
-}
-
-fn header_map(headers: &HashMap<String, String>) -> HeaderMap {
-    headers
-        .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).ok()?,
-                HeaderValue::from_str(v).ok()?,
-            ))
-        })
-        .collect()
-}
-
 fn headers_json(headers: &HeaderMap) -> Value {
     Value::Object(
-        headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.as_str().to_owned(),
-                    Value::String(v.to_str().ok()?.into()),
-                ))
-            })
+        header_pairs(headers)
+            .into_iter()
+            .map(|(name, value)| (name, Value::String(value)))
             .collect(),
     )
 }
@@ -220,104 +86,55 @@ async fn check(
     State(state): State<AccessState>,
     parts: Parts,
     body: axum::body::Bytes,
-) -> Response {
-    let scope = match caller(&state, &parts).await {
-        Ok(scope) => scope,
-        Err(e) => return e.into_response(),
-    };
-    let request: CheckRequest = match parse(&body) {
-        Ok(r) => r,
-        Err(e) => return ApiError(e).into_response(),
-    };
-    let priced = match resolve(
-        &state,
-        scope,
-        &request.method,
-        &request.url,
-        request.resource.as_deref(),
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
-    let pq = path_and_query(&request.url);
-    let Some(offer) = priced.offer_at(pq.as_deref()) else {
-        return ApiError(Error::new(
-            ErrorCode::Internal,
-            "building the resource's price",
-        ))
-        .into_response();
-    };
-    let paywall = state.gateway.paywall(priced.scope());
-    match paywall.admit(&offer, &header_map(&request.headers)).await {
-        Ok(admitted) => Json(json!({
-            "decision": "allow",
-            "payer": admitted.payer,
-            "settle": SettleToken {
-                resource: priced.resource.id,
-                payer: admitted.payer.clone(),
-                version: admitted.version,
-                payment_payload: admitted.payload.clone(),
-                payment_requirements: admitted.requirements.clone(),
+) -> Result<Response, ApiError> {
+    let scope = state.caller(&parts.headers).await?;
+    let request: CheckBody = parse(&body)?;
+    let headers = header_map(&request.headers);
+    let decision = state
+        .check(
+            scope,
+            &CheckRequest {
+                method: &request.method,
+                url: &request.url,
+                resource: request.resource.as_deref(),
+                headers: &headers,
             },
-        }))
-        .into_response(),
-        Err(reply) => Json(deny(reply)).into_response(),
+        )
+        .await?;
+    Ok(match decision {
+        Decision::Allow { payer, settle } => Json(json!({
+            "decision": "allow",
+            "payer": payer,
+            "settle": settle,
+        })),
+        Decision::Deny(reply) => Json(deny(reply)),
     }
+    .into_response())
 }
 
 async fn settle(
     State(state): State<AccessState>,
     parts: Parts,
     body: axum::body::Bytes,
-) -> Response {
-    let scope = match caller(&state, &parts).await {
-        Ok(scope) => scope,
-        Err(e) => return e.into_response(),
-    };
-    let token: SettleToken = match parse(&body) {
-        Ok(t) => t,
-        Err(e) => return ApiError(e).into_response(),
-    };
-    let priced = match resolve(&state, scope, "", "", Some(&token.resource.to_string())).await {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
-    let Some(offer) = priced.offer(None) else {
-        return ApiError(Error::new(
-            ErrorCode::Internal,
-            "building the resource's price",
-        ))
-        .into_response();
-    };
-    let admitted = Admitted::verified(
-        token.payer,
-        token.payment_payload,
-        token.payment_requirements,
-        token.version,
-    );
-    match state
-        .gateway
-        .paywall(priced.scope())
-        .settle(&offer, &admitted)
-        .await
-    {
+) -> Result<Response, ApiError> {
+    let scope = state.caller(&parts.headers).await?;
+    let token: SettleToken = parse(&body)?;
+    Ok(match state.settle(scope, token).await? {
         Settled::Paid { response, headers } => Json(json!({
             "settled": true,
             "headers": headers_json(&headers),
             "response": response,
-        }))
-        .into_response(),
+        })),
         Settled::Refused(reply) => {
             let mut answer = deny(reply);
             answer["settled"] = Value::Bool(false);
             if let Value::Object(map) = &mut answer {
                 map.remove("decision");
             }
-            Json(answer).into_response()
+            Json(answer)
         }
     }
+    .into_response())
 }
 
 /// nginx `auth_request`: settle before, answer 200, 401 (challenge) or 403 (replay).
@@ -331,9 +148,9 @@ async fn nginx(State(state): State<AccessState>, mut parts: Parts) -> Response {
     } else {
         parts.headers.remove(http::header::AUTHORIZATION);
     }
-    let scope = match caller(&state, &parts).await {
+    let scope = match state.caller(&parts.headers).await {
         Ok(scope) => scope,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError(e).into_response(),
     };
     let original = |name: &str| {
         parts
@@ -354,34 +171,25 @@ async fn nginx(State(state): State<AccessState>, mut parts: Parts) -> Response {
     };
     let proto = original("x-original-proto").unwrap_or_else(|| "http".into());
     let url = format!("{proto}://{host}{uri}");
-    let priced = match resolve(&state, scope, &method, &url, None).await {
-        Ok(p) => p,
-        Err(response) => return response,
+    let request = CheckRequest {
+        method: &method,
+        url: &url,
+        resource: None,
+        headers: &parts.headers,
     };
-    let Some(offer) = priced.offer_at(Some(&uri)) else {
-        return ApiError(Error::new(
-            ErrorCode::Internal,
-            "building the resource's price",
-        ))
-        .into_response();
-    };
-    let paywall = state.gateway.paywall(priced.scope());
-    let admitted = match paywall.admit(&offer, &parts.headers).await {
-        Ok(admitted) => admitted,
-        Err(reply) => return nginx_refusal(&offer, reply),
-    };
-    match paywall.settle(&offer, &admitted).await {
-        Settled::Paid { headers, .. } => {
+    match state.check_and_settle(scope, &request).await {
+        Ok(PaidFirst::Paid { payer, headers }) => {
             let mut response = StatusCode::OK.into_response();
             response.headers_mut().extend(headers);
-            if let Ok(payer) = HeaderValue::from_str(&admitted.payer) {
+            if let Ok(payer) = HeaderValue::from_str(&payer) {
                 response
                     .headers_mut()
                     .insert(purser_axum::PAYER_HEADER, payer);
             }
             response
         }
-        Settled::Refused(reply) => nginx_refusal(&offer, reply),
+        Ok(PaidFirst::Refused { reply, offer }) => nginx_refusal(&offer, reply),
+        Err(e) => ApiError(e).into_response(),
     }
 }
 
@@ -444,6 +252,6 @@ async fn payment_required(State(state): State<AccessState>, Path(id): Path<Strin
             "no such published resource",
         ))
         .into_response(),
-        Err(reply) => reply.into_response(),
+        Err(e) => ApiError(e).into_response(),
     }
 }

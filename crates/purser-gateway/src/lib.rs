@@ -6,13 +6,18 @@
 //! - [`access`]: delegated checks for resource servers that keep their own HTTP stack:
 //!   `POST /v1/access/check` and `POST /v1/access/settle`, and `GET /v1/access/nginx` for nginx's
 //!   `auth_request`.
+//! - [`grpc`]: the same checks over gRPC (`purser.access.v1.AccessService`), and Envoy's
+//!   `ext_authz` (`envoy.service.auth.v3.Authorization`), from `proto/`.
+//! - [`check`]: the decisions both of them make, whatever carries the question.
 //!
-//! Both run the engine of `purser-axum` (the same one merchants embed in their axum apps) with
-//! the facilitator called in process and replays refused through the coordination backend, so
-//! that every Purser instance sees every payment.
+//! All of them run the engine of `purser-axum` (the same one merchants embed in their axum
+//! apps) with the facilitator called in process and replays refused through the coordination
+//! backend, so that every Purser instance sees every payment.
 
 pub mod access;
+pub mod check;
 pub mod config;
+pub mod grpc;
 mod inprocess;
 pub mod proxy;
 
@@ -20,7 +25,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use purser_axum::{Offer, Paywall, Reply};
+use purser_axum::{Offer, Paywall};
+use purser_domain::Error;
 use purser_domain::auth::TenantScope;
 use purser_domain::coord::Coordination;
 use purser_domain::id::ResourceId;
@@ -123,8 +129,8 @@ impl Gateway {
     }
 
     /// A published resource and its versions, from the cache when fresh. `None` when there is
-    /// no such resource or it is not published.
-    pub async fn priced(&self, id: ResourceId) -> Result<Option<Arc<Priced>>, Reply> {
+    /// no such resource or it is not published; `unavailable` when the store cannot be read.
+    pub async fn priced(&self, id: ResourceId) -> Result<Option<Arc<Priced>>, Error> {
         if let Some((at, priced)) = self
             .cache
             .lock()
@@ -134,13 +140,7 @@ impl Gateway {
         {
             return Ok(Some(priced.clone()));
         }
-        let unavailable = |e: purser_domain::Error| {
-            tracing::warn!(error = %e, "reading a resource for the gateway");
-            Reply::error(
-                purser_domain::ErrorCode::Unavailable,
-                "the resource's price could not be read; retry shortly",
-            )
-        };
+        let unavailable = |e: Error| Error::unavailable("reading a resource for the gateway", e);
         let Some(resource) = self.store.get_resource(id).await.map_err(unavailable)? else {
             return Ok(None);
         };

@@ -132,7 +132,10 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
     let priced = match proxy.gateway.priced(route.resource).await {
         Ok(Some(priced)) => priced,
         Ok(None) => return error(ErrorCode::NotFound, "this API is not available"),
-        Err(reply) => return reply.into_response(),
+        Err(e) => {
+            purser_http::error::log_error(&e);
+            return error(e.code(), e.public_message());
+        }
     };
     let path_and_query = request
         .uri()

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
-use http::header;
 use http::request::Parts;
+use http::{HeaderMap, header};
 use purser_domain::auth::{Authenticator, Principal};
 use purser_domain::{Error, ErrorCode};
 
@@ -13,7 +13,12 @@ use crate::ApiError;
 /// The bearer token on a request, if any. A malformed `Authorization` header is an error, not
 /// an absence: a client that meant to authenticate learns that it failed.
 pub fn bearer_token(parts: &Parts) -> Result<Option<&str>, Error> {
-    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+    bearer_token_in(&parts.headers)
+}
+
+/// [`bearer_token`] from a header map (gRPC metadata, say).
+pub fn bearer_token_in(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let invalid = || {
@@ -35,7 +40,15 @@ pub async fn principal_of(
     parts: &Parts,
     authenticator: &Authenticator,
 ) -> Result<Option<Principal>, Error> {
-    match bearer_token(parts)? {
+    principal_in(&parts.headers, authenticator).await
+}
+
+/// [`principal_of`] from a header map (gRPC metadata, say).
+pub async fn principal_in(
+    headers: &HeaderMap,
+    authenticator: &Authenticator,
+) -> Result<Option<Principal>, Error> {
+    match bearer_token_in(headers)? {
         Some(token) => authenticator.authenticate(token).await.map(Some),
         None => Ok(None),
     }

@@ -185,15 +185,19 @@ impl Platform {
             registry: self.registry.clone(),
             authenticator: self.authenticator.clone(),
         });
-        let access = purser_gateway::access::router(AccessState {
+        let access = AccessState {
             gateway: self.gateway.clone(),
             authenticator: self.authenticator.clone(),
-        });
+        };
+        // gRPC (h2c) on the same listener: axum serves HTTP/1.1 and HTTP/2 on one port.
+        let grpc = purser_gateway::grpc::router(access.clone());
+        let access = purser_gateway::access::router(access);
         purser_http::layers::apply(
             ops.merge(admin)
                 .merge(facilitator)
                 .merge(discovery)
-                .merge(access),
+                .merge(access)
+                .merge(grpc),
             limits,
         )
     }

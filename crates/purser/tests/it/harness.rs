@@ -216,3 +216,26 @@ macro_rules! on_both_backends {
     };
 }
 pub(crate) use on_both_backends;
+
+/// Instantiates each listed `async fn(Backends)` for both backend pairs.
+macro_rules! on_both_backend_pairs {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backends::Embedded).await;
+                }
+            )*
+        }
+        mod production {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::harness::Backends::Production).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backend_pairs;

@@ -26,35 +26,13 @@ use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
-use crate::harness::{Backends, TestApp};
+use crate::harness::{Backends, TestApp, on_both_backend_pairs};
 
 /// How long one node script may run before it is killed.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The network the devnet's chain stands for (Base Sepolia).
-const NETWORK: &str = "eip155:84532";
-
-/// Instantiates each listed `async fn(Backends)` for both backend pairs.
-macro_rules! on_both_backend_pairs {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name($crate::harness::Backends::Embedded).await;
-                }
-            )*
-        }
-        mod production {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name($crate::harness::Backends::Production).await;
-                }
-            )*
-        }
-    };
-}
+pub(crate) const NETWORK: &str = "eip155:84532";
 
 on_both_backend_pairs!(
     sdk_client_signs_and_purser_verifies_and_settles,
@@ -68,12 +46,13 @@ on_both_backend_pairs!(
 // ---------------------------------------------------------------------------------------------
 // Fixture: a devnet, Purser settling on it, a merchant tenant with a resource_server key.
 
-struct Interop {
+pub(crate) struct Interop {
     // Declared first so the app stops before its chain goes away.
-    app: TestApp,
-    devnet: Devnet,
-    tenant: TenantId,
-    key: String,
+    pub(crate) app: TestApp,
+    pub(crate) devnet: Devnet,
+    pub(crate) tenant: TenantId,
+    /// A `resource_server` key of the merchant tenant.
+    pub(crate) key: String,
 }
 
 fn repo_root() -> PathBuf {
@@ -81,7 +60,7 @@ fn repo_root() -> PathBuf {
 }
 
 impl Interop {
-    async fn start(backends: Backends) -> Self {
+    pub(crate) async fn start(backends: Backends) -> Self {
         // Fail fast, before any chain starts, when the npm packages are missing.
         interop_dir();
         let devnet = Devnet::start(DevnetOptions {
@@ -141,19 +120,19 @@ impl Interop {
         }
     }
 
-    fn chain(&self) -> &DevnetChain {
+    pub(crate) fn chain(&self) -> &DevnetChain {
         &self.devnet.chains()[0]
     }
 
-    fn payer(&self) -> &TestAccount {
+    pub(crate) fn payer(&self) -> &TestAccount {
         &self.devnet.accounts().payers[0]
     }
 
-    fn merchant(&self) -> Address {
+    pub(crate) fn merchant(&self) -> Address {
         self.devnet.accounts().payers[3].address()
     }
 
-    async fn balance(&self, owner: Address) -> U256 {
+    pub(crate) async fn balance(&self, owner: Address) -> U256 {
         self.chain().balance_of(owner).await.expect("balanceOf")
     }
 
@@ -171,7 +150,7 @@ impl Interop {
     }
 
     /// What every script is given: where Purser is, the key, the payer, the token, the price.
-    fn script_env(&self, amount: u128) -> Vec<(&'static str, String)> {
+    pub(crate) fn script_env(&self, amount: u128) -> Vec<(&'static str, String)> {
         let token = self.chain().token();
         vec![
             ("PURSER_FACILITATOR_URL", self.app.url("/facilitator")),
@@ -187,7 +166,7 @@ impl Interop {
     }
 
     /// Asserts that `tx` is mined on the devnet chain and succeeded.
-    async fn assert_transaction_succeeded(&self, tx: &str) {
+    pub(crate) async fn assert_transaction_succeeded(&self, tx: &str) {
         let hash: B256 = tx
             .parse()
             .unwrap_or_else(|e| panic!("{tx} is not a hash: {e}"));
@@ -542,13 +521,13 @@ async fn bazaar_clients_find_merchant_and_learned_resources(backends: Backends) 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn is_tx_hash(tx: &str) -> bool {
+pub(crate) fn is_tx_hash(tx: &str) -> bool {
     tx.len() == 66 && tx.starts_with("0x") && tx[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `value` is a string naming `expected` (in any letter case).
 #[track_caller]
-fn assert_same_address(value: &Value, expected: Address) {
+pub(crate) fn assert_same_address(value: &Value, expected: Address) {
     let parsed = value.as_str().and_then(|s| s.parse::<Address>().ok());
     assert_eq!(parsed, Some(expected), "{value} is not {expected}");
 }
@@ -572,7 +551,7 @@ fn interop_dir() -> PathBuf {
 /// Runs `node <script>` in the interop folder with `env`, killed after [`SCRIPT_TIMEOUT`],
 /// and answers the JSON of the last line it printed. Fails the test, with everything the
 /// script printed, when it cannot run, fails, times out or prints no JSON.
-async fn run_script(script: &str, env: &[(&str, String)]) -> Value {
+pub(crate) async fn run_script(script: &str, env: &[(&str, String)]) -> Value {
     let dir = interop_dir();
     let mut child = tokio::process::Command::new("node")
         .arg(script)
@@ -693,7 +672,7 @@ impl Interop {
     }
 
     /// A published GET resource at `url` for $0.01 (10000 atomic units).
-    async fn publish(&self, url: &str, name: &str) -> purser_domain::id::ResourceId {
+    pub(crate) async fn publish(&self, url: &str, name: &str) -> purser_domain::id::ResourceId {
         let registry = self.registry();
         let scope = TenantScope::trusted(self.tenant);
         registry
@@ -734,7 +713,8 @@ impl Interop {
     }
 }
 
-const PRICE: u128 = 10_000;
+/// The price of what [`Interop::publish`] lists, in atomic units ($0.01).
+pub(crate) const PRICE: u128 = 10_000;
 
 async fn sdk_clients_pay_through_the_gateway(backends: Backends) {
     use purser_gateway::{GatewayConfig, GatewayRoute, proxy::Proxy};

@@ -6,6 +6,7 @@ mod crash;
 mod demo;
 mod deploy;
 mod graphql;
+mod grpc;
 mod harness;
 mod interop;
 mod ops;
