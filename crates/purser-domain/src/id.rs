@@ -100,6 +100,12 @@ typed_id!(
 );
 
 typed_id!(
+    /// A grant of repeat access to a wallet.
+    GrantId,
+    "grant"
+);
+
+typed_id!(
     /// A ledger account.
     LedgerAccountId,
     "ledger account"

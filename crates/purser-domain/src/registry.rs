@@ -125,6 +125,10 @@ pub struct VersionSpec {
     /// declared it (validated), echoed in the catalog instead of one Purser builds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bazaar: Option<Value>,
+    /// What a payment buys beyond its request: repeat access for the payer's wallet, signed in
+    /// with Sign-In-With-X. `None`: every request pays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_access: Option<crate::entitlement::RepeatAccess>,
 }
 
 /// One version of a resource's [`VersionSpec`].
@@ -422,6 +426,7 @@ mod tests {
                 output_example: None,
                 body_type: None,
                 bazaar: None,
+                repeat_access: None,
             },
             created_at: Utc::now(),
             superseded_at: superseded,

@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::auth::{ApiKey, KeyOwner, NewApiKey, StoredApiKey, TenantScope};
+use crate::entitlement::{Grant, GrantFilter, NewGrant};
 use crate::error::Result;
-use crate::id::{ApiKeyId, AttemptId, ResourceId, SettlementId, TenantId};
+use crate::id::{ApiKeyId, AttemptId, GrantId, ResourceId, SettlementId, TenantId};
 use crate::ledger::{AccountBalance, Transfer};
 use crate::page::{Page, PageRequest};
 use crate::registry::{
@@ -295,6 +296,46 @@ pub trait StoreHealth: Send + Sync {
 
     /// Which backend this is, for logs and readiness output (`postgres`, `sqlite`).
     fn backend(&self) -> &'static str;
+}
+
+/// Grants of repeat access. Uses are counted in the same statement that checks them.
+#[async_trait]
+pub trait GrantRepository: Send + Sync {
+    /// Stores a grant. A second grant for the same settlement answers the first one.
+    async fn create_grant(&self, grant: NewGrant) -> Result<Grant>;
+
+    /// Admits one request of `wallet` (lower-case hex) to `resource`, a member of `group` when
+    /// it has one, at `now`: picks a grant of the scope's tenant that holds (for the resource,
+    /// or for the group) and counts the use, atomically, so a grant of N uses admits N
+    /// requests whatever the concurrency. `None` when no grant holds.
+    async fn use_grant(
+        &self,
+        scope: TenantScope,
+        wallet: &str,
+        resource: ResourceId,
+        group: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Grant>>;
+
+    async fn find_grant(&self, scope: TenantScope, id: GrantId) -> Result<Option<Grant>>;
+
+    /// The scope's grants, newest first.
+    async fn list_grants(
+        &self,
+        scope: TenantScope,
+        filter: GrantFilter,
+        now: DateTime<Utc>,
+        page: PageRequest,
+    ) -> Result<Page<Grant>>;
+
+    /// Revokes the grant; revoking twice keeps the first time. `None` when the scope has no
+    /// such grant.
+    async fn revoke_grant(
+        &self,
+        scope: TenantScope,
+        id: GrantId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Grant>>;
 }
 
 /// Everything the platform keeps in its database.

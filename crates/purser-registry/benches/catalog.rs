@@ -170,6 +170,7 @@ fn resource(tenant: TenantId, i: usize, rng: &mut Lcg) -> NewResource {
             output_example: None,
             body_type: None,
             bazaar: None,
+            repeat_access: None,
         },
         search_fields: fields,
         at: Utc::now(),

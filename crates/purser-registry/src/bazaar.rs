@@ -271,6 +271,7 @@ pub fn discover(payload: &PaymentPayload) -> Result<Option<Discovered>, String> 
         output_example: None,
         body_type: None,
         bazaar: Some(stored),
+        repeat_access: None,
     };
 
     let service_name = resource

@@ -228,6 +228,7 @@ pub(crate) mod tests {
                         .filter(|m| crate::validate::BODY_METHODS.contains(m))
                         .map(|_| "json".to_owned()),
                     bazaar: None,
+                    repeat_access: None,
                 },
                 created_at: now,
                 superseded_at: None,

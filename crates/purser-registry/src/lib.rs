@@ -543,6 +543,7 @@ impl Registry {
                 output_example: draft.output_example.clone(),
                 body_type,
                 bazaar: None,
+                repeat_access: None,
             },
             search_fields: words.join(" "),
         })

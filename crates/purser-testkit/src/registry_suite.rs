@@ -53,6 +53,7 @@ fn spec(network: &str, pay_to: &str, amount: u128) -> VersionSpec {
         output_example: None,
         body_type: None,
         bazaar: None,
+        repeat_access: None,
     }
 }
 

@@ -58,6 +58,7 @@ fn new_resource(tenant: purser_domain::id::TenantId, url: String, amount: u128) 
             output_example: None,
             body_type: None,
             bazaar: None,
+            repeat_access: None,
         },
         search_fields: String::new(),
         at: Utc::now(),
