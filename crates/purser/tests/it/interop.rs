@@ -32,7 +32,7 @@ use crate::harness::{Backends, TestApp};
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The network the devnet's chain stands for (Base Sepolia).
-const NETWORK: &str = "eip155:84532";
+pub(crate) const NETWORK: &str = "eip155:84532";
 
 /// Instantiates each listed `async fn(Backends)` for both backend pairs.
 macro_rules! on_both_backend_pairs {
@@ -56,6 +56,8 @@ macro_rules! on_both_backend_pairs {
     };
 }
 
+pub(crate) use on_both_backend_pairs;
+
 on_both_backend_pairs!(
     sdk_client_signs_and_purser_verifies_and_settles,
     sdk_express_server_uses_purser_and_fetch_pays_it,
@@ -65,22 +67,23 @@ on_both_backend_pairs!(
 );
 
 // ---------------------------------------------------------------------------------------------
-// Fixture: a devnet, Purser settling on it, a merchant tenant with a resource_server key.
+// Fixture: a devnet, Purser settling on it, a merchant tenant with a resource_server key (the
+// nginx tests use it too).
 
-struct Interop {
+pub(crate) struct Interop {
     // Declared first so the app stops before its chain goes away.
-    app: TestApp,
+    pub(crate) app: TestApp,
     devnet: Devnet,
     tenant: TenantId,
-    key: String,
+    pub(crate) key: String,
 }
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 impl Interop {
-    async fn start(backends: Backends) -> Self {
+    pub(crate) async fn start(backends: Backends) -> Self {
         // Fail fast, before any chain starts, when the npm packages are missing.
         interop_dir();
         let devnet = Devnet::start(DevnetOptions {
@@ -140,19 +143,19 @@ impl Interop {
         }
     }
 
-    fn chain(&self) -> &DevnetChain {
+    pub(crate) fn chain(&self) -> &DevnetChain {
         &self.devnet.chains()[0]
     }
 
-    fn payer(&self) -> &TestAccount {
+    pub(crate) fn payer(&self) -> &TestAccount {
         &self.devnet.accounts().payers[0]
     }
 
-    fn merchant(&self) -> Address {
+    pub(crate) fn merchant(&self) -> Address {
         self.devnet.accounts().payers[3].address()
     }
 
-    async fn balance(&self, owner: Address) -> U256 {
+    pub(crate) async fn balance(&self, owner: Address) -> U256 {
         self.chain().balance_of(owner).await.expect("balanceOf")
     }
 
@@ -170,7 +173,7 @@ impl Interop {
     }
 
     /// What every script is given: where Purser is, the key, the payer, the token, the price.
-    fn script_env(&self, amount: u128) -> Vec<(&'static str, String)> {
+    pub(crate) fn script_env(&self, amount: u128) -> Vec<(&'static str, String)> {
         let token = self.chain().token();
         vec![
             ("PURSER_FACILITATOR_URL", self.app.url("/facilitator")),
@@ -186,7 +189,7 @@ impl Interop {
     }
 
     /// Asserts that `tx` is mined on the devnet chain and succeeded.
-    async fn assert_transaction_succeeded(&self, tx: &str) {
+    pub(crate) async fn assert_transaction_succeeded(&self, tx: &str) {
         let hash: B256 = tx
             .parse()
             .unwrap_or_else(|e| panic!("{tx} is not a hash: {e}"));
@@ -547,7 +550,7 @@ fn is_tx_hash(tx: &str) -> bool {
 
 /// `value` is a string naming `expected` (in any letter case).
 #[track_caller]
-fn assert_same_address(value: &Value, expected: Address) {
+pub(crate) fn assert_same_address(value: &Value, expected: Address) {
     let parsed = value.as_str().and_then(|s| s.parse::<Address>().ok());
     assert_eq!(parsed, Some(expected), "{value} is not {expected}");
 }
@@ -571,7 +574,7 @@ fn interop_dir() -> PathBuf {
 /// Runs `node <script>` in the interop folder with `env`, killed after [`SCRIPT_TIMEOUT`],
 /// and answers the JSON of the last line it printed. Fails the test, with everything the
 /// script printed, when it cannot run, fails, times out or prints no JSON.
-async fn run_script(script: &str, env: &[(&str, String)]) -> Value {
+pub(crate) async fn run_script(script: &str, env: &[(&str, String)]) -> Value {
     let dir = interop_dir();
     let mut child = tokio::process::Command::new("node")
         .arg(script)
@@ -639,13 +642,13 @@ async fn run_script(script: &str, env: &[(&str, String)]) -> Value {
 // Resource servers: the gateway in front of an upstream, and the native axum layer.
 
 /// An upstream API that records the headers of every request it serves.
-struct Upstream {
-    base: String,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
+pub(crate) struct Upstream {
+    pub(crate) base: String,
+    pub(crate) seen: std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
 }
 
 impl Upstream {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         use axum::routing::get;
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let record = seen.clone();
@@ -670,7 +673,7 @@ impl Upstream {
         Self { base, seen }
     }
 
-    fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
 }
@@ -693,6 +696,17 @@ impl Interop {
 
     /// A published GET resource at `url` for $0.01 (10000 atomic units).
     async fn publish(&self, url: &str, name: &str) -> purser_domain::id::ResourceId {
+        self.publish_described(url, name, &format!("{name}, paid per call"))
+            .await
+    }
+
+    /// Like [`Self::publish`], with its `description`.
+    pub(crate) async fn publish_described(
+        &self,
+        url: &str,
+        name: &str,
+        description: &str,
+    ) -> purser_domain::id::ResourceId {
         let registry = self.registry();
         let scope = TenantScope::trusted(self.tenant);
         registry
@@ -708,7 +722,7 @@ impl Interop {
                     method: Some("GET".into()),
                     tool: None,
                     name: name.into(),
-                    description: format!("{name}, paid per call"),
+                    description: description.into(),
                     mime_type: Some("application/json".into()),
                     service_name: None,
                     tags: vec![],
@@ -733,7 +747,7 @@ impl Interop {
     }
 }
 
-const PRICE: u128 = 10_000;
+pub(crate) const PRICE: u128 = 10_000;
 
 async fn sdk_clients_pay_through_the_gateway(backends: Backends) {
     use purser_gateway::{GatewayConfig, GatewayRoute, proxy::Proxy};

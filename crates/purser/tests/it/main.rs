@@ -7,4 +7,5 @@ mod deploy;
 mod graphql;
 mod harness;
 mod interop;
+mod nginx;
 mod ops;
