@@ -1,8 +1,8 @@
 // Pays for X402_URL with an official client and reports every step: the unpaid 402, the paid
 // answer, and the same payment presented again. X402_CLIENT picks the client: `v2`
 // (@x402/fetch with ExactEvmScheme) or `v1` (x402-fetch 1.x, which reads the JSON body and
-// sends X-PAYMENT). Run by the Rust tests of Purser's gateway and native layer; prints one JSON
-// line.
+// sends X-PAYMENT). Run by the Rust tests of Purser's gateway, native layer and nginx; prints one
+// JSON line.
 
 import { decodePaymentRequiredHeader, decodePaymentResponseHeader } from "@x402/core/http";
 import { wrapFetchWithPayment } from "@x402/fetch";

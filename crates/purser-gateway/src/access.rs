@@ -12,7 +12,9 @@
 //!   before: 200 with `X-Purser-Payer` and `PAYMENT-RESPONSE` on money received; 401 with
 //!   `PAYMENT-REQUIRED` and the v1 JSON body in `X-Purser-Body` for a challenge (the
 //!   configuration in the README turns it into the 402); 403 with `X-Purser-Body` for a replay
-//!   (turned into 409).
+//!   (turned into 409). `auth_request` reads 401 and 403 as those two, so the endpoint's own
+//!   failures never use them: a refused key is 500. The README's configuration is run against a
+//!   real nginx by `crates/purser/tests/it/nginx.rs`.
 //! - `GET /v1/resources/{id}/payment-required`: a published resource's current 402 and the
 //!   requirements still payable, public, for the native layer's registry prices.
 //!
@@ -138,7 +140,29 @@ async fn settle(
 }
 
 /// nginx `auth_request`: settle before, answer 200, 401 (challenge) or 403 (replay).
-async fn nginx(State(state): State<AccessState>, mut parts: Parts) -> Response {
+async fn nginx(State(state): State<AccessState>, parts: Parts) -> Response {
+    nginx_decision(&state, parts)
+        .await
+        .unwrap_or_else(nginx_failure)
+}
+
+/// The endpoint's own failures (a refused key, a resource not found): `auth_request` takes 401
+/// for a challenge and 403 for a replay, so those two become 500, which nginx answers its
+/// client as 500 (logging the status), instead of a 402 or 409 without a challenge.
+fn nginx_failure(mut response: Response) -> Response {
+    let status = response.status();
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        tracing::warn!(
+            %status,
+            "nginx auth_request: the X-Purser-Key was refused; answering 500"
+        );
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    response
+}
+
+/// The decision for nginx (200, 401 or 403), or the endpoint's failure.
+async fn nginx_decision(state: &AccessState, mut parts: Parts) -> Result<Response, Response> {
     // The key comes in its own header: `Authorization` is the client's.
     if let Some(key) = parts.headers.get("x-purser-key").cloned() {
         let bearer = format!("Bearer {}", key.to_str().unwrap_or_default());
@@ -148,10 +172,10 @@ async fn nginx(State(state): State<AccessState>, mut parts: Parts) -> Response {
     } else {
         parts.headers.remove(http::header::AUTHORIZATION);
     }
-    let scope = match state.caller(&parts.headers).await {
-        Ok(scope) => scope,
-        Err(e) => return ApiError(e).into_response(),
-    };
+    let scope = state
+        .caller(&parts.headers)
+        .await
+        .map_err(|e| ApiError(e).into_response())?;
     let original = |name: &str| {
         parts
             .headers
@@ -164,10 +188,10 @@ async fn nginx(State(state): State<AccessState>, mut parts: Parts) -> Response {
         original("x-original-uri"),
         original("x-original-host").or_else(|| original("host")),
     ) else {
-        return ApiError(Error::invalid_input(
+        return Err(ApiError(Error::invalid_input(
             "nginx must pass X-Original-Method, X-Original-URI and X-Original-Host",
         ))
-        .into_response();
+        .into_response());
     };
     let proto = original("x-original-proto").unwrap_or_else(|| "http".into());
     let url = format!("{proto}://{host}{uri}");
@@ -177,7 +201,7 @@ async fn nginx(State(state): State<AccessState>, mut parts: Parts) -> Response {
         resource: None,
         headers: &parts.headers,
     };
-    match state.check_and_settle(scope, &request).await {
+    Ok(match state.check_and_settle(scope, &request).await {
         Ok(PaidFirst::Paid { payer, headers }) => {
             let mut response = StatusCode::OK.into_response();
             response.headers_mut().extend(headers);
@@ -189,8 +213,8 @@ async fn nginx(State(state): State<AccessState>, mut parts: Parts) -> Response {
             response
         }
         Ok(PaidFirst::Refused { reply, offer }) => nginx_refusal(&offer, reply),
-        Err(e) => ApiError(e).into_response(),
-    }
+        Err(e) => return Err(ApiError(e).into_response()),
+    })
 }
 
 /// A refusal as `auth_request` can carry it: 403 for a conflict, else 401 with the challenge.

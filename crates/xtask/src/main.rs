@@ -5,7 +5,10 @@
 //!   It never skips a backend: when one cannot be reached, it stops and says what to install.
 //!   Before that it installs the npm packages of `tests/interop` (anvil, solc, the x402 reference
 //!   SDK) when they are missing or older than `package-lock.json`, and hands the tests
-//!   `PURSER_INTEROP_DIR` (that folder) and `PURSER_ANVIL` (the anvil binary inside it).
+//!   `PURSER_INTEROP_DIR` (that folder) and `PURSER_ANVIL` (the anvil binary inside it). It also
+//!   finds nginx for the `auth_request` tests (`PURSER_NGINX`, `nginx` on `PATH`,
+//!   `/usr/sbin/nginx`, or Debian's package fetched with `apt-get download` and unpacked into
+//!   `~/.cache/purser/nginx`) and hands it over as `PURSER_NGINX`.
 //! - `cargo xtask schema`: regenerates the committed `schema.graphql`.
 //! - `cargo xtask contracts [--check]`: compiles `contracts/src` with the pinned solc into the
 //!   committed artefacts `contracts/out/*.json`; with `--check`, compiles into a temporary folder
@@ -27,6 +30,10 @@ const USAGE: &str = "usage: cargo xtask <test [-- cargo test args] | schema | co
 const INTEROP_DIR: &str = "tests/interop";
 /// The anvil binary inside it (the npm package `@foundry-rs/anvil-linux-amd64`).
 const ANVIL_IN_INTEROP: &str = "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil";
+/// Where Debian's nginx package is unpacked when no nginx is installed, under `$HOME`.
+const NGINX_CACHE: &str = ".cache/purser/nginx";
+/// The binary inside an unpacked nginx package.
+const NGINX_IN_PACKAGE: &str = "usr/sbin/nginx";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -86,13 +93,15 @@ fn test(extra: &[String]) -> Result<(), String> {
             anvil.display()
         ));
     }
+    let nginx = ensure_nginx()?;
     let mut command = cargo();
     command
         .args(["test", "--workspace", "--locked"])
         .env("DATABASE_URL", &database_url)
         .env("REDIS_URL", &redis_url)
         .env("PURSER_INTEROP_DIR", &interop)
-        .env("PURSER_ANVIL", &anvil);
+        .env("PURSER_ANVIL", &anvil)
+        .env("PURSER_NGINX", &nginx);
     let extra = match extra.first().map(String::as_str) {
         Some("--") => &extra[1..],
         _ => extra,
@@ -255,6 +264,115 @@ fn ensure_interop_packages() -> Result<PathBuf, String> {
         command
     })?;
     Ok(interop)
+}
+
+/// An nginx binary with the `auth_request` module: `PURSER_NGINX`, else `nginx` on `PATH` or
+/// `/usr/sbin/nginx`, else Debian's package, downloaded once (`apt-get download nginx`, which
+/// needs no root) and unpacked into `~/.cache/purser/nginx`.
+fn ensure_nginx() -> Result<PathBuf, String> {
+    const INSTALL: &str = "Install nginx (Debian: `apt-get install nginx`), or set PURSER_NGINX to \
+                           an nginx binary built with the auth_request module.";
+    if let Some(path) = std::env::var_os("PURSER_NGINX") {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            return Err(format!(
+                "PURSER_NGINX is {}, which is not a file. {INSTALL}",
+                path.display()
+            ));
+        }
+        return check_nginx(path);
+    }
+    if let Some(installed) = find_on_path("nginx")
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+    {
+        return check_nginx(installed);
+    }
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| format!("nginx is not installed and HOME is not set. {INSTALL}"))?;
+    let cache = Path::new(&home).join(NGINX_CACHE);
+    let cached = cache.join(NGINX_IN_PACKAGE);
+    if !cached.is_file() {
+        fetch_debian_nginx(&cache).map_err(|e| {
+            format!(
+                "nginx is not installed, and fetching Debian's nginx package failed: {e}. {INSTALL}"
+            )
+        })?;
+    }
+    check_nginx(cached)
+}
+
+/// `apt-get download nginx` into a scratch folder, unpacked with `dpkg-deb -x`, then moved to
+/// `cache` whole, so that an interrupted fetch is never mistaken for a finished one.
+fn fetch_debian_nginx(cache: &Path) -> Result<(), String> {
+    for tool in ["apt-get", "dpkg-deb"] {
+        if find_on_path(tool).is_none() {
+            return Err(format!("`{tool}` is not on PATH (not a Debian system?)"));
+        }
+    }
+    let parent = cache
+        .parent()
+        .ok_or_else(|| format!("{} has no parent folder", cache.display()))?;
+    let scratch = parent.join(format!("nginx.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let unpacked = scratch.join("root");
+    std::fs::create_dir_all(&unpacked)
+        .map_err(|e| format!("cannot create {}: {e}", unpacked.display()))?;
+    let result = (|| {
+        eprintln!(
+            "xtask: nginx is not installed; fetching Debian's package into {}",
+            cache.display()
+        );
+        run({
+            let mut command = Command::new("apt-get");
+            command.current_dir(&scratch).args(["download", "nginx"]);
+            command
+        })?;
+        let package = std::fs::read_dir(&scratch)
+            .map_err(|e| format!("cannot read {}: {e}", scratch.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .ok_or_else(|| "`apt-get download nginx` left no .deb file".to_owned())?;
+        run({
+            let mut command = Command::new("dpkg-deb");
+            command.arg("-x").arg(&package).arg(&unpacked);
+            command
+        })?;
+        if !unpacked.join(NGINX_IN_PACKAGE).is_file() {
+            return Err(format!("{} holds no {NGINX_IN_PACKAGE}", package.display()));
+        }
+        let _ = std::fs::remove_dir_all(cache);
+        std::fs::rename(&unpacked, cache)
+            .map_err(|e| format!("cannot move the package to {}: {e}", cache.display()))
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// `nginx` when it runs and was built with the `auth_request` module.
+fn check_nginx(nginx: PathBuf) -> Result<PathBuf, String> {
+    let output = Command::new(&nginx)
+        .arg("-V")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", nginx.display()))?;
+    // `nginx -V` prints its version and configure arguments on stderr.
+    let built_with = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() || !built_with.contains("--with-http_auth_request_module") {
+        return Err(format!(
+            "{} is not an nginx built with the auth_request module (`nginx -V`: {}). Install \
+             Debian's (`apt-get install nginx`), or set PURSER_NGINX to one that is.",
+            nginx.display(),
+            built_with.trim()
+        ));
+    }
+    Ok(nginx)
+}
+
+/// The first `program` in a `PATH` folder.
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
 }
 
 /// `host:port` of a `scheme://[user[:password]@]host[:port][/…]` URL.

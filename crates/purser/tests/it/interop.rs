@@ -44,7 +44,8 @@ on_both_backend_pairs!(
 );
 
 // ---------------------------------------------------------------------------------------------
-// Fixture: a devnet, Purser settling on it, a merchant tenant with a resource_server key.
+// Fixture: a devnet, Purser settling on it, a merchant tenant with a resource_server key (the
+// nginx tests use it too).
 
 pub(crate) struct Interop {
     // Declared first so the app stops before its chain goes away.
@@ -55,7 +56,7 @@ pub(crate) struct Interop {
     pub(crate) key: String,
 }
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
@@ -619,13 +620,13 @@ pub(crate) async fn run_script(script: &str, env: &[(&str, String)]) -> Value {
 // Resource servers: the gateway in front of an upstream, and the native axum layer.
 
 /// An upstream API that records the headers of every request it serves.
-struct Upstream {
-    base: String,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
+pub(crate) struct Upstream {
+    pub(crate) base: String,
+    pub(crate) seen: std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
 }
 
 impl Upstream {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         use axum::routing::get;
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let record = seen.clone();
@@ -650,7 +651,7 @@ impl Upstream {
         Self { base, seen }
     }
 
-    fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
 }
@@ -673,6 +674,17 @@ impl Interop {
 
     /// A published GET resource at `url` for $0.01 (10000 atomic units).
     pub(crate) async fn publish(&self, url: &str, name: &str) -> purser_domain::id::ResourceId {
+        self.publish_described(url, name, &format!("{name}, paid per call"))
+            .await
+    }
+
+    /// Like [`Self::publish`], with its `description`.
+    pub(crate) async fn publish_described(
+        &self,
+        url: &str,
+        name: &str,
+        description: &str,
+    ) -> purser_domain::id::ResourceId {
         let registry = self.registry();
         let scope = TenantScope::trusted(self.tenant);
         registry
@@ -688,7 +700,7 @@ impl Interop {
                     method: Some("GET".into()),
                     tool: None,
                     name: name.into(),
-                    description: format!("{name}, paid per call"),
+                    description: description.into(),
                     mime_type: Some("application/json".into()),
                     service_name: None,
                     tags: vec![],

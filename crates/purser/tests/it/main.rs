@@ -9,4 +9,5 @@ mod graphql;
 mod grpc;
 mod harness;
 mod interop;
+mod nginx;
 mod ops;
