@@ -5,6 +5,7 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use purser_domain::auth::{Access, TenantScope};
+use purser_domain::entitlement::RepeatAccess;
 use purser_domain::registry as domain;
 use purser_domain::{Error, ErrorCode};
 use purser_registry::challenge::{ChallengeRequest, payment_required};
@@ -220,6 +221,11 @@ impl ResourceVersion {
         self.0.spec.max_timeout_seconds
     }
 
+    /// What a payment buys beyond its request; null: every request pays.
+    async fn repeat_access(&self) -> Option<RepeatAccessGql> {
+        self.0.spec.repeat_access.as_ref().map(Into::into)
+    }
+
     async fn input_schema(&self) -> Option<Json<Value>> {
         json(self.0.spec.input_schema.as_ref())
     }
@@ -305,6 +311,11 @@ impl Resource {
 
     async fn max_timeout_seconds(&self) -> u32 {
         self.0.current.spec.max_timeout_seconds
+    }
+
+    /// What a payment buys beyond its request; null: every request pays.
+    async fn repeat_access(&self) -> Option<RepeatAccessGql> {
+        self.0.current.spec.repeat_access.as_ref().map(Into::into)
     }
 
     async fn input_schema(&self) -> Option<Json<Value>> {
@@ -453,6 +464,8 @@ pub struct CreateResourceInput {
     #[graphql(default)]
     pub accepts: Vec<AcceptInput>,
     pub max_timeout_seconds: Option<u32>,
+    /// Repeat access for payers who sign in with their wallet; omitted: every request pays.
+    pub repeat_access: Option<RepeatAccessInput>,
     /// Publish at once instead of creating a draft.
     #[graphql(default)]
     pub publish: bool,
@@ -480,6 +493,50 @@ pub struct UpdateResourceInput {
     pub price: Option<PriceInput>,
     pub accepts: Option<Vec<AcceptInput>>,
     pub max_timeout_seconds: Option<u32>,
+    /// `null` ends repeat access for payments made from now on.
+    pub repeat_access: MaybeUndefined<RepeatAccessInput>,
+}
+
+/// What one payment buys beyond its request: the payer's wallet, signed in with
+/// Sign-In-With-X, comes back without paying while the grant holds.
+#[derive(InputObject)]
+#[graphql(name = "RepeatAccessInput")]
+pub struct RepeatAccessInput {
+    /// Grant every resource of the tenant in this group; omitted: this resource only.
+    pub group: Option<String>,
+    /// How long the grant holds after the payment; omitted: without end.
+    pub duration_seconds: Option<u64>,
+    /// How many requests the grant admits after the paid one; omitted: any number.
+    pub uses: Option<u32>,
+}
+
+impl From<RepeatAccessInput> for RepeatAccess {
+    fn from(input: RepeatAccessInput) -> Self {
+        Self {
+            group: input.group,
+            duration_seconds: input.duration_seconds,
+            uses: input.uses,
+        }
+    }
+}
+
+/// What one payment buys beyond its request.
+#[derive(SimpleObject)]
+#[graphql(name = "RepeatAccess")]
+pub struct RepeatAccessGql {
+    pub group: Option<String>,
+    pub duration_seconds: Option<u64>,
+    pub uses: Option<u32>,
+}
+
+impl From<&RepeatAccess> for RepeatAccessGql {
+    fn from(policy: &RepeatAccess) -> Self {
+        Self {
+            group: policy.group.clone(),
+            duration_seconds: policy.duration_seconds,
+            uses: policy.uses,
+        }
+    }
 }
 
 /// `None` to keep, `Some(None)` to clear, `Some(Some(v))` to set.
@@ -627,6 +684,7 @@ impl RegistryMutation {
             price: input.price.into_spec()?,
             accepts: input.accepts.into_iter().map(Into::into).collect(),
             max_timeout_seconds: input.max_timeout_seconds,
+            repeat_access: input.repeat_access.map(Into::into),
         };
         let resource = registry(ctx)
             .create_resource(scope, draft, input.publish)
@@ -662,6 +720,7 @@ impl RegistryMutation {
                 .accepts
                 .map(|a| a.into_iter().map(Into::into).collect()),
             max_timeout_seconds: input.max_timeout_seconds,
+            repeat_access: patch(input.repeat_access).map(|p| p.map(Into::into)),
         };
         let resource = registry(ctx).update_resource(scope, id, patch).await?;
         Ok(Resource(resource))

@@ -155,6 +155,11 @@ impl Facilitator {
         &self.rails
     }
 
+    /// The rails, shared (sign-in verification checks contract wallets on them).
+    pub fn shared_rails(&self) -> Arc<Rails> {
+        self.rails.clone()
+    }
+
     /// `GET /supported`: every (version, scheme, network) served, and the signers.
     pub fn supported(&self) -> SupportedResponse {
         let mut kinds = Vec::new();

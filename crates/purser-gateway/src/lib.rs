@@ -29,9 +29,11 @@ use purser_axum::{Offer, Paywall};
 use purser_domain::Error;
 use purser_domain::auth::TenantScope;
 use purser_domain::coord::Coordination;
+use purser_domain::entitlement::RepeatAccess;
 use purser_domain::id::ResourceId;
 use purser_domain::registry::{Resource, ResourceStatus, ResourceVersion};
 use purser_domain::repo::Store;
+use purser_entitlement::{Entitlements, SignIn, SignInConfig};
 use purser_facilitator::Facilitator;
 use purser_registry::challenge::{self, ChallengeRequest};
 
@@ -53,6 +55,11 @@ pub struct Priced {
 impl Priced {
     pub fn scope(&self) -> TenantScope {
         TenantScope::trusted(self.resource.tenant_id)
+    }
+
+    /// What a payment buys beyond its request, when the resource grants repeat access.
+    pub fn repeat_access(&self) -> Option<&RepeatAccess> {
+        self.resource.current.spec.repeat_access.as_ref()
     }
 
     /// The offer for a request at `path_and_query`, or the resource's own URL when the path
@@ -104,6 +111,7 @@ pub struct Gateway {
     facilitator: Arc<Facilitator>,
     guard: Arc<CoordReplayGuard>,
     cache: Arc<Mutex<PricedCache>>,
+    entitlements: Entitlements,
 }
 
 impl Gateway {
@@ -112,7 +120,13 @@ impl Gateway {
         coordination: Arc<dyn Coordination>,
         facilitator: Arc<Facilitator>,
     ) -> Self {
+        let sign_in = SignIn::new(
+            coordination.clone(),
+            facilitator.shared_rails(),
+            SignInConfig::default(),
+        );
         Self {
+            entitlements: Entitlements::new(store.clone(), sign_in),
             store,
             facilitator,
             guard: Arc::new(CoordReplayGuard::new(coordination)),
@@ -162,5 +176,10 @@ impl Gateway {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Sign-in and grants of repeat access.
+    pub fn entitlements(&self) -> &Entitlements {
+        &self.entitlements
     }
 }

@@ -142,21 +142,76 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let Some(offer) = priced.offer_at(Some(&path_and_query)) else {
+    let Some(mut offer) = priced.offer_at(Some(&path_and_query)) else {
         return error(
             ErrorCode::Internal,
             "the resource's price could not be built",
         );
     };
     let paywall = proxy.gateway.paywall(priced.scope());
+    let repeat = priced.repeat_access();
+    if let Some(policy) = repeat {
+        // Repeat access: a wallet that signs in and holds a grant comes in without paying.
+        let entitlements = proxy.gateway.entitlements();
+        if let Some(sign_in) = header_str(request.headers(), lowercase::SIGN_IN_WITH_X) {
+            let url = request_url(request.headers(), host.as_deref(), &path_and_query);
+            let now = purser_domain::time::now();
+            match entitlements
+                .admit(
+                    priced.scope(),
+                    sign_in,
+                    &url,
+                    priced.resource.id,
+                    policy,
+                    now,
+                )
+                .await
+            {
+                Ok(Some(admission)) => {
+                    return match forward(
+                        route,
+                        request,
+                        &path_and_query,
+                        &admission.wallet,
+                        host.as_deref(),
+                        client_addr,
+                    )
+                    .await
+                    {
+                        Ok(upstream) => respond(upstream, HeaderMap::new()),
+                        Err(failure) => failure,
+                    };
+                }
+                Ok(None) => {}
+                Err(e) if e.code().http_status() >= 500 => {
+                    purser_http::error::log_error(&e);
+                    return error(e.code(), e.public_message());
+                }
+                // A sign-in that does not hold: the client may still pay.
+                Err(e) => tracing::debug!(code = %e.code(), "a sign-in was refused"),
+            }
+        }
+        if !carries_payment(request.headers()) {
+            match entitlements.offer(&offer.required.resource.url).await {
+                Ok(sign_in) => {
+                    sign_in.insert_into(offer.required.extensions.get_or_insert_default())
+                }
+                Err(e) => purser_http::error::log_error(&e),
+            }
+        }
+    }
     let admitted = match paywall.admit(&offer, request.headers()).await {
         Ok(admitted) => admitted,
         Err(reply) => return reply.into_response(),
     };
     let mut paid_headers = HeaderMap::new();
+    let mut paid = false;
     if route.settle == SettleTiming::Before {
         match paywall.settle(&offer, &admitted).await {
-            Settled::Paid { headers, .. } => paid_headers = headers,
+            Settled::Paid { headers, .. } => {
+                paid_headers = headers;
+                paid = true;
+            }
             Settled::Refused(reply) => return reply.into_response(),
         }
     }
@@ -178,25 +233,71 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
             return failure;
         }
     };
-    let status = upstream.status();
     if route.settle == SettleTiming::After {
-        if status.as_u16() >= 400 {
+        if upstream.status().as_u16() >= 400 {
             paywall.release(&admitted).await;
         } else {
             match paywall.settle(&offer, &admitted).await {
-                Settled::Paid { headers, .. } => paid_headers = headers,
+                Settled::Paid { headers, .. } => {
+                    paid_headers = headers;
+                    paid = true;
+                }
                 Settled::Refused(reply) => return reply.into_response(),
             }
         }
     }
+    if paid && let Some(policy) = repeat {
+        // The payment stands whatever happens here; a grant that cannot be written is logged.
+        if let Err(e) = proxy
+            .gateway
+            .entitlements()
+            .grant(
+                priced.scope(),
+                priced.resource.id,
+                &admitted.payer,
+                None,
+                policy,
+                purser_domain::time::now(),
+            )
+            .await
+        {
+            tracing::error!(code = %e.code(), payer = %admitted.payer, "a paid grant was not recorded");
+            purser_http::error::log_error(&e);
+        }
+    }
+    respond(upstream, paid_headers)
+}
+
+/// The upstream's response, streamed, with `extra` headers (the settlement's) added.
+fn respond(upstream: reqwest::Response, extra: HeaderMap) -> Response {
+    let status = upstream.status();
     let mut headers = upstream.headers().clone();
     let mut response = Response::new(Body::from_stream(upstream_body(upstream.bytes_stream())));
     *response.status_mut() = status;
     strip_hop_by_hop(&mut headers);
-    headers.extend(paid_headers);
+    headers.extend(extra);
     *response.headers_mut() = headers;
     response.extensions_mut().insert(PassThrough);
     response
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether the request carries a payment (v2 or v1).
+fn carries_payment(headers: &HeaderMap) -> bool {
+    headers.contains_key(lowercase::PAYMENT_SIGNATURE) || headers.contains_key(lowercase::X_PAYMENT)
+}
+
+/// The URL the client asked for, as sign-ins name it: the scheme a TLS-terminating proxy in
+/// front reports (`X-Forwarded-Proto`), else `http`, the gateway listener's own.
+fn request_url(headers: &HeaderMap, host: Option<&str>, path_and_query: &str) -> String {
+    let scheme = match header_str(headers, "x-forwarded-proto") {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{}{path_and_query}", host.unwrap_or_default())
 }
 
 /// The upstream's body; a break mid-stream ends the client's response with an error (the
@@ -224,6 +325,7 @@ async fn forward(
         header::HOST.as_str(),
         lowercase::PAYMENT_SIGNATURE,
         lowercase::X_PAYMENT,
+        lowercase::SIGN_IN_WITH_X,
         PAYER_HEADER,
     ] {
         headers.remove(name);

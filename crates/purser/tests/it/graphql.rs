@@ -392,6 +392,7 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
                 price: purser_domain::registry::PriceSpec::Usd { usd: "0.01".into() },
                 accepts: vec![],
                 max_timeout_seconds: None,
+                repeat_access: None,
             },
             false,
         )

@@ -439,6 +439,7 @@ async fn bazaar_clients_find_merchant_and_learned_resources(backends: Backends) 
                     ..Default::default()
                 }],
                 max_timeout_seconds: None,
+                repeat_access: None,
             },
             true,
         )
@@ -685,6 +686,17 @@ impl Interop {
         name: &str,
         description: &str,
     ) -> purser_domain::id::ResourceId {
+        self.publish_with(url, name, description, None).await
+    }
+
+    /// Like [`Self::publish_described`], granting `repeat_access` to payers.
+    pub(crate) async fn publish_with(
+        &self,
+        url: &str,
+        name: &str,
+        description: &str,
+        repeat_access: Option<purser_domain::entitlement::RepeatAccess>,
+    ) -> purser_domain::id::ResourceId {
         let registry = self.registry();
         let scope = TenantScope::trusted(self.tenant);
         registry
@@ -716,6 +728,7 @@ impl Interop {
                         ..Default::default()
                     }],
                     max_timeout_seconds: None,
+                    repeat_access,
                 },
                 true,
             )

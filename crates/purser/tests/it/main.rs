@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod demo;
 mod deploy;
+mod entitlement;
 mod graphql;
 mod grpc;
 mod harness;

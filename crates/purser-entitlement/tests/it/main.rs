@@ -1,0 +1,273 @@
+//! Sign-In-With-X against a real chain (anvil): sign-ins made as clients make them, and every
+//! way one can be wrong, each refused with its own code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use alloy::primitives::Address;
+use alloy::signers::SignerSync as _;
+use chrono::{Duration, SecondsFormat, Utc};
+use purser_chain::config::{AssetConfig, RailConfig};
+use purser_chain::devnet::{Devnet, DevnetChainSpec, DevnetOptions, TestAccount};
+use purser_chain::rails::Rails;
+use purser_chain::rpc::RpcPolicy;
+use purser_coord::MemoryCoordination;
+use purser_domain::ErrorCode;
+use purser_entitlement::siwx::message_of;
+use purser_entitlement::{SignIn, SignInConfig};
+use purser_x402::siwx::{self, SiwxOffer, SiwxPayload};
+
+const URL: &str = "https://api.example.com/weather/lisbon";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Fixture {
+    // The chain outlives the sign-in service that reads it.
+    sign_in: SignIn,
+    devnet: Devnet,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let devnet = Devnet::start(DevnetOptions {
+            repo_root: Some(repo_root()),
+            payer_accounts: 2,
+            canonical_usdc: false,
+            ..DevnetOptions::with_chains(vec![DevnetChainSpec::base_sepolia()])
+        })
+        .await
+        .expect("start the devnet");
+        let chain = &devnet.chains()[0];
+        let token = chain.token();
+        let rails = Rails::open(
+            &[RailConfig {
+                network: chain.network(),
+                rpc_urls: vec![chain.rpc_url().to_owned()],
+                confirmations: 1,
+                receipt_timeout_seconds: 10,
+                signers: vec![],
+                assets: vec![AssetConfig {
+                    address: token.address.to_checksum(None),
+                    name: token.name.clone(),
+                    version: token.version.clone(),
+                    decimals: token.decimals,
+                    symbol: None,
+                }],
+                erc6492_factories: vec![],
+            }],
+            RpcPolicy::default(),
+        )
+        .await
+        .expect("open the rail");
+        let sign_in = SignIn::new(
+            Arc::new(MemoryCoordination::new()),
+            Arc::new(rails),
+            SignInConfig::default(),
+        );
+        Self { sign_in, devnet }
+    }
+
+    fn wallet(&self, i: usize) -> &TestAccount {
+        &self.devnet.accounts().payers[i]
+    }
+
+    async fn offer(&self) -> SiwxOffer {
+        self.sign_in.offer(URL).await.unwrap()
+    }
+}
+
+/// What a client answers to `offer`: the fields it copies, signed by `key` as `address`.
+fn answer(offer: &SiwxOffer, address: Address, key: &TestAccount) -> SiwxPayload {
+    let info = &offer.info;
+    let mut payload = SiwxPayload {
+        domain: info.domain.clone(),
+        address: address.to_checksum(None),
+        statement: info.statement.clone(),
+        uri: info.uri.clone(),
+        version: info.version.clone(),
+        chain_id: offer.supported_chains[0].chain_id.clone(),
+        kind: offer.supported_chains[0].kind.clone(),
+        nonce: info.nonce.clone(),
+        issued_at: info.issued_at.clone(),
+        expiration_time: info.expiration_time.clone(),
+        not_before: info.not_before.clone(),
+        request_id: info.request_id.clone(),
+        resources: info.resources.clone(),
+        signature_scheme: None,
+        signature: String::new(),
+    };
+    sign(&mut payload, key);
+    payload
+}
+
+fn sign(payload: &mut SiwxPayload, key: &TestAccount) {
+    let text = message_of(payload).unwrap().to_string();
+    let signature = key.signer().sign_message_sync(text.as_bytes()).unwrap();
+    payload.signature = format!("0x{}", alloy::hex::encode(signature.as_bytes()));
+}
+
+fn time(offset_seconds: i64) -> String {
+    (Utc::now() + Duration::seconds(offset_seconds)).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wallets_sign_in_once_per_nonce() {
+    let fx = Fixture::start().await;
+    let wallet = fx.wallet(0);
+    let offer = fx.offer().await;
+    assert_eq!(offer.info.domain, "api.example.com");
+    assert_eq!(offer.supported_chains[0].chain_id, "eip155:84532");
+    let header = siwx::encode(&answer(&offer, wallet.address(), wallet));
+    let signed_in = fx.sign_in.verify(&header, URL, Utc::now()).await.unwrap();
+    assert_eq!(signed_in.address, wallet.address());
+    assert_eq!(signed_in.network, "eip155:84532");
+    // The nonce is spent.
+    let again = fx
+        .sign_in
+        .verify(&header, URL, Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), ErrorCode::SignInNonceInvalid);
+    // A URL under the signed one passes too (with a fresh nonce).
+    let offer = fx.offer().await;
+    let header = siwx::encode(&answer(&offer, wallet.address(), wallet));
+    fx.sign_in
+        .verify(&header, &format!("{URL}/hourly?days=2"), Utc::now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_wallets_sign_in_through_erc1271() {
+    let fx = Fixture::start().await;
+    let owner = fx.wallet(0);
+    let wallet = fx.devnet.chains()[0]
+        .deploy_smart_wallet(owner.address())
+        .await
+        .unwrap();
+    let offer = fx.offer().await;
+    let header = siwx::encode(&answer(&offer, wallet, owner));
+    let signed_in = fx.sign_in.verify(&header, URL, Utc::now()).await.unwrap();
+    assert_eq!(signed_in.address, wallet);
+    // Another key's signature is not the wallet's.
+    let offer = fx.offer().await;
+    let header = siwx::encode(&answer(&offer, wallet, fx.wallet(1)));
+    let refused = fx
+        .sign_in
+        .verify(&header, URL, Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::SignInSignatureInvalid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_sign_ins_are_refused_with_their_codes() {
+    let fx = Fixture::start().await;
+    let wallet = fx.wallet(0);
+    type Bend = fn(&mut SiwxPayload);
+    let cases: Vec<(&str, Bend, ErrorCode)> = vec![
+        (
+            "another domain",
+            (|p| p.domain = "evil.example.com".into()),
+            ErrorCode::SignInDomainMismatch,
+        ),
+        (
+            "another URI",
+            (|p| p.uri = "https://api.example.com/reports".into()),
+            ErrorCode::SignInUriMismatch,
+        ),
+        (
+            "issued six minutes ago",
+            (|p| p.issued_at = time(-360)),
+            ErrorCode::SignInStale,
+        ),
+        (
+            "issued in the future",
+            (|p| p.issued_at = time(60)),
+            ErrorCode::SignInIssuedInFuture,
+        ),
+        (
+            "expired",
+            (|p| p.expiration_time = Some(time(-1))),
+            ErrorCode::SignInExpired,
+        ),
+        (
+            "not valid yet",
+            (|p| p.not_before = Some(time(60))),
+            ErrorCode::SignInNotYetValid,
+        ),
+        (
+            "a nonce never issued",
+            (|p| p.nonce = "NeverIssued0123".into()),
+            ErrorCode::SignInNonceInvalid,
+        ),
+        (
+            "an unsupported chain",
+            (|p| p.chain_id = "eip155:1".into()),
+            ErrorCode::SignInUnsupportedChain,
+        ),
+    ];
+    for (what, bend, code) in cases {
+        let offer = fx.offer().await;
+        let mut payload = answer(&offer, wallet.address(), wallet);
+        bend(&mut payload);
+        // Re-signed, so only the bent field is wrong.
+        sign(&mut payload, wallet);
+        let refused = fx
+            .sign_in
+            .verify(&siwx::encode(&payload), URL, Utc::now())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), code, "{what}: {refused}");
+        assert!(
+            !refused.message().contains(&payload.signature),
+            "{what}: the signature is not echoed"
+        );
+    }
+
+    // Signed by another key than the address's.
+    let offer = fx.offer().await;
+    let payload = answer(&offer, wallet.address(), fx.wallet(1));
+    let refused = fx
+        .sign_in
+        .verify(&siwx::encode(&payload), URL, Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::SignInSignatureInvalid);
+    // The nonce of a refused sign-in is not spent: the right signature still gets in.
+    let payload = answer(&offer, wallet.address(), wallet);
+    fx.sign_in
+        .verify(&siwx::encode(&payload), URL, Utc::now())
+        .await
+        .unwrap();
+
+    // Malformed headers and message fields.
+    let offer = fx.offer().await;
+    let good = answer(&offer, wallet.address(), wallet);
+    let mut bad_address = good.clone();
+    bad_address.address = "0x12".into();
+    let mut bad_time = good.clone();
+    bad_time.issued_at = "last tuesday".into();
+    let mut bad_signature = good.clone();
+    bad_signature.signature = "not hex".into();
+    for (what, header) in [
+        ("not base64", "%%%".to_owned()),
+        ("not JSON", siwx::encode(&good)[..10].to_owned()),
+        ("a bad address", siwx::encode(&bad_address)),
+        ("a bad time", siwx::encode(&bad_time)),
+        ("a bad signature", siwx::encode(&bad_signature)),
+    ] {
+        let refused = fx
+            .sign_in
+            .verify(&header, URL, Utc::now())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            ErrorCode::MalformedSignIn,
+            "{what}: {refused}"
+        );
+    }
+}

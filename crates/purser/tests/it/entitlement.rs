@@ -1,0 +1,231 @@
+//! Repeat access through the gateway, with the official client: a resource that grants repeat
+//! access offers Sign-In-With-X in its 402; a wallet that paid once signs in and comes back
+//! without paying while its grant holds; a contract wallet (ERC-1271) signs in too; a replayed
+//! sign-in is refused.
+
+use purser_domain::auth::TenantScope;
+use purser_domain::entitlement::{GrantFilter, GrantScope, NewGrant, RepeatAccess};
+use purser_domain::page::PageRequest;
+use purser_gateway::{GatewayConfig, GatewayRoute, proxy::Proxy};
+use serde_json::{Value, json};
+
+use crate::harness::{Backends, on_both_backend_pairs};
+use crate::interop::{Interop, NETWORK, PRICE, Upstream, assert_same_address, run_script};
+
+on_both_backend_pairs!(
+    sdk_client_pays_once_then_signs_in,
+    contract_wallet_signs_in_with_erc1271,
+);
+
+/// The gateway in front of `upstream`, pricing `/weather/*` with a resource that grants
+/// `policy`; answers the gateway's base URL and the resource.
+async fn gateway(
+    fx: &Interop,
+    upstream: &Upstream,
+    policy: RepeatAccess,
+) -> (String, purser_domain::id::ResourceId) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let resource = fx
+        .publish_with(
+            &format!("{base}/weather/:city"),
+            "Weather",
+            "Weather, paid once per wallet",
+            Some(policy),
+        )
+        .await;
+    let config = GatewayConfig {
+        routes: vec![GatewayRoute {
+            host: None,
+            path: "/weather/*".into(),
+            upstream: upstream.base.clone(),
+            resource: resource.to_string(),
+            settle: Default::default(),
+            timeout_seconds: Some(10),
+            upstream_http2: false,
+        }],
+        ..GatewayConfig::default()
+    };
+    let proxy = Proxy::new(fx.app.platform.gateway.clone(), &config)
+        .unwrap()
+        .router();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            proxy.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    (base, resource)
+}
+
+fn requests(call: &Value) -> Vec<(bool, bool)> {
+    call["requests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no requests in {call}"))
+        .iter()
+        .map(|r| (r["signIn"] == true, r["payment"] == true))
+        .collect()
+}
+
+async fn sdk_client_pays_once_then_signs_in(backends: Backends) {
+    let fx = Interop::start(backends).await;
+    let upstream = Upstream::start().await;
+    let policy = RepeatAccess {
+        group: None,
+        duration_seconds: Some(3600),
+        uses: Some(1),
+    };
+    let (base, resource) = gateway(&fx, &upstream, policy).await;
+    let merchant_before = fx.balance(fx.merchant()).await;
+
+    // The 402 offers a sign-in bound to this origin, with a fresh nonce each time.
+    let challenge = |body: reqwest::Response| {
+        let header = body.headers()["payment-required"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        purser_x402::header::decode_payment_required(&header).unwrap()
+    };
+    let url = format!("{base}/weather/lisbon");
+    let first = challenge(reqwest::get(&url).await.unwrap());
+    let second = challenge(reqwest::get(&url).await.unwrap());
+    let offer = |required: &purser_x402::PaymentRequired| {
+        required.extensions.as_ref().unwrap()["sign-in-with-x"].clone()
+    };
+    let (a, b) = (offer(&first), offer(&second));
+    assert_eq!(a["info"]["domain"], base.trim_start_matches("http://"));
+    assert_eq!(a["info"]["uri"], url.as_str());
+    assert_eq!(a["supportedChains"][0]["chainId"], NETWORK);
+    assert_ne!(
+        a["info"]["nonce"], b["info"]["nonce"],
+        "nonces are single use"
+    );
+    assert_eq!(upstream.calls(), 0);
+
+    let mut env = fx.script_env(PRICE);
+    env.push(("X402_URL", url.clone()));
+    let out = run_script("sdk-siwx.mjs", &env).await;
+    let calls = out["calls"].as_array().unwrap();
+    // Round 1: the sign-in finds nothing bought, so the client pays.
+    assert_eq!(calls[0]["status"], 200, "{out}");
+    assert_eq!(
+        requests(&calls[0]),
+        vec![(false, false), (true, false), (false, true)],
+        "{out}"
+    );
+    let settled = &calls[0]["paymentResponse"];
+    assert_eq!(settled["success"], true, "{out}");
+    fx.assert_transaction_succeeded(settled["transaction"].as_str().unwrap())
+        .await;
+    // Round 2: the sign-in alone lets it in; nothing is paid.
+    assert_eq!(calls[1]["status"], 200, "{out}");
+    assert_eq!(calls[1]["body"]["city"], "lisbon", "{out}");
+    assert!(calls[1]["paymentResponse"].is_null(), "{out}");
+    assert_eq!(
+        requests(&calls[1]),
+        vec![(false, false), (true, false)],
+        "{out}"
+    );
+    assert_eq!(
+        fx.balance(fx.merchant()).await,
+        merchant_before + alloy::primitives::U256::from(PRICE),
+        "paid exactly once"
+    );
+    // The upstream ran twice, for the paying wallet, and never saw the sign-in.
+    assert_eq!(upstream.calls(), 2);
+    for seen in upstream.seen.lock().unwrap().iter() {
+        assert_same_address(
+            &json!(seen["x-purser-payer"].to_str().unwrap()),
+            fx.payer().address(),
+        );
+        assert!(!seen.contains_key("sign-in-with-x"));
+    }
+    // The same sign-in again: its nonce is spent, so it is a 402, and the upstream is not called.
+    assert_eq!(out["replay"]["status"], 402, "{out}");
+    assert_eq!(upstream.calls(), 2);
+
+    // The grant: one use of one, so it no longer holds.
+    let grants = fx
+        .app
+        .store
+        .list_grants(
+            TenantScope::trusted(fx.tenant),
+            GrantFilter::default(),
+            purser_domain::time::now(),
+            PageRequest::first(10).unwrap(),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    let grant = &grants[0];
+    assert_eq!(grant.scope, GrantScope::Resource(resource));
+    assert_eq!(
+        grant.wallet,
+        format!("{:#x}", fx.payer().address()),
+        "the grant is the payer's"
+    );
+    assert_eq!((grant.uses_count, grant.uses_allowed), (1, Some(1)));
+    assert!(!grant.holds_at(purser_domain::time::now()));
+}
+
+async fn contract_wallet_signs_in_with_erc1271(backends: Backends) {
+    let fx = Interop::start(backends).await;
+    let upstream = Upstream::start().await;
+    let policy = RepeatAccess {
+        group: Some("weather".into()),
+        duration_seconds: None,
+        uses: None,
+    };
+    let (base, _) = gateway(&fx, &upstream, policy).await;
+    // A wallet contract owned by the payer's key; its grant (for the group) was bought before.
+    let wallet = fx
+        .chain()
+        .deploy_smart_wallet(fx.payer().address())
+        .await
+        .unwrap();
+    let wallet_hex = format!("{wallet:#x}");
+    fx.app
+        .store
+        .create_grant(NewGrant {
+            tenant_id: fx.tenant,
+            scope: GrantScope::Group("weather".into()),
+            wallet: wallet_hex.clone(),
+            settlement_id: None,
+            expires_at: None,
+            uses_allowed: None,
+        })
+        .await
+        .unwrap();
+
+    let mut env = fx.script_env(PRICE);
+    env.push(("X402_URL", format!("{base}/weather/porto")));
+    env.push(("X402_SIGN_IN_ONLY", "1".into()));
+    env.push(("X402_WALLET", wallet.to_checksum(None)));
+    let out = run_script("sdk-siwx.mjs", &env).await;
+    let call = &out["calls"][0];
+    assert_eq!(call["status"], 200, "{out}");
+    assert_eq!(requests(call), vec![(false, false), (true, false)], "{out}");
+    assert_eq!(upstream.calls(), 1);
+    assert_eq!(
+        upstream.seen.lock().unwrap()[0]["x-purser-payer"],
+        wallet_hex.as_str(),
+        "the upstream is told the contract wallet came in"
+    );
+
+    // The owner's key signing in as itself holds no grant: after the sign-in the client is left
+    // with the 402 and, having no way to pay registered, gives up; the API is not reached.
+    let mut env = fx.script_env(PRICE);
+    env.push(("X402_URL", format!("{base}/weather/faro")));
+    env.push(("X402_SIGN_IN_ONLY", "1".into()));
+    env.push(("X402_WALLET", fx.payer().address().to_checksum(None)));
+    let out = run_script("sdk-siwx.mjs", &env).await;
+    assert!(
+        out["calls"][0]["threw"]
+            .as_str()
+            .is_some_and(|e| e.contains("payment")),
+        "{out}"
+    );
+    assert_eq!(upstream.calls(), 1);
+}
