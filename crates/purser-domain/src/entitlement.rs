@@ -32,20 +32,43 @@ pub struct RepeatAccess {
 /// The longest group name.
 pub const MAX_GROUP_CHARS: usize = 64;
 
+/// Whether `group` is a valid group name: 1 to [`MAX_GROUP_CHARS`] letters, digits, `-`, `_`
+/// and `.`.
+pub fn is_group_name(group: &str) -> bool {
+    !group.is_empty()
+        && group.chars().count() <= MAX_GROUP_CHARS
+        && group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Checks that `wallet` is an EVM address as grants store it: `0x` and 40 lower-case hex
+/// digits. Callers lower-case what clients send; storage refuses anything else rather than
+/// miss a grant over letter case.
+pub fn check_wallet(wallet: &str) -> Result<()> {
+    let ok = wallet.len() == 42
+        && wallet.starts_with("0x")
+        && wallet[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(
+            "wallet must be 0x and 40 lower-case hex digits",
+        ))
+    }
+}
+
 impl RepeatAccess {
     /// Checks the policy's fields.
     pub fn validate(&self) -> Result<()> {
-        if let Some(group) = &self.group {
-            let ok = !group.is_empty()
-                && group.chars().count() <= MAX_GROUP_CHARS
-                && group
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if !ok {
-                return Err(Error::invalid_input(format!(
-                    "repeatAccess.group must be 1 to {MAX_GROUP_CHARS} characters of letters, digits, `-`, `_` and `.`"
-                )));
-            }
+        if let Some(group) = &self.group
+            && !is_group_name(group)
+        {
+            return Err(Error::invalid_input(format!(
+                "repeatAccess.group must be 1 to {MAX_GROUP_CHARS} characters of letters, digits, `-`, `_` and `.`"
+            )));
         }
         if self.duration_seconds == Some(0) {
             return Err(Error::invalid_input(
@@ -104,6 +127,25 @@ impl NewGrant {
             }),
             uses_allowed: policy.uses,
         }
+    }
+
+    /// Checks the fields storage relies on: the wallet's shape, the group's name, a positive
+    /// number of uses.
+    pub fn validate(&self) -> Result<()> {
+        check_wallet(&self.wallet)?;
+        if let GrantScope::Group(group) = &self.scope
+            && !is_group_name(group)
+        {
+            return Err(Error::invalid_input(format!(
+                "a grant's group must be 1 to {MAX_GROUP_CHARS} characters of letters, digits, `-`, `_` and `.`"
+            )));
+        }
+        if self.uses_allowed == Some(0) {
+            return Err(Error::invalid_input(
+                "a grant's uses must be positive (leave them out for any number)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -214,5 +256,56 @@ mod tests {
         assert_eq!(grant.wallet, "0xabc");
         assert_eq!(grant.expires_at, Some(at + chrono::Duration::seconds(3600)));
         assert_eq!(grant.uses_allowed, Some(5));
+    }
+
+    #[test]
+    fn new_grants_need_a_lower_case_wallet_a_named_group_and_positive_uses() {
+        let good = NewGrant {
+            tenant_id: TenantId::new(),
+            scope: GrantScope::Group("reports".into()),
+            wallet: format!("0x{}", "ab".repeat(20)),
+            settlement_id: None,
+            expires_at: None,
+            uses_allowed: Some(1),
+        };
+        good.validate().unwrap();
+        let bad_wallets = [
+            String::new(),
+            "0xabc".to_owned(),
+            format!("0x{}", "AB".repeat(20)),
+            format!("0X{}", "ab".repeat(20)),
+            format!("0x{}", "gg".repeat(20)),
+            format!("0x{}", "ab".repeat(21)),
+            format!("ab{}", "ab".repeat(20)),
+        ];
+        for wallet in bad_wallets {
+            let grant = NewGrant {
+                wallet: wallet.clone(),
+                ..good.clone()
+            };
+            let err = grant.validate().unwrap_err();
+            assert_eq!(err.code(), crate::ErrorCode::InvalidInput, "{wallet}");
+        }
+        for scope in [
+            GrantScope::Group(String::new()),
+            GrantScope::Group("a b".into()),
+        ] {
+            assert!(
+                NewGrant {
+                    scope,
+                    ..good.clone()
+                }
+                .validate()
+                .is_err()
+            );
+        }
+        assert!(
+            NewGrant {
+                uses_allowed: Some(0),
+                ..good
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -12,9 +12,11 @@ pub const DEFAULT_PAGE_SIZE: u32 = 20;
 /// Which slice of a listing ordered by id to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
-    /// Only ids strictly greater than this.
+    /// Only items after this id in the listing's order: ids strictly greater than it (strictly
+    /// less in a newest-first listing).
     pub after: Option<Uuid>,
-    /// Only ids strictly less than this.
+    /// Only items before this id in the listing's order: ids strictly less than it (strictly
+    /// greater in a newest-first listing).
     pub before: Option<Uuid>,
     /// At most this many items (1..=[`MAX_PAGE_SIZE`]).
     pub limit: u32,
@@ -65,8 +67,8 @@ impl PageRequest {
         i64::from(self.limit) + 1
     }
 
-    /// Turns `fetch_limit` rows, in the order the store read them (ascending, or descending
-    /// when `from_end`), into a page in ascending order.
+    /// Turns `fetch_limit` rows, in the order the store read them (the listing's order, or its
+    /// reverse when `from_end`), into a page in the listing's order.
     pub fn finish<T>(&self, mut rows: Vec<T>) -> Page<T> {
         let has_more = rows.len() > self.limit as usize;
         rows.truncate(self.limit as usize);
@@ -80,7 +82,8 @@ impl PageRequest {
     }
 }
 
-/// One page of a listing, in ascending id order.
+/// One page of a listing, in the listing's order: ascending ids unless the listing says
+/// newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {
     pub items: Vec<T>,

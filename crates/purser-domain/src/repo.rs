@@ -319,7 +319,10 @@ pub trait GrantRepository: Send + Sync {
 
     async fn find_grant(&self, scope: TenantScope, id: GrantId) -> Result<Option<Grant>>;
 
-    /// The scope's grants, newest first.
+    /// The scope's grants that pass `filter` (`active_only`: those that hold at `now`), newest
+    /// first. The page's cursors follow that order: `page.after` selects older grants (ids
+    /// below it), `page.before` newer ones, and the page's items come newest first. A
+    /// `resource_id` filter matches grants for that resource, not group grants.
     async fn list_grants(
         &self,
         scope: TenantScope,
@@ -345,6 +348,7 @@ pub trait Store:
     + SettlementRepository
     + LedgerRepository
     + RegistryRepository
+    + GrantRepository
     + StoreHealth
 {
 }
@@ -355,6 +359,7 @@ impl<T> Store for T where
         + SettlementRepository
         + LedgerRepository
         + RegistryRepository
+        + GrantRepository
         + StoreHealth
 {
 }

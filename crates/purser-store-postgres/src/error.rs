@@ -15,6 +15,9 @@ pub(crate) fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> Err
                 }
                 Some("api_keys_tenant_id_fkey") => return Error::not_found("tenant"),
                 Some("resources_tenant_key") => return purser_domain::registry::resource_taken(),
+                Some("grants_tenant_id_fkey") => return Error::not_found("tenant"),
+                Some("grants_resource_fkey") => return Error::not_found("resource"),
+                Some("grants_settlement_fkey") => return Error::not_found("settlement"),
                 _ => {}
             }
         }

@@ -5,6 +5,7 @@
 //! them, the others wait and then find nothing to do.
 
 mod error;
+mod grants;
 mod keys;
 mod ledger;
 mod registry;

@@ -6,6 +6,7 @@
 //! with `synchronous = FULL`: a committed write survives a power cut, as money requires.
 
 mod error;
+mod grants;
 mod keys;
 mod ledger;
 mod registry;

@@ -21,7 +21,7 @@ const SEPOLIA: &str = "eip155:84532";
 const PAY_A: &str = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
 const PAY_B: &str = "0x1111111111111111111111111111111111111111";
 
-async fn tenant(store: &Arc<dyn Store>, name: &str) -> TenantId {
+pub(crate) async fn tenant(store: &Arc<dyn Store>, name: &str) -> TenantId {
     store
         .create_tenant(NewTenant::new(
             TenantName::parse(name).unwrap(),
@@ -68,7 +68,7 @@ fn metadata(name: &str, description: &str, tags: &[&str]) -> ResourceMetadata {
     }
 }
 
-fn new_resource(tenant: TenantId, url: &str, status: ResourceStatus) -> NewResource {
+pub(crate) fn new_resource(tenant: TenantId, url: &str, status: ResourceStatus) -> NewResource {
     NewResource {
         id: ResourceId::new(),
         tenant_id: tenant,

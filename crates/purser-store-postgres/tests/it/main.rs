@@ -20,6 +20,10 @@ mod suite {
     purser_testkit::store_suite!(super::fresh_store);
 }
 
+mod grants {
+    purser_testkit::grant_suite!(super::fresh_store);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_at_once_migrate_once() {
     let database = TestDatabase::create().await;

@@ -20,6 +20,10 @@ mod suite {
     purser_testkit::store_suite!(super::fresh_store);
 }
 
+mod grants {
+    purser_testkit::grant_suite!(super::fresh_store);
+}
+
 #[tokio::test]
 async fn the_embedded_default_creates_its_folder_and_keeps_data_durably() {
     let dir = tempfile::tempdir().unwrap();
