@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
+use alloy::signers::SignerSync as _;
 use anyhow::{Context as _, anyhow, bail, ensure};
 use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
 use purser_chain::devnet::payment::{Payment, now, random_nonce};
@@ -23,6 +24,7 @@ use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
 use purser_coord::MemoryCoordination;
 use purser_domain::auth::{Role, TenantScope, mint_api_key};
+use purser_domain::entitlement::RepeatAccess;
 use purser_domain::id::{ResourceId, TenantId};
 use purser_domain::ledger::Transfer;
 use purser_domain::money::{Amount, Money};
@@ -33,9 +35,10 @@ use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
 use purser_gateway::{GatewayConfig, GatewayRoute};
 use purser_registry::{AcceptDraft, ResourceDraft};
 use purser_x402::header::{
-    PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, decode_payment_required,
+    PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, SIGN_IN_WITH_X, decode_payment_required,
     decode_payment_response, encode_json,
 };
+use purser_x402::siwx::{SiwxOffer, SiwxPayload};
 use purser_x402::{PaymentRequired, PaymentRequirements};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -83,6 +86,10 @@ pub struct DemoReport {
     /// The status the same payment got when sent again.
     pub replay_status: u16,
     pub replay_code: Option<String>,
+    /// The status of the request made again, signed in instead of paying.
+    pub repeat_status: u16,
+    /// The merchant's balance change over that request (zero: nothing was paid).
+    pub repeat_received: U256,
 }
 
 /// Runs the demo: sets everything up, walks the agent through, prints each step on `out`, then
@@ -228,7 +235,8 @@ pub async fn run(
                 "its API at {upstream} knows nothing of payments; the gateway routes /weather/* to it"
             ),
             format!(
-                "published resource {} \"{}\": GET {} at ${PRICE_USD}",
+                "published resource {} \"{}\": GET {} at ${PRICE_USD}; a payment buys the \
+                 paying wallet a day of repeat access",
                 resource.id, resource.metadata.name, resource.url
             ),
         ],
@@ -526,7 +534,53 @@ async fn walk(
         )],
     )?;
 
+    // 9. Repeat access: the wallet that paid signs in and is let in again without paying.
+    let before = chain.balance_of(merchant).await?;
+    let again = agent.http.get(&url).send().await?;
+    let header = again
+        .headers()
+        .get(PAYMENT_REQUIRED)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| anyhow!("the second 402 has no {PAYMENT_REQUIRED} header"))?;
+    let challenge = decode_payment_required(header)?;
+    let sign_in = sign_in(agent, &challenge)?;
+    let repeat = agent
+        .http
+        .get(&url)
+        .header(SIGN_IN_WITH_X, &sign_in)
+        .send()
+        .await?;
+    let repeat_status = repeat.status().as_u16();
+    let repeat_paid = repeat.headers().contains_key(PAYMENT_RESPONSE);
+    let repeat_body: Value = repeat.json().await.unwrap_or(Value::Null);
+    ensure!(
+        repeat_status == 200 && !repeat_paid,
+        "signed in, the agent got {repeat_status} (paid: {repeat_paid}): {repeat_body}"
+    );
+    let repeat_received = chain.balance_of(merchant).await? - before;
+    step(
+        out,
+        9,
+        "sign-in",
+        &[
+            format!(
+                "GET {url} -> 402, whose {} extension offers a one-time nonce",
+                purser_x402::siwx::EXTENSION
+            ),
+            format!(
+                "the agent signs the EIP-4361 message with its wallet: {SIGN_IN_WITH_X} -> \
+                 {repeat_status} {repeat_body}"
+            ),
+            format!(
+                "no payment: the grant its first payment bought let it in (merchant balance +{})",
+                units(repeat_received, chain.token().decimals)
+            ),
+        ],
+    )?;
+
     Ok(DemoReport {
+        repeat_status,
+        repeat_received,
         purser_url: String::new(),
         gateway_url: String::new(),
         paid_url: url,
@@ -541,6 +595,44 @@ async fn walk(
         replay_status,
         replay_code,
     })
+}
+
+/// The `SIGN-IN-WITH-X` header answering the challenge's sign-in offer, signed by the agent.
+fn sign_in(agent: &Agent, challenge: &PaymentRequired) -> anyhow::Result<String> {
+    let offer: SiwxOffer = serde_json::from_value(
+        challenge
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get(purser_x402::siwx::EXTENSION))
+            .cloned()
+            .ok_or_else(|| anyhow!("the 402 offers no sign-in"))?,
+    )?;
+    let chain = offer
+        .supported_chains
+        .first()
+        .ok_or_else(|| anyhow!("the sign-in offer names no chain"))?;
+    let info = offer.info;
+    let mut payload = SiwxPayload {
+        domain: info.domain,
+        address: agent.wallet.address().to_checksum(None),
+        statement: info.statement,
+        uri: info.uri,
+        version: info.version,
+        chain_id: chain.chain_id.clone(),
+        kind: chain.kind.clone(),
+        nonce: info.nonce,
+        issued_at: info.issued_at,
+        expiration_time: info.expiration_time,
+        not_before: info.not_before,
+        request_id: info.request_id,
+        resources: info.resources,
+        signature_scheme: None,
+        signature: String::new(),
+    };
+    let text = purser_entitlement::siwx::message_of(&payload)?.to_string();
+    let signature = agent.wallet.signer().sign_message_sync(text.as_bytes())?;
+    payload.signature = format!("0x{}", alloy::hex::encode(signature.as_bytes()));
+    Ok(purser_x402::siwx::encode(&payload))
 }
 
 /// The `PAYMENT-SIGNATURE` header: an `exact` payload for `offer`, signed by the agent.
@@ -615,7 +707,12 @@ fn weather_resource(gateway_url: &str, network: &str) -> ResourceDraft {
             ..Default::default()
         }],
         max_timeout_seconds: None,
-        repeat_access: None,
+        // One payment buys a day of forecasts for the paying wallet.
+        repeat_access: Some(RepeatAccess {
+            group: None,
+            duration_seconds: Some(86_400),
+            uses: None,
+        }),
     }
 }
 

@@ -141,6 +141,15 @@ async fn demo_walks_an_agent_through_payment_and_keeps_serving() {
         after(&lines, "again -> ").starts_with("409 payment_already_used"),
         "{shown}"
     );
+    // Repeat access: signed in, the agent got the API again without paying.
+    assert!(
+        after(&lines, "SIGN-IN-WITH-X -> ").starts_with("200 "),
+        "{shown}"
+    );
+    assert!(
+        after(&lines, "(merchant balance +").starts_with("0 USDC"),
+        "{shown}"
+    );
     // The ledger: the settlement and the payout, both posted, for the price.
     let ledger: Vec<&String> = lines
         .iter()
