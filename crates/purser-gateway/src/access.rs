@@ -109,6 +109,12 @@ async fn check(
             "payer": payer,
             "settle": settle,
         })),
+        Decision::Entitled { wallet, grant } => Json(json!({
+            "decision": "allow",
+            "payer": wallet,
+            "grant": grant.to_string(),
+            "settle": null,
+        })),
         Decision::Deny(reply) => Json(deny(reply)),
     }
     .into_response())
@@ -201,17 +207,19 @@ async fn nginx_decision(state: &AccessState, mut parts: Parts) -> Result<Respons
         resource: None,
         headers: &parts.headers,
     };
-    Ok(match state.check_and_settle(scope, &request).await {
-        Ok(PaidFirst::Paid { payer, headers }) => {
-            let mut response = StatusCode::OK.into_response();
-            response.headers_mut().extend(headers);
-            if let Ok(payer) = HeaderValue::from_str(&payer) {
-                response
-                    .headers_mut()
-                    .insert(purser_axum::PAYER_HEADER, payer);
-            }
+    let allow = |payer: &str, headers: HeaderMap| {
+        let mut response = StatusCode::OK.into_response();
+        response.headers_mut().extend(headers);
+        if let Ok(payer) = HeaderValue::from_str(payer) {
             response
+                .headers_mut()
+                .insert(purser_axum::PAYER_HEADER, payer);
         }
+        response
+    };
+    Ok(match state.check_and_settle(scope, &request).await {
+        Ok(PaidFirst::Paid { payer, headers }) => allow(&payer, headers),
+        Ok(PaidFirst::Entitled { wallet }) => allow(&wallet, HeaderMap::new()),
         Ok(PaidFirst::Refused { reply, offer }) => nginx_refusal(&offer, reply),
         Err(e) => return Err(ApiError(e).into_response()),
     })

@@ -21,7 +21,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use purser_axum::engine::Version;
 use purser_axum::{Admitted, Offer, Reply, Settled};
 use purser_domain::auth::{Access, Authenticator, TenantScope};
-use purser_domain::id::ResourceId;
+use purser_domain::id::{GrantId, ResourceId};
 use purser_domain::page::PageRequest;
 use purser_domain::registry::{ResourceKind, ResourceStatus};
 use purser_domain::{Error, ErrorCode};
@@ -62,6 +62,9 @@ pub enum Decision {
         payer: String,
         settle: Box<SettleToken>,
     },
+    /// Serve the request: the client signed in with a wallet whose grant of repeat access
+    /// holds (one use was counted). There is nothing to settle.
+    Entitled { wallet: String, grant: GrantId },
     /// Answer the client with this instead of serving.
     Deny(Reply),
 }
@@ -71,6 +74,8 @@ pub enum Decision {
 pub enum PaidFirst {
     /// Settled (or broadcast and pending): serve, adding `headers` to the response.
     Paid { payer: String, headers: HeaderMap },
+    /// Signed in with a grant that holds: serve; nothing was paid.
+    Entitled { wallet: String },
     /// Not paid: answer the client with `reply`. `offer` is the resource's price, for callers
     /// that must rephrase the reply (nginx can only pass a challenge on a 401).
     Refused { reply: Reply, offer: Box<Offer> },
@@ -127,7 +132,20 @@ impl AccessState {
         scope: TenantScope,
         request: &CheckRequest<'_>,
     ) -> Result<Decision, Error> {
-        let (priced, offer) = self.price(scope, request).await?;
+        let (priced, mut offer) = self.price(scope, request).await?;
+        if let Some(admission) = self
+            .gateway
+            .signed_in(&priced, request.headers, request.url)
+            .await?
+        {
+            return Ok(Decision::Entitled {
+                wallet: admission.wallet,
+                grant: admission.grant.id,
+            });
+        }
+        self.gateway
+            .offer_sign_in(&priced, &mut offer, request.headers)
+            .await;
         let paywall = self.gateway.paywall(priced.scope());
         Ok(match paywall.admit(&offer, request.headers).await {
             Ok(admitted) => Decision::Allow {
@@ -156,11 +174,15 @@ impl AccessState {
             token.payment_requirements,
             token.version,
         );
-        Ok(self
+        let settled = self
             .gateway
             .paywall(priced.scope())
             .settle(&offer, &admitted)
-            .await)
+            .await;
+        if matches!(settled, Settled::Paid { .. }) {
+            self.gateway.grant_paid(&priced, &admitted.payer).await;
+        }
+        Ok(settled)
     }
 
     /// Checks `request` and settles at once: the request is served only on money received.
@@ -169,7 +191,19 @@ impl AccessState {
         scope: TenantScope,
         request: &CheckRequest<'_>,
     ) -> Result<PaidFirst, Error> {
-        let (priced, offer) = self.price(scope, request).await?;
+        let (priced, mut offer) = self.price(scope, request).await?;
+        if let Some(admission) = self
+            .gateway
+            .signed_in(&priced, request.headers, request.url)
+            .await?
+        {
+            return Ok(PaidFirst::Entitled {
+                wallet: admission.wallet,
+            });
+        }
+        self.gateway
+            .offer_sign_in(&priced, &mut offer, request.headers)
+            .await;
         let paywall = self.gateway.paywall(priced.scope());
         let refused = |reply: Reply, offer: Offer| PaidFirst::Refused {
             reply,
@@ -180,10 +214,13 @@ impl AccessState {
             Err(reply) => return Ok(refused(reply, offer)),
         };
         Ok(match paywall.settle(&offer, &admitted).await {
-            Settled::Paid { headers, .. } => PaidFirst::Paid {
-                payer: admitted.payer,
-                headers,
-            },
+            Settled::Paid { headers, .. } => {
+                self.gateway.grant_paid(&priced, &admitted.payer).await;
+                PaidFirst::Paid {
+                    payer: admitted.payer,
+                    headers,
+                }
+            }
             Settled::Refused(reply) => refused(reply, offer),
         })
     }

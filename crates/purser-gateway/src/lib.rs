@@ -33,9 +33,10 @@ use purser_domain::entitlement::RepeatAccess;
 use purser_domain::id::ResourceId;
 use purser_domain::registry::{Resource, ResourceStatus, ResourceVersion};
 use purser_domain::repo::Store;
-use purser_entitlement::{Entitlements, SignIn, SignInConfig};
+use purser_entitlement::{Admission, Entitlements, SignIn, SignInConfig};
 use purser_facilitator::Facilitator;
 use purser_registry::challenge::{self, ChallengeRequest};
+use purser_x402::header::lowercase;
 
 pub use config::{GatewayConfig, GatewayRoute};
 pub use inprocess::{CoordReplayGuard, InProcessFacilitator};
@@ -181,5 +182,90 @@ impl Gateway {
     /// Sign-in and grants of repeat access.
     pub fn entitlements(&self) -> &Entitlements {
         &self.entitlements
+    }
+
+    /// Repeat access for a request to `url`: when the resource grants it and the request signs
+    /// in (`SIGN-IN-WITH-X`) with a wallet whose grant holds, that wallet, one use counted. A
+    /// sign-in that is refused, or finds no grant, is `None`: the client may still pay. Only
+    /// failures of Purser's own dependencies are errors.
+    pub async fn signed_in(
+        &self,
+        priced: &Priced,
+        headers: &http::HeaderMap,
+        url: &str,
+    ) -> Result<Option<Admission>, Error> {
+        let Some(policy) = priced.repeat_access() else {
+            return Ok(None);
+        };
+        let Some(header) = headers
+            .get(lowercase::SIGN_IN_WITH_X)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Ok(None);
+        };
+        match self
+            .entitlements
+            .admit(
+                priced.scope(),
+                header,
+                url,
+                priced.resource.id,
+                policy,
+                purser_domain::time::now(),
+            )
+            .await
+        {
+            Ok(admission) => Ok(admission),
+            Err(e) if e.code().http_status() >= 500 => Err(e),
+            Err(e) => {
+                tracing::debug!(code = %e.code(), "a sign-in was refused");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Adds a sign-in challenge to `offer` when the resource grants repeat access and the
+    /// request carries no payment (a paying request does not need one).
+    pub async fn offer_sign_in(
+        &self,
+        priced: &Priced,
+        offer: &mut Offer,
+        headers: &http::HeaderMap,
+    ) {
+        if priced.repeat_access().is_none()
+            || headers.contains_key(lowercase::PAYMENT_SIGNATURE)
+            || headers.contains_key(lowercase::X_PAYMENT)
+        {
+            return;
+        }
+        match self.entitlements.offer(&offer.required.resource.url).await {
+            Ok(sign_in) => sign_in.insert_into(offer.required.extensions.get_or_insert_default()),
+            // The 402 goes out without a sign-in: paying still works.
+            Err(e) => purser_http::error::log_error(&e),
+        }
+    }
+
+    /// Records what a settled payment of `payer` bought, when the resource grants repeat
+    /// access. The payment stands whatever happens here; a grant that cannot be written is
+    /// logged as an error.
+    pub async fn grant_paid(&self, priced: &Priced, payer: &str) {
+        let Some(policy) = priced.repeat_access() else {
+            return;
+        };
+        if let Err(e) = self
+            .entitlements
+            .grant(
+                priced.scope(),
+                priced.resource.id,
+                payer,
+                None,
+                policy,
+                purser_domain::time::now(),
+            )
+            .await
+        {
+            tracing::error!(code = %e.code(), %payer, resource = %priced.resource.id, "a paid grant was not recorded");
+            purser_http::error::log_error(&e);
+        }
     }
 }

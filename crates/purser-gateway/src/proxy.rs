@@ -149,57 +149,38 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
         );
     };
     let paywall = proxy.gateway.paywall(priced.scope());
-    let repeat = priced.repeat_access();
-    if let Some(policy) = repeat {
-        // Repeat access: a wallet that signs in and holds a grant comes in without paying.
-        let entitlements = proxy.gateway.entitlements();
-        if let Some(sign_in) = header_str(request.headers(), lowercase::SIGN_IN_WITH_X) {
-            let url = request_url(request.headers(), host.as_deref(), &path_and_query);
-            let now = purser_domain::time::now();
-            match entitlements
-                .admit(
-                    priced.scope(),
-                    sign_in,
-                    &url,
-                    priced.resource.id,
-                    policy,
-                    now,
-                )
-                .await
+    // Repeat access: a wallet that signs in and holds a grant comes in without paying.
+    let url = request_url(request.headers(), host.as_deref(), &path_and_query);
+    match proxy
+        .gateway
+        .signed_in(&priced, request.headers(), &url)
+        .await
+    {
+        Ok(Some(admission)) => {
+            return match forward(
+                route,
+                request,
+                &path_and_query,
+                &admission.wallet,
+                host.as_deref(),
+                client_addr,
+            )
+            .await
             {
-                Ok(Some(admission)) => {
-                    return match forward(
-                        route,
-                        request,
-                        &path_and_query,
-                        &admission.wallet,
-                        host.as_deref(),
-                        client_addr,
-                    )
-                    .await
-                    {
-                        Ok(upstream) => respond(upstream, HeaderMap::new()),
-                        Err(failure) => failure,
-                    };
-                }
-                Ok(None) => {}
-                Err(e) if e.code().http_status() >= 500 => {
-                    purser_http::error::log_error(&e);
-                    return error(e.code(), e.public_message());
-                }
-                // A sign-in that does not hold: the client may still pay.
-                Err(e) => tracing::debug!(code = %e.code(), "a sign-in was refused"),
-            }
+                Ok(upstream) => respond(upstream, HeaderMap::new()),
+                Err(failure) => failure,
+            };
         }
-        if !carries_payment(request.headers()) {
-            match entitlements.offer(&offer.required.resource.url).await {
-                Ok(sign_in) => {
-                    sign_in.insert_into(offer.required.extensions.get_or_insert_default())
-                }
-                Err(e) => purser_http::error::log_error(&e),
-            }
+        Ok(None) => {}
+        Err(e) => {
+            purser_http::error::log_error(&e);
+            return error(e.code(), e.public_message());
         }
     }
+    proxy
+        .gateway
+        .offer_sign_in(&priced, &mut offer, request.headers())
+        .await;
     let admitted = match paywall.admit(&offer, request.headers()).await {
         Ok(admitted) => admitted,
         Err(reply) => return reply.into_response(),
@@ -246,24 +227,8 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
             }
         }
     }
-    if paid && let Some(policy) = repeat {
-        // The payment stands whatever happens here; a grant that cannot be written is logged.
-        if let Err(e) = proxy
-            .gateway
-            .entitlements()
-            .grant(
-                priced.scope(),
-                priced.resource.id,
-                &admitted.payer,
-                None,
-                policy,
-                purser_domain::time::now(),
-            )
-            .await
-        {
-            tracing::error!(code = %e.code(), payer = %admitted.payer, "a paid grant was not recorded");
-            purser_http::error::log_error(&e);
-        }
+    if paid {
+        proxy.gateway.grant_paid(&priced, &admitted.payer).await;
     }
     respond(upstream, paid_headers)
 }
@@ -283,11 +248,6 @@ fn respond(upstream: reqwest::Response, extra: HeaderMap) -> Response {
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Whether the request carries a payment (v2 or v1).
-fn carries_payment(headers: &HeaderMap) -> bool {
-    headers.contains_key(lowercase::PAYMENT_SIGNATURE) || headers.contains_key(lowercase::X_PAYMENT)
 }
 
 /// The URL the client asked for, as sign-ins name it: the scheme a TLS-terminating proxy in

@@ -45,6 +45,12 @@ impl access_v1::access_service_server::AccessService for AccessService {
             Decision::Allow { payer, settle } => check_response::Decision::Allow(Allow {
                 payer,
                 settle_token: settle.encode(),
+                grant_id: String::new(),
+            }),
+            Decision::Entitled { wallet, grant } => check_response::Decision::Allow(Allow {
+                payer: wallet,
+                settle_token: String::new(),
+                grant_id: grant.to_string(),
             }),
             Decision::Deny(reply) => check_response::Decision::Deny(http_answer(reply)),
         };

@@ -90,6 +90,7 @@ impl auth::authorization_server::Authorization for Authorization {
                     .await
                     .map(|paid| match paid {
                         PaidFirst::Paid { payer, headers } => allow(&payer, None, &headers),
+                        PaidFirst::Entitled { wallet } => allow(&wallet, None, &HeaderMap::new()),
                         PaidFirst::Refused { reply, .. } => deny(&reply),
                     })
             }
@@ -100,6 +101,9 @@ impl auth::authorization_server::Authorization for Authorization {
                     .map(|decision| match decision {
                         Decision::Allow { payer, settle } => {
                             allow(&payer, Some(&settle.encode()), &HeaderMap::new())
+                        }
+                        Decision::Entitled { wallet, .. } => {
+                            allow(&wallet, None, &HeaderMap::new())
                         }
                         Decision::Deny(reply) => deny(&reply),
                     })
