@@ -5,6 +5,7 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use purser_domain::auth::{Access, TenantScope};
+use purser_domain::entitlement::RepeatAccess as RepeatAccessPolicy;
 use purser_domain::registry as domain;
 use purser_domain::{Error, ErrorCode};
 use purser_registry::challenge::{ChallengeRequest, payment_required};
@@ -181,6 +182,32 @@ impl From<&domain::Accept> for Accept {
     }
 }
 
+/// What one payment buys beyond its request: later requests of the payer's wallet (signed in
+/// with Sign-In-With-X) pass without paying while the grant holds.
+#[derive(SimpleObject)]
+pub struct RepeatAccess {
+    /// Every resource of the tenant in this group; null: this resource only.
+    pub group: Option<String>,
+    /// How long the grant holds after the payment; null: without end.
+    pub duration_seconds: Option<u64>,
+    /// How many requests it admits after the one paid for; null: any number.
+    pub uses: Option<u32>,
+}
+
+impl From<&RepeatAccessPolicy> for RepeatAccess {
+    fn from(r: &RepeatAccessPolicy) -> Self {
+        Self {
+            group: r.group.clone(),
+            duration_seconds: r.duration_seconds,
+            uses: r.uses,
+        }
+    }
+}
+
+fn repeat_access_of(spec: &domain::VersionSpec) -> Option<RepeatAccess> {
+    spec.repeat_access.as_ref().map(RepeatAccess::from)
+}
+
 fn accepts_of(spec: &domain::VersionSpec) -> Vec<Accept> {
     spec.accepts.iter().map(Accept::from).collect()
 }
@@ -226,6 +253,11 @@ impl ResourceVersion {
 
     async fn output_schema(&self) -> Option<Json<Value>> {
         json(self.0.spec.output_schema.as_ref())
+    }
+
+    /// What a payment buys beyond its request; null: every request pays.
+    async fn repeat_access(&self) -> Option<RepeatAccess> {
+        repeat_access_of(&self.0.spec)
     }
 }
 
@@ -313,6 +345,11 @@ impl Resource {
 
     async fn output_schema(&self) -> Option<Json<Value>> {
         json(self.0.current.spec.output_schema.as_ref())
+    }
+
+    /// What a payment buys beyond its request; null: every request pays.
+    async fn repeat_access(&self) -> Option<RepeatAccess> {
+        repeat_access_of(&self.0.current.spec)
     }
 
     async fn input_example(&self) -> Option<Json<Value>> {
@@ -416,6 +453,29 @@ impl From<AcceptInput> for AcceptDraft {
     }
 }
 
+/// Repeat access for a payer's wallet after a payment; all fields may be omitted (this
+/// resource, without end, any number of uses).
+#[derive(InputObject)]
+pub struct RepeatAccessInput {
+    /// A group name (letters, digits, `-`, `_`, `.`): the grant covers every resource of the
+    /// tenant with this group.
+    pub group: Option<String>,
+    /// Positive; omit for no end.
+    pub duration_seconds: Option<u32>,
+    /// Positive; omit for any number.
+    pub uses: Option<u32>,
+}
+
+impl From<RepeatAccessInput> for RepeatAccessPolicy {
+    fn from(r: RepeatAccessInput) -> Self {
+        Self {
+            group: r.group,
+            duration_seconds: r.duration_seconds.map(u64::from),
+            uses: r.uses,
+        }
+    }
+}
+
 #[derive(InputObject)]
 pub struct SetPayoutAddressInput {
     pub tenant_id: Option<ID>,
@@ -453,13 +513,16 @@ pub struct CreateResourceInput {
     #[graphql(default)]
     pub accepts: Vec<AcceptInput>,
     pub max_timeout_seconds: Option<u32>,
+    /// What a payment buys beyond its request; omit for none.
+    pub repeat_access: Option<RepeatAccessInput>,
     /// Publish at once instead of creating a draft.
     #[graphql(default)]
     pub publish: bool,
 }
 
 /// Changes to a resource: omitted fields keep their value; `null` clears an optional one.
-/// Changing the price, accepts, timeout, schemas, examples or body type makes a new version.
+/// Changing the price, accepts, timeout, schemas, examples, body type or repeat access makes a
+/// new version.
 #[derive(InputObject)]
 pub struct UpdateResourceInput {
     pub id: ID,
@@ -480,6 +543,8 @@ pub struct UpdateResourceInput {
     pub price: Option<PriceInput>,
     pub accepts: Option<Vec<AcceptInput>>,
     pub max_timeout_seconds: Option<u32>,
+    /// `null` ends repeat access for payments made from the new version on.
+    pub repeat_access: MaybeUndefined<RepeatAccessInput>,
 }
 
 /// `None` to keep, `Some(None)` to clear, `Some(Some(v))` to set.
@@ -627,6 +692,7 @@ impl RegistryMutation {
             price: input.price.into_spec()?,
             accepts: input.accepts.into_iter().map(Into::into).collect(),
             max_timeout_seconds: input.max_timeout_seconds,
+            repeat_access: input.repeat_access.map(Into::into),
         };
         let resource = registry(ctx)
             .create_resource(scope, draft, input.publish)
@@ -662,6 +728,7 @@ impl RegistryMutation {
                 .accepts
                 .map(|a| a.into_iter().map(Into::into).collect()),
             max_timeout_seconds: input.max_timeout_seconds,
+            repeat_access: patch(input.repeat_access).map(|r| r.map(Into::into)),
         };
         let resource = registry(ctx).update_resource(scope, id, patch).await?;
         Ok(Resource(resource))

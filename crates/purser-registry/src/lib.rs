@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use purser_domain::auth::TenantScope;
+use purser_domain::entitlement::RepeatAccess;
 use purser_domain::id::ResourceId;
 use purser_domain::registry::{
     Accept, LearnedResource, NewResource, PayoutAddress, PriceSpec, Resource, ResourceChange,
@@ -80,6 +81,8 @@ pub struct ResourceDraft {
     pub price: PriceSpec,
     pub accepts: Vec<AcceptDraft>,
     pub max_timeout_seconds: Option<u32>,
+    /// What a payment buys beyond its request; `None`: every request pays.
+    pub repeat_access: Option<RepeatAccess>,
 }
 
 /// Changes to a resource; absent fields keep their value. `Some(None)` clears an optional one.
@@ -101,6 +104,7 @@ pub struct ResourcePatch {
     pub price: Option<PriceSpec>,
     pub accepts: Option<Vec<AcceptDraft>>,
     pub max_timeout_seconds: Option<u32>,
+    pub repeat_access: Option<Option<RepeatAccess>>,
 }
 
 /// What became of a payment's `bazaar` extension: the `EXTENSION-RESPONSES` entry.
@@ -527,6 +531,9 @@ impl Registry {
                 "a price must be more than zero",
             ));
         }
+        if let Some(repeat_access) = &draft.repeat_access {
+            repeat_access.validate()?;
+        }
 
         Ok(Valid {
             url: template.url(),
@@ -543,7 +550,7 @@ impl Registry {
                 output_example: draft.output_example.clone(),
                 body_type,
                 bazaar: None,
-                repeat_access: None,
+                repeat_access: draft.repeat_access.clone(),
             },
             search_fields: words.join(" "),
         })
@@ -621,6 +628,9 @@ fn merge(current: &Resource, patch: ResourcePatch) -> ResourceDraft {
                 .max_timeout_seconds
                 .unwrap_or(spec.max_timeout_seconds),
         ),
+        repeat_access: patch
+            .repeat_access
+            .unwrap_or_else(|| spec.repeat_access.clone()),
     }
 }
 

@@ -615,6 +615,7 @@ fn weather_resource(gateway_url: &str, network: &str) -> ResourceDraft {
             ..Default::default()
         }],
         max_timeout_seconds: None,
+        repeat_access: None,
     }
 }
 

@@ -360,6 +360,18 @@ const ISOLATION_ATTEMPTS: &[(&str, &str)] = &[
         "archiveResource",
         "mutation($bResource: ID!) { archiveResource(id: $bResource) { id } }",
     ),
+    (
+        "grants",
+        "query($b: ID!) { grants(tenantId: $b) { nodes { id wallet } } }",
+    ),
+    (
+        "revokeGrant",
+        "mutation($bGrant: ID!) { revokeGrant(id: $bGrant) { id } }",
+    ),
+    (
+        "revokeGrant",
+        "mutation($b: ID!, $bGrant: ID!) { revokeGrant(id: $bGrant, tenantId: $b) { id } }",
+    ),
 ];
 
 async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
@@ -392,9 +404,22 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
                 price: purser_domain::registry::PriceSpec::Usd { usd: "0.01".into() },
                 accepts: vec![],
                 max_timeout_seconds: None,
+                repeat_access: None,
             },
             false,
         )
+        .await
+        .unwrap();
+    let b_grant = app
+        .store
+        .create_grant(purser_domain::entitlement::NewGrant {
+            tenant_id: tenant_b.parse().unwrap(),
+            scope: purser_domain::entitlement::GrantScope::Resource(b_resource.id),
+            wallet: "0xb0b0000000000000000000000000000000000002".into(),
+            settlement_id: Some(b_settlement),
+            expires_at: None,
+            uses_allowed: None,
+        })
         .await
         .unwrap();
     let variables = json!({
@@ -402,6 +427,7 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
         "bKey": b_key,
         "bSettlement": b_settlement.to_string(),
         "bResource": b_resource.id.to_string(),
+        "bGrant": b_grant.id.to_string(),
     });
 
     for (field, attempt) in ISOLATION_ATTEMPTS {
@@ -448,6 +474,17 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
         unchanged.status,
         purser_domain::registry::ResourceStatus::Draft
     );
+    // B's grant too.
+    let grant = app
+        .store
+        .find_grant(
+            purser_domain::auth::TenantScope::trusted(tenant_b.parse().unwrap()),
+            b_grant.id,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.revoked_at, None);
 
     // Nothing of B changed: its key works, its tenant is active, and no key was added to it.
     let data = app

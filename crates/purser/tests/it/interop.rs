@@ -439,6 +439,7 @@ async fn bazaar_clients_find_merchant_and_learned_resources(backends: Backends) 
                     ..Default::default()
                 }],
                 max_timeout_seconds: None,
+                repeat_access: None,
             },
             true,
         )
@@ -716,6 +717,7 @@ impl Interop {
                         ..Default::default()
                     }],
                     max_timeout_seconds: None,
+                    repeat_access: None,
                 },
                 true,
             )
