@@ -4,6 +4,7 @@
 
 mod context;
 mod error;
+mod grants;
 mod handler;
 mod mutation;
 mod pagination;

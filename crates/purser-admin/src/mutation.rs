@@ -5,6 +5,7 @@ use purser_domain::tenant::{NewTenant, TenantName, TenantUpdate};
 
 use crate::context::{parse_id, parse_optional_id, principal, store};
 use crate::error::GqlResult;
+use crate::grants::GrantsMutation;
 use crate::registry::RegistryMutation;
 use crate::types::{
     ApiKey, CreateApiKeyInput, CreateTenantInput, CreatedApiKey, RevokeApiKeyInput, Tenant,
@@ -17,7 +18,7 @@ pub struct AdminMutation;
 /// The root mutation: each area's fields, merged.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AdminMutation, RegistryMutation);
+pub struct MutationRoot(AdminMutation, RegistryMutation, GrantsMutation);
 
 #[Object]
 impl AdminMutation {

@@ -5,6 +5,7 @@ use purser_domain::id::TenantId;
 
 use crate::context::{parse_id, parse_optional_id, principal, store};
 use crate::error::{GqlError, GqlResult};
+use crate::grants::GrantsQuery;
 use crate::pagination::{IdCursor, RelayArgs, connection};
 use crate::payments::{LedgerBalance, Settlement};
 use crate::registry::RegistryQuery;
@@ -16,7 +17,7 @@ pub struct AdminQuery;
 /// The root query: each area's fields, merged.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AdminQuery, PaymentsQuery, RegistryQuery);
+pub struct QueryRoot(AdminQuery, PaymentsQuery, RegistryQuery, GrantsQuery);
 
 #[Object]
 impl AdminQuery {

@@ -5,7 +5,7 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use purser_domain::auth::{Access, TenantScope};
-use purser_domain::entitlement::RepeatAccess;
+use purser_domain::entitlement::RepeatAccess as RepeatAccessPolicy;
 use purser_domain::registry as domain;
 use purser_domain::{Error, ErrorCode};
 use purser_registry::challenge::{ChallengeRequest, payment_required};
@@ -182,6 +182,32 @@ impl From<&domain::Accept> for Accept {
     }
 }
 
+/// What one payment buys beyond its request: later requests of the payer's wallet (signed in
+/// with Sign-In-With-X) pass without paying while the grant holds.
+#[derive(SimpleObject)]
+pub struct RepeatAccess {
+    /// Every resource of the tenant in this group; null: this resource only.
+    pub group: Option<String>,
+    /// How long the grant holds after the payment; null: without end.
+    pub duration_seconds: Option<u64>,
+    /// How many requests it admits after the one paid for; null: any number.
+    pub uses: Option<u32>,
+}
+
+impl From<&RepeatAccessPolicy> for RepeatAccess {
+    fn from(r: &RepeatAccessPolicy) -> Self {
+        Self {
+            group: r.group.clone(),
+            duration_seconds: r.duration_seconds,
+            uses: r.uses,
+        }
+    }
+}
+
+fn repeat_access_of(spec: &domain::VersionSpec) -> Option<RepeatAccess> {
+    spec.repeat_access.as_ref().map(RepeatAccess::from)
+}
+
 fn accepts_of(spec: &domain::VersionSpec) -> Vec<Accept> {
     spec.accepts.iter().map(Accept::from).collect()
 }
@@ -221,17 +247,17 @@ impl ResourceVersion {
         self.0.spec.max_timeout_seconds
     }
 
-    /// What a payment buys beyond its request; null: every request pays.
-    async fn repeat_access(&self) -> Option<RepeatAccessGql> {
-        self.0.spec.repeat_access.as_ref().map(Into::into)
-    }
-
     async fn input_schema(&self) -> Option<Json<Value>> {
         json(self.0.spec.input_schema.as_ref())
     }
 
     async fn output_schema(&self) -> Option<Json<Value>> {
         json(self.0.spec.output_schema.as_ref())
+    }
+
+    /// What a payment buys beyond its request; null: every request pays.
+    async fn repeat_access(&self) -> Option<RepeatAccess> {
+        repeat_access_of(&self.0.spec)
     }
 }
 
@@ -313,17 +339,17 @@ impl Resource {
         self.0.current.spec.max_timeout_seconds
     }
 
-    /// What a payment buys beyond its request; null: every request pays.
-    async fn repeat_access(&self) -> Option<RepeatAccessGql> {
-        self.0.current.spec.repeat_access.as_ref().map(Into::into)
-    }
-
     async fn input_schema(&self) -> Option<Json<Value>> {
         json(self.0.current.spec.input_schema.as_ref())
     }
 
     async fn output_schema(&self) -> Option<Json<Value>> {
         json(self.0.current.spec.output_schema.as_ref())
+    }
+
+    /// What a payment buys beyond its request; null: every request pays.
+    async fn repeat_access(&self) -> Option<RepeatAccess> {
+        repeat_access_of(&self.0.current.spec)
     }
 
     async fn input_example(&self) -> Option<Json<Value>> {
@@ -427,6 +453,29 @@ impl From<AcceptInput> for AcceptDraft {
     }
 }
 
+/// Repeat access for a payer's wallet after a payment; all fields may be omitted (this
+/// resource, without end, any number of uses).
+#[derive(InputObject)]
+pub struct RepeatAccessInput {
+    /// A group name (letters, digits, `-`, `_`, `.`): the grant covers every resource of the
+    /// tenant with this group.
+    pub group: Option<String>,
+    /// Positive; omit for no end.
+    pub duration_seconds: Option<u32>,
+    /// Positive; omit for any number.
+    pub uses: Option<u32>,
+}
+
+impl From<RepeatAccessInput> for RepeatAccessPolicy {
+    fn from(r: RepeatAccessInput) -> Self {
+        Self {
+            group: r.group,
+            duration_seconds: r.duration_seconds.map(u64::from),
+            uses: r.uses,
+        }
+    }
+}
+
 #[derive(InputObject)]
 pub struct SetPayoutAddressInput {
     pub tenant_id: Option<ID>,
@@ -464,7 +513,7 @@ pub struct CreateResourceInput {
     #[graphql(default)]
     pub accepts: Vec<AcceptInput>,
     pub max_timeout_seconds: Option<u32>,
-    /// Repeat access for payers who sign in with their wallet; omitted: every request pays.
+    /// What a payment buys beyond its request; omit for none.
     pub repeat_access: Option<RepeatAccessInput>,
     /// Publish at once instead of creating a draft.
     #[graphql(default)]
@@ -472,7 +521,8 @@ pub struct CreateResourceInput {
 }
 
 /// Changes to a resource: omitted fields keep their value; `null` clears an optional one.
-/// Changing the price, accepts, timeout, schemas, examples or body type makes a new version.
+/// Changing the price, accepts, timeout, schemas, examples, body type or repeat access makes a
+/// new version.
 #[derive(InputObject)]
 pub struct UpdateResourceInput {
     pub id: ID,
@@ -493,50 +543,8 @@ pub struct UpdateResourceInput {
     pub price: Option<PriceInput>,
     pub accepts: Option<Vec<AcceptInput>>,
     pub max_timeout_seconds: Option<u32>,
-    /// `null` ends repeat access for payments made from now on.
+    /// `null` ends repeat access for payments made from the new version on.
     pub repeat_access: MaybeUndefined<RepeatAccessInput>,
-}
-
-/// What one payment buys beyond its request: the payer's wallet, signed in with
-/// Sign-In-With-X, comes back without paying while the grant holds.
-#[derive(InputObject)]
-#[graphql(name = "RepeatAccessInput")]
-pub struct RepeatAccessInput {
-    /// Grant every resource of the tenant in this group; omitted: this resource only.
-    pub group: Option<String>,
-    /// How long the grant holds after the payment; omitted: without end.
-    pub duration_seconds: Option<u64>,
-    /// How many requests the grant admits after the paid one; omitted: any number.
-    pub uses: Option<u32>,
-}
-
-impl From<RepeatAccessInput> for RepeatAccess {
-    fn from(input: RepeatAccessInput) -> Self {
-        Self {
-            group: input.group,
-            duration_seconds: input.duration_seconds,
-            uses: input.uses,
-        }
-    }
-}
-
-/// What one payment buys beyond its request.
-#[derive(SimpleObject)]
-#[graphql(name = "RepeatAccess")]
-pub struct RepeatAccessGql {
-    pub group: Option<String>,
-    pub duration_seconds: Option<u64>,
-    pub uses: Option<u32>,
-}
-
-impl From<&RepeatAccess> for RepeatAccessGql {
-    fn from(policy: &RepeatAccess) -> Self {
-        Self {
-            group: policy.group.clone(),
-            duration_seconds: policy.duration_seconds,
-            uses: policy.uses,
-        }
-    }
 }
 
 /// `None` to keep, `Some(None)` to clear, `Some(Some(v))` to set.
@@ -720,7 +728,7 @@ impl RegistryMutation {
                 .accepts
                 .map(|a| a.into_iter().map(Into::into).collect()),
             max_timeout_seconds: input.max_timeout_seconds,
-            repeat_access: patch(input.repeat_access).map(|p| p.map(Into::into)),
+            repeat_access: patch(input.repeat_access).map(|r| r.map(Into::into)),
         };
         let resource = registry(ctx).update_resource(scope, id, patch).await?;
         Ok(Resource(resource))

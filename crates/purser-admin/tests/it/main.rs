@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+mod api;
+mod grants;
 mod registry;
 
 fn committed_schema_path() -> PathBuf {

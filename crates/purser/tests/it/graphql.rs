@@ -360,6 +360,18 @@ const ISOLATION_ATTEMPTS: &[(&str, &str)] = &[
         "archiveResource",
         "mutation($bResource: ID!) { archiveResource(id: $bResource) { id } }",
     ),
+    (
+        "grants",
+        "query($b: ID!) { grants(tenantId: $b) { nodes { id wallet } } }",
+    ),
+    (
+        "revokeGrant",
+        "mutation($bGrant: ID!) { revokeGrant(id: $bGrant) { id } }",
+    ),
+    (
+        "revokeGrant",
+        "mutation($b: ID!, $bGrant: ID!) { revokeGrant(id: $bGrant, tenantId: $b) { id } }",
+    ),
 ];
 
 async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
@@ -398,11 +410,24 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
         )
         .await
         .unwrap();
+    let b_grant = app
+        .store
+        .create_grant(purser_domain::entitlement::NewGrant {
+            tenant_id: tenant_b.parse().unwrap(),
+            scope: purser_domain::entitlement::GrantScope::Resource(b_resource.id),
+            wallet: "0xb0b0000000000000000000000000000000000002".into(),
+            settlement_id: Some(b_settlement),
+            expires_at: None,
+            uses_allowed: None,
+        })
+        .await
+        .unwrap();
     let variables = json!({
         "b": tenant_b,
         "bKey": b_key,
         "bSettlement": b_settlement.to_string(),
         "bResource": b_resource.id.to_string(),
+        "bGrant": b_grant.id.to_string(),
     });
 
     for (field, attempt) in ISOLATION_ATTEMPTS {
@@ -449,6 +474,17 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
         unchanged.status,
         purser_domain::registry::ResourceStatus::Draft
     );
+    // B's grant too.
+    let grant = app
+        .store
+        .find_grant(
+            purser_domain::auth::TenantScope::trusted(tenant_b.parse().unwrap()),
+            b_grant.id,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.revoked_at, None);
 
     // Nothing of B changed: its key works, its tenant is active, and no key was added to it.
     let data = app
