@@ -15,6 +15,7 @@ use crate::interop::{Interop, NETWORK, PRICE, Upstream, assert_same_address, run
 on_both_backend_pairs!(
     sdk_client_pays_once_then_signs_in,
     contract_wallet_signs_in_with_erc1271,
+    delegated_checks_let_signed_in_wallets_through,
 );
 
 /// The gateway in front of `upstream`, pricing `/weather/*` with a resource that grants
@@ -228,4 +229,151 @@ async fn contract_wallet_signs_in_with_erc1271(backends: Backends) {
         "{out}"
     );
     assert_eq!(upstream.calls(), 1);
+}
+
+/// The `SIGN-IN-WITH-X` header a wallet sends in answer to the 402 `required`, signed by `key`.
+fn sign_in_header(
+    required: &purser_x402::PaymentRequired,
+    key: &purser_chain::devnet::TestAccount,
+) -> String {
+    use alloy::signers::SignerSync as _;
+    let offer: purser_x402::siwx::SiwxOffer =
+        serde_json::from_value(required.extensions.as_ref().unwrap()["sign-in-with-x"].clone())
+            .unwrap();
+    let info = offer.info;
+    let mut payload = purser_x402::siwx::SiwxPayload {
+        domain: info.domain,
+        address: key.address().to_checksum(None),
+        statement: info.statement,
+        uri: info.uri,
+        version: info.version,
+        chain_id: offer.supported_chains[0].chain_id.clone(),
+        kind: offer.supported_chains[0].kind.clone(),
+        nonce: info.nonce,
+        issued_at: info.issued_at,
+        expiration_time: info.expiration_time,
+        not_before: info.not_before,
+        request_id: info.request_id,
+        resources: info.resources,
+        signature_scheme: None,
+        signature: String::new(),
+    };
+    let text = purser_entitlement::siwx::message_of(&payload)
+        .unwrap()
+        .to_string();
+    let signature = key.signer().sign_message_sync(text.as_bytes()).unwrap();
+    payload.signature = format!("0x{}", alloy::hex::encode(signature.as_bytes()));
+    purser_x402::siwx::encode(&payload)
+}
+
+async fn delegated_checks_let_signed_in_wallets_through(backends: Backends) {
+    let fx = Interop::start(backends).await;
+    let url = "https://api.example.com/reports/q3";
+    let resource = fx
+        .publish_with(
+            "https://api.example.com/reports/:id",
+            "Reports",
+            "Reports, paid once per wallet for two more reads",
+            Some(RepeatAccess {
+                group: None,
+                duration_seconds: None,
+                uses: Some(2),
+            }),
+        )
+        .await;
+    let client = reqwest::Client::new();
+    let check = |headers: Value| {
+        client
+            .post(fx.app.url("/v1/access/check"))
+            .bearer_auth(&fx.key)
+            .json(&json!({ "method": "GET", "url": url, "headers": headers }))
+            .send()
+    };
+    let challenge = |answer: &Value| {
+        purser_x402::header::decode_payment_required(
+            answer["headers"]["payment-required"].as_str().unwrap(),
+        )
+        .unwrap()
+    };
+
+    // No payment, no sign-in: the 402 offers both.
+    let answer: Value = check(json!({})).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["decision"], "deny", "{answer}");
+    let required = challenge(&answer);
+    assert!(
+        required
+            .extensions
+            .as_ref()
+            .unwrap()
+            .contains_key("sign-in-with-x")
+    );
+    // A wallet that holds no grant signs in: still the 402 (it may pay).
+    let header = sign_in_header(&required, fx.payer());
+    let answer: Value = check(json!({ "sign-in-with-x": header }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["decision"], "deny", "{answer}");
+    assert_eq!(answer["status"], 402, "{answer}");
+
+    // It pays once (as the grant the payment buys): then each sign-in is let in, twice.
+    let grant = fx
+        .app
+        .store
+        .create_grant(NewGrant::from_policy(
+            fx.tenant,
+            resource,
+            &format!("{:#x}", fx.payer().address()),
+            None,
+            &RepeatAccess {
+                group: None,
+                duration_seconds: None,
+                uses: Some(2),
+            },
+            purser_domain::time::now(),
+        ))
+        .await
+        .unwrap();
+    let mut required = challenge(&answer);
+    for round in 0..2 {
+        let header = sign_in_header(&required, fx.payer());
+        let answer: Value = check(json!({ "sign-in-with-x": header.clone() }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["decision"], "allow", "round {round}: {answer}");
+        assert_same_address(&answer["payer"], fx.payer().address());
+        assert_eq!(answer["grant"], grant.id.to_string());
+        assert!(answer["settle"].is_null(), "nothing to settle: {answer}");
+        // The same header again: its nonce is spent.
+        let again: Value = check(json!({ "sign-in-with-x": header }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(again["decision"], "deny", "{again}");
+        required = challenge(&again);
+    }
+    // Two uses, both spent: the next sign-in is refused, and the store agrees.
+    let header = sign_in_header(&required, fx.payer());
+    let answer: Value = check(json!({ "sign-in-with-x": header }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["decision"], "deny", "{answer}");
+    let stored = fx
+        .app
+        .store
+        .find_grant(TenantScope::trusted(fx.tenant), grant.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.uses_count, 2);
 }
