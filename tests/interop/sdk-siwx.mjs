@@ -73,6 +73,7 @@ run(async () => {
       body: await bodyOf(response),
       paymentResponse: settled ? decodePaymentResponseHeader(settled) : null,
       paymentRequired: required ? decodePaymentRequiredHeader(required) : null,
+      session: response.headers.get("x-purser-session"),
       requests: sent.slice(before).map((s) => ({ signIn: !!s.signIn, payment: !!s.payment })),
     });
   }

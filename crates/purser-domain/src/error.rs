@@ -72,6 +72,8 @@ error_codes! {
     SignInNotYetValid = (401, "sign_in_not_yet_valid", "the sign-in's notBefore has not come yet"),
     SignInNonceInvalid = (401, "sign_in_nonce_invalid", "the sign-in's nonce was not issued by this Purser, has expired, or was used before"),
     SignInSignatureInvalid = (401, "sign_in_signature_invalid", "the sign-in's signature is not the signed-in address's (EIP-191, ERC-1271, or ERC-6492 through an allowlisted factory)"),
+    SessionInvalid = (401, "session_invalid", "the session token is malformed, tampered with, or signed by a key Purser does not hold"),
+    SessionExpired = (401, "session_expired", "the session token has expired; sign in again"),
     Forbidden = (403, "forbidden", "the key's role does not allow the operation"),
     NotFound = (404, "not_found", "no such object visible to the caller"),
     RouteNotFound = (404, "route_not_found", "no such HTTP route"),

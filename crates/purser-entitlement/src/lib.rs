@@ -7,6 +7,7 @@
 //! This crate knows the wire types, the chain (for contract-wallet signatures) and the
 //! repositories; it never knows HTTP frameworks or SQL.
 
+pub mod session;
 pub mod siwx;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use purser_domain::id::{ResourceId, SettlementId};
 use purser_domain::repo::Store;
 use purser_x402::siwx::SiwxOffer;
 
+pub use session::{SESSION_HEADER, SessionConfig, SessionKeys, Sessions};
 pub use siwx::{SignIn, SignInConfig, SignedIn};
 
 /// A request let in on a grant.
@@ -27,6 +29,9 @@ pub struct Admission {
     /// The signed-in wallet, lower-case hex.
     pub wallet: String,
     pub grant: Grant,
+    /// A session token issued for a fresh sign-in, to send back in `X-Purser-Session` instead
+    /// of signing in again; `None` when the request came with a session already.
+    pub session: Option<String>,
 }
 
 /// Grants of repeat access over the store, with sign-in in front of them.
@@ -34,6 +39,7 @@ pub struct Admission {
 pub struct Entitlements {
     store: Arc<dyn Store>,
     sign_in: SignIn,
+    sessions: Arc<Sessions>,
 }
 
 impl std::fmt::Debug for Entitlements {
@@ -45,8 +51,16 @@ impl std::fmt::Debug for Entitlements {
 }
 
 impl Entitlements {
-    pub fn new(store: Arc<dyn Store>, sign_in: SignIn) -> Self {
-        Self { store, sign_in }
+    pub fn new(store: Arc<dyn Store>, sign_in: SignIn, sessions: Arc<Sessions>) -> Self {
+        Self {
+            store,
+            sign_in,
+            sessions,
+        }
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     pub fn sign_in(&self) -> &SignIn {
@@ -76,7 +90,45 @@ impl Entitlements {
             .store
             .use_grant(scope, &wallet, resource, policy.group.as_deref(), now)
             .await?;
-        Ok(grant.map(|grant| Admission { wallet, grant }))
+        let Some(grant) = grant else {
+            return Ok(None);
+        };
+        let (session, _) =
+            self.sessions
+                .issue(scope.tenant_id(), &wallet, &signed_in.network, now)?;
+        Ok(Some(Admission {
+            wallet,
+            grant,
+            session: Some(session),
+        }))
+    }
+
+    /// A request that carries a session token instead of a sign-in: verifies the token (it
+    /// must be for the scope's tenant) and, when a grant of its wallet holds, counts one use.
+    pub async fn admit_session(
+        &self,
+        scope: TenantScope,
+        token: &str,
+        resource: ResourceId,
+        policy: &RepeatAccess,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Admission>> {
+        let claims = self.sessions.verify(token, now)?;
+        if claims.tenant().ok() != Some(scope.tenant_id()) {
+            return Err(purser_domain::Error::new(
+                purser_domain::ErrorCode::SessionInvalid,
+                "the session token was issued for another merchant",
+            ));
+        }
+        let grant = self
+            .store
+            .use_grant(scope, &claims.sub, resource, policy.group.as_deref(), now)
+            .await?;
+        Ok(grant.map(|grant| Admission {
+            wallet: claims.sub,
+            grant,
+            session: None,
+        }))
     }
 
     /// Records what a settled payment of `payer` for `resource` bought under `policy`.

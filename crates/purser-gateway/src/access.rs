@@ -17,6 +17,7 @@
 //!   real nginx by `crates/purser/tests/it/nginx.rs`.
 //! - `GET /v1/resources/{id}/payment-required`: a published resource's current 402 and the
 //!   requirements still payable, public, for the native layer's registry prices.
+//! - `GET /.well-known/jwks.json`: the keys session tokens are signed with, public.
 //!
 //! The check callers authenticate with a `resource_server` key (`Authorization: Bearer`); a
 //! resource is matched among the key's tenant's published resources. The decisions are made in
@@ -47,7 +48,18 @@ pub fn router(state: AccessState) -> Router {
         .route("/v1/access/settle", post(settle))
         .route("/v1/access/nginx", any(nginx))
         .route("/v1/resources/{id}/payment-required", get(payment_required))
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(state)
+}
+
+/// The public keys session tokens are signed with, for resource servers that verify them
+/// offline. Cacheable for a few minutes: a rotated-in key is listed before it signs.
+async fn jwks(State(state): State<AccessState>) -> Response {
+    (
+        [(http::header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.gateway.entitlements().sessions().jwks()),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,10 +121,15 @@ async fn check(
             "payer": payer,
             "settle": settle,
         })),
-        Decision::Entitled { wallet, grant } => Json(json!({
+        Decision::Entitled {
+            wallet,
+            grant,
+            session,
+        } => Json(json!({
             "decision": "allow",
             "payer": wallet,
             "grant": grant.to_string(),
+            "session": session,
             "settle": null,
         })),
         Decision::Deny(reply) => Json(deny(reply)),

@@ -64,7 +64,12 @@ pub enum Decision {
     },
     /// Serve the request: the client signed in with a wallet whose grant of repeat access
     /// holds (one use was counted). There is nothing to settle.
-    Entitled { wallet: String, grant: GrantId },
+    Entitled {
+        wallet: String,
+        grant: GrantId,
+        /// A session token for a fresh sign-in, to hand the client (`X-Purser-Session`).
+        session: Option<String>,
+    },
     /// Answer the client with this instead of serving.
     Deny(Reply),
 }
@@ -141,6 +146,7 @@ impl AccessState {
             return Ok(Decision::Entitled {
                 wallet: admission.wallet,
                 grant: admission.grant.id,
+                session: admission.session,
             });
         }
         self.gateway

@@ -33,7 +33,7 @@ use purser_domain::entitlement::RepeatAccess;
 use purser_domain::id::ResourceId;
 use purser_domain::registry::{Resource, ResourceStatus, ResourceVersion};
 use purser_domain::repo::Store;
-use purser_entitlement::{Admission, Entitlements, SignIn, SignInConfig};
+use purser_entitlement::{Admission, Entitlements, SESSION_HEADER, Sessions, SignIn, SignInConfig};
 use purser_facilitator::Facilitator;
 use purser_registry::challenge::{self, ChallengeRequest};
 use purser_x402::header::lowercase;
@@ -116,10 +116,13 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// `sessions` issues the tokens signed-in wallets come back with; every instance serving
+    /// the same merchants must hold the same keys.
     pub fn new(
         store: Arc<dyn Store>,
         coordination: Arc<dyn Coordination>,
         facilitator: Arc<Facilitator>,
+        sessions: Arc<Sessions>,
     ) -> Self {
         let sign_in = SignIn::new(
             coordination.clone(),
@@ -127,7 +130,7 @@ impl Gateway {
             SignInConfig::default(),
         );
         Self {
-            entitlements: Entitlements::new(store.clone(), sign_in),
+            entitlements: Entitlements::new(store.clone(), sign_in, sessions),
             store,
             facilitator,
             guard: Arc::new(CoordReplayGuard::new(coordination)),
@@ -185,9 +188,10 @@ impl Gateway {
     }
 
     /// Repeat access for a request to `url`: when the resource grants it and the request signs
-    /// in (`SIGN-IN-WITH-X`) with a wallet whose grant holds, that wallet, one use counted. A
-    /// sign-in that is refused, or finds no grant, is `None`: the client may still pay. Only
-    /// failures of Purser's own dependencies are errors.
+    /// in (`SIGN-IN-WITH-X`, or a session token from an earlier sign-in in `X-Purser-Session`)
+    /// with a wallet whose grant holds, that wallet, one use counted. A sign-in or session that
+    /// is refused, or finds no grant, is `None`: the client may still pay. Only failures of
+    /// Purser's own dependencies are errors.
     pub async fn signed_in(
         &self,
         priced: &Priced,
@@ -197,24 +201,21 @@ impl Gateway {
         let Some(policy) = priced.repeat_access() else {
             return Ok(None);
         };
-        let Some(header) = headers
-            .get(lowercase::SIGN_IN_WITH_X)
-            .and_then(|v| v.to_str().ok())
-        else {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let now = purser_domain::time::now();
+        let (scope, resource) = (priced.scope(), priced.resource.id);
+        let admitted = if let Some(sign_in) = header(lowercase::SIGN_IN_WITH_X) {
+            self.entitlements
+                .admit(scope, sign_in, url, resource, policy, now)
+                .await
+        } else if let Some(token) = header(SESSION_HEADER) {
+            self.entitlements
+                .admit_session(scope, token, resource, policy, now)
+                .await
+        } else {
             return Ok(None);
         };
-        match self
-            .entitlements
-            .admit(
-                priced.scope(),
-                header,
-                url,
-                priced.resource.id,
-                policy,
-                purser_domain::time::now(),
-            )
-            .await
-        {
+        match admitted {
             Ok(admission) => Ok(admission),
             Err(e) if e.code().http_status() >= 500 => Err(e),
             Err(e) => {

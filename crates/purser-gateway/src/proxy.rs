@@ -24,6 +24,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use purser_axum::{PAYER_HEADER, PathPattern, Reply, SettleTiming, Settled};
 use purser_domain::ErrorCode;
 use purser_domain::id::ResourceId;
+use purser_entitlement::SESSION_HEADER;
 use purser_http::error::PassThrough;
 use purser_x402::header::lowercase;
 
@@ -167,7 +168,17 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
             )
             .await
             {
-                Ok(upstream) => respond(upstream, HeaderMap::new()),
+                Ok(upstream) => {
+                    let mut extra = HeaderMap::new();
+                    if let Some(value) = admission
+                        .session
+                        .as_deref()
+                        .and_then(|t| HeaderValue::from_str(t).ok())
+                    {
+                        extra.insert(HeaderName::from_static(SESSION_HEADER), value);
+                    }
+                    respond(upstream, extra)
+                }
                 Err(failure) => failure,
             };
         }
@@ -286,6 +297,7 @@ async fn forward(
         lowercase::PAYMENT_SIGNATURE,
         lowercase::X_PAYMENT,
         lowercase::SIGN_IN_WITH_X,
+        SESSION_HEADER,
         PAYER_HEADER,
     ] {
         headers.remove(name);

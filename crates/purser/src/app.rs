@@ -12,6 +12,7 @@ use purser_coord::{MemoryCoordination, RedisCoordination};
 use purser_domain::auth::Authenticator;
 use purser_domain::coord::Coordination;
 use purser_domain::repo::Store;
+use purser_entitlement::Sessions;
 use purser_facilitator::{Facilitator, FacilitatorConfig, FacilitatorState, Reconciler};
 use purser_gateway::Gateway;
 use purser_gateway::access::AccessState;
@@ -125,6 +126,7 @@ impl Platform {
             coordination,
             rails,
             config.facilitator.clone(),
+            Arc::new(config.sessions.open()?),
         )
     }
 
@@ -133,6 +135,7 @@ impl Platform {
         coordination: Arc<dyn Coordination>,
         rails: Rails,
         facilitator: FacilitatorConfig,
+        sessions: Arc<Sessions>,
     ) -> anyhow::Result<Self> {
         let authenticator = Arc::new(Authenticator::new(store.clone()));
         let registry = Arc::new(Registry::new(store.clone(), asset_catalog(&rails)));
@@ -141,7 +144,12 @@ impl Platform {
             Arc::new(rails),
             facilitator,
         )?);
-        let gateway = Gateway::new(store.clone(), coordination.clone(), facilitator.clone());
+        let gateway = Gateway::new(
+            store.clone(),
+            coordination.clone(),
+            facilitator.clone(),
+            sessions,
+        );
         Ok(Self {
             store,
             coordination,

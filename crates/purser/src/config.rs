@@ -26,6 +26,7 @@ pub struct Config {
     pub facilitator: purser_facilitator::FacilitatorConfig,
     pub registry: purser_registry::RegistryConfig,
     pub gateway: purser_gateway::GatewayConfig,
+    pub sessions: SessionsConfig,
     /// The chains Purser settles on (`[[rails]]` tables); see `purser_chain::config`.
     pub rails: Vec<purser_chain::config::RailConfig>,
 }
@@ -115,6 +116,42 @@ impl Default for GraphqlConfig {
             max_complexity: limits.max_complexity,
             graphiql: true,
         }
+    }
+}
+
+/// `[sessions]`: the tokens signed-in wallets come back with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Ed25519 private keys in PKCS#8 PEM files: the first signs, all verify (and are
+    /// published at `/.well-known/jwks.json`). Empty: a key made at start-up, for this process
+    /// only — instances sharing merchants must share keys.
+    pub keys: Vec<PathBuf>,
+    pub ttl_seconds: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            ttl_seconds: 900,
+        }
+    }
+}
+
+impl SessionsConfig {
+    pub fn open(&self) -> purser_domain::Result<purser_entitlement::Sessions> {
+        let keys = if self.keys.is_empty() {
+            purser_entitlement::SessionKeys::generate()?
+        } else {
+            purser_entitlement::SessionKeys::from_files(&self.keys)?
+        };
+        Ok(purser_entitlement::Sessions::new(
+            keys,
+            purser_entitlement::SessionConfig {
+                ttl: std::time::Duration::from_secs(self.ttl_seconds.max(1)),
+            },
+        ))
     }
 }
 

@@ -163,6 +163,7 @@ pub async fn run(
         Arc::new(MemoryCoordination::new()),
         rails,
         config.facilitator.clone(),
+        Arc::new(config.sessions.open()?),
     )?;
     step(
         out,

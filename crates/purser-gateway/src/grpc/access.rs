@@ -47,7 +47,7 @@ impl access_v1::access_service_server::AccessService for AccessService {
                 settle_token: settle.encode(),
                 grant_id: String::new(),
             }),
-            Decision::Entitled { wallet, grant } => check_response::Decision::Allow(Allow {
+            Decision::Entitled { wallet, grant, .. } => check_response::Decision::Allow(Allow {
                 payer: wallet,
                 settle_token: String::new(),
                 grant_id: grant.to_string(),

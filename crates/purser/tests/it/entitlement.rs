@@ -75,7 +75,7 @@ async fn sdk_client_pays_once_then_signs_in(backends: Backends) {
     let policy = RepeatAccess {
         group: None,
         duration_seconds: Some(3600),
-        uses: Some(1),
+        uses: Some(2),
     };
     let (base, resource) = gateway(&fx, &upstream, policy).await;
     let merchant_before = fx.balance(fx.merchant()).await;
@@ -136,6 +136,7 @@ async fn sdk_client_pays_once_then_signs_in(backends: Backends) {
     // The upstream ran twice, for the paying wallet, and never saw the sign-in.
     assert_eq!(upstream.calls(), 2);
     for seen in upstream.seen.lock().unwrap().iter() {
+        assert!(!seen.contains_key("x-purser-session"));
         assert_same_address(
             &json!(seen["x-purser-payer"].to_str().unwrap()),
             fx.payer().address(),
@@ -146,7 +147,46 @@ async fn sdk_client_pays_once_then_signs_in(backends: Backends) {
     assert_eq!(out["replay"]["status"], 402, "{out}");
     assert_eq!(upstream.calls(), 2);
 
-    // The grant: one use of one, so it no longer holds.
+    // The sign-in came back with a session token: sent instead of signing in, it spends the
+    // grant's second use; then the grant is used up and the token alone gets a 402.
+    assert!(
+        calls[0]["session"].is_null(),
+        "a paid request gets no session: {out}"
+    );
+    let session = calls[1]["session"]
+        .as_str()
+        .expect("a session token")
+        .to_owned();
+    let with_session = || {
+        reqwest::Client::new()
+            .get(&url)
+            .header("x-purser-session", &session)
+            .send()
+    };
+    let again = with_session().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(!again.headers().contains_key("payment-response"));
+    assert_eq!(upstream.calls(), 3);
+    assert_eq!(with_session().await.unwrap().status(), 402);
+    assert_eq!(upstream.calls(), 3);
+    // A token that was tampered with is not a session.
+    let forged = reqwest::Client::new()
+        .get(&url)
+        .header("x-purser-session", format!("{session}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 402);
+    // The keys that sign sessions are public, for resource servers that verify offline.
+    let jwks: Value = reqwest::get(fx.app.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["crv"], "Ed25519", "{jwks}");
+
+    // The grant: two uses of two, so it no longer holds.
     let grants = fx
         .app
         .store
@@ -167,7 +207,7 @@ async fn sdk_client_pays_once_then_signs_in(backends: Backends) {
         format!("{:#x}", fx.payer().address()),
         "the grant is the payer's"
     );
-    assert_eq!((grant.uses_count, grant.uses_allowed), (1, Some(1)));
+    assert_eq!((grant.uses_count, grant.uses_allowed), (2, Some(2)));
     assert!(!grant.holds_at(purser_domain::time::now()));
 }
 
@@ -349,6 +389,10 @@ async fn delegated_checks_let_signed_in_wallets_through(backends: Backends) {
         assert_same_address(&answer["payer"], fx.payer().address());
         assert_eq!(answer["grant"], grant.id.to_string());
         assert!(answer["settle"].is_null(), "nothing to settle: {answer}");
+        assert!(
+            answer["session"].is_string(),
+            "a session for the sign-in: {answer}"
+        );
         // The same header again: its nonce is spent.
         let again: Value = check(json!({ "sign-in-with-x": header }))
             .await
