@@ -67,9 +67,9 @@ impl Entitlements {
         &self.sign_in
     }
 
-    /// The sign-in challenge for a 402 on `url`.
-    pub async fn offer(&self, url: &str) -> Result<SiwxOffer> {
-        self.sign_in.offer(url).await
+    /// The sign-in challenge for a 402 of `scope`'s on `url`.
+    pub async fn offer(&self, scope: TenantScope, url: &str) -> Result<SiwxOffer> {
+        self.sign_in.offer(scope.tenant_id(), url).await
     }
 
     /// A request to `url` for `resource` that carries a `SIGN-IN-WITH-X` header: verifies it
@@ -84,7 +84,10 @@ impl Entitlements {
         policy: &RepeatAccess,
         now: DateTime<Utc>,
     ) -> Result<Option<Admission>> {
-        let signed_in = self.sign_in.verify(header, url, now).await?;
+        let signed_in = self
+            .sign_in
+            .verify(header, scope.tenant_id(), url, now)
+            .await?;
         let wallet = format!("{:#x}", signed_in.address);
         let grant = self
             .store

@@ -54,6 +54,9 @@ pub struct SessionClaims {
     pub sub: String,
     /// The tenant the wallet signed in to.
     pub tid: String,
+    /// The tenant again, as the audience: a resource server verifying offline checks that the
+    /// token is for its own merchant.
+    pub aud: String,
     /// The CAIP-2 network of the sign-in.
     pub net: String,
     pub iat: i64,
@@ -227,6 +230,7 @@ impl Sessions {
             iss: ISSUER.to_owned(),
             sub: wallet.to_ascii_lowercase(),
             tid: tenant.to_string(),
+            aud: tenant.to_string(),
             net: network.to_owned(),
             iat: now.timestamp(),
             exp: expires.timestamp(),
@@ -256,8 +260,9 @@ impl Sessions {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        // Expiry is judged below against `now`, to the second.
+        // Expiry is judged below against `now`, to the second; the tenant by the caller.
         validation.validate_exp = false;
+        validation.validate_aud = false;
         let claims = jsonwebtoken::decode::<SessionClaims>(token, &key.decoding, &validation)
             .map_err(|_| invalid("the session token's signature or claims are not valid"))?
             .claims;
@@ -274,6 +279,14 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `tid` of a token, read without verifying (what an offline verifier expects as `aud`).
+    fn decoded_tenant(token: &str) -> String {
+        let claims = token.split('.').nth(1).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        claims["tid"].as_str().unwrap().to_owned()
+    }
 
     fn sessions(keys: SessionKeys) -> Sessions {
         Sessions::new(keys, SessionConfig::default())
@@ -354,6 +367,7 @@ mod tests {
         let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwks["keys"][1].clone()).unwrap();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[decoded_tenant(&token)]);
         let decoded = jsonwebtoken::decode::<SessionClaims>(
             &token,
             &DecodingKey::from_jwk(&jwk).unwrap(),

@@ -20,6 +20,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use purser_chain::eip3009::SignatureCheck;
 use purser_chain::rails::Rails;
 use purser_domain::coord::Coordination;
+use purser_domain::id::TenantId;
 use purser_domain::{Error, ErrorCode, Result};
 use purser_x402::siwx::{self, SiwxInfo, SiwxOffer, SiwxPayload, SupportedChain};
 use rand::Rng as _;
@@ -70,9 +71,17 @@ impl std::fmt::Debug for SignIn {
     }
 }
 
+/// How far in the future an `issuedAt` or `notBefore` may lie: clocks of instances differ.
+pub const CLOCK_LEEWAY_SECONDS: i64 = 30;
+
 /// Where offered nonces live in coordination.
 fn nonce_key(nonce: &str) -> String {
     format!("siwx:nonce:{nonce}")
+}
+
+/// What an offered nonce is good for: one tenant, one domain.
+fn nonce_binding(tenant: TenantId, domain: &str) -> String {
+    format!("{tenant}|{}", domain.to_ascii_lowercase())
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Error {
@@ -105,8 +114,9 @@ impl SignIn {
             .collect()
     }
 
-    /// A challenge for a request to `url` (absolute), with a fresh nonce.
-    pub async fn offer(&self, url: &str) -> Result<SiwxOffer> {
+    /// A challenge for a request to `url` (absolute) of `tenant`'s, with a fresh nonce bound to
+    /// that tenant and `url`'s domain: a sign-in answering it is good there only.
+    pub async fn offer(&self, tenant: TenantId, url: &str) -> Result<SiwxOffer> {
         let parsed = url::Url::parse(url)
             .map_err(|e| Error::invalid_input(format!("{url:?} is not an absolute URL: {e}")))?;
         let domain = authority(&parsed)
@@ -117,7 +127,11 @@ impl SignIn {
             .map(char::from)
             .collect();
         self.coordination
-            .put(&nonce_key(&nonce), b"1", self.config.nonce_ttl)
+            .put(
+                &nonce_key(&nonce),
+                nonce_binding(tenant, &domain).as_bytes(),
+                self.config.nonce_ttl,
+            )
             .await?;
         let now = Utc::now();
         let expires = now + chrono::Duration::from_std(self.config.nonce_ttl).unwrap_or_default();
@@ -139,8 +153,16 @@ impl SignIn {
         })
     }
 
-    /// Verifies the `SIGN-IN-WITH-X` header of a request to `url` at `now`, burning its nonce.
-    pub async fn verify(&self, header: &str, url: &str, now: DateTime<Utc>) -> Result<SignedIn> {
+    /// Verifies the `SIGN-IN-WITH-X` header of a request to `url` (the URL the challenge was
+    /// made for, not one taken from the request's `Host`) of `tenant`'s at `now`, burning its
+    /// nonce.
+    pub async fn verify(
+        &self,
+        header: &str,
+        tenant: TenantId,
+        url: &str,
+        now: DateTime<Utc>,
+    ) -> Result<SignedIn> {
         let payload = siwx::decode(header)
             .map_err(|e| refuse(ErrorCode::MalformedSignIn, e.message().to_owned()))?;
         let request = url::Url::parse(url)
@@ -188,9 +210,35 @@ impl SignIn {
                 "the signature is not 0x-prefixed hex",
             )
         })?;
+        // A nonce this Purser did not issue, for this tenant and domain, is refused before
+        // anything costs a call to the chain.
+        let nonce_refused = || {
+            refuse(
+                ErrorCode::SignInNonceInvalid,
+                "the nonce was not issued here for this merchant, has expired, or was used already",
+            )
+        };
+        let binding = nonce_binding(tenant, &payload.domain);
+        let key = nonce_key(&payload.nonce);
+        if self.coordination.get(&key).await?.as_deref() != Some(binding.as_bytes()) {
+            return Err(nonce_refused());
+        }
         let address = Address::from(message.address);
         let digest = eip191_hash_message(message.to_string());
-        match rail.check_signature(address, digest, &signature).await {
+        // A key's own signature is checked offline; only contract wallets need the chain.
+        let by_key = alloy::primitives::Signature::try_from(signature.as_ref())
+            .ok()
+            .and_then(|sig| sig.recover_address_from_prehash(&digest).ok())
+            == Some(address);
+        let checked = if by_key {
+            Ok(SignatureCheck::Valid {
+                signature: signature.clone(),
+                deployment: None,
+            })
+        } else {
+            rail.check_signature(address, digest, &signature).await
+        };
+        match checked {
             Ok(SignatureCheck::Valid { .. }) => {}
             Ok(SignatureCheck::Invalid(verdict)) => {
                 let why = match verdict {
@@ -209,17 +257,10 @@ impl SignIn {
                 ));
             }
         }
-        // Last, so that only a valid sign-in spends its nonce; atomic, so it is spent once.
-        if self
-            .coordination
-            .take(&nonce_key(&payload.nonce))
-            .await?
-            .is_none()
-        {
-            return Err(refuse(
-                ErrorCode::SignInNonceInvalid,
-                "the nonce was not issued here, has expired, or was used already",
-            ));
+        // Last, so that only a valid sign-in spends its nonce; atomic, so of concurrent
+        // replays one wins.
+        if self.coordination.take(&key).await?.as_deref() != Some(binding.as_bytes()) {
+            return Err(nonce_refused());
         }
         Ok(SignedIn {
             address,
@@ -229,7 +270,9 @@ impl SignIn {
 
     fn check_times(&self, payload: &SiwxPayload, now: DateTime<Utc>) -> Result<()> {
         let issued = timestamp("issuedAt", &payload.issued_at)?;
-        if issued > now {
+        // Instances' clocks differ a little: an offer made on one is checked on another.
+        let leeway = chrono::Duration::seconds(CLOCK_LEEWAY_SECONDS);
+        if issued > now + leeway {
             return Err(refuse(
                 ErrorCode::SignInIssuedInFuture,
                 format!("issuedAt {} is in the future", payload.issued_at),
@@ -255,7 +298,7 @@ impl SignIn {
             ));
         }
         if let Some(not_before) = &payload.not_before
-            && timestamp("notBefore", not_before)? > now
+            && timestamp("notBefore", not_before)? > now + leeway
         {
             return Err(refuse(
                 ErrorCode::SignInNotYetValid,
@@ -281,7 +324,15 @@ fn within_uri(request: &url::Url, uri: &str) -> bool {
     let Ok(signed) = url::Url::parse(uri) else {
         return false;
     };
-    signed.origin() == request.origin() && request.path().starts_with(signed.path())
+    if signed.origin() != request.origin() {
+        return false;
+    }
+    // Whole path segments: `/weather` covers `/weather/lisbon`, not `/weatherman`.
+    let (prefix, path) = (signed.path().trim_end_matches('/'), request.path());
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>> {
@@ -460,6 +511,7 @@ mod tests {
         assert!(under("http://127.0.0.1:8403/weather/lisbon"));
         assert!(under("http://127.0.0.1:8403/weather"));
         assert!(!under("http://127.0.0.1:8403/reports"));
+        assert!(!under("http://127.0.0.1:8403/weatherman"));
         assert!(!under("https://127.0.0.1:8403/weather/lisbon"));
         assert!(!under("http://127.0.0.1:9999/weather/lisbon"));
     }

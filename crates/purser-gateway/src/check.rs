@@ -140,7 +140,7 @@ impl AccessState {
         let (priced, mut offer) = self.price(scope, request).await?;
         if let Some(admission) = self
             .gateway
-            .signed_in(&priced, request.headers, request.url)
+            .signed_in(&priced, request.headers, &offer.required.resource.url)
             .await?
         {
             return Ok(Decision::Entitled {
@@ -185,8 +185,10 @@ impl AccessState {
             .paywall(priced.scope())
             .settle(&offer, &admitted)
             .await;
-        if matches!(settled, Settled::Paid { .. }) {
-            self.gateway.grant_paid(&priced, &admitted.payer).await;
+        if let Settled::Paid { response, .. } = &settled {
+            // The payer the facilitator settled for, not the one the caller's token names.
+            let payer = response.payer.as_deref().unwrap_or(&admitted.payer);
+            self.gateway.grant_paid(&priced, payer).await;
         }
         Ok(settled)
     }
@@ -200,7 +202,7 @@ impl AccessState {
         let (priced, mut offer) = self.price(scope, request).await?;
         if let Some(admission) = self
             .gateway
-            .signed_in(&priced, request.headers, request.url)
+            .signed_in(&priced, request.headers, &offer.required.resource.url)
             .await?
         {
             return Ok(PaidFirst::Entitled {

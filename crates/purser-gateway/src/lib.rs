@@ -187,7 +187,8 @@ impl Gateway {
         &self.entitlements
     }
 
-    /// Repeat access for a request to `url`: when the resource grants it and the request signs
+    /// Repeat access for a request to `url` — the resource's URL as its offer names it (never
+    /// one built from the request's `Host`, which the client chooses): when the resource grants it and the request signs
     /// in (`SIGN-IN-WITH-X`, or a session token from an earlier sign-in in `X-Purser-Session`)
     /// with a wallet whose grant holds, that wallet, one use counted. A sign-in or session that
     /// is refused, or finds no grant, is `None`: the client may still pay. Only failures of
@@ -239,7 +240,11 @@ impl Gateway {
         {
             return;
         }
-        match self.entitlements.offer(&offer.required.resource.url).await {
+        match self
+            .entitlements
+            .offer(priced.scope(), &offer.required.resource.url)
+            .await
+        {
             Ok(sign_in) => sign_in.insert_into(offer.required.extensions.get_or_insert_default()),
             // The 402 goes out without a sign-in: paying still works.
             Err(e) => purser_http::error::log_error(&e),

@@ -151,7 +151,7 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
     };
     let paywall = proxy.gateway.paywall(priced.scope());
     // Repeat access: a wallet that signs in and holds a grant comes in without paying.
-    let url = request_url(request.headers(), host.as_deref(), &path_and_query);
+    let url = offer.required.resource.url.clone();
     match proxy
         .gateway
         .signed_in(&priced, request.headers(), &url)
@@ -176,6 +176,11 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
                         .and_then(|t| HeaderValue::from_str(t).ok())
                     {
                         extra.insert(HeaderName::from_static(SESSION_HEADER), value);
+                        // A credential: no shared cache may keep this response.
+                        extra.insert(
+                            header::CACHE_CONTROL,
+                            HeaderValue::from_static("private, no-store"),
+                        );
                     }
                     respond(upstream, extra)
                 }
@@ -202,7 +207,8 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
         match paywall.settle(&offer, &admitted).await {
             Settled::Paid { headers, .. } => {
                 paid_headers = headers;
-                paid = true;
+                // Granted now: the money is taken whatever the upstream does next.
+                proxy.gateway.grant_paid(&priced, &admitted.payer).await;
             }
             Settled::Refused(reply) => return reply.into_response(),
         }
@@ -255,20 +261,6 @@ fn respond(upstream: reqwest::Response, extra: HeaderMap) -> Response {
     *response.headers_mut() = headers;
     response.extensions_mut().insert(PassThrough);
     response
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// The URL the client asked for, as sign-ins name it: the scheme a TLS-terminating proxy in
-/// front reports (`X-Forwarded-Proto`), else `http`, the gateway listener's own.
-fn request_url(headers: &HeaderMap, host: Option<&str>, path_and_query: &str) -> String {
-    let scheme = match header_str(headers, "x-forwarded-proto") {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{}{path_and_query}", host.unwrap_or_default())
 }
 
 /// The upstream's body; a break mid-stream ends the client's response with an error (the

@@ -538,6 +538,11 @@ async fn walk(
     // 9. Repeat access: the wallet that paid signs in and is let in again without paying.
     let before = chain.balance_of(merchant).await?;
     let again = agent.http.get(&url).send().await?;
+    ensure!(
+        again.status() == 402,
+        "GET {url} without payment or sign-in answered {}, not 402",
+        again.status()
+    );
     let header = again
         .headers()
         .get(PAYMENT_REQUIRED)
@@ -559,6 +564,10 @@ async fn walk(
         "signed in, the agent got {repeat_status} (paid: {repeat_paid}): {repeat_body}"
     );
     let repeat_received = chain.balance_of(merchant).await? - before;
+    ensure!(
+        repeat_received.is_zero(),
+        "the merchant was paid {repeat_received} for a signed-in request"
+    );
     step(
         out,
         9,
@@ -608,10 +617,13 @@ fn sign_in(agent: &Agent, challenge: &PaymentRequired) -> anyhow::Result<String>
             .cloned()
             .ok_or_else(|| anyhow!("the 402 offers no sign-in"))?,
     )?;
+    // The chain the payment is offered on, as the SDK's client picks it.
+    let network = challenge.accepts.first().map(|a| a.network.as_str());
     let chain = offer
         .supported_chains
-        .first()
-        .ok_or_else(|| anyhow!("the sign-in offer names no chain"))?;
+        .iter()
+        .find(|c| Some(c.chain_id.as_str()) == network)
+        .ok_or_else(|| anyhow!("the sign-in offer names no chain the payment is offered on"))?;
     let info = offer.info;
     let mut payload = SiwxPayload {
         domain: info.domain,

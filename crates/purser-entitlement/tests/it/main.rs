@@ -13,6 +13,7 @@ use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
 use purser_coord::MemoryCoordination;
 use purser_domain::ErrorCode;
+use purser_domain::id::TenantId;
 use purser_entitlement::siwx::message_of;
 use purser_entitlement::{SignIn, SignInConfig};
 use purser_x402::siwx::{self, SiwxOffer, SiwxPayload};
@@ -27,6 +28,8 @@ struct Fixture {
     // The chain outlives the sign-in service that reads it.
     sign_in: SignIn,
     devnet: Devnet,
+    /// The merchant the sign-ins are for.
+    tenant: TenantId,
 }
 
 impl Fixture {
@@ -66,7 +69,11 @@ impl Fixture {
             Arc::new(rails),
             SignInConfig::default(),
         );
-        Self { sign_in, devnet }
+        Self {
+            sign_in,
+            devnet,
+            tenant: TenantId::new(),
+        }
     }
 
     fn wallet(&self, i: usize) -> &TestAccount {
@@ -74,7 +81,7 @@ impl Fixture {
     }
 
     async fn offer(&self) -> SiwxOffer {
-        self.sign_in.offer(URL).await.unwrap()
+        self.sign_in.offer(self.tenant, URL).await.unwrap()
     }
 }
 
@@ -120,13 +127,17 @@ async fn wallets_sign_in_once_per_nonce() {
     assert_eq!(offer.info.domain, "api.example.com");
     assert_eq!(offer.supported_chains[0].chain_id, "eip155:84532");
     let header = siwx::encode(&answer(&offer, wallet.address(), wallet));
-    let signed_in = fx.sign_in.verify(&header, URL, Utc::now()).await.unwrap();
+    let signed_in = fx
+        .sign_in
+        .verify(&header, fx.tenant, URL, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(signed_in.address, wallet.address());
     assert_eq!(signed_in.network, "eip155:84532");
     // The nonce is spent.
     let again = fx
         .sign_in
-        .verify(&header, URL, Utc::now())
+        .verify(&header, fx.tenant, URL, Utc::now())
         .await
         .unwrap_err();
     assert_eq!(again.code(), ErrorCode::SignInNonceInvalid);
@@ -134,7 +145,12 @@ async fn wallets_sign_in_once_per_nonce() {
     let offer = fx.offer().await;
     let header = siwx::encode(&answer(&offer, wallet.address(), wallet));
     fx.sign_in
-        .verify(&header, &format!("{URL}/hourly?days=2"), Utc::now())
+        .verify(
+            &header,
+            fx.tenant,
+            &format!("{URL}/hourly?days=2"),
+            Utc::now(),
+        )
         .await
         .unwrap();
 }
@@ -149,14 +165,18 @@ async fn contract_wallets_sign_in_through_erc1271() {
         .unwrap();
     let offer = fx.offer().await;
     let header = siwx::encode(&answer(&offer, wallet, owner));
-    let signed_in = fx.sign_in.verify(&header, URL, Utc::now()).await.unwrap();
+    let signed_in = fx
+        .sign_in
+        .verify(&header, fx.tenant, URL, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(signed_in.address, wallet);
     // Another key's signature is not the wallet's.
     let offer = fx.offer().await;
     let header = siwx::encode(&answer(&offer, wallet, fx.wallet(1)));
     let refused = fx
         .sign_in
-        .verify(&header, URL, Utc::now())
+        .verify(&header, fx.tenant, URL, Utc::now())
         .await
         .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::SignInSignatureInvalid);
@@ -217,7 +237,7 @@ async fn bad_sign_ins_are_refused_with_their_codes() {
         sign(&mut payload, wallet);
         let refused = fx
             .sign_in
-            .verify(&siwx::encode(&payload), URL, Utc::now())
+            .verify(&siwx::encode(&payload), fx.tenant, URL, Utc::now())
             .await
             .unwrap_err();
         assert_eq!(refused.code(), code, "{what}: {refused}");
@@ -232,14 +252,14 @@ async fn bad_sign_ins_are_refused_with_their_codes() {
     let payload = answer(&offer, wallet.address(), fx.wallet(1));
     let refused = fx
         .sign_in
-        .verify(&siwx::encode(&payload), URL, Utc::now())
+        .verify(&siwx::encode(&payload), fx.tenant, URL, Utc::now())
         .await
         .unwrap_err();
     assert_eq!(refused.code(), ErrorCode::SignInSignatureInvalid);
     // The nonce of a refused sign-in is not spent: the right signature still gets in.
     let payload = answer(&offer, wallet.address(), wallet);
     fx.sign_in
-        .verify(&siwx::encode(&payload), URL, Utc::now())
+        .verify(&siwx::encode(&payload), fx.tenant, URL, Utc::now())
         .await
         .unwrap();
 
@@ -261,7 +281,7 @@ async fn bad_sign_ins_are_refused_with_their_codes() {
     ] {
         let refused = fx
             .sign_in
-            .verify(&header, URL, Utc::now())
+            .verify(&header, fx.tenant, URL, Utc::now())
             .await
             .unwrap_err();
         assert_eq!(
@@ -270,4 +290,50 @@ async fn bad_sign_ins_are_refused_with_their_codes() {
             "{what}: {refused}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ins_are_good_for_their_merchant_once_whatever_the_concurrency() {
+    let fx = Arc::new(Fixture::start().await);
+    let wallet = fx.wallet(0);
+    // Another merchant's challenge, answered: not good here.
+    let elsewhere = fx.sign_in.offer(TenantId::new(), URL).await.unwrap();
+    let header = siwx::encode(&answer(&elsewhere, wallet.address(), wallet));
+    let refused = fx
+        .sign_in
+        .verify(&header, fx.tenant, URL, Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::SignInNonceInvalid);
+    // One header, sixteen concurrent attempts: one gets in.
+    let offer = fx.offer().await;
+    let header = siwx::encode(&answer(&offer, wallet.address(), wallet));
+    let attempts: Vec<_> = (0..16)
+        .map(|_| {
+            let (fx, header) = (fx.clone(), header.clone());
+            tokio::spawn(async move {
+                fx.sign_in
+                    .verify(&header, fx.tenant, URL, Utc::now())
+                    .await
+                    .map_err(|e| e.code())
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => admitted += 1,
+            Err(code) => assert_eq!(code, ErrorCode::SignInNonceInvalid),
+        }
+    }
+    assert_eq!(admitted, 1);
+    // A few seconds of clock difference between instances are tolerated, more is not.
+    let offer = fx.offer().await;
+    let mut ahead = answer(&offer, wallet.address(), wallet);
+    ahead.issued_at = time(10);
+    sign(&mut ahead, wallet);
+    fx.sign_in
+        .verify(&siwx::encode(&ahead), fx.tenant, URL, Utc::now())
+        .await
+        .unwrap();
 }

@@ -164,9 +164,12 @@ fn overwrite(key: &str, value: &str) -> HeaderValueOption {
 
 fn allow(payer: &str, settle_token: Option<&str>, paid: &HeaderMap) -> CheckResponse {
     let mut headers = vec![overwrite(PAYER_HEADER, payer)];
+    // Credentials the client showed Purser never reach the upstream.
     let mut headers_to_remove = vec![
         lowercase::PAYMENT_SIGNATURE.to_owned(),
         lowercase::X_PAYMENT.to_owned(),
+        lowercase::SIGN_IN_WITH_X.to_owned(),
+        purser_entitlement::SESSION_HEADER.to_owned(),
     ];
     match settle_token {
         Some(token) => headers.push(overwrite(SETTLE_HEADER, token)),
