@@ -24,6 +24,10 @@ mod grants {
     purser_testkit::grant_suite!(super::fresh_store);
 }
 
+mod credits {
+    purser_testkit::credit_suite!(super::fresh_store);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_at_once_migrate_once() {
     let database = TestDatabase::create().await;
