@@ -168,6 +168,19 @@ pub async fn assert_ledger_agrees(
     );
 }
 
+/// A tenant with a topped-up payer, one committed and one released reservation, for tests of
+/// what the database itself refuses.
+pub async fn seed_resolved_reservations(store: &Arc<dyn Store>) {
+    let scope = TenantScope::trusted(tenant(store, "Seeded Credit").await);
+    top_up(store, scope, ALICE, 100).await;
+    let committed = reserve(store, scope, ALICE, 30).await;
+    store.commit(scope, committed.id, units(20)).await.unwrap();
+    let released = reserve(store, scope, ALICE, 10).await;
+    store.release(scope, released.id).await.unwrap();
+    reserve(store, scope, ALICE, 5).await;
+    assert_ledger_agrees(store, scope, &[ALICE], 100, 20).await;
+}
+
 pub async fn top_ups_add_to_the_balance(store: Arc<dyn Store>) {
     let acme = tenant(&store, "Credit Acme").await;
     let scope = TenantScope::trusted(acme);
