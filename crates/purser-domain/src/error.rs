@@ -72,6 +72,8 @@ error_codes! {
     SignInNotYetValid = (401, "sign_in_not_yet_valid", "the sign-in's notBefore has not come yet"),
     SignInNonceInvalid = (401, "sign_in_nonce_invalid", "the sign-in's nonce was not issued by this Purser, has expired, or was used before"),
     SignInSignatureInvalid = (401, "sign_in_signature_invalid", "the sign-in's signature is not the signed-in address's (EIP-191, ERC-1271, or ERC-6492 through an allowlisted factory)"),
+    // 402, not 409: the remedy is a payment (a top-up), which is what 402 asks x402 clients
+    // for; a 409 would say the request clashed with a state it could succeed against unchanged.
     InsufficientCredit = (402, "insufficient_credit", "the payer's available prepaid credit is less than the amount to reserve; top up and retry"),
     Forbidden = (403, "forbidden", "the key's role does not allow the operation"),
     NotFound = (404, "not_found", "no such object visible to the caller"),
