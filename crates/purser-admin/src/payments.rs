@@ -64,6 +64,12 @@ pub enum AccountKindGql {
     SettlementInFlight,
     MerchantReceivable,
     Fees,
+    /// Where prepaid credit comes from: debited by every top-up.
+    CreditIssuance,
+    /// One payer's prepaid credit (see `wallet`): credited by top-ups, debited by uses.
+    PayerCredit,
+    /// Prepaid credit spent on usage.
+    CreditEarned,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -82,6 +88,10 @@ pub enum TransferStateGql {
 pub enum TransferCodeGql {
     Settlement,
     Payout,
+    /// Prepaid credit added to a payer's balance.
+    CreditTopUp,
+    /// A usage-priced call's cost: held (pending) by a reservation, then posted or voided.
+    CreditUse,
 }
 
 /// One payment authorization, settled (or being settled) exactly once.
@@ -193,11 +203,12 @@ impl From<ledger::Transfer> for LedgerTransfer {
     }
 }
 
-/// An account's sums, by side and phase. Balances are never stored: these are sums over its
-/// transfers.
+/// An account's sums, by side and phase: sums over its transfers.
 #[derive(SimpleObject)]
 pub struct LedgerBalance {
     pub kind: AccountKindGql,
+    /// The payer of a per-wallet account (`PAYER_CREDIT`); null for tenant-wide accounts.
+    pub wallet: Option<String>,
     pub network: String,
     pub asset: String,
     pub debits_pending: Amount,
@@ -210,6 +221,7 @@ impl From<ledger::AccountBalance> for LedgerBalance {
     fn from(b: ledger::AccountBalance) -> Self {
         Self {
             kind: b.account.kind.into(),
+            wallet: b.account.wallet,
             network: b.account.network,
             asset: b.account.asset,
             debits_pending: Amount(b.debits_pending),

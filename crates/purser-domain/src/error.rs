@@ -74,6 +74,9 @@ error_codes! {
     SignInSignatureInvalid = (401, "sign_in_signature_invalid", "the sign-in's signature is not the signed-in address's (EIP-191, ERC-1271, or ERC-6492 through an allowlisted factory)"),
     SessionInvalid = (401, "session_invalid", "the session token is malformed, tampered with, or signed by a key Purser does not hold"),
     SessionExpired = (401, "session_expired", "the session token has expired; sign in again"),
+    // 402, not 409: the remedy is a payment (a top-up), which is what 402 asks x402 clients
+    // for; a 409 would say the request clashed with a state it could succeed against unchanged.
+    InsufficientCredit = (402, "insufficient_credit", "the payer's available prepaid credit is less than the amount to reserve; top up and retry"),
     Forbidden = (403, "forbidden", "the key's role does not allow the operation"),
     NotFound = (404, "not_found", "no such object visible to the caller"),
     RouteNotFound = (404, "route_not_found", "no such HTTP route"),

@@ -106,6 +106,12 @@ typed_id!(
 );
 
 typed_id!(
+    /// A hold on a payer's prepaid credit, committed or released once.
+    CreditReservationId,
+    "credit reservation"
+);
+
+typed_id!(
     /// A ledger account.
     LedgerAccountId,
     "ledger account"

@@ -12,6 +12,9 @@
 //! | confirmed | `settlement` | (same) | (same) | posted |
 //! | confirmed | `payout` | settlement in flight | merchant receivable | posted |
 //! | failed | `settlement` | (same) | (same) | voided |
+//!
+//! Prepaid credits (`credit_top_up`, `credit_use`) move between `credit_issuance`, a payer's own
+//! `payer_credit` account and `credit_earned`; [`crate::credits`] has their table.
 
 use chrono::{DateTime, Utc};
 
@@ -20,7 +23,8 @@ use crate::macros::string_enum;
 use crate::money::Amount;
 
 string_enum!(
-    /// What an account stands for. Accounts exist per tenant, chain and asset.
+    /// What an account stands for. Accounts exist per tenant, chain and asset; `payer_credit`
+    /// accounts also per wallet ([`AccountKind::is_per_wallet`]).
     AccountKind, "account kind" {
         /// Value authorized by payers, on its way in.
         PayerClearing = "payer_clearing",
@@ -30,8 +34,21 @@ string_enum!(
         MerchantReceivable = "merchant_receivable",
         /// Fees taken by the platform.
         Fees = "fees",
+        /// Where prepaid credit comes from: debited by every top-up.
+        CreditIssuance = "credit_issuance",
+        /// One payer's prepaid credit (per wallet): credited by top-ups, debited by uses.
+        PayerCredit = "payer_credit",
+        /// Credit spent on usage: the merchant's revenue from prepaid credit.
+        CreditEarned = "credit_earned",
     }
 );
+
+impl AccountKind {
+    /// Whether accounts of this kind belong to one wallet rather than to the whole tenant.
+    pub const fn is_per_wallet(self) -> bool {
+        matches!(self, AccountKind::PayerCredit)
+    }
+}
 
 string_enum!(
     /// A transfer's phase.
@@ -49,6 +66,11 @@ string_enum!(
         Settlement = "settlement",
         /// Settlement in flight to merchant receivable: the confirmed arrival.
         Payout = "payout",
+        /// Credit issuance to payer credit: prepaid credit added to a payer's balance.
+        CreditTopUp = "credit_top_up",
+        /// Payer credit to credit earned: a usage-priced call's cost, held (pending) by a
+        /// reservation, then posted or voided.
+        CreditUse = "credit_use",
     }
 );
 
@@ -59,6 +81,8 @@ pub struct LedgerAccount {
     pub network: String,
     pub asset: String,
     pub kind: AccountKind,
+    /// The wallet (lower-case hex) of a per-wallet account ([`AccountKind::is_per_wallet`]).
+    pub wallet: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod coord;
+pub mod credits;
 pub mod entitlement;
 pub mod error;
 pub mod id;

@@ -5,10 +5,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::auth::{ApiKey, KeyOwner, NewApiKey, StoredApiKey, TenantScope};
+use crate::credits::{CreditBalance, CreditKey, CreditReservation, CreditTopUp};
 use crate::entitlement::{Grant, GrantFilter, NewGrant};
 use crate::error::Result;
-use crate::id::{ApiKeyId, AttemptId, GrantId, ResourceId, SettlementId, TenantId};
+use crate::id::{
+    ApiKeyId, AttemptId, CreditReservationId, GrantId, ResourceId, SettlementId, TenantId,
+};
 use crate::ledger::{AccountBalance, Transfer};
+use crate::money::Amount;
 use crate::page::{Page, PageRequest};
 use crate::registry::{
     CatalogFilter, CatalogPage, LearnedResource, NewResource, PayoutAddress, ProbeOutcome,
@@ -177,7 +181,8 @@ pub trait SettlementRepository: Send + Sync {
     ) -> Result<()>;
 }
 
-/// Reading the ledger. Writes happen only through settlement transitions.
+/// Reading the ledger. Writes happen only through settlement transitions and credit operations
+/// ([`CreditRepository`]).
 #[async_trait]
 pub trait LedgerRepository: Send + Sync {
     /// The transfers a settlement caused, oldest first.
@@ -341,6 +346,70 @@ pub trait GrantRepository: Send + Sync {
     ) -> Result<Option<Grant>>;
 }
 
+/// Prepaid credits (see [`crate::credits`]): balances per tenant and [`CreditKey`], topped up by
+/// payments and spent in two phases. Every change posts balanced ledger transfers in the same
+/// database transaction as the balance it changes, and a payer's available credit never goes
+/// below zero, whatever the concurrency: of N concurrent reservations against a balance, exactly
+/// as many succeed as the balance covers.
+#[async_trait]
+pub trait CreditRepository: Send + Sync {
+    /// Adds `amount` (positive) to the payer's balance with a posted `credit_top_up` transfer.
+    ///
+    /// With `settlement_id`, the top-up is what that payment bought: the settlement must be the
+    /// scope's (`not_found`), on the key's network and asset and for at least `amount`
+    /// (`invalid_input`), and `confirmed` (`conflict`: credit is issued only for value that
+    /// arrived). A settlement tops up at most once: a repeated call answers the first top-up,
+    /// or `conflict` when it names another wallet or amount. Without one (a grant of credit by
+    /// the merchant), every call adds credit.
+    async fn top_up(
+        &self,
+        scope: TenantScope,
+        key: &CreditKey,
+        amount: Amount,
+        settlement_id: Option<SettlementId>,
+    ) -> Result<CreditTopUp>;
+
+    /// The payer's balance: `available` (prepaid − spent − held) and `reserved` (held); zero
+    /// for a key that was never topped up.
+    async fn credit_balance(&self, scope: TenantScope, key: &CreditKey) -> Result<CreditBalance>;
+
+    /// Holds `amount` (positive) of the payer's available credit with a pending `credit_use`
+    /// transfer. `insufficient_credit` (nothing written) when less is available.
+    async fn reserve(
+        &self,
+        scope: TenantScope,
+        key: &CreditKey,
+        amount: Amount,
+    ) -> Result<CreditReservation>;
+
+    /// Spends `actual` (at most the reserved amount, else `invalid_input`; zero is allowed) and
+    /// returns the rest to the payer: posts the hold when `actual` is all of it, else voids it
+    /// and posts `actual`. Committing again for the same amount answers the stored reservation;
+    /// after a release, or for another amount, it is `conflict` and the first outcome stands.
+    /// `not_found` when the scope has no such reservation.
+    async fn commit(
+        &self,
+        scope: TenantScope,
+        id: CreditReservationId,
+        actual: Amount,
+    ) -> Result<CreditReservation>;
+
+    /// Returns the whole hold to the payer (voids it). Releasing again answers the stored
+    /// reservation; after a commit it is `conflict`. `not_found` when the scope has no such
+    /// reservation.
+    async fn release(
+        &self,
+        scope: TenantScope,
+        id: CreditReservationId,
+    ) -> Result<CreditReservation>;
+
+    async fn find_credit_reservation(
+        &self,
+        scope: TenantScope,
+        id: CreditReservationId,
+    ) -> Result<Option<CreditReservation>>;
+}
+
 /// Everything the platform keeps in its database.
 pub trait Store:
     TenantRepository
@@ -349,6 +418,7 @@ pub trait Store:
     + LedgerRepository
     + RegistryRepository
     + GrantRepository
+    + CreditRepository
     + StoreHealth
 {
 }
@@ -360,6 +430,7 @@ impl<T> Store for T where
         + LedgerRepository
         + RegistryRepository
         + GrantRepository
+        + CreditRepository
         + StoreHealth
 {
 }

@@ -18,6 +18,14 @@ pub(crate) fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> Err
                 Some("grants_tenant_id_fkey") => return Error::not_found("tenant"),
                 Some("grants_resource_fkey") => return Error::not_found("resource"),
                 Some("grants_settlement_fkey") => return Error::not_found("settlement"),
+                Some("ledger_accounts_tenant_id_fkey" | "credit_balances_tenant_id_fkey") => {
+                    return Error::not_found("tenant");
+                }
+                Some("credit_balances_within_u128") => {
+                    return Error::invalid_input(
+                        "the credit balance would exceed the largest supported amount",
+                    );
+                }
                 _ => {}
             }
         }

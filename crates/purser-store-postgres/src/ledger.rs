@@ -1,5 +1,6 @@
-//! The ledger's tables. Postings are written only by settlement transitions, inside their
-//! transaction; balances are sums over transfers, never stored.
+//! The ledger's tables. Postings are written only by settlement transitions and credit
+//! operations (`credits`), inside their transaction; balances are sums over transfers (the
+//! credit balance rows are kept equal to them in the same transactions).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -24,27 +25,57 @@ async fn account(
     settlement: &Settlement,
     kind: AccountKind,
 ) -> Result<Uuid> {
+    ledger_account(
+        tx,
+        settlement.tenant_id,
+        &settlement.key.network,
+        &settlement.key.asset,
+        kind,
+        None,
+    )
+    .await
+}
+
+/// The account of `kind` for the tenant, chain and asset (and `wallet`, for a per-wallet kind),
+/// created on first use.
+pub(crate) async fn ledger_account(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant_id: TenantId,
+    network: &str,
+    asset: &str,
+    kind: AccountKind,
+    wallet: Option<&str>,
+) -> Result<Uuid> {
+    if kind.is_per_wallet() != wallet.is_some() {
+        return Err(Error::internal(
+            "opening a ledger account",
+            format!("a {kind} account needs a wallet exactly when it is per wallet"),
+        ));
+    }
     sqlx::query(
-        "INSERT INTO ledger_accounts (id, tenant_id, network, asset, kind, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO ledger_accounts (id, tenant_id, network, asset, kind, wallet, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT ON CONSTRAINT ledger_accounts_key DO NOTHING",
     )
     .bind(LedgerAccountId::new().as_uuid())
-    .bind(settlement.tenant_id.as_uuid())
-    .bind(&settlement.key.network)
-    .bind(&settlement.key.asset)
+    .bind(tenant_id.as_uuid())
+    .bind(network)
+    .bind(asset)
     .bind(kind.as_str())
+    .bind(wallet)
     .bind(purser_domain::time::now())
     .execute(&mut **tx)
     .await
     .map_err(db_error("opening a ledger account"))?;
     sqlx::query_scalar(
-        "SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND network = $2 AND asset = $3 AND kind = $4",
+        "SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND network = $2 AND asset = $3
+             AND kind = $4 AND wallet IS NOT DISTINCT FROM $5",
     )
-    .bind(settlement.tenant_id.as_uuid())
-    .bind(&settlement.key.network)
-    .bind(&settlement.key.asset)
+    .bind(tenant_id.as_uuid())
+    .bind(network)
+    .bind(asset)
     .bind(kind.as_str())
+    .bind(wallet)
     .fetch_one(&mut **tx)
     .await
     .map_err(db_error("reading a ledger account"))
@@ -203,6 +234,7 @@ struct BalanceRow {
     network: String,
     asset: String,
     kind: String,
+    wallet: Option<String>,
     debits_pending: String,
     credits_pending: String,
     debits_posted: String,
@@ -237,7 +269,7 @@ impl LedgerRepository for PgStore {
 
     async fn account_balances(&self, scope: TenantScope) -> Result<Vec<AccountBalance>> {
         let rows = sqlx::query_as::<_, BalanceRow>(
-            "SELECT a.id, a.network, a.asset, a.kind,
+            "SELECT a.id, a.network, a.asset, a.kind, a.wallet,
                 COALESCE(SUM(t.amount) FILTER (WHERE t.debit_account_id = a.id AND t.state = 'pending'), 0)::text AS debits_pending,
                 COALESCE(SUM(t.amount) FILTER (WHERE t.credit_account_id = a.id AND t.state = 'pending'), 0)::text AS credits_pending,
                 COALESCE(SUM(t.amount) FILTER (WHERE t.debit_account_id = a.id AND t.state = 'posted'), 0)::text AS debits_posted,
@@ -246,7 +278,7 @@ impl LedgerRepository for PgStore {
              LEFT JOIN ledger_transfers t ON t.debit_account_id = a.id OR t.credit_account_id = a.id
              WHERE a.tenant_id = $1
              GROUP BY a.id
-             ORDER BY a.network, a.asset, a.kind",
+             ORDER BY a.network, a.asset, a.kind, a.wallet NULLS FIRST",
         )
         .bind(scope.tenant_id().as_uuid())
         .fetch_all(&self.pool)
@@ -264,6 +296,7 @@ impl LedgerRepository for PgStore {
                             .kind
                             .parse()
                             .map_err(|e| corrupt_row("decoding an account", e))?,
+                        wallet: row.wallet,
                     },
                     debits_pending: parse_amount(&row.debits_pending)?,
                     credits_pending: parse_amount(&row.credits_pending)?,

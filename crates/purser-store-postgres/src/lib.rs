@@ -4,6 +4,7 @@
 //! under a PostgreSQL advisory lock, so any number of instances may start at once: one applies
 //! them, the others wait and then find nothing to do.
 
+mod credits;
 mod error;
 mod grants;
 mod keys;

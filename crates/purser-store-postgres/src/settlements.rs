@@ -189,7 +189,7 @@ impl PgStore {
         }
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         self.pool
             .begin()
             .await
@@ -197,7 +197,7 @@ impl PgStore {
     }
 }
 
-async fn commit(tx: Transaction<'_, Postgres>) -> Result<()> {
+pub(crate) async fn commit(tx: Transaction<'_, Postgres>) -> Result<()> {
     tx.commit()
         .await
         .map_err(db_error("committing a transaction"))

@@ -1,6 +1,7 @@
-//! The ledger's tables. Postings are written only by settlement transitions, inside their
-//! transaction; balances are sums over transfers, never stored, computed here in `u128`
-//! because SQLite's integers stop at 2^63.
+//! The ledger's tables. Postings are written only by settlement transitions and credit
+//! operations (`credits`), inside their transaction; balances are sums over transfers (the
+//! credit balance rows are kept equal to them in the same transactions), computed here in
+//! `u128` because SQLite's integers stop at 2^63.
 
 use std::collections::BTreeMap;
 
@@ -26,27 +27,63 @@ async fn account(
     settlement: &Settlement,
     kind: AccountKind,
 ) -> Result<Uuid> {
-    sqlx::query(
-        "INSERT INTO ledger_accounts (id, tenant_id, network, asset, kind, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (tenant_id, network, asset, kind) DO NOTHING",
+    ledger_account(
+        tx,
+        settlement.tenant_id,
+        &settlement.key.network,
+        &settlement.key.asset,
+        kind,
+        None,
     )
+    .await
+}
+
+/// The account of `kind` for the tenant, chain and asset (and `wallet`, for a per-wallet kind),
+/// created on first use.
+pub(crate) async fn ledger_account(
+    tx: &mut Transaction<'_, Sqlite>,
+    tenant_id: TenantId,
+    network: &str,
+    asset: &str,
+    kind: AccountKind,
+    wallet: Option<&str>,
+) -> Result<Uuid> {
+    if kind.is_per_wallet() != wallet.is_some() {
+        return Err(Error::internal(
+            "opening a ledger account",
+            format!("a {kind} account needs a wallet exactly when it is per wallet"),
+        ));
+    }
+    // One partial unique index each for tenant-wide and per-wallet accounts.
+    let conflict = if wallet.is_some() {
+        "(tenant_id, network, asset, kind, wallet) WHERE wallet IS NOT NULL"
+    } else {
+        "(tenant_id, network, asset, kind) WHERE wallet IS NULL"
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO ledger_accounts (id, tenant_id, network, asset, kind, wallet, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT {conflict} DO NOTHING"
+    )))
     .bind(LedgerAccountId::new().as_uuid())
-    .bind(settlement.tenant_id.as_uuid())
-    .bind(&settlement.key.network)
-    .bind(&settlement.key.asset)
+    .bind(tenant_id.as_uuid())
+    .bind(network)
+    .bind(asset)
     .bind(kind.as_str())
+    .bind(wallet)
     .bind(to_micros(purser_domain::time::now()))
     .execute(&mut **tx)
     .await
     .map_err(db_error("opening a ledger account"))?;
     sqlx::query_scalar(
-        "SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND network = $2 AND asset = $3 AND kind = $4",
+        "SELECT id FROM ledger_accounts WHERE tenant_id = $1 AND network = $2 AND asset = $3
+             AND kind = $4 AND wallet IS $5",
     )
-    .bind(settlement.tenant_id.as_uuid())
-    .bind(&settlement.key.network)
-    .bind(&settlement.key.asset)
+    .bind(tenant_id.as_uuid())
+    .bind(network)
+    .bind(asset)
     .bind(kind.as_str())
+    .bind(wallet)
     .fetch_one(&mut **tx)
     .await
     .map_err(db_error("reading a ledger account"))
@@ -227,9 +264,9 @@ impl LedgerRepository for SqliteStore {
     }
 
     async fn account_balances(&self, scope: TenantScope) -> Result<Vec<AccountBalance>> {
-        let accounts: Vec<(Uuid, String, String, String)> = sqlx::query_as(
-            "SELECT id, network, asset, kind FROM ledger_accounts WHERE tenant_id = $1
-             ORDER BY network, asset, kind",
+        let accounts: Vec<(Uuid, String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, network, asset, kind, wallet FROM ledger_accounts WHERE tenant_id = $1
+             ORDER BY network, asset, kind, wallet NULLS FIRST",
         )
         .bind(scope.tenant_id().as_uuid())
         .fetch_all(&self.pool)
@@ -237,7 +274,7 @@ impl LedgerRepository for SqliteStore {
         .map_err(db_error("reading ledger accounts"))?;
         let mut balances: BTreeMap<Uuid, AccountBalance> = BTreeMap::new();
         let mut order = Vec::with_capacity(accounts.len());
-        for (id, network, asset, kind) in accounts {
+        for (id, network, asset, kind, wallet) in accounts {
             order.push(id);
             balances.insert(
                 id,
@@ -250,6 +287,7 @@ impl LedgerRepository for SqliteStore {
                         kind: kind
                             .parse()
                             .map_err(|e| corrupt_row("decoding an account", e))?,
+                        wallet,
                     },
                     debits_pending: Amount::ZERO,
                     credits_pending: Amount::ZERO,

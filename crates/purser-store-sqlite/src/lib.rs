@@ -5,6 +5,7 @@
 //! epoch (UTC), so ordering and time arithmetic stay in integers. The database runs in WAL mode
 //! with `synchronous = FULL`: a committed write survives a power cut, as money requires.
 
+mod credits;
 mod error;
 mod grants;
 mod keys;

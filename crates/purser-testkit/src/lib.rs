@@ -3,6 +3,7 @@
 //! (`REDIS_URL`, default `redis://127.0.0.1:6379`). When one is unreachable the test fails with
 //! a message saying so; nothing is skipped. `cargo xtask test` starts local servers first.
 
+pub mod credit_suite;
 pub mod grant_suite;
 pub mod postgres;
 pub mod proxy;

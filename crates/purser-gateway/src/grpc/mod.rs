@@ -71,6 +71,8 @@ pub fn grpc_code(code: ErrorCode) -> Code {
     match code.http_status() {
         400 | 415 => Code::InvalidArgument,
         401 => Code::Unauthenticated,
+        // `insufficient_credit`: the call may succeed once the payer tops up.
+        402 => Code::FailedPrecondition,
         403 => Code::PermissionDenied,
         404 => Code::NotFound,
         405 => Code::Unimplemented,

@@ -24,6 +24,10 @@ mod grants {
     purser_testkit::grant_suite!(super::fresh_store);
 }
 
+mod credits {
+    purser_testkit::credit_suite!(super::fresh_store);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_at_once_migrate_once() {
     let database = TestDatabase::create().await;
@@ -130,4 +134,41 @@ async fn the_database_refuses_unbalanced_or_rewritten_transfers() {
         count, 2,
         "the settlement's two transfers are still there, unchanged"
     );
+}
+
+/// The credit rules hold in the database itself: no negative balance, a resolved reservation
+/// never changes, none is deleted, a payer's account names its wallet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_overdrafts_and_rewritten_reservations() {
+    let (store, database) = fresh_store().await;
+    purser_testkit::credit_suite::seed_resolved_reservations(&store).await;
+    let pg = PgStore::connect(database.url(), &PgStoreOptions::default())
+        .await
+        .unwrap();
+    let statements = [
+        "UPDATE credit_balances SET available = available - 1000000",
+        "UPDATE credit_balances SET reserved = reserved - 1000000",
+        "UPDATE credit_reservations SET state = 'released', committed_amount = NULL WHERE state = 'committed'",
+        "UPDATE credit_reservations SET state = 'committed', committed_amount = 1 WHERE state = 'released'",
+        "UPDATE credit_reservations SET amount = amount + 1",
+        "DELETE FROM credit_reservations",
+        "INSERT INTO ledger_accounts (id, tenant_id, network, asset, kind, created_at)
+         SELECT gen_random_uuid(), tenant_id, network, asset, 'payer_credit', now()
+         FROM ledger_accounts LIMIT 1",
+        "INSERT INTO ledger_accounts (id, tenant_id, network, asset, kind, wallet, created_at)
+         SELECT gen_random_uuid(), tenant_id, network, asset, kind, wallet, now()
+         FROM ledger_accounts WHERE kind = 'payer_credit' LIMIT 1",
+    ];
+    for sql in statements {
+        let err = sqlx::raw_sql(sql).execute(pg.pool()).await.expect_err(sql);
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            code.starts_with("23"),
+            "refused as an integrity violation, not {code} ({err}): {sql}"
+        );
+    }
 }

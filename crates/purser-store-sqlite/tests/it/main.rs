@@ -24,6 +24,10 @@ mod grants {
     purser_testkit::grant_suite!(super::fresh_store);
 }
 
+mod credits {
+    purser_testkit::credit_suite!(super::fresh_store);
+}
+
 #[tokio::test]
 async fn the_embedded_default_creates_its_folder_and_keeps_data_durably() {
     let dir = tempfile::tempdir().unwrap();
@@ -136,4 +140,125 @@ async fn the_database_refuses_unbalanced_or_rewritten_transfers() {
         count, 2,
         "the settlement's two transfers are still there, unchanged"
     );
+}
+
+/// The credit rules hold in the database itself: no malformed (negative) balance, a resolved
+/// reservation never changes, none is deleted, a payer's account names its wallet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_overdrafts_and_rewritten_reservations() {
+    let (store, dir) = fresh_store().await;
+    purser_testkit::credit_suite::seed_resolved_reservations(&store).await;
+    let sqlite = SqliteStore::open_dir(dir.path(), &SqliteStoreOptions::default())
+        .await
+        .unwrap();
+    let statements = [
+        "UPDATE credit_balances SET available = '-1'",
+        "UPDATE credit_balances SET reserved = '-5'",
+        "UPDATE credit_reservations SET state = 'released', committed_amount = NULL WHERE state = 'committed'",
+        "UPDATE credit_reservations SET state = 'committed', committed_amount = '1' WHERE state = 'released'",
+        "UPDATE credit_reservations SET amount = '999'",
+        "DELETE FROM credit_reservations",
+        "INSERT INTO ledger_accounts (id, tenant_id, network, asset, kind, created_at)
+         SELECT randomblob(16), tenant_id, network, asset, 'payer_credit', 1
+         FROM ledger_accounts LIMIT 1",
+        "INSERT INTO ledger_accounts (id, tenant_id, network, asset, kind, wallet, created_at)
+         SELECT randomblob(16), tenant_id, network, asset, kind, wallet, 1
+         FROM ledger_accounts WHERE kind = 'payer_credit' LIMIT 1",
+        "INSERT INTO ledger_accounts (id, tenant_id, network, asset, kind, created_at)
+         SELECT randomblob(16), tenant_id, network, asset, kind, 1
+         FROM ledger_accounts WHERE kind = 'credit_earned' LIMIT 1",
+    ];
+    for sql in statements {
+        let err = sqlx::raw_sql(sql)
+            .execute(sqlite.pool())
+            .await
+            .expect_err(sql);
+        let code: i32 = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_default();
+        assert_eq!(
+            code & 0xff,
+            19,
+            "refused as SQLITE_CONSTRAINT, not {code} ({err}): {sql}"
+        );
+    }
+}
+
+/// Migration 0005 rebuilds the ledger tables: the rows written before it survive unchanged,
+/// and the rebuilt tables keep their rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credits_migration_keeps_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_dir(dir.path(), &SqliteStoreOptions::default())
+        .await
+        .unwrap();
+    let migrations =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    let migrator = sqlx::migrate::Migrator::new(migrations).await.unwrap();
+    migrator.run_to(4, store.pool()).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO tenants VALUES (x'00000000000000000000000000000001', 'a', 'a', 'merchant', 'active', 1, 1);
+         INSERT INTO ledger_accounts VALUES (x'000000000000000000000000000000a1', x'00000000000000000000000000000001',
+             'eip155:1', '0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'payer_clearing', 1);
+         INSERT INTO ledger_accounts VALUES (x'000000000000000000000000000000a2', x'00000000000000000000000000000001',
+             'eip155:1', '0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'settlement_in_flight', 1);
+         INSERT INTO ledger_accounts VALUES (x'000000000000000000000000000000a3', x'00000000000000000000000000000001',
+             'eip155:1', '0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'merchant_receivable', 1);
+         INSERT INTO ledger_transfers VALUES (x'000000000000000000000000000000f1', x'00000000000000000000000000000001',
+             'eip155:1', '0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', x'000000000000000000000000000000a1',
+             x'000000000000000000000000000000a2', '100', 'posted', 'settlement', NULL, 1, 2);
+         INSERT INTO ledger_transfers VALUES (x'000000000000000000000000000000f2', x'00000000000000000000000000000001',
+             'eip155:1', '0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', x'000000000000000000000000000000a2',
+             x'000000000000000000000000000000a3', '100', 'posted', 'payout', NULL, 2, 2);
+         INSERT INTO ledger_transfers VALUES (x'000000000000000000000000000000f3', x'00000000000000000000000000000001',
+             'eip155:1', '0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', x'000000000000000000000000000000a1',
+             x'000000000000000000000000000000a2', '7', 'pending', 'settlement', NULL, 3, NULL);",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let snapshot = |pool: sqlx::SqlitePool| async move {
+        // One text per row, every column in it.
+        let transfers: Vec<String> = sqlx::query_scalar(
+            "SELECT hex(id) || '|' || hex(debit_account_id) || '|' || hex(credit_account_id) || '|'
+                 || amount || '|' || state || '|' || code || '|' || created_at || '|'
+                 || ifnull(resolved_at, '') FROM ledger_transfers ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let accounts: Vec<(Vec<u8>, String, i64)> =
+            sqlx::query_as("SELECT id, kind, created_at FROM ledger_accounts ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        (transfers, accounts)
+    };
+    let before = snapshot(store.pool().clone()).await;
+    store.migrate().await.unwrap();
+    assert_eq!(snapshot(store.pool().clone()).await, before);
+    let foreign_key_errors: Vec<(String,)> = sqlx::query_as("PRAGMA foreign_key_check")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert!(foreign_key_errors.is_empty(), "{foreign_key_errors:?}");
+    for sql in [
+        "DELETE FROM ledger_transfers",
+        "UPDATE ledger_transfers SET state = 'voided', resolved_at = 3 WHERE state = 'posted'",
+        "UPDATE ledger_transfers SET amount = '8' WHERE state = 'pending'",
+    ] {
+        sqlx::raw_sql(sql)
+            .execute(store.pool())
+            .await
+            .expect_err(sql);
+    }
+    // The pending transfer still resolves once.
+    sqlx::raw_sql(
+        "UPDATE ledger_transfers SET state = 'posted', resolved_at = 4 WHERE state = 'pending'",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
 }
