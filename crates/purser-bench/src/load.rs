@@ -68,25 +68,34 @@ pub async fn run(
     let client = client.clone();
     let url: Arc<str> = url.into();
     let bearer: Arc<str> = bearer.into();
-    drive(bodies, concurrency, move |body| {
-        let (client, url, bearer) = (client.clone(), url.clone(), bearer.clone());
-        async move {
-            send(&client, &url, &bearer, body)
-                .await
-                .and_then(|(status, answer)| operation.judge(status, &answer))
-        }
-    })
+    drive(
+        bodies,
+        concurrency,
+        move |body| {
+            let (client, url, bearer) = (client.clone(), url.clone(), bearer.clone());
+            async move { send(&client, &url, &bearer, body).await }
+        },
+        move |(status, answer)| operation.judge(status, &answer),
+    )
     .await
 }
 
 /// Runs `request` once per job with `concurrency` in flight (each worker takes the next job
-/// when its last one is answered), timing each from its start to its end. `request` answers
-/// `Ok` for a success and otherwise why not.
-pub async fn drive<J, F, Fut>(jobs: Vec<J>, concurrency: usize, request: F) -> PhaseResult
+/// when its last one is answered), timing each from its start until it has read the whole
+/// answer; then `judge` says whether that answer is a success (`Ok`) or why not, outside the
+/// timing.
+pub async fn drive<J, A, F, Fut, G>(
+    jobs: Vec<J>,
+    concurrency: usize,
+    request: F,
+    judge: G,
+) -> PhaseResult
 where
     J: Clone + Send + Sync + 'static,
+    A: Send + 'static,
     F: Fn(J) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<(), String>> + Send,
+    Fut: Future<Output = Result<A, String>> + Send,
+    G: Fn(A) -> Result<(), String> + Clone + Send + 'static,
 {
     let jobs = Arc::new(jobs);
     let next = Arc::new(AtomicUsize::new(0));
@@ -96,6 +105,7 @@ where
             let jobs = jobs.clone();
             let next = next.clone();
             let request = request.clone();
+            let judge = judge.clone();
             tokio::spawn(async move {
                 let mut samples = Vec::new();
                 loop {
@@ -103,8 +113,9 @@ where
                     let Some(job) = jobs.get(i) else { break };
                     let job = job.clone();
                     let sent = Instant::now();
-                    let outcome = request(job).await;
-                    samples.push((sent.elapsed(), outcome));
+                    let answer = request(job).await;
+                    let latency = sent.elapsed();
+                    samples.push((latency, answer.and_then(&judge)));
                 }
                 samples
             })

@@ -86,8 +86,12 @@ struct Args {
     challenge_requests: usize,
     /// Measured paid requests per server and concurrency (resource-servers; 0 leaves the path
     /// out).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 400)]
     paid_requests: usize,
+    /// Each server's requests of a group are sent in this many slices, the servers taking turns
+    /// slice by slice, so that none meets the chain older than the others (resource-servers).
+    #[arg(long, default_value_t = 4)]
+    slices: usize,
     /// node, for the @x402/express server (resource-servers).
     #[arg(long, value_name = "FILE", default_value = "node")]
     node: PathBuf,

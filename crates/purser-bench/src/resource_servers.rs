@@ -140,6 +140,54 @@ struct Measured {
     cpu: [Option<Duration>; 5],
 }
 
+impl Measured {
+    /// The slices of one server's phase as one.
+    fn merge(parts: Vec<Measured>) -> Measured {
+        let first = &parts[0];
+        let (server, path, concurrency) = (first.server, first.path, first.concurrency);
+        let mut chain_check = None;
+        let mut cpu = [Some(Duration::ZERO); 5];
+        let mut results = Vec::new();
+        for part in parts {
+            chain_check = match (chain_check, part.chain_check) {
+                (None, check) => check,
+                (Some((rose, expected)), Some((r, e))) => Some((rose + r, expected + e)),
+                (Some(sum), None) => Some(sum),
+            };
+            for (total, used) in cpu.iter_mut().zip(part.cpu) {
+                *total = total.zip(used).map(|(t, u)| t + u);
+            }
+            results.push(part.result);
+        }
+        Measured {
+            server,
+            path,
+            concurrency,
+            result: PhaseResult::merge(results),
+            chain_check,
+            cpu,
+        }
+    }
+
+    fn print(&self) {
+        let result = &self.result;
+        eprintln!(
+            "  {:<8} {:<15} c={:<3} {:>5} req  {:>8.1} req/s  p50 {:>8} ms  p99 {:>8} ms  failed {}",
+            self.server.name(),
+            self.path.name(),
+            self.concurrency,
+            result.requests,
+            result.throughput(),
+            ms(result.p50()),
+            ms(result.p99()),
+            result.failed(),
+        );
+        for failure in &result.failures {
+            eprintln!("      failure: {failure}");
+        }
+    }
+}
+
 struct Running {
     purser: Target,
     /// The gateway's base URL (Purser's second listener).
@@ -257,17 +305,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         for &concurrency in &args.concurrency {
             eprintln!("{} at concurrency {concurrency}", path.name());
-            // Alternate who goes first, so none always meets the chain in the same state.
-            let mut order: Vec<&Server> = servers
+            let group: Vec<&Server> = servers
                 .iter()
                 .filter(|s| s.kind.route(path).is_some())
                 .collect();
-            if round % 2 == 1 {
-                order.reverse();
+            let requests = path.requests(&args);
+            let slices = args.slices.clamp(1, requests);
+            let mut parts: Vec<Vec<Measured>> = group.iter().map(|_| Vec::new()).collect();
+            for slice in 0..slices {
+                let count = requests / slices + usize::from(slice < requests % slices);
+                // Take turns slice by slice, starting with another server each time and
+                // alternating the direction, so that none always meets the chain older (anvil
+                // spends more per transaction as its chain grows) or the machine busier.
+                let mut order: Vec<usize> = (0..group.len()).collect();
+                order.rotate_left(slice % group.len());
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                round += 1;
+                for i in order {
+                    parts[i].push(bench.phase(group[i], path, concurrency, count).await?);
+                }
             }
-            round += 1;
-            for server in order {
-                measured.push(bench.phase(server, path, concurrency).await?);
+            for part in parts {
+                let merged = Measured::merge(part);
+                merged.print();
+                measured.push(merged);
             }
         }
     }
@@ -648,37 +711,43 @@ impl Bench<'_> {
         let url: Arc<str> = format!("{}{route}", server.base).into();
         let expects = server.kind.expects(path);
         let client = self.client.clone();
-        load::drive(jobs, concurrency, move |payment: Job| {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let mut request = client.get(&*url);
-                if let Some(payment) = payment {
-                    request = request.header(PAYMENT_SIGNATURE, &*payment);
+        load::drive(
+            jobs,
+            concurrency,
+            move |payment: Job| {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    let mut request = client.get(&*url);
+                    if let Some(payment) = payment {
+                        request = request.header(PAYMENT_SIGNATURE, &*payment);
+                    }
+                    let response = request
+                        .send()
+                        .await
+                        .map_err(|e| format!("request failed: {e}"))?;
+                    let status = response.status().as_u16();
+                    let headers = response.headers().clone();
+                    let body = response
+                        .bytes()
+                        .await
+                        .map_err(|e| format!("reading the answer failed: {e}"))?;
+                    Ok((status, headers, body))
                 }
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| format!("request failed: {e}"))?;
-                let status = response.status().as_u16();
-                let headers = response.headers().clone();
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| format!("reading the answer failed: {e}"))?;
-                judge(expects, status, &headers, &body)
-            }
-        })
+            },
+            move |(status, headers, body)| judge(expects, status, &headers, &body),
+        )
         .await
     }
 
-    /// One measured phase; for paid ones, also the on-chain check.
+    /// One measured slice of a phase; for paid ones, also the on-chain check.
     async fn phase(
         &mut self,
         server: &Server,
         path: PathKind,
         concurrency: usize,
+        requests: usize,
     ) -> anyhow::Result<Measured> {
-        let jobs = self.jobs(server, path, path.requests(self.args)).await?;
+        let jobs = self.jobs(server, path, requests).await?;
         let paid = server.kind.expects(path) == PathKind::Paid;
         let pay_to = server.pay_to.filter(|_| paid);
         let before = match pay_to {
@@ -709,20 +778,6 @@ impl Bench<'_> {
             }
             _ => None,
         };
-        eprintln!(
-            "  {:<8} {:<15} c={:<3} {:>5} req  {:>8.1} req/s  p50 {:>8} ms  p99 {:>8} ms  failed {}",
-            server.kind.name(),
-            path.name(),
-            concurrency,
-            result.requests,
-            result.throughput(),
-            ms(result.p50()),
-            ms(result.p99()),
-            result.failed(),
-        );
-        for failure in &result.failures {
-            eprintln!("      failure: {failure}");
-        }
         Ok(Measured {
             server: server.kind,
             path,
@@ -870,11 +925,12 @@ fn report(
     );
     let _ = writeln!(
         out,
-        "- per server and concurrency: {} unpriced, {} challenge and {} paid requests of {} units, after {} unpriced and challenge and {} paid warm-up requests",
+        "- per server and concurrency: {} unpriced, {} challenge and {} paid requests of {} units, each in {} slices taken in turns, after {} unpriced and challenge and {} paid warm-up requests",
         args.unpriced_requests,
         args.challenge_requests,
         args.paid_requests,
         args.value,
+        args.slices,
         args.warmup,
         (args.warmup / 10).max(1)
     );
