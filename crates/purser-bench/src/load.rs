@@ -1,5 +1,5 @@
-//! The load generator: a fixed number of workers send pre-signed bodies, one request each,
-//! until the bodies run out, timing every request.
+//! The load generator: a fixed number of workers send pre-built requests (pre-signed bodies or
+//! headers), one at a time each, until they run out, timing every request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,32 +65,63 @@ pub async fn run(
     bodies: Vec<Vec<u8>>,
     concurrency: usize,
 ) -> PhaseResult {
-    let bodies = Arc::new(bodies);
+    let client = client.clone();
+    let url: Arc<str> = url.into();
+    let bearer: Arc<str> = bearer.into();
+    drive(
+        bodies,
+        concurrency,
+        move |body| {
+            let (client, url, bearer) = (client.clone(), url.clone(), bearer.clone());
+            async move { send(&client, &url, &bearer, body).await }
+        },
+        move |(status, answer)| operation.judge(status, &answer),
+    )
+    .await
+}
+
+/// Runs `request` once per job with `concurrency` in flight (each worker takes the next job
+/// when its last one is answered), timing each from its start until it has read the whole
+/// answer; then `judge` says whether that answer is a success (`Ok`) or why not, outside the
+/// timing.
+pub async fn drive<J, A, F, Fut, G>(
+    jobs: Vec<J>,
+    concurrency: usize,
+    request: F,
+    judge: G,
+) -> PhaseResult
+where
+    J: Clone + Send + Sync + 'static,
+    A: Send + 'static,
+    F: Fn(J) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<A, String>> + Send,
+    G: Fn(A) -> Result<(), String> + Clone + Send + 'static,
+{
+    let jobs = Arc::new(jobs);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
-            let client = client.clone();
-            let bodies = bodies.clone();
+            let jobs = jobs.clone();
             let next = next.clone();
-            let url = url.to_owned();
-            let bearer = bearer.to_owned();
+            let request = request.clone();
+            let judge = judge.clone();
             tokio::spawn(async move {
                 let mut samples = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = bodies.get(i) else { break };
+                    let Some(job) = jobs.get(i) else { break };
+                    let job = job.clone();
                     let sent = Instant::now();
-                    let outcome = send(&client, &url, &bearer, body.clone())
-                        .await
-                        .and_then(|(status, answer)| operation.judge(status, &answer));
-                    samples.push((sent.elapsed(), outcome));
+                    let answer = request(job).await;
+                    let latency = sent.elapsed();
+                    samples.push((latency, answer.and_then(&judge)));
                 }
                 samples
             })
         })
         .collect();
-    let mut latencies = Vec::with_capacity(bodies.len());
+    let mut latencies = Vec::with_capacity(jobs.len());
     let mut ok = 0;
     let mut failures = Vec::new();
     for worker in futures::future::join_all(workers).await {

@@ -1,7 +1,12 @@
-//! `purser-bench`: x402 `/verify` and `/settle` throughput and latency against a local anvil
-//! chain, Purser beside a peer facilitator from crates.io, in one run on one chain.
+//! `purser-bench`: x402 throughput and latency against a local anvil chain, in two suites.
 //!
-//! What one run does:
+//! - `--suite facilitators` (the default): `/verify` and `/settle`, Purser beside a peer
+//!   facilitator from crates.io, in one run on one chain (below).
+//! - `--suite resource-servers`: one paid route behind Purser's gateway, behind the native axum
+//!   layer and behind @x402/express with Purser as its facilitator, beside a direct call to the
+//!   upstream (see `resource_servers`).
+//!
+//! What one run of the facilitator suite does:
 //!
 //! 1. starts a devnet of one chain (anvil, automine, chain id 84532) with Purser's EIP-3009
 //!    token and `--payers` funded payer accounts (one more account is the peer's signer);
@@ -21,7 +26,9 @@
 //! servers, so they share its cores with the load generator.
 
 mod load;
+mod resource_servers;
 mod rpc_count;
+mod servers;
 mod stats;
 mod targets;
 
@@ -31,7 +38,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256, keccak256};
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use purser_chain::devnet::payment::Payment;
 use purser_chain::devnet::{
     ANVIL_VERSION, Devnet, DevnetChainSpec, DevnetOptions, Mining, TestAccount,
@@ -41,10 +48,15 @@ use crate::load::Operation;
 use crate::stats::{PhaseResult, cpu_time, ms};
 use crate::targets::{PurserStorage, Target};
 
-/// Benchmarks x402 `/verify` and `/settle`: Purser beside a peer facilitator, on one anvil chain.
+/// Benchmarks x402 on one anvil chain: `/verify` and `/settle`, Purser beside a peer facilitator
+/// (`--suite facilitators`); or a paid route behind Purser's gateway, the native axum layer and
+/// @x402/express, beside a direct call (`--suite resource-servers`).
 #[derive(Debug, Parser)]
 #[command(name = "purser-bench")]
 struct Args {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Suite::Facilitators)]
+    suite: Suite,
     /// The `purser` binary (build it with `cargo build --release -p purser`).
     #[arg(long, value_name = "FILE", default_value_os_t = default_purser())]
     purser: PathBuf,
@@ -58,16 +70,39 @@ struct Args {
     /// `postgres://postgres@127.0.0.1:5432/test`) instead of the embedded SQLite.
     #[arg(long)]
     postgres: bool,
-    /// Measured `/verify` requests per target and concurrency.
+    /// Measured `/verify` requests per target and concurrency (facilitators).
     #[arg(long, default_value_t = 2_000)]
     verify_requests: usize,
-    /// Measured `/settle` requests per target and concurrency.
+    /// Measured `/settle` requests per target and concurrency (facilitators).
     #[arg(long, default_value_t = 200)]
     settle_requests: usize,
+    /// Measured requests to an unpriced route per server and concurrency (resource-servers;
+    /// 0 leaves the path out).
+    #[arg(long, default_value_t = 2_000)]
+    unpriced_requests: usize,
+    /// Measured requests without payment, answered 402, per server and concurrency
+    /// (resource-servers; 0 leaves the path out).
+    #[arg(long, default_value_t = 2_000)]
+    challenge_requests: usize,
+    /// Measured paid requests per server and concurrency (resource-servers; 0 leaves the path
+    /// out).
+    #[arg(long, default_value_t = 400)]
+    paid_requests: usize,
+    /// Each server's requests of a group are sent in this many slices, the servers taking turns
+    /// slice by slice, so that none meets the chain older than the others (resource-servers).
+    #[arg(long, default_value_t = 4)]
+    slices: usize,
+    /// node, for the @x402/express server (resource-servers).
+    #[arg(long, value_name = "FILE", default_value = "node")]
+    node: PathBuf,
+    /// The @x402/express server's script, next to its installed SDK (resource-servers).
+    #[arg(long, value_name = "FILE", default_value_os_t = workspace_root().join("tests/interop/bench-express.mjs"))]
+    express_script: PathBuf,
     /// Requests in flight, one phase per value.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 16])]
     concurrency: Vec<usize>,
-    /// Unmeasured `/verify` requests per target first (settles warm up with a tenth as many).
+    /// Unmeasured requests per target first: `/verify`, or unpriced and challenge requests
+    /// (settles and paid requests warm up with a tenth as many).
     #[arg(long, default_value_t = 200)]
     warmup: usize,
     /// Funded payer accounts the payments come from, round-robin.
@@ -86,6 +121,32 @@ struct Args {
     /// Also write every request's latency here, as CSV.
     #[arg(long, value_name = "FILE")]
     samples: Option<PathBuf>,
+    /// The servers the resource-server suite starts as child processes of the harness.
+    #[command(subcommand)]
+    serve: Option<Serve>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Suite {
+    /// `/verify` and `/settle`: Purser beside a peer facilitator.
+    Facilitators,
+    /// A paid route behind the gateway, the native layer and @x402/express, beside a direct
+    /// call to its upstream.
+    ResourceServers,
+}
+
+/// Internal: the resource-server suite runs these in child processes of its own.
+#[derive(Debug, Subcommand)]
+enum Serve {
+    /// The upstream: the same JSON for every request.
+    #[command(hide = true)]
+    ServeUpstream {
+        #[arg(long)]
+        listen: String,
+    },
+    /// An axum app with purser-axum's paywall on `GET /data`.
+    #[command(hide = true)]
+    ServeNative(servers::NativeArgs),
 }
 
 fn workspace_root() -> PathBuf {
@@ -104,10 +165,52 @@ fn default_peer() -> PathBuf {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run(args))
+        .build()?;
+    match (&args.serve, args.suite) {
+        (Some(Serve::ServeUpstream { listen }), _) => {
+            runtime.block_on(servers::serve_upstream(listen))
+        }
+        (Some(Serve::ServeNative(native)), _) => runtime.block_on(servers::serve_native(native)),
+        (None, Suite::Facilitators) => runtime.block_on(run(args)),
+        (None, Suite::ResourceServers) => runtime.block_on(resource_servers::run(args)),
+    }
+}
+
+/// The devnet of one chain (anvil, automine, chain id 84532) with Purser's EIP-3009 token,
+/// `--payers` funded payers and one more funded account, its files in `dir/devnet`.
+async fn start_devnet(args: &Args, dir: &Path) -> anyhow::Result<Devnet> {
+    eprintln!("starting the devnet (one anvil chain, automine)");
+    let devnet = Devnet::start(DevnetOptions {
+        chains: vec![DevnetChainSpec::base_sepolia()],
+        payer_accounts: args.payers + 1,
+        canonical_usdc: false,
+        mining: Mining::Auto,
+        repo_root: Some(workspace_root()),
+        ..DevnetOptions::default()
+    })
+    .await
+    .context("starting the devnet")?;
+    devnet.write_files(&dir.join("devnet"))?;
+    Ok(devnet)
+}
+
+/// The workspace's commit, for reports.
+fn commit() -> String {
+    std::process::Command::new("git")
+        .args([
+            "-C",
+            &workspace_root().to_string_lossy(),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// One merchant per target, so each target's settlements can be counted on chain.
@@ -294,19 +397,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
 
-    eprintln!("starting the devnet (one anvil chain, automine)");
-    let devnet = Devnet::start(DevnetOptions {
-        chains: vec![DevnetChainSpec::base_sepolia()],
-        payer_accounts: args.payers + 1,
-        canonical_usdc: false,
-        mining: Mining::Auto,
-        repo_root: Some(workspace_root()),
-        ..DevnetOptions::default()
-    })
-    .await
-    .context("starting the devnet")?;
+    let devnet = start_devnet(&args, &dir).await?;
     let devnet_dir = dir.join("devnet");
-    devnet.write_files(&devnet_dir)?;
     let all_payers = &devnet.accounts().payers;
     // The last funded account signs the peer's settlements and never pays.
     let (payers, peer_signer) = all_payers.split_at(args.payers);
@@ -466,19 +558,7 @@ fn report(
     measured: &[Measured],
 ) -> String {
     let mut out = String::new();
-    let commit = std::process::Command::new("git")
-        .args([
-            "-C",
-            &workspace_root().to_string_lossy(),
-            "rev-parse",
-            "--short=12",
-            "HEAD",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".to_owned());
+    let commit = commit();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(out, "purser-bench: {cores} cores");
     let _ = writeln!(

@@ -44,6 +44,22 @@ impl PhaseResult {
         }
     }
 
+    /// Phases of the same target, operation and concurrency taken as one: every sample, and
+    /// the wall time of each added up.
+    pub fn merge(parts: Vec<PhaseResult>) -> Self {
+        let mut latencies = Vec::new();
+        let (mut ok, mut wall) = (0, Duration::ZERO);
+        let mut failures = Vec::new();
+        for part in parts {
+            latencies.extend(part.latencies);
+            ok += part.ok;
+            wall += part.wall;
+            failures.extend(part.failures);
+        }
+        failures.truncate(5);
+        Self::new(latencies, ok, wall, failures)
+    }
+
     pub fn failed(&self) -> usize {
         self.requests - self.ok
     }
@@ -129,5 +145,13 @@ mod tests {
         assert_eq!(result.p50(), Duration::from_millis(3));
         assert_eq!(result.p99(), Duration::from_millis(9));
         assert!((result.throughput() - 2.0).abs() < 1e-9);
+        let merged = PhaseResult::merge(vec![
+            result,
+            PhaseResult::new(samples(&[2, 4]), 2, Duration::from_secs(1), vec![]),
+        ]);
+        assert_eq!(merged.requests, 6);
+        assert_eq!(merged.ok, 5);
+        assert_eq!(merged.p50(), Duration::from_millis(3));
+        assert!((merged.throughput() - 2.0).abs() < 1e-9);
     }
 }

@@ -80,7 +80,7 @@ async fn last_line(program: &Path, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// Polls `url` until it answers 200.
-async fn wait_healthy(
+pub async fn wait_healthy(
     client: &reqwest::Client,
     url: &str,
     child: &mut Child,
@@ -109,7 +109,7 @@ async fn wait_healthy(
     }
 }
 
-fn tail(log: &Path) -> String {
+pub fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
@@ -134,84 +134,138 @@ pub async fn start_purser(
     rpc: Option<RpcCounter>,
     client: &reqwest::Client,
 ) -> anyhow::Result<Target> {
-    let port = free_port()?;
-    let mut rails = std::fs::read_to_string(devnet_dir.join("purser.toml"))
-        .context("reading the devnet's purser.toml")?;
-    if let Some(proxy) = &rpc {
-        let node = &devnet.chains()[0];
-        rails = rails.replace(node.rpc_url(), &proxy.url);
-    }
-    let storage_toml = match storage {
-        PurserStorage::Sqlite => format!(
-            "data_dir = {:?}\n",
-            dir.join("purser-data").to_string_lossy()
-        ),
-        PurserStorage::Postgres(url) => format!("database_url = {url:?}\n"),
-    };
-    let config = dir.join("purser-bench.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let setup = PurserSetup::prepare(binary, dir, devnet, devnet_dir, storage, rpc).await?;
+    setup.serve(client, "").await
+}
+
+/// Purser's configuration written and its tenant and keys made, before it serves.
+pub struct PurserSetup {
+    binary: PathBuf,
+    dir: PathBuf,
+    /// The configuration as written by `prepare`, without what `serve` appends.
+    base_config: String,
+    config: PathBuf,
+    port: u16,
+    pub tenant: String,
+    /// The tenant's `resource_server` key.
+    pub key: String,
+    rpc: Option<RpcCounter>,
+}
+
+impl PurserSetup {
+    /// Writes the configuration and creates the tenant and its `resource_server` key with the
+    /// CLI (`purser tenant create`, `purser key create`).
+    pub async fn prepare(
+        binary: &Path,
+        dir: &Path,
+        devnet: &Devnet,
+        devnet_dir: &Path,
+        storage: &PurserStorage,
+        rpc: Option<RpcCounter>,
+    ) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let mut rails = std::fs::read_to_string(devnet_dir.join("purser.toml"))
+            .context("reading the devnet's purser.toml")?;
+        if let Some(proxy) = &rpc {
+            let node = &devnet.chains()[0];
+            rails = rails.replace(node.rpc_url(), &proxy.url);
+        }
+        let storage_toml = match storage {
+            PurserStorage::Sqlite => format!(
+                "data_dir = {:?}\n",
+                dir.join("purser-data").to_string_lossy()
+            ),
+            PurserStorage::Postgres(url) => format!("database_url = {url:?}\n"),
+        };
+        let config = dir.join("purser-bench.toml");
+        let base_config = format!(
             "# Written by purser-bench.\n\
              [server]\nlisten = \"127.0.0.1:{port}\"\n\n\
              [storage]\n{storage_toml}\n\
              [telemetry]\nlog_filter = \"info\"\n\n\
              {rails}"
-        ),
-    )?;
-    let config_arg = config.to_string_lossy().into_owned();
-    let tenant = last_line(
-        binary,
-        &[
-            "--config",
-            &config_arg,
-            "tenant",
-            "create",
-            "--name",
-            "Bench Merchant",
-        ],
-    )
-    .await?;
-    let key = last_line(
-        binary,
-        &[
-            "--config",
-            &config_arg,
+        );
+        std::fs::write(&config, &base_config)?;
+        std::fs::write(dir.join("purser.log"), "")?;
+        let mut setup = Self {
+            binary: binary.to_owned(),
+            dir: dir.to_owned(),
+            base_config,
+            config,
+            port,
+            tenant: String::new(),
+            key: String::new(),
+            rpc,
+        };
+        setup.tenant = setup
+            .cli(&["tenant", "create", "--name", "Bench Merchant"])
+            .await?;
+        setup.key = setup.create_key("resource-server", "purser-bench").await?;
+        Ok(setup)
+    }
+
+    /// Runs `purser --config … args…` and answers the last line it printed.
+    async fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let config = self.config.to_string_lossy().into_owned();
+        let mut all = vec!["--config", config.as_str()];
+        all.extend_from_slice(args);
+        last_line(&self.binary, &all).await
+    }
+
+    /// A key of the tenant with `role` (`tenant-admin`, `resource-server`, …): its secret.
+    pub async fn create_key(&self, role: &str, name: &str) -> anyhow::Result<String> {
+        self.cli(&[
             "key",
             "create",
             "--tenant",
-            &tenant,
+            &self.tenant,
             "--role",
-            "resource-server",
+            role,
             "--name",
-            "purser-bench",
-        ],
-    )
-    .await?;
-    let version = last_line(binary, &["--version"]).await?;
-    let log = dir.join("purser.log");
-    let log_file = std::fs::File::create(&log)?;
-    let mut child = Command::new(binary)
-        .args(["--config", &config_arg, "serve"])
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let base = format!("http://127.0.0.1:{port}");
-    wait_healthy(client, &format!("{base}/healthz"), &mut child, &log)
+            name,
+        ])
         .await
-        .context("Purser")?;
-    Ok(Target {
-        name: "Purser".to_owned(),
-        version,
-        base: format!("{base}/facilitator"),
-        bearer: key,
-        log,
-        rpc,
-        child,
-    })
+    }
+
+    /// Purser's own base URL (GraphQL at `{url}/graphql`, the facilitator at
+    /// `{url}/facilitator`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Serves with `extra` TOML appended to the configuration (a `[gateway]` section, say);
+    /// the process logs to `purser.log` in the run's folder, after what earlier runs wrote.
+    pub async fn serve(&self, client: &reqwest::Client, extra: &str) -> anyhow::Result<Target> {
+        std::fs::write(&self.config, format!("{}\n{extra}", self.base_config))?;
+        let config_arg = self.config.to_string_lossy().into_owned();
+        let version = last_line(&self.binary, &["--version"]).await?;
+        let log = self.dir.join("purser.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let mut child = Command::new(&self.binary)
+            .args(["--config", &config_arg, "serve"])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        let base = self.url();
+        wait_healthy(client, &format!("{base}/healthz"), &mut child, &log)
+            .await
+            .context("Purser")?;
+        Ok(Target {
+            name: "Purser".to_owned(),
+            version,
+            base: format!("{base}/facilitator"),
+            bearer: self.key.clone(),
+            log,
+            rpc: self.rpc.clone(),
+            child,
+        })
+    }
 }
 
 /// Writes the peer's TOML configuration (one network: the devnet chain, the `exact` scheme, a

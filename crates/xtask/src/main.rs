@@ -13,9 +13,11 @@
 //! - `cargo xtask contracts [--check]`: compiles `contracts/src` with the pinned solc into the
 //!   committed artefacts `contracts/out/*.json`; with `--check`, compiles into a temporary folder
 //!   instead and fails when the committed artefacts differ (CI runs this).
-//! - `cargo xtask bench [-- <purser-bench args>]`: builds `purser` and the `purser-bench` harness
-//!   in release mode and runs the harness (`/verify` and `/settle` against anvil, beside a peer
-//!   facilitator; see BENCHMARKS.md).
+//! - `cargo xtask bench [-- <purser-bench args>]`: installs the npm packages of `tests/interop`
+//!   when needed (anvil, and the SDK's express server of `--suite resource-servers`), builds
+//!   `purser` and the `purser-bench` harness in release mode and runs the harness (`/verify` and
+//!   `/settle` against anvil beside a peer facilitator, or with `--suite resource-servers` a paid
+//!   route behind the gateway, the native layer and @x402/express; see BENCHMARKS.md).
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -113,6 +115,7 @@ fn test(extra: &[String]) -> Result<(), String> {
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
+    ensure_interop_packages()?;
     let mut build = cargo();
     build.args([
         "build",
