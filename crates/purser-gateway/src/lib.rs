@@ -37,6 +37,7 @@ use purser_entitlement::{Admission, Entitlements, SESSION_HEADER, Sessions, Sign
 use purser_facilitator::Facilitator;
 use purser_registry::challenge::{self, ChallengeRequest};
 use purser_x402::header::lowercase;
+use purser_x402::v2::PaymentPayload;
 
 pub use config::{GatewayConfig, GatewayRoute};
 pub use inprocess::{CoordReplayGuard, InProcessFacilitator};
@@ -102,6 +103,19 @@ impl Priced {
     }
 }
 
+/// How long a payment is remembered as granted: longer than any payment stays settleable (its
+/// authorization's lifetime is at most the registry's longest timeout).
+const GRANTED_PAYMENT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A payment's identity: the hash of its scheme payload (the signed authorization), the same
+/// for every retry of that payment.
+fn payment_fingerprint(paid: &PaymentPayload) -> String {
+    use sha2::Digest as _;
+    let bytes = serde_json::to_vec(&paid.payload).unwrap_or_default();
+    let digest = sha2::Sha256::digest(&bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Resources read recently, with when they were read.
 type PricedCache = HashMap<ResourceId, (Instant, Arc<Priced>)>;
 
@@ -113,6 +127,7 @@ pub struct Gateway {
     guard: Arc<CoordReplayGuard>,
     cache: Arc<Mutex<PricedCache>>,
     entitlements: Entitlements,
+    coordination: Arc<dyn Coordination>,
 }
 
 impl Gateway {
@@ -133,7 +148,8 @@ impl Gateway {
             entitlements: Entitlements::new(store.clone(), sign_in, sessions),
             store,
             facilitator,
-            guard: Arc::new(CoordReplayGuard::new(coordination)),
+            guard: Arc::new(CoordReplayGuard::new(coordination.clone())),
+            coordination,
             cache: Arc::default(),
         }
     }
@@ -251,13 +267,25 @@ impl Gateway {
         }
     }
 
-    /// Records what a settled payment of `payer` bought, when the resource grants repeat
-    /// access. The payment stands whatever happens here; a grant that cannot be written is
-    /// logged as an error.
-    pub async fn grant_paid(&self, priced: &Priced, payer: &str) {
+    /// Records what the settled payment `paid` of `payer` bought, when the resource grants
+    /// repeat access: once per payment, however often its settlement is answered (a retry with
+    /// the same payment identifier, a settle token posted twice). The payment stands whatever
+    /// happens here; a grant that cannot be written is logged as an error.
+    pub async fn grant_paid(&self, priced: &Priced, paid: &PaymentPayload, payer: &str) {
         let Some(policy) = priced.repeat_access() else {
             return;
         };
+        let once = format!("grant:paid:{}", payment_fingerprint(paid));
+        match self
+            .coordination
+            .put_if_absent(&once, b"1", GRANTED_PAYMENT_TTL)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            // Unsure whether it was granted: granting twice is the lesser harm to a payer.
+            Err(e) => purser_http::error::log_error(&e),
+        }
         if let Err(e) = self
             .entitlements
             .grant(

@@ -208,7 +208,10 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
             Settled::Paid { headers, .. } => {
                 paid_headers = headers;
                 // Granted now: the money is taken whatever the upstream does next.
-                proxy.gateway.grant_paid(&priced, &admitted.payer).await;
+                proxy
+                    .gateway
+                    .grant_paid(&priced, &admitted.payload, &admitted.payer)
+                    .await;
             }
             Settled::Refused(reply) => return reply.into_response(),
         }
@@ -245,7 +248,10 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
         }
     }
     if paid {
-        proxy.gateway.grant_paid(&priced, &admitted.payer).await;
+        proxy
+            .gateway
+            .grant_paid(&priced, &admitted.payload, &admitted.payer)
+            .await;
     }
     respond(upstream, paid_headers)
 }

@@ -16,6 +16,7 @@ on_both_backend_pairs!(
     sdk_client_pays_once_then_signs_in,
     contract_wallet_signs_in_with_erc1271,
     delegated_checks_let_signed_in_wallets_through,
+    one_payment_settled_twice_grants_once,
 );
 
 /// The gateway in front of `upstream`, pricing `/weather/*` with a resource that grants
@@ -420,4 +421,72 @@ async fn delegated_checks_let_signed_in_wallets_through(backends: Backends) {
         .unwrap()
         .unwrap();
     assert_eq!(stored.uses_count, 2);
+}
+
+async fn one_payment_settled_twice_grants_once(backends: Backends) {
+    let fx = Interop::start(backends).await;
+    let url = "https://api.example.com/maps/lisbon";
+    fx.publish_with(
+        "https://api.example.com/maps/:city",
+        "Maps",
+        "Maps, paid once per wallet",
+        Some(RepeatAccess {
+            group: None,
+            duration_seconds: None,
+            uses: None,
+        }),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        client
+            .post(fx.app.url(path))
+            .bearer_auth(&fx.key)
+            .json(&body)
+            .send()
+    };
+    let check = |headers: Value| {
+        post(
+            "/v1/access/check",
+            json!({ "method": "GET", "url": url, "headers": headers }),
+        )
+    };
+    let denied: Value = check(json!({})).await.unwrap().json().await.unwrap();
+    let challenge = denied["headers"]["payment-required"].as_str().unwrap();
+    // The official client signs for the challenge, as @x402/fetch does before it retries.
+    let mut env = fx.script_env(PRICE);
+    env.push(("X402_PAYMENT_REQUIRED", challenge.to_owned()));
+    let signed = run_script("sdk-sign.mjs", &env).await;
+    let payment = signed["paymentSignature"].as_str().unwrap();
+    let allowed: Value = check(json!({ "payment-signature": payment }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(allowed["decision"], "allow", "{allowed}");
+    // The resource server settles, then settles again (a retry after a lost answer).
+    for attempt in 0..2 {
+        let settled: Value = post("/v1/access/settle", allowed["settle"].clone())
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(settled["settled"], true, "attempt {attempt}: {settled}");
+    }
+    let grants = fx
+        .app
+        .store
+        .list_grants(
+            TenantScope::trusted(fx.tenant),
+            GrantFilter::default(),
+            purser_domain::time::now(),
+            PageRequest::first(10).unwrap(),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(grants.len(), 1, "one payment, one grant: {grants:?}");
+    assert_eq!(grants[0].wallet, format!("{:#x}", fx.payer().address()));
 }
