@@ -88,6 +88,10 @@ struct Args {
     /// out).
     #[arg(long, default_value_t = 400)]
     paid_requests: usize,
+    /// Measured requests of a payer that paid before, signed in with its session token, per
+    /// server and concurrency (resource-servers; 0 leaves the path out).
+    #[arg(long, default_value_t = 2_000)]
+    entitled_requests: usize,
     /// Each server's requests of a group are sent in this many slices, the servers taking turns
     /// slice by slice, so that none meets the chain older than the others (resource-servers).
     #[arg(long, default_value_t = 4)]

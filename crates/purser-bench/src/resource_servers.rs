@@ -39,10 +39,7 @@ use crate::stats::{PhaseResult, cpu_time, ms};
 use crate::targets::{PurserSetup, PurserStorage, Target, free_port};
 use crate::{Args, load, merchant};
 
-/// What a phase asks of a server. An entitled path (a returning payer let through without
-/// paying again) is one more variant here once entitlements exist: its jobs would carry the
-/// proof of entitlement instead of a payment, and its judge would want a 200 without a
-/// settlement.
+/// What a phase asks of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {
     /// A route without a price: what the server costs before payments come in.
@@ -52,16 +49,27 @@ pub enum PathKind {
     /// A fresh payment per request: verified, the handler run, settled on chain, 200 with a
     /// successful `PAYMENT-RESPONSE`.
     Paid,
+    /// A payer that paid before comes back with the session token its sign-in earned
+    /// (`X-Purser-Session`): the grant is looked up and counted, no payment, 200 without a
+    /// settlement. Only the gateway has entitlements; the others have no such path.
+    Entitled,
 }
 
 impl PathKind {
-    const ALL: [PathKind; 3] = [PathKind::Unpriced, PathKind::Challenge, PathKind::Paid];
+    /// In order: the paid phases make the grants the entitled ones use.
+    const ALL: [PathKind; 4] = [
+        PathKind::Unpriced,
+        PathKind::Challenge,
+        PathKind::Paid,
+        PathKind::Entitled,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             PathKind::Unpriced => "unpriced",
             PathKind::Challenge => "challenge (402)",
             PathKind::Paid => "paid",
+            PathKind::Entitled => "entitled (session)",
         }
     }
 
@@ -70,6 +78,7 @@ impl PathKind {
             PathKind::Unpriced => args.unpriced_requests,
             PathKind::Challenge => args.challenge_requests,
             PathKind::Paid => args.paid_requests,
+            PathKind::Entitled => args.entitled_requests,
         }
     }
 }
@@ -102,6 +111,8 @@ impl Kind {
             (Kind::Gateway, PathKind::Unpriced) => None,
             (_, PathKind::Unpriced) => Some(FREE_PATH),
             (_, PathKind::Challenge | PathKind::Paid) => Some(PAID_PATH),
+            (Kind::Gateway, PathKind::Entitled) => Some(PAID_PATH),
+            (_, PathKind::Entitled) => None,
         }
     }
 
@@ -573,6 +584,8 @@ async fn register_resource(
             "price": { "amount": amount.to_string() },
             "accepts": [{ "network": network }],
             "maxTimeoutSeconds": 60,
+            // A payment buys its payer a day of repeat access: the entitled path.
+            "repeatAccess": { "durationSeconds": 86_400 },
             "publish": true,
         }}),
     )
@@ -604,8 +617,12 @@ async fn graphql(
     Ok(answer["data"].clone())
 }
 
-/// One request of a phase: the `PAYMENT-SIGNATURE` to send, if any.
-type Job = Option<Arc<str>>;
+/// One request of a phase: the header to send (`PAYMENT-SIGNATURE`, or `X-Purser-Session`), if
+/// any.
+type Job = Option<(&'static str, Arc<str>)>;
+
+/// Where a signed-in payer's session token goes.
+const SESSION_HEADER: &str = "x-purser-session";
 
 struct Bench<'a> {
     args: &'a Args,
@@ -682,7 +699,7 @@ impl Bench<'_> {
                 if let Some(extensions) = &extensions {
                     payload["extensions"] = extensions.clone();
                 }
-                Some(Arc::from(encode_json(&payload)))
+                Some((PAYMENT_SIGNATURE, Arc::from(encode_json(&payload))))
             })
             .collect())
     }
@@ -695,8 +712,71 @@ impl Bench<'_> {
     ) -> anyhow::Result<Vec<Job>> {
         match server.kind.expects(path) {
             PathKind::Paid => self.payments(server, count).await,
+            PathKind::Entitled => {
+                let session: Arc<str> = self.session(server).await?.into();
+                Ok(vec![Some((SESSION_HEADER, session)); count])
+            }
             PathKind::Unpriced | PathKind::Challenge => Ok(vec![None; count]),
         }
+    }
+
+    /// A session token of the first payer, who paid while warming up: it answers the 402's
+    /// sign-in challenge (Sign-In-With-X, EIP-191) and keeps the token the answer carries.
+    async fn session(&self, server: &Server) -> anyhow::Result<String> {
+        use alloy::signers::SignerSync as _;
+        let required = self.payment_required(server).await?;
+        let offer: purser_x402::siwx::SiwxOffer = serde_json::from_value(
+            required
+                .extensions
+                .as_ref()
+                .and_then(|e| e.get(purser_x402::siwx::EXTENSION))
+                .cloned()
+                .ok_or_else(|| anyhow!("{} offers no sign-in", server.kind.name()))?,
+        )?;
+        let payer = &self.payers[0];
+        let chain = offer
+            .supported_chains
+            .first()
+            .ok_or_else(|| anyhow!("the sign-in offer names no chain"))?;
+        let info = offer.info;
+        let mut payload = purser_x402::siwx::SiwxPayload {
+            domain: info.domain,
+            address: payer.address().to_checksum(None),
+            statement: info.statement,
+            uri: info.uri,
+            version: info.version,
+            chain_id: chain.chain_id.clone(),
+            kind: chain.kind.clone(),
+            nonce: info.nonce,
+            issued_at: info.issued_at,
+            expiration_time: info.expiration_time,
+            not_before: info.not_before,
+            request_id: info.request_id,
+            resources: info.resources,
+            signature_scheme: None,
+            signature: String::new(),
+        };
+        let text = purser_entitlement::siwx::message_of(&payload)?.to_string();
+        let signature = payer.signer().sign_message_sync(text.as_bytes())?;
+        payload.signature = format!("0x{}", alloy::hex::encode(signature.as_bytes()));
+        let url = format!("{}{PAID_PATH}", server.base);
+        let answer = self
+            .client
+            .get(&url)
+            .header("sign-in-with-x", purser_x402::siwx::encode(&payload))
+            .send()
+            .await?;
+        ensure!(
+            answer.status() == 200,
+            "signing in at {url} answered {}",
+            answer.status()
+        );
+        answer
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("the sign-in at {url} answered no session token"))
     }
 
     /// Sends `jobs` to the server's route for `path`.
@@ -718,8 +798,8 @@ impl Bench<'_> {
                 let (client, url) = (client.clone(), url.clone());
                 async move {
                     let mut request = client.get(&*url);
-                    if let Some(payment) = payment {
-                        request = request.header(PAYMENT_SIGNATURE, &*payment);
+                    if let Some((name, value)) = payment {
+                        request = request.header(name, &*value);
                     }
                     let response = request
                         .send()
@@ -848,7 +928,7 @@ fn judge(
             }
             Ok(())
         }
-        PathKind::Unpriced | PathKind::Paid => {
+        PathKind::Unpriced | PathKind::Paid | PathKind::Entitled => {
             if status != 200 {
                 let reason = header(PAYMENT_REQUIRED)
                     .and_then(|h| decode_payment_required(h).ok())
@@ -858,6 +938,9 @@ fn judge(
             }
             if body != BODY.as_bytes() {
                 return Err(format!("another body: {}", shown()));
+            }
+            if expects == PathKind::Entitled && header(PAYMENT_RESPONSE).is_some() {
+                return Err("an entitled request was settled".to_owned());
             }
             if expects == PathKind::Paid {
                 let settled = header(PAYMENT_RESPONSE)
@@ -925,11 +1008,12 @@ fn report(
     );
     let _ = writeln!(
         out,
-        "- per server and concurrency: {} unpriced, {} challenge and {} paid requests of {} units, each in {} slices taken in turns, after {} unpriced and challenge and {} paid warm-up requests",
+        "- per server and concurrency: {} unpriced, {} challenge, {} paid requests of {} units and {} entitled ones (the gateway only: a payer's session token), each in {} slices taken in turns, after {} unpriced, challenge and entitled and {} paid warm-up requests",
         args.unpriced_requests,
         args.challenge_requests,
         args.paid_requests,
         args.value,
+        args.entitled_requests,
         args.slices,
         args.warmup,
         (args.warmup / 10).max(1)
@@ -1121,6 +1205,18 @@ mod tests {
     }
 
     #[test]
+    fn an_entitled_answer_is_the_body_without_a_settlement() {
+        let body = BODY.as_bytes();
+        assert_eq!(
+            judge(PathKind::Entitled, 200, &HeaderMap::new(), body),
+            Ok(())
+        );
+        let paid = headers(PAYMENT_RESPONSE, &settled(true));
+        assert!(judge(PathKind::Entitled, 200, &paid, body).is_err());
+        assert!(judge(PathKind::Entitled, 402, &HeaderMap::new(), body).is_err());
+    }
+
+    #[test]
     fn an_unpriced_answer_is_the_body() {
         assert_eq!(
             judge(PathKind::Unpriced, 200, &HeaderMap::new(), BODY.as_bytes()),
@@ -1135,6 +1231,9 @@ mod tests {
         assert_eq!(Kind::Gateway.route(PathKind::Unpriced), None);
         assert_eq!(Kind::Native.route(PathKind::Unpriced), Some(FREE_PATH));
         assert_eq!(Kind::Express.route(PathKind::Paid), Some(PAID_PATH));
+        assert_eq!(Kind::Gateway.route(PathKind::Entitled), Some(PAID_PATH));
+        assert_eq!(Kind::Native.route(PathKind::Entitled), None);
+        assert_eq!(Kind::Express.route(PathKind::Entitled), None);
         for path in PathKind::ALL {
             assert_eq!(Kind::Direct.route(path), Some(PAID_PATH));
             assert_eq!(Kind::Direct.expects(path), PathKind::Unpriced);
