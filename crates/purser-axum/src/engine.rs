@@ -39,6 +39,10 @@ use crate::facilitator::{Facilitator, FacilitatorError};
 /// The `error` of a 402 whose payment matched none of the offered requirements.
 pub const NO_MATCHING_REQUIREMENTS: &str = "no_matching_payment_requirements";
 
+/// The `error` of a 402 whose payment names another resource than the one asked for (a payment
+/// made for another route or URL).
+pub const RESOURCE_MISMATCH: &str = "payment_for_another_resource";
+
 /// The header naming the verified payer on the request a handler or upstream receives.
 pub const PAYER_HEADER: &str = "x-purser-payer";
 
@@ -304,6 +308,13 @@ impl Paywall {
             Ok(None) => return Err(Self::challenge(offer, None)),
             Err(reply) => return Err(reply),
         };
+        // A payment names what it pays for: one made for another route or URL buys nothing here.
+        if let Some(paid_for) = &payload.resource
+            && !offer.required.resource.url.is_empty()
+            && paid_for.url != offer.required.resource.url
+        {
+            return Err(Self::challenge(offer, Some(RESOURCE_MISMATCH)));
+        }
         let Some(requirements) = offer
             .offered()
             .find(|o| purser_x402::matching::accepted_matches(o, &payload.accepted))

@@ -673,6 +673,31 @@ impl Interop {
         )
     }
 
+    /// A `PAYMENT-SIGNATURE` for the first requirements of `required`, signed in Rust the way
+    /// SDK clients sign (echoing `resource` and `accepted`), valid until `valid_before`.
+    pub(crate) fn sign_for(
+        &self,
+        required: &purser_x402::PaymentRequired,
+        valid_before: u64,
+    ) -> String {
+        use purser_chain::devnet::payment::{Payment, random_nonce};
+        let offer = &required.accepts[0];
+        let payment = Payment {
+            valid_before,
+            nonce: random_nonce(),
+            ..Payment::new(
+                self.chain(),
+                self.payer(),
+                offer.pay_to.parse().unwrap(),
+                offer.amount.atomic(),
+            )
+        };
+        let mut payload = payment.payload_signed_with(self.payer(), self.chain().chain_id(), &[]);
+        payload["resource"] = serde_json::to_value(&required.resource).unwrap();
+        payload["accepted"] = serde_json::to_value(offer).unwrap();
+        purser_x402::header::encode_json(&payload)
+    }
+
     /// A published GET resource at `url` for $0.01 (10000 atomic units).
     pub(crate) async fn publish(&self, url: &str, name: &str) -> purser_domain::id::ResourceId {
         self.publish_described(url, name, &format!("{name}, paid per call"))
@@ -859,6 +884,49 @@ async fn sdk_clients_pay_through_the_gateway(backends: Backends) {
     // A route that does not exist is the gateway's 404, not a 402.
     let missing = reqwest::get(format!("{gateway}/nowhere")).await.unwrap();
     assert_eq!(missing.status(), 404);
+
+    // A payment made for another route, and one whose authorization has expired: each gets the
+    // 402 again, and the upstream is not called.
+    let calls = upstream.calls();
+    let challenge_at = |url: String| async move {
+        let answer = reqwest::get(&url).await.unwrap();
+        assert_eq!(answer.status(), 402, "{url}");
+        purser_x402::header::decode_payment_required(
+            answer.headers()["payment-required"].to_str().unwrap(),
+        )
+        .unwrap()
+    };
+    let faro = format!("{gateway}/weather/faro");
+    let elsewhere = challenge_at(format!("{gateway}/broken/faro")).await;
+    let here = challenge_at(faro.clone()).await;
+    let in_an_hour = purser_chain::devnet::payment::now() + 3_600;
+    let an_hour_ago = purser_chain::devnet::payment::now() - 3_600;
+    for (what, payment, error) in [
+        (
+            "a payment for another route",
+            fx.sign_for(&elsewhere, in_an_hour),
+            purser_axum::engine::RESOURCE_MISMATCH,
+        ),
+        (
+            "an expired authorization",
+            fx.sign_for(&here, an_hour_ago),
+            "invalid_exact_evm_payload_authorization_valid_before",
+        ),
+    ] {
+        let answer = reqwest::Client::new()
+            .get(&faro)
+            .header("payment-signature", payment)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 402, "{what}");
+        let required = purser_x402::header::decode_payment_required(
+            answer.headers()["payment-required"].to_str().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(required.error.as_deref(), Some(error), "{what}");
+    }
+    assert_eq!(upstream.calls(), calls, "the upstream was not called");
 
     // The delegated check finds the resource by URL and answers the same 402 as the gateway.
     let client = reqwest::Client::new();
