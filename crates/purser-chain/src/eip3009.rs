@@ -271,7 +271,18 @@ pub enum SignatureCheck {
         signature: Bytes,
         deployment: Option<Deployment>,
     },
-    Invalid(Verdict),
+    Invalid {
+        reason: Reason,
+        message: String,
+    },
+}
+
+/// A refused signature, as a check's answer.
+fn refused(reason: Reason, message: impl Into<String>) -> SignatureCheck {
+    SignatureCheck::Invalid {
+        reason,
+        message: message.into(),
+    }
 }
 
 fn invalid(reason: Reason, message: impl Into<String>) -> Verdict {
@@ -418,7 +429,7 @@ impl Rail {
                 signature,
                 deployment,
             } => (signature, deployment),
-            SignatureCheck::Invalid(verdict) => return Ok(verdict),
+            SignatureCheck::Invalid { reason, message } => return Ok(invalid(reason, message)),
         };
         if transfer.to != requirement.pay_to {
             return Ok(invalid(
@@ -577,17 +588,17 @@ impl Rail {
         let mut deployment = None;
         if let Some(wrapped) = unwrap_erc6492(signature) {
             let Ok(wrapped) = wrapped else {
-                return Ok(SignatureCheck::Invalid(invalid(
+                return Ok(refused(
                     Reason::InvalidExactEvmFailedToParseSignature,
                     "malformed ERC-6492 wrapper",
-                )));
+                ));
             };
             if code.is_empty() {
                 if !self.erc6492_factories.contains(&wrapped.factory) {
-                    return Ok(SignatureCheck::Invalid(invalid(
+                    return Ok(refused(
                         Reason::Eip6492FactoryNotAllowed,
                         format!("factory {} is not allowlisted", wrapped.factory),
-                    )));
+                    ));
                 }
                 deployment = Some(Deployment {
                     factory: wrapped.factory,
@@ -605,13 +616,13 @@ impl Rail {
                     .recover_address_from_prehash(&digest)
                     .is_ok_and(|recovered| recovered == signer),
                 Err(err) => {
-                    return Ok(SignatureCheck::Invalid(invalid(
+                    return Ok(refused(
                         Reason::InvalidExactEvmFailedToParseSignature,
                         format!(
                             "the signer has no code, so the signature must be a 65-byte ECDSA signature; this one ({} bytes) is not: {err}",
                             inner.len()
                         ),
-                    )));
+                    ));
                 }
             }
         } else {
@@ -631,10 +642,10 @@ impl Rail {
                 deployment,
             }
         } else {
-            SignatureCheck::Invalid(invalid(
+            refused(
                 Reason::InvalidExactEvmSignature,
                 "the signature does not match the signed data and signer",
-            ))
+            )
         })
     }
 

@@ -240,14 +240,10 @@ impl SignIn {
         };
         match checked {
             Ok(SignatureCheck::Valid { .. }) => {}
-            Ok(SignatureCheck::Invalid(verdict)) => {
-                let why = match verdict {
-                    purser_chain::eip3009::Verdict::Invalid { message, .. } => message,
-                    purser_chain::eip3009::Verdict::Valid => String::new(),
-                };
+            Ok(SignatureCheck::Invalid { message, .. }) => {
                 return Err(refuse(
                     ErrorCode::SignInSignatureInvalid,
-                    format!("the signature is not {address}'s: {why}"),
+                    format!("the signature is not {address}'s: {message}"),
                 ));
             }
             Err(failure) => {

@@ -117,6 +117,11 @@ impl Platform {
             None => Arc::new(MemoryCoordination::new()),
         };
         tracing::info!(coordination = coordination.backend(), "coordination ready");
+        if config.coordination.redis_url.is_some() && config.sessions.keys.is_empty() {
+            tracing::warn!(
+                "no [sessions] keys are configured: this instance signs session tokens with a key of its own, which other instances sharing this Redis will refuse; configure the same keys everywhere"
+            );
+        }
         let rails = Rails::open(&config.rails, RpcPolicy::default()).await?;
         for rail in rails.iter() {
             tracing::info!(network = %rail.network, assets = rail.assets.len(), signers = rail.signers().len(), "rail ready");
