@@ -675,13 +675,6 @@ impl Bench<'_> {
             server.kind.name()
         );
         let value = offer.amount.atomic();
-        let resource = serde_json::to_value(&required.resource)?;
-        let accepted = serde_json::to_value(&offer)?;
-        let extensions = required
-            .extensions
-            .as_ref()
-            .map(serde_json::to_value)
-            .transpose()?;
         Ok((0..count)
             .map(|_| {
                 let payer = &self.payers[self.next_payer % self.payers.len()];
@@ -693,12 +686,7 @@ impl Bench<'_> {
                     nonce: random_nonce(),
                     ..Payment::new(chain, payer, pay_to, value)
                 };
-                let mut payload = payment.payload_signed_with(payer, chain.chain_id(), &[]);
-                payload["resource"] = resource.clone();
-                payload["accepted"] = accepted.clone();
-                if let Some(extensions) = &extensions {
-                    payload["extensions"] = extensions.clone();
-                }
+                let payload = payment.payload_answering(payer, chain.chain_id(), &required, &offer);
                 Some((PAYMENT_SIGNATURE, Arc::from(encode_json(&payload))))
             })
             .collect())
@@ -723,7 +711,6 @@ impl Bench<'_> {
     /// A session token of the first payer, who paid while warming up: it answers the 402's
     /// sign-in challenge (Sign-In-With-X, EIP-191) and keeps the token the answer carries.
     async fn session(&self, server: &Server) -> anyhow::Result<String> {
-        use alloy::signers::SignerSync as _;
         let required = self.payment_required(server).await?;
         let offer: purser_x402::siwx::SiwxOffer = serde_json::from_value(
             required
@@ -738,27 +725,7 @@ impl Bench<'_> {
             .supported_chains
             .first()
             .ok_or_else(|| anyhow!("the sign-in offer names no chain"))?;
-        let info = offer.info;
-        let mut payload = purser_x402::siwx::SiwxPayload {
-            domain: info.domain,
-            address: payer.address().to_checksum(None),
-            statement: info.statement,
-            uri: info.uri,
-            version: info.version,
-            chain_id: chain.chain_id.clone(),
-            kind: chain.kind.clone(),
-            nonce: info.nonce,
-            issued_at: info.issued_at,
-            expiration_time: info.expiration_time,
-            not_before: info.not_before,
-            request_id: info.request_id,
-            resources: info.resources,
-            signature_scheme: None,
-            signature: String::new(),
-        };
-        let text = purser_entitlement::siwx::message_of(&payload)?.to_string();
-        let signature = payer.signer().sign_message_sync(text.as_bytes())?;
-        payload.signature = format!("0x{}", alloy::hex::encode(signature.as_bytes()));
+        let payload = purser_entitlement::siwx::answer(&offer, chain, &payer.signer())?;
         let url = format!("{}{PAID_PATH}", server.base);
         let answer = self
             .client

@@ -342,6 +342,41 @@ fn timestamp(field: &str, value: &str) -> Result<DateTime<Utc>> {
         })
 }
 
+/// What a wallet answers to `offer` on `chain`: the offered fields, its address, and its EIP-191
+/// signature over their EIP-4361 text — what `@x402/extensions`' client sends, for Purser's own
+/// agents (the demo, the benchmark) and tests.
+pub fn answer(
+    offer: &SiwxOffer,
+    chain: &SupportedChain,
+    signer: &alloy::signers::local::PrivateKeySigner,
+) -> Result<SiwxPayload> {
+    use alloy::signers::SignerSync as _;
+    let info = offer.info.clone();
+    let mut payload = SiwxPayload {
+        domain: info.domain,
+        address: signer.address().to_checksum(None),
+        statement: info.statement,
+        uri: info.uri,
+        version: info.version,
+        chain_id: chain.chain_id.clone(),
+        kind: chain.kind.clone(),
+        nonce: info.nonce,
+        issued_at: info.issued_at,
+        expiration_time: info.expiration_time,
+        not_before: info.not_before,
+        request_id: info.request_id,
+        resources: info.resources,
+        signature_scheme: None,
+        signature: String::new(),
+    };
+    let text = message_of(&payload)?.to_string();
+    let signature = signer
+        .sign_message_sync(text.as_bytes())
+        .map_err(|e| Error::internal("signing a sign-in", e))?;
+    payload.signature = format!("0x{}", alloy::hex::encode(signature.as_bytes()));
+    Ok(payload)
+}
+
 /// The EIP-4361 message the client signed, from the payload's fields; each field is checked as
 /// EIP-4361 requires.
 pub fn message_of(payload: &SiwxPayload) -> Result<siwe::Message> {

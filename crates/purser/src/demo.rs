@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
-use alloy::signers::SignerSync as _;
 use anyhow::{Context as _, anyhow, bail, ensure};
 use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
 use purser_chain::devnet::payment::{Payment, now, random_nonce};
@@ -38,7 +37,7 @@ use purser_x402::header::{
     PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, SIGN_IN_WITH_X, decode_payment_required,
     decode_payment_response, encode_json,
 };
-use purser_x402::siwx::{SiwxOffer, SiwxPayload};
+use purser_x402::siwx::SiwxOffer;
 use purser_x402::{PaymentRequired, PaymentRequirements};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -624,27 +623,7 @@ fn sign_in(agent: &Agent, challenge: &PaymentRequired) -> anyhow::Result<String>
         .iter()
         .find(|c| Some(c.chain_id.as_str()) == network)
         .ok_or_else(|| anyhow!("the sign-in offer names no chain the payment is offered on"))?;
-    let info = offer.info;
-    let mut payload = SiwxPayload {
-        domain: info.domain,
-        address: agent.wallet.address().to_checksum(None),
-        statement: info.statement,
-        uri: info.uri,
-        version: info.version,
-        chain_id: chain.chain_id.clone(),
-        kind: chain.kind.clone(),
-        nonce: info.nonce,
-        issued_at: info.issued_at,
-        expiration_time: info.expiration_time,
-        not_before: info.not_before,
-        request_id: info.request_id,
-        resources: info.resources,
-        signature_scheme: None,
-        signature: String::new(),
-    };
-    let text = purser_entitlement::siwx::message_of(&payload)?.to_string();
-    let signature = agent.wallet.signer().sign_message_sync(text.as_bytes())?;
-    payload.signature = format!("0x{}", alloy::hex::encode(signature.as_bytes()));
+    let payload = purser_entitlement::siwx::answer(&offer, chain, &agent.wallet.signer())?;
     Ok(purser_x402::siwx::encode(&payload))
 }
 
@@ -670,10 +649,7 @@ fn sign(
         nonce: random_nonce(),
         ..Payment::new(chain, &agent.wallet, pay_to, value)
     };
-    let mut payload = payment.payload_signed_with(&agent.wallet, chain.chain_id(), &[]);
-    // Echo what was offered, as SDK clients do.
-    payload["resource"] = serde_json::to_value(&required.resource)?;
-    payload["accepted"] = serde_json::to_value(offer)?;
+    let payload = payment.payload_answering(&agent.wallet, chain.chain_id(), required, offer);
     Ok(encode_json(&payload))
 }
 

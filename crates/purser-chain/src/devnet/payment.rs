@@ -131,6 +131,24 @@ impl Payment {
         payload
     }
 
+    /// The payload answering the 402 `required` with its requirements `accepted`, as SDK
+    /// clients build it: `resource`, `accepted` and `extensions` echoed from the 402.
+    pub fn payload_answering(
+        &self,
+        key: &TestAccount,
+        chain_id: u64,
+        required: &purser_x402::PaymentRequired,
+        accepted: &purser_x402::PaymentRequirements,
+    ) -> Value {
+        let mut payload = self.payload_signed_with(key, chain_id, &[]);
+        payload["resource"] = serde_json::to_value(&required.resource).unwrap_or(Value::Null);
+        payload["accepted"] = serde_json::to_value(accepted).unwrap_or(Value::Null);
+        if let Some(extensions) = &required.extensions {
+            payload["extensions"] = Value::Object(extensions.clone());
+        }
+        payload
+    }
+
     /// The `/verify` and `/settle` body, signed by the payer (`key`).
     pub fn body(&self, key: &TestAccount, chain_id: u64) -> Value {
         json!({

@@ -277,33 +277,12 @@ fn sign_in_header(
     required: &purser_x402::PaymentRequired,
     key: &purser_chain::devnet::TestAccount,
 ) -> String {
-    use alloy::signers::SignerSync as _;
     let offer: purser_x402::siwx::SiwxOffer =
         serde_json::from_value(required.extensions.as_ref().unwrap()["sign-in-with-x"].clone())
             .unwrap();
-    let info = offer.info;
-    let mut payload = purser_x402::siwx::SiwxPayload {
-        domain: info.domain,
-        address: key.address().to_checksum(None),
-        statement: info.statement,
-        uri: info.uri,
-        version: info.version,
-        chain_id: offer.supported_chains[0].chain_id.clone(),
-        kind: offer.supported_chains[0].kind.clone(),
-        nonce: info.nonce,
-        issued_at: info.issued_at,
-        expiration_time: info.expiration_time,
-        not_before: info.not_before,
-        request_id: info.request_id,
-        resources: info.resources,
-        signature_scheme: None,
-        signature: String::new(),
-    };
-    let text = purser_entitlement::siwx::message_of(&payload)
-        .unwrap()
-        .to_string();
-    let signature = key.signer().sign_message_sync(text.as_bytes()).unwrap();
-    payload.signature = format!("0x{}", alloy::hex::encode(signature.as_bytes()));
+    let payload =
+        purser_entitlement::siwx::answer(&offer, &offer.supported_chains[0], &key.signer())
+            .unwrap();
     purser_x402::siwx::encode(&payload)
 }
 

@@ -692,9 +692,8 @@ impl Interop {
                 offer.amount.atomic(),
             )
         };
-        let mut payload = payment.payload_signed_with(self.payer(), self.chain().chain_id(), &[]);
-        payload["resource"] = serde_json::to_value(&required.resource).unwrap();
-        payload["accepted"] = serde_json::to_value(offer).unwrap();
+        let payload =
+            payment.payload_answering(self.payer(), self.chain().chain_id(), required, offer);
         purser_x402::header::encode_json(&payload)
     }
 
