@@ -19,7 +19,8 @@ use crate::registry::{
     Resource, ResourceChange, ResourceStatus, ResourceVersion,
 };
 use crate::settlement::{
-    Attempt, ChainOutcome, Claim, InFlightQuery, NewSettlement, PaymentIdentifierClaim, Settlement,
+    Attempt, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NewSettlement,
+    PaymentIdentifierClaim, Settlement,
 };
 use crate::tenant::{NewTenant, Tenant, TenantUpdate};
 
@@ -90,6 +91,13 @@ pub trait SettlementRepository: Send + Sync {
         &self,
         scope: TenantScope,
         id: SettlementId,
+    ) -> Result<Option<Settlement>>;
+
+    /// The scope's settlement of the authorization `key` (there is at most one per key).
+    async fn find_settlement_by_authorization(
+        &self,
+        scope: TenantScope,
+        key: &AuthorizationKey,
     ) -> Result<Option<Settlement>>;
 
     /// The scope's settlements, in creation order.
@@ -323,6 +331,12 @@ pub trait GrantRepository: Send + Sync {
     ) -> Result<Option<Grant>>;
 
     async fn find_grant(&self, scope: TenantScope, id: GrantId) -> Result<Option<Grant>>;
+
+    /// Adds uses counted outside the database to grants without a use limit: a cache admits
+    /// requests on such grants without a write each and records their uses in batches, for
+    /// every tenant at once. Grants with a limit are left alone (their uses are counted by
+    /// [`Self::use_grant`] alone, one atomic step each); unknown ids are ignored.
+    async fn add_grant_uses(&self, uses: &[(GrantId, u32)]) -> Result<()>;
 
     /// The scope's grants that pass `filter` (`active_only`: those that hold at `now`), newest
     /// first. The page's cursors follow that order: `page.after` selects older grants (ids

@@ -217,6 +217,26 @@ impl GrantRepository for SqliteStore {
         .transpose()
     }
 
+    async fn add_grant_uses(&self, uses: &[(GrantId, u32)]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        // One statement for the batch; the count saturates at what a grant can report.
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "UPDATE grants SET uses_count = MIN(grants.uses_count + batch.column2, 4294967295) FROM (",
+        );
+        query.push_values(uses, |mut row, (id, n)| {
+            row.push_bind(id.as_uuid()).push_bind(i64::from(*n));
+        });
+        query.push(") AS batch WHERE grants.id = batch.column1 AND grants.uses_allowed IS NULL");
+        query
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("adding counted grant uses"))?;
+        Ok(())
+    }
+
     async fn find_grant(&self, scope: TenantScope, id: GrantId) -> Result<Option<Grant>> {
         sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1 AND tenant_id = $2"

@@ -311,6 +311,27 @@ impl SettlementRepository for SqliteStore {
             .filter(|s| s.tenant_id == scope.tenant_id()))
     }
 
+    async fn find_settlement_by_authorization(
+        &self,
+        scope: TenantScope,
+        key: &AuthorizationKey,
+    ) -> Result<Option<Settlement>> {
+        sqlx::query_as::<_, SettlementRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {SETTLEMENT_COLUMNS} FROM settlements \
+             WHERE network = $1 AND asset = $2 AND payer = $3 AND auth_nonce = $4 AND tenant_id = $5"
+        )))
+        .bind(&key.network)
+        .bind(&key.asset)
+        .bind(&key.payer)
+        .bind(&key.nonce)
+        .bind(scope.tenant_id().as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("reading a settlement by its authorization"))?
+        .map(Settlement::try_from)
+        .transpose()
+    }
+
     async fn list_settlements(
         &self,
         scope: TenantScope,

@@ -34,6 +34,7 @@ macro_rules! grant_suite {
             uses_go_to_unlimited_then_soonest_lapsing_grants,
             concurrent_uses_are_counted_exactly,
             grants_are_listed_newest_first_with_filters,
+            uses_counted_elsewhere_are_added_to_unlimited_grants_only,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -768,4 +769,47 @@ pub async fn grants_are_listed_newest_first_with_filters(store: Arc<dyn Store>) 
         .unwrap();
     assert_eq!(theirs.items.len(), 1);
     assert!(!made.contains(&theirs.items[0].id));
+}
+
+pub async fn uses_counted_elsewhere_are_added_to_unlimited_grants_only(store: Arc<dyn Store>) {
+    let tenant = tenant(&store, "Acme").await;
+    let scope = TenantScope::trusted(tenant);
+    let paid = resource(&store, tenant, "batched").await;
+    let unlimited = create(&store, for_resource(tenant, paid, ALICE)).await;
+    let limited = create(
+        &store,
+        NewGrant {
+            uses_allowed: Some(5),
+            ..for_resource(tenant, paid, BOB)
+        },
+    )
+    .await;
+    store.add_grant_uses(&[]).await.unwrap();
+    store
+        .add_grant_uses(&[(unlimited.id, 3), (limited.id, 2), (GrantId::new(), 9)])
+        .await
+        .unwrap();
+    store.add_grant_uses(&[(unlimited.id, 4)]).await.unwrap();
+    let uses = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .find_grant(scope, id)
+                .await
+                .unwrap()
+                .unwrap()
+                .uses_count
+        }
+    };
+    assert_eq!(uses(unlimited.id).await, 7);
+    assert_eq!(
+        uses(limited.id).await,
+        0,
+        "a limited grant counts only its own uses"
+    );
+    store
+        .add_grant_uses(&[(unlimited.id, u32::MAX)])
+        .await
+        .unwrap();
+    assert_eq!(uses(unlimited.id).await, u32::MAX, "the count saturates");
 }

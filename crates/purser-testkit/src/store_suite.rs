@@ -666,6 +666,28 @@ pub async fn settlements_are_claimed_once_per_authorization(store: Arc<dyn Store
             .id,
         first.id
     );
+    let by_key = |tenant_id| {
+        let store = store.clone();
+        let key = first.key.clone();
+        async move {
+            store
+                .find_settlement_by_authorization(TenantScope::trusted(tenant_id), &key)
+                .await
+                .unwrap()
+                .map(|s| s.id)
+        }
+    };
+    assert_eq!(by_key(acme.id).await, Some(first.id));
+    assert_eq!(by_key(globex.id).await, None, "another tenant's settlement");
+    let mut other_nonce = first.key.clone();
+    other_nonce.nonce = format!("0x{}", "77".repeat(32));
+    assert!(
+        store
+            .find_settlement_by_authorization(TenantScope::trusted(acme.id), &other_nonce)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let claims = futures::future::join_all((0..20).map(|_| {
         let store = store.clone();
