@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID};
 use purser_domain::auth::Principal;
+use purser_domain::coord::Invalidator;
 use purser_domain::repo::Store;
 use purser_domain::{Error, ErrorCode};
 use purser_registry::Registry;
@@ -13,6 +14,11 @@ use crate::error::{GqlError, GqlResult};
 
 pub fn store<'a>(ctx: &Context<'a>) -> &'a Arc<dyn Store> {
     ctx.data_unchecked::<Arc<dyn Store>>()
+}
+
+/// Announces changes that instances may have cached (keys, tenants, grants).
+pub fn invalidator<'a>(ctx: &Context<'a>) -> &'a Arc<Invalidator> {
+    ctx.data_unchecked::<Arc<Invalidator>>()
 }
 
 pub fn registry<'a>(ctx: &Context<'a>) -> &'a Arc<Registry> {

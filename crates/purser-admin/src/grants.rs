@@ -4,11 +4,12 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 use purser_domain::auth::Access;
+use purser_domain::coord::Invalidation;
 use purser_domain::entitlement::{self, GrantFilter, GrantScope};
 use purser_domain::id::GrantId;
 use purser_domain::{Error, time};
 
-use crate::context::{parse_id, parse_optional_id, principal, store};
+use crate::context::{invalidator, parse_id, parse_optional_id, principal, store};
 use crate::error::GqlResult;
 use crate::pagination::{IdCursor, RelayArgs, connection};
 
@@ -145,6 +146,12 @@ impl GrantsMutation {
             .revoke_grant(scope, parse_id(&id)?, time::now())
             .await?
             .ok_or_else(|| Error::not_found(GrantId::WHAT))?;
+        invalidator(ctx)
+            .announce(&Invalidation::Grants {
+                tenant: revoked.tenant_id,
+                wallet: revoked.wallet.clone(),
+            })
+            .await;
         tracing::info!(grant_id = %revoked.id, by = %principal.key_id, "grant revoked");
         Ok(Grant(revoked))
     }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use async_graphql::{EmptySubscription, Schema};
 use purser_domain::auth::Authenticator;
+use purser_domain::coord::Invalidator;
 use purser_domain::repo::Store;
 use purser_registry::Registry;
 
@@ -56,11 +57,16 @@ impl AdminState {
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         authenticator: Arc<Authenticator>,
+        invalidator: Arc<Invalidator>,
         limits: GraphqlLimits,
         graphiql: bool,
     ) -> Self {
         Self {
-            schema: schema_builder(limits).data(store).data(registry).finish(),
+            schema: schema_builder(limits)
+                .data(store)
+                .data(registry)
+                .data(invalidator)
+                .finish(),
             authenticator,
             graphiql,
         }

@@ -1,9 +1,10 @@
 use async_graphql::{Context, Object};
 use purser_domain::Error;
 use purser_domain::auth::{Access, KeyOwner, mint_api_key};
+use purser_domain::coord::Invalidation;
 use purser_domain::tenant::{NewTenant, TenantName, TenantUpdate};
 
-use crate::context::{parse_id, parse_optional_id, principal, store};
+use crate::context::{invalidator, parse_id, parse_optional_id, principal, store};
 use crate::error::GqlResult;
 use crate::grants::GrantsMutation;
 use crate::registry::RegistryMutation;
@@ -49,8 +50,13 @@ impl AdminMutation {
         };
         let tenant = store(ctx)
             .update_tenant(parse_id(&input.id)?, update)
-            .await?;
-        Ok(Tenant(tenant.ok_or_else(|| Error::not_found("tenant"))?))
+            .await?
+            .ok_or_else(|| Error::not_found("tenant"))?;
+        // Its keys stop (or start) working on every instance now, not when caches expire.
+        invalidator(ctx)
+            .announce(&Invalidation::Tenant(tenant.id))
+            .await;
+        Ok(Tenant(tenant))
     }
 
     /// Creates an API key and answers its secret, once.
@@ -90,6 +96,11 @@ impl AdminMutation {
             .revoke_api_key(owner, parse_id(&input.id)?, purser_domain::time::now())
             .await?
             .ok_or_else(|| Error::not_found("api key"))?;
+        invalidator(ctx)
+            .announce(&Invalidation::ApiKey {
+                prefix: revoked.prefix.clone(),
+            })
+            .await;
         tracing::info!(key_id = %revoked.id, by = %principal.key_id, "api key revoked");
         Ok(ApiKey(revoked))
     }

@@ -282,10 +282,29 @@ impl TenantScope {
     }
 }
 
-/// Checks presented API keys.
+/// How long an API key checked against the database is trusted from memory. Revoking a key
+/// or suspending its tenant announces it to every instance at once (see
+/// [`crate::coord::Invalidation`]); this bounds how long a lost announcement leaves a key working.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How many checked keys are kept in memory at most.
+const KEY_CACHE_ENTRIES: usize = 10_000;
+
+/// A key that passed the checks, remembered by the hash of the presented token.
+#[derive(Debug, Clone)]
+struct CheckedKey {
+    principal: Principal,
+    prefix: String,
+    checked: std::time::Instant,
+}
+
+/// Checks presented API keys: against the database, then from memory for [`KEY_CACHE_TTL`],
+/// so the hot paths (payment checks on every request) do not read the database per request.
 pub struct Authenticator {
     keys: Arc<dyn ApiKeyRepository>,
     last_used_resolution: Duration,
+    checked: std::sync::Mutex<std::collections::HashMap<String, CheckedKey>>,
+    cache_ttl: std::time::Duration,
 }
 
 impl Authenticator {
@@ -293,6 +312,8 @@ impl Authenticator {
         Self {
             keys,
             last_used_resolution: Duration::seconds(60),
+            checked: std::sync::Mutex::default(),
+            cache_ttl: KEY_CACHE_TTL,
         }
     }
 
@@ -302,15 +323,86 @@ impl Authenticator {
         self
     }
 
+    /// How long a checked key is trusted from memory; zero checks every request against the
+    /// database.
+    pub fn with_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CheckedKey>> {
+        self.checked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets what was checked about the key with this prefix (it was revoked).
+    pub fn forget_key(&self, prefix: &str) {
+        self.remembered().retain(|_, k| k.prefix != prefix);
+    }
+
+    /// Forgets what was checked about the tenant's keys (it was suspended or reinstated).
+    pub fn forget_tenant(&self, tenant: TenantId) {
+        self.remembered()
+            .retain(|_, k| k.principal.tenant_id != Some(tenant));
+    }
+
+}
+
+impl crate::coord::Forget for Authenticator {
+    fn forget(&self, what: &crate::coord::Invalidation) {
+        use crate::coord::Invalidation;
+        match what {
+            Invalidation::ApiKey { prefix } => self.forget_key(prefix),
+            Invalidation::Tenant(tenant) => self.forget_tenant(*tenant),
+            Invalidation::Grants { .. } => {}
+        }
+    }
+
+    fn forget_all(&self) {
+        self.remembered().clear();
+    }
+}
+
+impl Authenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let invalid = || Error::new(ErrorCode::InvalidApiKey, "the API key is not valid");
         let prefix = token_prefix(token).ok_or_else(invalid)?;
+        let presented = hash_token(token);
+        if !self.cache_ttl.is_zero()
+            && let Some(key) = self.remembered().get(&presented)
+            && key.checked.elapsed() < self.cache_ttl
+        {
+            return Ok(key.principal);
+        }
+        let principal = self.check(prefix, &presented).await?;
+        if !self.cache_ttl.is_zero() {
+            let mut remembered = self.remembered();
+            if remembered.len() >= KEY_CACHE_ENTRIES {
+                let ttl = self.cache_ttl;
+                remembered.retain(|_, k| k.checked.elapsed() < ttl);
+                if remembered.len() >= KEY_CACHE_ENTRIES {
+                    remembered.clear();
+                }
+            }
+            remembered.insert(
+                presented,
+                CheckedKey {
+                    principal,
+                    prefix: prefix.to_owned(),
+                    checked: std::time::Instant::now(),
+                },
+            );
+        }
+        Ok(principal)
+    }
+
+    /// Checks a key against the database: its hash, revocation and tenant.
+    async fn check(&self, prefix: &str, presented: &str) -> Result<Principal> {
+        let invalid = || Error::new(ErrorCode::InvalidApiKey, "the API key is not valid");
         let stored = self
             .keys
             .find_api_key_by_prefix(prefix)
             .await?
             .ok_or_else(invalid)?;
-        let presented = hash_token(token);
         if !bool::from(presented.as_bytes().ct_eq(stored.secret_hash.as_bytes())) {
             return Err(invalid());
         }

@@ -2,12 +2,14 @@
 //! in-process map on the embedded default. Nothing here is the source of truth for money: losing
 //! it loses speed (and, for nonces, forces a fresh sign-in), never value.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
+use crate::id::TenantId;
 
 /// The result of one attempt against a rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,4 +71,162 @@ pub trait Coordination: Send + Sync {
 
     /// Which backend this is (`redis`, `memory`).
     fn backend(&self) -> &'static str;
+}
+
+/// The channel on which instances tell each other that cached facts changed.
+pub const INVALIDATION_CHANNEL: &str = "invalidate";
+
+/// A cached fact that changed in the database: every instance drops what it cached about it.
+/// Caches also expire entries on their own (a bounded time), so a lost message delays an
+/// invalidation, never loses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// A wallet's grants with a tenant: one was made, used up or revoked.
+    Grants { tenant: TenantId, wallet: String },
+    /// An API key, by its public prefix: revoked.
+    ApiKey { prefix: String },
+    /// A tenant: suspended or reinstated (its keys stop or start working).
+    Tenant(TenantId),
+}
+
+impl Invalidation {
+    /// The message as published: a word and its fields, space-separated.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Grants { tenant, wallet } => format!("grants {tenant} {wallet}"),
+            Self::ApiKey { prefix } => format!("key {prefix}"),
+            Self::Tenant(tenant) => format!("tenant {tenant}"),
+        }
+        .into_bytes()
+    }
+
+    /// A message from [`Self::encode`]; `None` for anything else (a newer instance's message
+    /// this one does not know, say).
+    pub fn decode(message: &[u8]) -> Option<Self> {
+        let text = std::str::from_utf8(message).ok()?;
+        let mut words = text.split(' ');
+        let found = match (words.next()?, words.next(), words.next()) {
+            ("grants", Some(tenant), Some(wallet)) => Self::Grants {
+                tenant: tenant.parse().ok()?,
+                wallet: wallet.to_owned(),
+            },
+            ("key", Some(prefix), None) => Self::ApiKey {
+                prefix: prefix.to_owned(),
+            },
+            ("tenant", Some(tenant), None) => Self::Tenant(tenant.parse().ok()?),
+            _ => return None,
+        };
+        words.next().is_none().then_some(found)
+    }
+}
+
+/// A cache that drops entries when told.
+pub trait Forget: Send + Sync {
+    /// Drops what is cached about `what` (ignoring what this cache does not hold).
+    fn forget(&self, what: &Invalidation);
+    /// Drops everything: announcements may have been missed.
+    fn forget_all(&self);
+}
+
+/// Announces changes to every instance and applies the announcements of every instance to
+/// this one's caches.
+pub struct Invalidator {
+    coordination: Arc<dyn Coordination>,
+    caches: Vec<Arc<dyn Forget>>,
+}
+
+impl std::fmt::Debug for Invalidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invalidator")
+            .field("caches", &self.caches.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Invalidator {
+    pub fn new(coordination: Arc<dyn Coordination>, caches: Vec<Arc<dyn Forget>>) -> Self {
+        Self {
+            coordination,
+            caches,
+        }
+    }
+
+    /// Drops `what` from this instance's caches at once, then publishes it to every instance.
+    /// A failure to publish is logged, not returned: the database change it follows stands,
+    /// and the other instances' caches expire the stale entry in time.
+    pub async fn announce(&self, what: &Invalidation) {
+        self.apply(what);
+        if let Err(error) = self
+            .coordination
+            .publish(INVALIDATION_CHANNEL, &what.encode())
+            .await
+        {
+            tracing::warn!(error = %error.chain(), ?what, "could not announce an invalidation; caches will expire it");
+        }
+    }
+
+    fn apply(&self, what: &Invalidation) {
+        for cache in &self.caches {
+            cache.forget(what);
+        }
+    }
+
+    /// Subscribes to every instance's announcements and answers the work of applying them to
+    /// this instance's caches, to be spawned; it runs until the coordination backend shuts
+    /// down. Answers once subscribed, so that nothing announced afterwards is missed.
+    pub async fn listen(
+        self: &Arc<Self>,
+    ) -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+        use futures::StreamExt as _;
+        let mut notifications = self.coordination.subscribe(INVALIDATION_CHANNEL).await?;
+        let this = self.clone();
+        Ok(async move {
+            while let Some(notification) = notifications.next().await {
+                match notification {
+                    Notification::Message(message) => match Invalidation::decode(&message) {
+                        Some(what) => this.apply(&what),
+                        None => tracing::debug!("ignored an invalidation this version does not know"),
+                    },
+                    Notification::Gap => {
+                        tracing::info!("announcements may have been missed; dropping every cached entry");
+                        for cache in &this.caches {
+                            cache.forget_all();
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalidations_round_trip_and_unknown_messages_are_ignored() {
+        let tenant = TenantId::new();
+        for what in [
+            Invalidation::Grants {
+                tenant,
+                wallet: "0xabc".into(),
+            },
+            Invalidation::ApiKey {
+                prefix: "pk_123".into(),
+            },
+            Invalidation::Tenant(tenant),
+        ] {
+            assert_eq!(Invalidation::decode(&what.encode()), Some(what));
+        }
+        for junk in [
+            &b""[..],
+            b"grants",
+            b"grants not-a-tenant 0xabc",
+            b"key a b",
+            b"later-kind x",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(Invalidation::decode(junk), None, "{junk:?}");
+        }
+    }
 }

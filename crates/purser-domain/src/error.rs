@@ -77,6 +77,8 @@ error_codes! {
     // 402, not 409: the remedy is a payment (a top-up), which is what 402 asks x402 clients
     // for; a 409 would say the request clashed with a state it could succeed against unchanged.
     InsufficientCredit = (402, "insufficient_credit", "the payer's available prepaid credit is less than the amount to reserve; top up and retry"),
+    SignInRequired = (402, "sign_in_required", "the request proves no wallet: sign in (SIGN-IN-WITH-X) or send a session token, or pay"),
+    NoEntitlement = (402, "no_entitlement", "the signed-in wallet holds no grant for this resource and asked for no credit: pay, or top up and reserve"),
     Forbidden = (403, "forbidden", "the key's role does not allow the operation"),
     NotFound = (404, "not_found", "no such object visible to the caller"),
     RouteNotFound = (404, "route_not_found", "no such HTTP route"),

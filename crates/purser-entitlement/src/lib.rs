@@ -3,10 +3,14 @@
 //! - [`siwx`]: Sign-In-With-X challenges and their verification.
 //! - [`Entitlements`]: grants of repeat access: made when a payment settles, used by a wallet
 //!   that signs in, counted exactly.
+//! - [`cache`]: the hot path: a wallet's grants answered from memory, kept fresh by
+//!   announcements between instances.
+//! - [`session`]: the tokens a signed-in wallet comes back with.
 //!
 //! This crate knows the wire types, the chain (for contract-wallet signatures) and the
 //! repositories; it never knows HTTP frameworks or SQL.
 
+pub mod cache;
 pub mod session;
 pub mod siwx;
 
@@ -15,11 +19,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use purser_domain::Result;
 use purser_domain::auth::TenantScope;
+use purser_domain::coord::{Invalidation, Invalidator};
 use purser_domain::entitlement::{Grant, NewGrant, RepeatAccess};
 use purser_domain::id::{ResourceId, SettlementId};
 use purser_domain::repo::Store;
 use purser_x402::siwx::SiwxOffer;
 
+pub use cache::GrantCache;
 pub use session::{SESSION_HEADER, SessionConfig, SessionKeys, Sessions};
 pub use siwx::{SignIn, SignInConfig, SignedIn};
 
@@ -38,8 +44,10 @@ pub struct Admission {
 #[derive(Clone)]
 pub struct Entitlements {
     store: Arc<dyn Store>,
+    invalidator: Arc<Invalidator>,
     sign_in: SignIn,
     sessions: Arc<Sessions>,
+    cache: Arc<GrantCache>,
 }
 
 impl std::fmt::Debug for Entitlements {
@@ -51,12 +59,26 @@ impl std::fmt::Debug for Entitlements {
 }
 
 impl Entitlements {
-    pub fn new(store: Arc<dyn Store>, sign_in: SignIn, sessions: Arc<Sessions>) -> Self {
+    /// Grants over `store`, checked through `cache`; changes are announced to every instance
+    /// through `invalidator` (which must hold `cache`).
+    pub fn new(
+        store: Arc<dyn Store>,
+        invalidator: Arc<Invalidator>,
+        sign_in: SignIn,
+        sessions: Arc<Sessions>,
+        cache: Arc<GrantCache>,
+    ) -> Self {
         Self {
             store,
+            invalidator,
             sign_in,
             sessions,
+            cache,
         }
+    }
+
+    pub fn cache(&self) -> &Arc<GrantCache> {
+        &self.cache
     }
 
     pub fn sessions(&self) -> &Sessions {
@@ -90,8 +112,7 @@ impl Entitlements {
             .await?;
         let wallet = format!("{:#x}", signed_in.address);
         let grant = self
-            .store
-            .use_grant(scope, &wallet, resource, policy.group.as_deref(), now)
+            .use_grant(scope, &wallet, resource, policy, now)
             .await?;
         let Some(grant) = grant else {
             return Ok(None);
@@ -124,14 +145,48 @@ impl Entitlements {
             ));
         }
         let grant = self
-            .store
-            .use_grant(scope, &claims.sub, resource, policy.group.as_deref(), now)
+            .use_grant(scope, &claims.sub, resource, policy, now)
             .await?;
         Ok(grant.map(|grant| Admission {
             wallet: claims.sub,
             grant,
             session: None,
         }))
+    }
+
+    /// One use of a grant of `wallet` for `resource`, through the cache; `None` when no grant
+    /// holds. A grant used up by this use is announced, so other instances stop admitting on it
+    /// without a database read.
+    pub async fn use_grant(
+        &self,
+        scope: TenantScope,
+        wallet: &str,
+        resource: ResourceId,
+        policy: &RepeatAccess,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Grant>> {
+        let used = self
+            .cache
+            .admit(scope, wallet, resource, policy.group.as_deref(), now)
+            .await?;
+        if let Some(grant) = &used
+            && grant.uses_allowed.is_some()
+            && !grant.holds_at(now)
+        {
+            self.announce(scope, wallet).await;
+        }
+        Ok(used)
+    }
+
+    /// Tells every instance (this one at once) that `wallet`'s grants with the scope's tenant
+    /// changed.
+    pub async fn announce(&self, scope: TenantScope, wallet: &str) {
+        self.invalidator
+            .announce(&Invalidation::Grants {
+                tenant: scope.tenant_id(),
+                wallet: wallet.to_owned(),
+            })
+            .await;
     }
 
     /// Records what a settled payment of `payer` for `resource` bought under `policy`.
@@ -144,7 +199,8 @@ impl Entitlements {
         policy: &RepeatAccess,
         at: DateTime<Utc>,
     ) -> Result<Grant> {
-        self.store
+        let grant = self
+            .store
             .create_grant(NewGrant::from_policy(
                 scope.tenant_id(),
                 resource,
@@ -153,6 +209,8 @@ impl Entitlements {
                 policy,
                 at,
             ))
-            .await
+            .await?;
+        self.announce(scope, &grant.wallet).await;
+        Ok(grant)
     }
 }

@@ -10,7 +10,9 @@
 //! through Purser, and within the token's lifetime at most for a resource server that trusts
 //! the token alone.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -199,7 +201,13 @@ impl SessionKeys {
 pub struct Sessions {
     keys: SessionKeys,
     config: SessionConfig,
+    /// Tokens whose signature checked out, with their claims: a token is immutable, so the
+    /// same bytes verify the same way until they expire (checked on every use).
+    verified: Mutex<HashMap<String, SessionClaims>>,
 }
+
+/// How many verified tokens are remembered at most.
+const VERIFIED_TOKENS: usize = 100_000;
 
 fn invalid(message: &str) -> Error {
     Error::new(ErrorCode::SessionInvalid, message.to_owned())
@@ -207,7 +215,11 @@ fn invalid(message: &str) -> Error {
 
 impl Sessions {
     pub fn new(keys: SessionKeys, config: SessionConfig) -> Self {
-        Self { keys, config }
+        Self {
+            keys,
+            config,
+            verified: Mutex::default(),
+        }
     }
 
     pub fn jwks(&self) -> Value {
@@ -247,6 +259,39 @@ impl Sessions {
     /// The claims of a token this Purser issued that is valid at `now`:
     /// `session_expired` when it has run out, `session_invalid` for anything else.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<SessionClaims> {
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned();
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signature(token)?;
+                let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                if verified.len() >= VERIFIED_TOKENS {
+                    let at = now.timestamp();
+                    verified.retain(|_, c| c.exp > at);
+                    if verified.len() >= VERIFIED_TOKENS {
+                        verified.clear();
+                    }
+                }
+                verified.insert(token.to_owned(), claims.clone());
+                claims
+            }
+        };
+        if claims.exp <= now.timestamp() {
+            return Err(Error::new(
+                ErrorCode::SessionExpired,
+                "the session token has expired; sign in again",
+            ));
+        }
+        Ok(claims)
+    }
+
+    /// The token's claims once its header, key and signature check out; expiry aside.
+    fn verify_signature(&self, token: &str) -> Result<SessionClaims> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("the session token is not a JWT"))?;
         if header.alg != Algorithm::EdDSA {
@@ -266,12 +311,6 @@ impl Sessions {
         let claims = jsonwebtoken::decode::<SessionClaims>(token, &key.decoding, &validation)
             .map_err(|_| invalid("the session token's signature or claims are not valid"))?
             .claims;
-        if claims.exp <= now.timestamp() {
-            return Err(Error::new(
-                ErrorCode::SessionExpired,
-                "the session token has expired; sign in again",
-            ));
-        }
         Ok(claims)
     }
 }

@@ -15,6 +15,15 @@
 //!   (turned into 409). `auth_request` reads 401 and 403 as those two, so the endpoint's own
 //!   failures never use them: a refused key is 500. The README's configuration is run against a
 //!   real nginx by `crates/purser/tests/it/nginx.rs`.
+//! - `POST /v1/entitlements/check` `{resource? | method + url, session? | signIn?, reserve?,
+//!   network?}`: whether a wallet may use a resource without paying now (see
+//!   [`crate::entitled`]). Answers `{decision: "allow", reason: "grant", wallet, grant}`,
+//!   `{decision: "allow", reason: "credit", wallet, reservation}` or `{decision: "deny", reason,
+//!   message, status, headers, body}` (the 402 to send), with `session` when a sign-in earned
+//!   one. HTTP 200 for every decision.
+//! - `POST /v1/entitlements/reservations/{id}/commit` `{amount}` and `.../release`: resolve a
+//!   credit reservation once the call is served (commit what it cost, at most what was held)
+//!   or failed (release all of it). Repeating the same resolution answers it again.
 //! - `GET /v1/resources/{id}/payment-required`: a published resource's current 402 and the
 //!   requirements still payable, public, for the native layer's registry prices.
 //! - `GET /.well-known/jwks.json`: the keys session tokens are signed with, public.
@@ -32,7 +41,9 @@ use axum::{Json, Router};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use purser_axum::{Reply, Settled};
-use purser_domain::id::ResourceId;
+use purser_domain::credits::CreditReservation;
+use purser_domain::id::{CreditReservationId, ResourceId};
+use purser_domain::money::Amount;
 use purser_domain::{Error, ErrorCode};
 use purser_http::ApiError;
 use purser_x402::header::lowercase;
@@ -41,12 +52,22 @@ use serde_json::{Value, json};
 
 pub use crate::check::AccessState;
 use crate::check::{CheckRequest, Decision, PaidFirst, SettleToken, header_map, header_pairs};
+use crate::entitled::{EntitlementAnswer, EntitlementQuestion};
 
 pub fn router(state: AccessState) -> Router {
     Router::new()
         .route("/v1/access/check", post(check))
         .route("/v1/access/settle", post(settle))
         .route("/v1/access/nginx", any(nginx))
+        .route("/v1/entitlements/check", post(entitlement_check))
+        .route(
+            "/v1/entitlements/reservations/{id}/commit",
+            post(commit_reservation),
+        )
+        .route(
+            "/v1/entitlements/reservations/{id}/release",
+            post(release_reservation),
+        )
         .route("/v1/resources/{id}/payment-required", get(payment_required))
         .route("/.well-known/jwks.json", get(jwks))
         .with_state(state)
@@ -303,4 +324,133 @@ async fn payment_required(State(state): State<AccessState>, Path(id): Path<Strin
         .into_response(),
         Err(e) => ApiError(e).into_response(),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EntitlementBody {
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    session: Option<String>,
+    #[serde(default)]
+    sign_in: Option<String>,
+    /// Atomic units, as a decimal string.
+    #[serde(default)]
+    reserve: Option<String>,
+    #[serde(default)]
+    network: Option<String>,
+}
+
+fn reservation_json(reservation: &CreditReservation) -> Value {
+    json!({
+        "id": reservation.id.to_string(),
+        "wallet": reservation.key.wallet(),
+        "network": reservation.key.network(),
+        "asset": reservation.key.asset(),
+        "amount": reservation.amount.to_string(),
+        "state": reservation.state.as_str(),
+        "committedAmount": reservation.committed_amount.map(|a| a.to_string()),
+    })
+}
+
+async fn entitlement_check(
+    State(state): State<AccessState>,
+    parts: Parts,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let scope = state.caller(&parts.headers).await?;
+    let request: EntitlementBody = parse(&body)?;
+    if request.resource.is_none() && request.url.is_none() {
+        return Err(Error::invalid_input("name the resource, or its method and url").into());
+    }
+    let reserve = request
+        .reserve
+        .as_deref()
+        .map(Amount::parse_atomic)
+        .transpose()?;
+    let question = EntitlementQuestion {
+        resource: request.resource.as_deref(),
+        method: request.method.as_deref().unwrap_or("GET"),
+        url: request.url.as_deref().unwrap_or_default(),
+        session: request.session.as_deref(),
+        sign_in: request.sign_in.as_deref(),
+        reserve,
+        network: request.network.as_deref(),
+    };
+    Ok(match state.entitlement(scope, &question).await? {
+        EntitlementAnswer::Grant {
+            wallet,
+            grant,
+            session,
+        } => Json(json!({
+            "decision": "allow",
+            "reason": "grant",
+            "wallet": wallet,
+            "grant": {
+                "id": grant.id.to_string(),
+                "expiresAt": grant.expires_at,
+                "usesLeft": grant.uses_allowed.map(|n| n.saturating_sub(grant.uses_count)),
+            },
+            "session": session,
+        })),
+        EntitlementAnswer::Credit {
+            wallet,
+            reservation,
+            session,
+        } => Json(json!({
+            "decision": "allow",
+            "reason": "credit",
+            "wallet": wallet,
+            "reservation": reservation_json(&reservation),
+            "session": session,
+        })),
+        EntitlementAnswer::Deny {
+            reason,
+            message,
+            reply,
+        } => {
+            let mut answer = deny(reply);
+            answer["reason"] = Value::from(reason.as_str());
+            answer["message"] = Value::from(message);
+            Json(answer)
+        }
+    }
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitBody {
+    /// What the call cost, atomic units as a decimal string.
+    amount: String,
+}
+
+async fn commit_reservation(
+    State(state): State<AccessState>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let scope = state.caller(&parts.headers).await?;
+    let id = id.parse::<CreditReservationId>()?;
+    let request: CommitBody = parse(&body)?;
+    let actual = Amount::parse_atomic(&request.amount)?;
+    let reservation = state.gateway.store().commit(scope, id, actual).await?;
+    Ok(Json(reservation_json(&reservation)).into_response())
+}
+
+async fn release_reservation(
+    State(state): State<AccessState>,
+    Path(id): Path<String>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    let scope = state.caller(&parts.headers).await?;
+    let id = id.parse::<CreditReservationId>()?;
+    let reservation = state.gateway.store().release(scope, id).await?;
+    Ok(Json(reservation_json(&reservation)).into_response())
 }

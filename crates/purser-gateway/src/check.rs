@@ -22,18 +22,11 @@ use purser_axum::engine::Version;
 use purser_axum::{Admitted, Offer, Reply, Settled};
 use purser_domain::auth::{Access, Authenticator, TenantScope};
 use purser_domain::id::{GrantId, ResourceId};
-use purser_domain::page::PageRequest;
-use purser_domain::registry::{ResourceKind, ResourceStatus};
 use purser_domain::{Error, ErrorCode};
-use purser_registry::challenge;
 use purser_x402::v2::{PaymentPayload, PaymentRequirements};
 use serde::{Deserialize, Serialize};
 
 use crate::{Gateway, Priced};
-
-/// Pages of 100 resources read, at most, to find one by URL. A tenant with more resources than
-/// this names the one it means.
-const MAX_PAGES_SEARCHED: usize = 20;
 
 /// What the delegated checks share: the gateway's engine and the key authenticator.
 #[derive(Clone)]
@@ -254,7 +247,7 @@ impl AccessState {
     }
 
     /// The caller's published resource for `method` and `url`, by id or by URL.
-    async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         scope: TenantScope,
         method: &str,
@@ -290,45 +283,19 @@ impl AccessState {
         let parsed = url::Url::parse(url)
             .map_err(|_| Error::invalid_input("url must be an absolute http(s) URL"))?;
         let origin = parsed.origin().ascii_serialization();
-        let mut page = PageRequest::first(100)?;
-        for _ in 0..MAX_PAGES_SEARCHED {
-            let found = self
-                .gateway
-                .store()
-                .list_resources(scope, Some(ResourceStatus::Published), page)
-                .await?;
-            for resource in &found.items {
-                if resource.kind != ResourceKind::Http
-                    || resource
-                        .method
-                        .as_deref()
-                        .is_some_and(|m| !m.eq_ignore_ascii_case(method))
-                {
-                    continue;
-                }
-                let Ok(template) = challenge::template_of(resource) else {
-                    continue;
-                };
-                if template.origin.eq_ignore_ascii_case(&origin)
-                    && template.bind(parsed.path()).is_ok()
-                {
-                    return Ok(Some(resource.id));
-                }
-            }
-            match found.items.last() {
-                Some(last) if found.has_more => page.after = Some(last.id.as_uuid()),
-                _ => break,
-            }
-        }
-        Ok(None)
+        let routes = self.gateway.routes(scope).await?;
+        Ok(routes
+            .iter()
+            .find(|route| route.matches(method, &origin, parsed.path()))
+            .map(|route| route.id))
     }
 }
 
-fn unpriceable() -> Error {
+pub(crate) fn unpriceable() -> Error {
     Error::new(ErrorCode::Internal, "building the resource's price")
 }
 
-fn path_and_query(url: &str) -> Option<String> {
+pub(crate) fn path_and_query(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;
     Some(match parsed.query() {
         Some(q) => format!("{}?{q}", parsed.path()),

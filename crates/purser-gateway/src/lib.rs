@@ -17,6 +17,7 @@
 pub mod access;
 pub mod check;
 pub mod config;
+pub mod entitled;
 pub mod grpc;
 mod inprocess;
 pub mod proxy;
@@ -28,12 +29,16 @@ use std::time::{Duration, Instant};
 use purser_axum::{Offer, Paywall};
 use purser_domain::Error;
 use purser_domain::auth::TenantScope;
-use purser_domain::coord::Coordination;
+use purser_domain::coord::{Coordination, Invalidator};
 use purser_domain::entitlement::RepeatAccess;
-use purser_domain::id::ResourceId;
-use purser_domain::registry::{Resource, ResourceStatus, ResourceVersion};
+use purser_domain::id::{ResourceId, TenantId};
+use purser_domain::page::PageRequest;
+use purser_domain::registry::{Resource, ResourceKind, ResourceStatus, ResourceVersion};
+use purser_registry::validate::RouteTemplate;
 use purser_domain::repo::Store;
-use purser_entitlement::{Admission, Entitlements, SESSION_HEADER, Sessions, SignIn, SignInConfig};
+use purser_entitlement::{
+    Admission, Entitlements, GrantCache, SESSION_HEADER, Sessions, SignIn, SignInConfig,
+};
 use purser_facilitator::Facilitator;
 use purser_registry::challenge::{self, ChallengeRequest};
 use purser_x402::header::lowercase;
@@ -119,6 +124,33 @@ fn payment_fingerprint(paid: &PaymentPayload) -> String {
 /// Resources read recently, with when they were read.
 type PricedCache = HashMap<ResourceId, (Instant, Arc<Priced>)>;
 
+/// A published HTTP resource's route, to find the resource a URL asks for.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub id: ResourceId,
+    /// `None`: any method.
+    pub method: Option<String>,
+    pub template: RouteTemplate,
+}
+
+impl Route {
+    /// Whether a request of `method` to `origin` and `path` is this route's.
+    pub fn matches(&self, method: &str, origin: &str, path: &str) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.template.origin.eq_ignore_ascii_case(origin)
+            && self.template.bind(path).is_ok()
+    }
+}
+
+/// Pages of 100 resources read, at most, for a tenant's routes. A tenant with more resources
+/// than this names the one it means.
+const MAX_ROUTE_PAGES: usize = 20;
+
+/// Each tenant's routes, with when they were read.
+type RouteCache = HashMap<TenantId, (Instant, Arc<[Route]>)>;
+
 /// What the gateway's parts share.
 #[derive(Clone)]
 pub struct Gateway {
@@ -126,18 +158,22 @@ pub struct Gateway {
     facilitator: Arc<Facilitator>,
     guard: Arc<CoordReplayGuard>,
     cache: Arc<Mutex<PricedCache>>,
+    routes: Arc<Mutex<RouteCache>>,
     entitlements: Entitlements,
     coordination: Arc<dyn Coordination>,
 }
 
 impl Gateway {
     /// `sessions` issues the tokens signed-in wallets come back with; every instance serving
-    /// the same merchants must hold the same keys.
+    /// the same merchants must hold the same keys. `grants` answers a wallet's grants from
+    /// memory; `invalidator` announces their changes (and must hold `grants`).
     pub fn new(
         store: Arc<dyn Store>,
         coordination: Arc<dyn Coordination>,
         facilitator: Arc<Facilitator>,
         sessions: Arc<Sessions>,
+        grants: Arc<GrantCache>,
+        invalidator: Arc<Invalidator>,
     ) -> Self {
         let sign_in = SignIn::new(
             coordination.clone(),
@@ -145,12 +181,13 @@ impl Gateway {
             SignInConfig::default(),
         );
         Self {
-            entitlements: Entitlements::new(store.clone(), sign_in, sessions),
+            entitlements: Entitlements::new(store.clone(), invalidator, sign_in, sessions, grants),
             store,
             facilitator,
             guard: Arc::new(CoordReplayGuard::new(coordination.clone())),
             coordination,
             cache: Arc::default(),
+            routes: Arc::default(),
         }
     }
 
@@ -192,6 +229,51 @@ impl Gateway {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, (Instant::now(), priced.clone()));
         Ok(Some(priced))
+    }
+
+    /// The routes of the scope's published HTTP resources, from the cache when fresh (as
+    /// fresh as [`RESOURCE_CACHE_TTL`]).
+    pub async fn routes(&self, scope: TenantScope) -> Result<Arc<[Route]>, Error> {
+        if let Some((at, routes)) = self
+            .routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&scope.tenant_id())
+            && at.elapsed() < RESOURCE_CACHE_TTL
+        {
+            return Ok(routes.clone());
+        }
+        let mut routes = Vec::new();
+        let mut page = PageRequest::first(100)?;
+        for _ in 0..MAX_ROUTE_PAGES {
+            let found = self
+                .store
+                .list_resources(scope, Some(ResourceStatus::Published), page)
+                .await?;
+            routes.extend(
+                found
+                    .items
+                    .iter()
+                    .filter(|r| r.kind == ResourceKind::Http)
+                    .filter_map(|r| {
+                        Some(Route {
+                            id: r.id,
+                            method: r.method.clone(),
+                            template: challenge::template_of(r).ok()?,
+                        })
+                    }),
+            );
+            match found.items.last() {
+                Some(last) if found.has_more => page.after = Some(last.id.as_uuid()),
+                _ => break,
+            }
+        }
+        let routes: Arc<[Route]> = routes.into();
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(scope.tenant_id(), (Instant::now(), routes.clone()));
+        Ok(routes)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -10,10 +10,10 @@ use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
 use purser_coord::{MemoryCoordination, RedisCoordination};
 use purser_domain::auth::Authenticator;
-use purser_domain::coord::Coordination;
+use purser_domain::coord::{Coordination, Invalidator};
 use purser_domain::repo::Store;
-use purser_entitlement::Sessions;
-use purser_facilitator::{Facilitator, FacilitatorConfig, FacilitatorState, Reconciler};
+use purser_entitlement::GrantCache;
+use purser_facilitator::{Facilitator, FacilitatorState, Reconciler};
 use purser_gateway::Gateway;
 use purser_gateway::access::AccessState;
 use purser_gateway::proxy::Proxy;
@@ -99,6 +99,8 @@ pub struct Platform {
     pub facilitator: Arc<Facilitator>,
     pub registry: Arc<Registry>,
     pub gateway: Gateway,
+    /// Announces cached facts that changed, and applies other instances' announcements.
+    pub invalidator: Arc<Invalidator>,
 }
 
 impl Platform {
@@ -126,34 +128,38 @@ impl Platform {
         for rail in rails.iter() {
             tracing::info!(network = %rail.network, assets = rail.assets.len(), signers = rail.signers().len(), "rail ready");
         }
-        Self::from_parts(
-            database.into_store(),
-            coordination,
-            rails,
-            config.facilitator.clone(),
-            Arc::new(config.sessions.open()?),
-        )
+        Self::from_parts(database.into_store(), coordination, rails, config)
     }
 
+    /// The services over opened storage, coordination and rails, as `config` sets them up.
     pub fn from_parts(
         store: Arc<dyn Store>,
         coordination: Arc<dyn Coordination>,
         rails: Rails,
-        facilitator: FacilitatorConfig,
-        sessions: Arc<Sessions>,
+        config: &Config,
     ) -> anyhow::Result<Self> {
         let authenticator = Arc::new(Authenticator::new(store.clone()));
+        let grants = Arc::new(GrantCache::new(
+            store.clone(),
+            config.entitlements.cache_ttl(),
+        ));
+        let invalidator = Arc::new(Invalidator::new(
+            coordination.clone(),
+            vec![authenticator.clone(), grants.clone()],
+        ));
         let registry = Arc::new(Registry::new(store.clone(), asset_catalog(&rails)));
         let facilitator = Arc::new(Facilitator::new(
             store.clone(),
             Arc::new(rails),
-            facilitator,
+            config.facilitator.clone(),
         )?);
         let gateway = Gateway::new(
             store.clone(),
             coordination.clone(),
             facilitator.clone(),
-            sessions,
+            Arc::new(config.sessions.open()?),
+            grants,
+            invalidator.clone(),
         );
         Ok(Self {
             store,
@@ -162,6 +168,7 @@ impl Platform {
             facilitator,
             registry,
             gateway,
+            invalidator,
         })
     }
 
@@ -176,6 +183,7 @@ impl Platform {
             self.store.clone(),
             self.registry.clone(),
             self.authenticator.clone(),
+            self.invalidator.clone(),
             GraphqlLimits {
                 max_depth: config.graphql.max_depth,
                 max_complexity: config.graphql.max_complexity,
@@ -270,8 +278,17 @@ pub async fn serve_with(
 ) -> anyhow::Result<()> {
     let router = platform.router(config);
     let address = listener.local_addr()?;
+    // Subscribed before serving: no announcement made while this instance serves is missed.
+    let invalidations = tokio::spawn(
+        platform
+            .invalidator
+            .listen()
+            .await
+            .context("subscribing to cache invalidations")?,
+    );
     let (stopping, stop) = tokio::sync::watch::channel(false);
     let stop_prober = stop.clone();
+    let grant_uses = tokio::spawn(flush_grant_uses(platform.gateway.clone(), stop.clone()));
     let gateway = match (platform.proxy(config)?, gateway_listener) {
         (Some(proxy), Some(gateway_listener)) => {
             tracing::info!(address = %gateway_listener.local_addr()?, routes = config.gateway.routes.len(), "the gateway is serving");
@@ -315,10 +332,35 @@ pub async fn serve_with(
     if let Some(prober) = prober {
         let _ = prober.await;
     }
+    let _ = grant_uses.await;
+    invalidations.abort();
     if drained {
         tracing::info!("stopped");
     }
     Ok(())
+}
+
+/// How often uses of unlimited grants, counted in memory, are added to the database.
+const GRANT_USES_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Adds uses of unlimited grants counted in memory to the database every
+/// [`GRANT_USES_FLUSH`], and once more when `stop` turns true (after the last request).
+async fn flush_grant_uses(gateway: Gateway, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let cache = gateway.entitlements().cache().clone();
+    let mut every = tokio::time::interval(GRANT_USES_FLUSH);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.wait_for(|stopping| *stopping) => break,
+        }
+        if let Err(error) = cache.flush_uses().await {
+            tracing::warn!(error = %error.chain(), "could not record grant uses; kept for the next try");
+        }
+    }
+    if let Err(error) = cache.flush_uses().await {
+        tracing::error!(error = %error.chain(), lost = cache.unflushed_uses(), "grant uses were not recorded at shutdown");
+    }
 }
 
 /// Serves the gateway's proxy until `stop` turns true. Requests carry the client's address for

@@ -27,6 +27,7 @@ pub struct Config {
     pub registry: purser_registry::RegistryConfig,
     pub gateway: purser_gateway::GatewayConfig,
     pub sessions: SessionsConfig,
+    pub entitlements: EntitlementsConfig,
     /// The chains Purser settles on (`[[rails]]` tables); see `purser_chain::config`.
     pub rails: Vec<purser_chain::config::RailConfig>,
 }
@@ -152,6 +153,30 @@ impl SessionsConfig {
                 ttl: std::time::Duration::from_secs(self.ttl_seconds.max(1)),
             },
         ))
+    }
+}
+
+/// `[entitlements]`: how checks of repeat access are answered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EntitlementsConfig {
+    /// How long a wallet's grants are answered from memory before they are read again, in
+    /// milliseconds: the longest a revoked grant can still admit on an instance that missed
+    /// the announcement. Zero reads the database on every check.
+    pub cache_ttl_ms: u64,
+}
+
+impl Default for EntitlementsConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl_ms: purser_entitlement::cache::DEFAULT_TTL.as_millis() as u64,
+        }
+    }
+}
+
+impl EntitlementsConfig {
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.cache_ttl_ms)
     }
 }
 

@@ -161,8 +161,7 @@ pub async fn run(
         database.into_store(),
         Arc::new(MemoryCoordination::new()),
         rails,
-        config.facilitator.clone(),
-        Arc::new(config.sessions.open()?),
+        &config,
     )?;
     step(
         out,

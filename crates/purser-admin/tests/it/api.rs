@@ -7,6 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use http::{Request, StatusCode, header};
 use purser_admin::{AdminState, GraphqlLimits};
+use purser_domain::coord::Invalidator;
 use purser_domain::auth::{Authenticator, Role, mint_api_key};
 use purser_domain::id::TenantId;
 use purser_domain::repo::Store;
@@ -47,10 +48,15 @@ impl TestApi {
         }]);
         let registry = Arc::new(Registry::new(store.clone(), catalog));
         let authenticator = Arc::new(Authenticator::new(store.clone()));
+        let invalidator = Arc::new(Invalidator::new(
+            Arc::new(purser_coord::MemoryCoordination::new()),
+            vec![authenticator.clone()],
+        ));
         let state = AdminState::new(
             store.clone(),
             registry,
             authenticator,
+            invalidator,
             GraphqlLimits::default(),
             false,
         );

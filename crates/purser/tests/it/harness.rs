@@ -99,8 +99,7 @@ impl TestApp {
             store,
             coordination,
             rails,
-            config.facilitator.clone(),
-            Arc::new(config.sessions.open().unwrap()),
+            &config,
         )
         .unwrap();
         let platform_for_tests = platform.clone();
