@@ -9,6 +9,7 @@ mod entitlement;
 mod graphql;
 mod grpc;
 mod harness;
+mod instances;
 mod interop;
 mod nginx;
 mod ops;
