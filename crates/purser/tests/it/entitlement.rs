@@ -17,6 +17,7 @@ on_both_backend_pairs!(
     contract_wallet_signs_in_with_erc1271,
     delegated_checks_let_signed_in_wallets_through,
     one_payment_settled_twice_grants_once,
+    entitlement_checks_answer_grants_credit_and_denials,
 );
 
 /// The gateway in front of `upstream`, pricing `/weather/*` with a resource that grants
@@ -472,4 +473,266 @@ async fn one_payment_settled_twice_grants_once(backends: Backends) {
         .items;
     assert_eq!(grants.len(), 1, "one payment, one grant: {grants:?}");
     assert_eq!(grants[0].wallet, format!("{:#x}", fx.payer().address()));
+}
+
+/// `POST /v1/entitlements/check` and the reservation endpoints, with every kind of answer, bad
+/// input, and another merchant's key.
+async fn entitlement_checks_answer_grants_credit_and_denials(backends: Backends) {
+    use purser_domain::credits::CreditKey;
+    use purser_domain::money::Amount;
+
+    let fx = Interop::start(backends).await;
+    let url = "https://api.example.com/reports/q3";
+    let resource = fx
+        .publish_with(
+            "https://api.example.com/reports/:id",
+            "Reports",
+            "Reports, for an hour after paying",
+            Some(RepeatAccess {
+                group: None,
+                duration_seconds: Some(3600),
+                uses: None,
+            }),
+        )
+        .await;
+    let scope = TenantScope::trusted(fx.tenant);
+    let payer = format!("{:#x}", fx.payer().address());
+    let sessions = fx.app.platform.gateway.entitlements().sessions();
+    let now = purser_domain::time::now();
+    let session = |wallet: &str| sessions.issue(fx.tenant, wallet, NETWORK, now).unwrap().0;
+    let client = reqwest::Client::new();
+    let post = |path: &str, key: &str, body: Value| {
+        client
+            .post(fx.app.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let check = |body: Value| async {
+        let response = post("/v1/entitlements/check", &fx.key, body).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    };
+    let denied = |answer: &Value, reason: &str| {
+        assert_eq!(answer["decision"], "deny", "{answer}");
+        assert_eq!(answer["reason"], reason, "{answer}");
+        assert_eq!(answer["status"], 402, "{answer}");
+        let required = purser_x402::header::decode_payment_required(
+            answer["headers"]["payment-required"].as_str().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(required.error.as_deref(), Some(reason));
+        assert_eq!(required.resource.url, url, "the 402 names the URL asked for");
+        assert!(
+            required
+                .extensions
+                .as_ref()
+                .is_some_and(|e| e.contains_key("sign-in-with-x")),
+            "the 402 offers a sign-in: {answer}"
+        );
+        required
+    };
+
+    // Nobody signed in; then a wallet with nothing.
+    let answer = check(json!({ "method": "GET", "url": url })).await;
+    let required = denied(&answer, "sign_in_required");
+    let answer = check(json!({ "method": "GET", "url": url, "session": session(&payer) })).await;
+    denied(&answer, "no_entitlement");
+
+    // Proofs that do not hold: each denial names why.
+    let expired = sessions
+        .issue(fx.tenant, &payer, NETWORK, now - std::time::Duration::from_secs(7200))
+        .unwrap()
+        .0;
+    let foreign = sessions
+        .issue(purser_domain::id::TenantId::new(), &payer, NETWORK, now)
+        .unwrap()
+        .0;
+    let stranger = purser_entitlement::Sessions::new(
+        purser_entitlement::SessionKeys::generate().unwrap(),
+        Default::default(),
+    )
+    .issue(fx.tenant, &payer, NETWORK, now)
+    .unwrap()
+    .0;
+    for (token, reason) in [
+        (expired.as_str(), "session_expired"),
+        (foreign.as_str(), "session_invalid"),
+        (stranger.as_str(), "session_invalid"),
+        ("not.a.jwt", "session_invalid"),
+    ] {
+        let answer = check(json!({ "resource": resource.to_string(), "url": url, "session": token })).await;
+        denied(&answer, reason);
+    }
+    let answer = check(json!({ "method": "GET", "url": url, "signIn": "%%%" })).await;
+    denied(&answer, "malformed_sign_in");
+
+    // The wallet pays once: its grant admits a session, and a fresh sign-in (which earns a
+    // session token of its own; its nonce is burned).
+    let grant = fx
+        .app
+        .platform
+        .gateway
+        .entitlements()
+        .grant(
+            scope,
+            resource,
+            &payer,
+            None,
+            &RepeatAccess {
+                group: None,
+                duration_seconds: Some(3600),
+                uses: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let answer = check(json!({ "method": "GET", "url": url, "session": session(&payer) })).await;
+    assert_eq!(answer["decision"], "allow", "{answer}");
+    assert_eq!(answer["reason"], "grant");
+    assert_eq!(answer["wallet"], payer);
+    assert_eq!(answer["grant"]["id"], grant.id.to_string());
+    assert!(answer["grant"]["usesLeft"].is_null());
+    assert!(answer["session"].is_null());
+    let header = sign_in_header(&required, fx.payer());
+    let answer = check(json!({ "method": "GET", "url": url, "signIn": header.clone() })).await;
+    assert_eq!(answer["decision"], "allow", "{answer}");
+    let fresh = answer["session"].as_str().expect("a session for the sign-in");
+    assert_eq!(sessions.verify(fresh, now).unwrap().sub, payer);
+    let again = check(json!({ "method": "GET", "url": url, "signIn": header })).await;
+    denied(&again, "sign_in_nonce_invalid");
+
+    // Revoked through GraphQL: the next check is denied (the instance that revokes forgets at
+    // once).
+    let token = fx.app.operator_token.clone();
+    fx.app
+        .graphql_ok(
+            &token,
+            "mutation($id: ID!, $t: ID) { revokeGrant(id: $id, tenantId: $t) { id } }",
+            json!({ "id": grant.id.to_string(), "t": fx.tenant.to_string() }),
+        )
+        .await;
+    let answer = check(json!({ "method": "GET", "url": url, "session": session(&payer) })).await;
+    denied(&answer, "no_entitlement");
+
+    // Prepaid credit: a usage-priced call holds up to 3,000 of 5,000, commits 1,200; the next
+    // holds 3,000 and is released; a hold beyond the balance is denied.
+    let asset = fx.chain().token().address.to_checksum(None).to_ascii_lowercase();
+    let key = CreditKey::new(&payer, NETWORK, &asset).unwrap();
+    fx.app
+        .store
+        .top_up(scope, &key, Amount::from_atomic(5_000), None)
+        .await
+        .unwrap();
+    let reserve = |amount: &str| {
+        check(json!({
+            "method": "GET", "url": url, "session": session(&payer), "reserve": amount,
+        }))
+    };
+    let held = reserve("3000").await;
+    assert_eq!(held["decision"], "allow", "{held}");
+    assert_eq!(held["reason"], "credit");
+    assert_eq!(held["reservation"]["amount"], "3000");
+    assert_eq!(held["reservation"]["network"], NETWORK);
+    assert_eq!(held["reservation"]["state"], "pending");
+    let id = held["reservation"]["id"].as_str().unwrap().to_owned();
+    let commit = |id: &str, amount: &str| {
+        post(
+            &format!("/v1/entitlements/reservations/{id}/commit"),
+            &fx.key,
+            json!({ "amount": amount }),
+        )
+    };
+    let too_much = commit(&id, "3001").await.unwrap();
+    assert_eq!(too_much.status(), 400);
+    let committed: Value = commit(&id, "1200").await.unwrap().json().await.unwrap();
+    assert_eq!(committed["state"], "committed", "{committed}");
+    assert_eq!(committed["committedAmount"], "1200");
+    let repeated: Value = commit(&id, "1200").await.unwrap().json().await.unwrap();
+    assert_eq!(repeated, committed, "a retried commit answers the same");
+    let release_committed = post(
+        &format!("/v1/entitlements/reservations/{id}/release"),
+        &fx.key,
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(release_committed.status(), 409);
+    let balance = fx.app.store.credit_balance(scope, &key).await.unwrap();
+    assert_eq!(balance.available, Amount::from_atomic(3_800));
+
+    let held = reserve("3000").await;
+    let second = held["reservation"]["id"].as_str().unwrap().to_owned();
+    let denied_now = reserve("1000").await;
+    denied(&denied_now, "insufficient_credit");
+    let released: Value = post(
+        &format!("/v1/entitlements/reservations/{second}/release"),
+        &fx.key,
+        json!({}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(released["state"], "released", "{released}");
+    let balance = fx.app.store.credit_balance(scope, &key).await.unwrap();
+    assert_eq!(balance.available, Amount::from_atomic(3_800));
+    assert_eq!(balance.reserved, Amount::ZERO);
+
+    // Bad input, with its code.
+    for (body, code) in [
+        (json!({ "session": "x" }), "invalid_input"),
+        (json!({ "url": url, "reserve": "-5", "session": "x" }), "invalid_input"),
+        (json!({ "url": url, "bogus": 1 }), "malformed_json"),
+        (json!({ "resource": "not-an-id" }), "invalid_input"),
+        (json!({ "url": "https://api.example.com/elsewhere" }), "not_found"),
+    ] {
+        let response = post("/v1/entitlements/check", &fx.key, body.clone()).await.unwrap();
+        assert!(response.status().is_client_error(), "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{body}: {error}");
+    }
+
+    // Another merchant's key finds neither the resource nor the reservations.
+    let other = fx
+        .app
+        .store
+        .create_tenant(purser_domain::tenant::NewTenant::new(
+            purser_domain::tenant::TenantName::parse("Other").unwrap(),
+            purser_domain::tenant::TenantKind::Merchant,
+        ))
+        .await
+        .unwrap();
+    let (record, other_key) = purser_domain::auth::mint_api_key(
+        Some(other.id),
+        purser_domain::auth::Role::ResourceServer,
+        "other",
+    )
+    .unwrap();
+    fx.app.store.insert_api_key(record).await.unwrap();
+    let other_key = other_key.expose().to_owned();
+    for body in [
+        json!({ "resource": resource.to_string(), "session": session(&payer) }),
+        json!({ "method": "GET", "url": url, "session": session(&payer) }),
+    ] {
+        let response = post("/v1/entitlements/check", &other_key, body).await.unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    let response = post(
+        &format!("/v1/entitlements/reservations/{second}/release"),
+        &other_key,
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 404);
+    let response = client
+        .post(fx.app.url("/v1/entitlements/check"))
+        .json(&json!({ "resource": resource.to_string() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "no key");
 }
