@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 const PROTOS: &[&str] = &[
     "purser/access/v1/access.proto",
+    "purser/entitlement/v1/entitlement.proto",
     "envoy/service/auth/v3/external_auth.proto",
     "google/rpc/error_details.proto",
 ];

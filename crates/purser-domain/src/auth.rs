@@ -330,7 +330,9 @@ impl Authenticator {
         self
     }
 
-    fn remembered(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CheckedKey>> {
+    fn remembered(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CheckedKey>> {
         self.checked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -344,7 +346,6 @@ impl Authenticator {
         self.remembered()
             .retain(|_, k| k.principal.tenant_id != Some(tenant));
     }
-
 }
 
 impl crate::coord::Forget for Authenticator {

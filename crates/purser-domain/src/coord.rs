@@ -185,10 +185,14 @@ impl Invalidator {
                 match notification {
                     Notification::Message(message) => match Invalidation::decode(&message) {
                         Some(what) => this.apply(&what),
-                        None => tracing::debug!("ignored an invalidation this version does not know"),
+                        None => {
+                            tracing::debug!("ignored an invalidation this version does not know")
+                        }
                     },
                     Notification::Gap => {
-                        tracing::info!("announcements may have been missed; dropping every cached entry");
+                        tracing::info!(
+                            "announcements may have been missed; dropping every cached entry"
+                        );
                         for cache in &this.caches {
                             cache.forget_all();
                         }

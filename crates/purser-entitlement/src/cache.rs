@@ -224,7 +224,6 @@ impl GrantCache {
             .remove(&(tenant, Box::from(wallet)));
     }
 
-
     /// Uses counted in memory and not yet in the database.
     pub fn unflushed_uses(&self) -> u64 {
         self.uses

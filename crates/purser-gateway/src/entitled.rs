@@ -114,7 +114,10 @@ impl AccessState {
             );
             return self.deny(&priced, question, denied).await;
         };
-        match self.reserve(&priced, &proven.wallet, amount, question.network).await {
+        match self
+            .reserve(&priced, &proven.wallet, amount, question.network)
+            .await
+        {
             Ok(reservation) => Ok(EntitlementAnswer::Credit {
                 wallet: proven.wallet,
                 reservation: Box::new(reservation),
@@ -194,7 +197,12 @@ impl AccessState {
             .filter(|a| network.is_none_or(|n| n == a.network))
         {
             let key = CreditKey::new(wallet, &accept.network, &accept.asset.to_ascii_lowercase())?;
-            match self.gateway.store().reserve(priced.scope(), &key, amount).await {
+            match self
+                .gateway
+                .store()
+                .reserve(priced.scope(), &key, amount)
+                .await
+            {
                 Ok(reservation) => return Ok(reservation),
                 Err(e) if e.code() == ErrorCode::InsufficientCredit => refusal = Some(e),
                 Err(e) => return Err(e),

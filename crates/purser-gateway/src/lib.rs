@@ -34,13 +34,13 @@ use purser_domain::entitlement::RepeatAccess;
 use purser_domain::id::{ResourceId, TenantId};
 use purser_domain::page::PageRequest;
 use purser_domain::registry::{Resource, ResourceKind, ResourceStatus, ResourceVersion};
-use purser_registry::validate::RouteTemplate;
 use purser_domain::repo::Store;
 use purser_entitlement::{
     Admission, Entitlements, GrantCache, SESSION_HEADER, Sessions, SignIn, SignInConfig,
 };
 use purser_facilitator::Facilitator;
 use purser_registry::challenge::{self, ChallengeRequest};
+use purser_registry::validate::RouteTemplate;
 use purser_x402::header::lowercase;
 use purser_x402::v2::PaymentPayload;
 

@@ -522,7 +522,10 @@ async fn entitlement_checks_answer_grants_credit_and_denials(backends: Backends)
         )
         .unwrap();
         assert_eq!(required.error.as_deref(), Some(reason));
-        assert_eq!(required.resource.url, url, "the 402 names the URL asked for");
+        assert_eq!(
+            required.resource.url, url,
+            "the 402 names the URL asked for"
+        );
         assert!(
             required
                 .extensions
@@ -541,7 +544,12 @@ async fn entitlement_checks_answer_grants_credit_and_denials(backends: Backends)
 
     // Proofs that do not hold: each denial names why.
     let expired = sessions
-        .issue(fx.tenant, &payer, NETWORK, now - std::time::Duration::from_secs(7200))
+        .issue(
+            fx.tenant,
+            &payer,
+            NETWORK,
+            now - std::time::Duration::from_secs(7200),
+        )
         .unwrap()
         .0;
     let foreign = sessions
@@ -561,7 +569,8 @@ async fn entitlement_checks_answer_grants_credit_and_denials(backends: Backends)
         (stranger.as_str(), "session_invalid"),
         ("not.a.jwt", "session_invalid"),
     ] {
-        let answer = check(json!({ "resource": resource.to_string(), "url": url, "session": token })).await;
+        let answer =
+            check(json!({ "resource": resource.to_string(), "url": url, "session": token })).await;
         denied(&answer, reason);
     }
     let answer = check(json!({ "method": "GET", "url": url, "signIn": "%%%" })).await;
@@ -598,7 +607,9 @@ async fn entitlement_checks_answer_grants_credit_and_denials(backends: Backends)
     let header = sign_in_header(&required, fx.payer());
     let answer = check(json!({ "method": "GET", "url": url, "signIn": header.clone() })).await;
     assert_eq!(answer["decision"], "allow", "{answer}");
-    let fresh = answer["session"].as_str().expect("a session for the sign-in");
+    let fresh = answer["session"]
+        .as_str()
+        .expect("a session for the sign-in");
     assert_eq!(sessions.verify(fresh, now).unwrap().sub, payer);
     let again = check(json!({ "method": "GET", "url": url, "signIn": header })).await;
     denied(&again, "sign_in_nonce_invalid");
@@ -618,7 +629,12 @@ async fn entitlement_checks_answer_grants_credit_and_denials(backends: Backends)
 
     // Prepaid credit: a usage-priced call holds up to 3,000 of 5,000, commits 1,200; the next
     // holds 3,000 and is released; a hold beyond the balance is denied.
-    let asset = fx.chain().token().address.to_checksum(None).to_ascii_lowercase();
+    let asset = fx
+        .chain()
+        .token()
+        .address
+        .to_checksum(None)
+        .to_ascii_lowercase();
     let key = CreditKey::new(&payer, NETWORK, &asset).unwrap();
     fx.app
         .store
@@ -684,12 +700,20 @@ async fn entitlement_checks_answer_grants_credit_and_denials(backends: Backends)
     // Bad input, with its code.
     for (body, code) in [
         (json!({ "session": "x" }), "invalid_input"),
-        (json!({ "url": url, "reserve": "-5", "session": "x" }), "invalid_input"),
+        (
+            json!({ "url": url, "reserve": "-5", "session": "x" }),
+            "invalid_input",
+        ),
         (json!({ "url": url, "bogus": 1 }), "malformed_json"),
         (json!({ "resource": "not-an-id" }), "invalid_input"),
-        (json!({ "url": "https://api.example.com/elsewhere" }), "not_found"),
+        (
+            json!({ "url": "https://api.example.com/elsewhere" }),
+            "not_found",
+        ),
     ] {
-        let response = post("/v1/entitlements/check", &fx.key, body.clone()).await.unwrap();
+        let response = post("/v1/entitlements/check", &fx.key, body.clone())
+            .await
+            .unwrap();
         assert!(response.status().is_client_error(), "{body}");
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], code, "{body}: {error}");
@@ -717,7 +741,9 @@ async fn entitlement_checks_answer_grants_credit_and_denials(backends: Backends)
         json!({ "resource": resource.to_string(), "session": session(&payer) }),
         json!({ "method": "GET", "url": url, "session": session(&payer) }),
     ] {
-        let response = post("/v1/entitlements/check", &other_key, body).await.unwrap();
+        let response = post("/v1/entitlements/check", &other_key, body)
+            .await
+            .unwrap();
         assert_eq!(response.status(), 404);
     }
     let response = post(

@@ -22,7 +22,8 @@ use crate::interop::{Interop, NETWORK, PRICE, assert_same_address, is_tx_hash, r
 
 on_both_backend_pairs!(
     grpc_access_service_checks_and_settles,
-    envoy_ext_authz_checks_and_settles
+    envoy_ext_authz_checks_and_settles,
+    grpc_entitlement_service_answers_grants_and_credit,
 );
 
 type AccessClient = access::access_service_client::AccessServiceClient<Channel>;
@@ -462,4 +463,197 @@ async fn envoy_ext_authz_checks_and_settles(backends: Backends) {
         merchant_before + U256::from(2 * PRICE)
     );
     fx.app.stop().await;
+}
+
+/// `purser.entitlement.v1.EntitlementService`: a wallet without a session is denied with the
+/// 402, a granted wallet is let in, credit is held, committed and released, and bad input fails
+/// with its code.
+async fn grpc_entitlement_service_answers_grants_and_credit(backends: Backends) {
+    use purser_domain::auth::TenantScope;
+    use purser_domain::credits::CreditKey;
+    use purser_domain::entitlement::RepeatAccess;
+    use purser_gateway::grpc::proto::purser::entitlement::v1 as entitlement;
+
+    let fx = Interop::start(backends).await;
+    let url = format!("{API}/forecast/lisbon");
+    let policy = RepeatAccess {
+        group: None,
+        duration_seconds: None,
+        uses: Some(1),
+    };
+    let resource = fx
+        .publish_with(
+            &format!("{API}/forecast/:city"),
+            "Forecast",
+            "Forecasts, once more after paying",
+            Some(policy.clone()),
+        )
+        .await;
+    let scope = TenantScope::trusted(fx.tenant);
+    let wallet = format!("{:#x}", fx.payer().address());
+    let session = fx
+        .app
+        .platform
+        .gateway
+        .entitlements()
+        .sessions()
+        .issue(fx.tenant, &wallet, NETWORK, purser_domain::time::now())
+        .unwrap()
+        .0;
+    let mut client =
+        entitlement::entitlement_service_client::EntitlementServiceClient::new(channel(&fx).await);
+    let question = |proof: Option<entitlement::check_request::Proof>, reserve: &str| {
+        with_key(
+            entitlement::CheckRequest {
+                resource: String::new(),
+                method: "GET".into(),
+                url: url.clone(),
+                proof,
+                reserve: reserve.into(),
+                network: String::new(),
+            },
+            &fx.key,
+        )
+    };
+    let by_session = || Some(entitlement::check_request::Proof::Session(session.clone()));
+    let decision = |response: entitlement::CheckResponse| response.decision.expect("a decision");
+
+    // No proof: denied, with the 402 to send.
+    let denied = decision(client.check(question(None, "")).await.unwrap().into_inner());
+    let entitlement::check_response::Decision::Deny(deny) = denied else {
+        panic!("not denied: {denied:?}");
+    };
+    assert_eq!(deny.reason, "sign_in_required");
+    let answer = deny.answer.expect("the 402");
+    assert_eq!(answer.status, 402);
+    assert_prices(&answer.headers["payment-required"], &url);
+
+    // One use granted: let in once, then denied.
+    fx.app
+        .platform
+        .gateway
+        .entitlements()
+        .grant(
+            scope,
+            resource,
+            &wallet,
+            None,
+            &policy,
+            purser_domain::time::now(),
+        )
+        .await
+        .unwrap();
+    let allowed = decision(
+        client
+            .check(question(by_session(), ""))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    let entitlement::check_response::Decision::Allow(allow) = allowed else {
+        panic!("not allowed: {allowed:?}");
+    };
+    assert_eq!(allow.wallet, wallet);
+    let Some(entitlement::allow::By::Grant(grant)) = allow.by else {
+        panic!("not by a grant: {allow:?}");
+    };
+    assert_eq!(grant.uses_left, Some(0));
+    let spent = decision(
+        client
+            .check(question(by_session(), ""))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(
+        matches!(&spent, entitlement::check_response::Decision::Deny(d) if d.reason == "no_entitlement"),
+        "{spent:?}"
+    );
+
+    // Credit: held, committed for less, then a second hold released.
+    let asset = fx
+        .chain()
+        .token()
+        .address
+        .to_checksum(None)
+        .to_ascii_lowercase();
+    let key = CreditKey::new(&wallet, NETWORK, &asset).unwrap();
+    fx.app
+        .store
+        .top_up(scope, &key, Amount::from_atomic(1_000), None)
+        .await
+        .unwrap();
+    let hold = |client: &mut entitlement::entitlement_service_client::EntitlementServiceClient<
+        Channel,
+    >| {
+        let request = question(by_session(), "600");
+        let mut client = client.clone();
+        async move {
+            match decision(client.check(request).await.unwrap().into_inner()) {
+                entitlement::check_response::Decision::Allow(entitlement::Allow {
+                    by: Some(entitlement::allow::By::Reservation(held)),
+                    ..
+                }) => Ok(held),
+                other => Err(other),
+            }
+        }
+    };
+    let held = hold(&mut client).await.expect("credit held");
+    assert_eq!(
+        (held.amount.as_str(), held.state.as_str()),
+        ("600", "pending")
+    );
+    let refused = hold(&mut client).await.expect_err("400 left, 600 asked");
+    assert!(
+        matches!(&refused, entitlement::check_response::Decision::Deny(d) if d.reason == "insufficient_credit"),
+        "{refused:?}"
+    );
+    let committed = client
+        .commit_reservation(with_key(
+            entitlement::CommitReservationRequest {
+                id: held.id.clone(),
+                amount: "250".into(),
+            },
+            &fx.key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(committed.state, "committed");
+    assert_eq!(committed.committed_amount, "250");
+    let again = hold(&mut client).await.expect("750 left");
+    let released = client
+        .release_reservation(with_key(
+            entitlement::ReleaseReservationRequest { id: again.id },
+            &fx.key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(released.state, "released");
+    let balance = fx.app.store.credit_balance(scope, &key).await.unwrap();
+    assert_eq!(balance.available, Amount::from_atomic(750));
+
+    // Bad input and a second resolution fail with their codes.
+    let status = client
+        .release_reservation(with_key(
+            entitlement::ReleaseReservationRequest { id: held.id },
+            &fx.key,
+        ))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Aborted, "conflict");
+    let status = client
+        .check(question(by_session(), "lots"))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::InvalidArgument, "invalid_input");
+    let status = client
+        .check(Request::new(entitlement::CheckRequest {
+            url: url.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_error(&status, Code::Unauthenticated, "unauthenticated");
 }

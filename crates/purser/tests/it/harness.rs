@@ -95,13 +95,7 @@ impl TestApp {
         let (record, token) = mint_api_key(None, Role::Operator, "test operator").unwrap();
         store.insert_api_key(record).await.unwrap();
         let store_for_tests = store.clone();
-        let platform = Platform::from_parts(
-            store,
-            coordination,
-            rails,
-            &config,
-        )
-        .unwrap();
+        let platform = Platform::from_parts(store, coordination, rails, &config).unwrap();
         let platform_for_tests = platform.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
