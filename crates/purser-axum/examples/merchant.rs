@@ -29,8 +29,8 @@ use axum::extract::Path;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use purser_axum::{
-    ExactPrice, HttpFacilitator, MemoryReplayGuard, Payer, Paywall, PaywallLayer, RegistryOffer,
-    SettleTiming,
+    EntitlementCheck, ExactPrice, HttpFacilitator, MemoryReplayGuard, Payer, Paywall, PaywallLayer,
+    RegistryOffer, SettleTiming,
 };
 use purser_domain::money::Amount;
 use serde_json::{Value, json};
@@ -79,11 +79,15 @@ pub fn app(config: &MerchantConfig) -> Result<Router, purser_domain::Error> {
         .route("/reports/{name}", get(report))
         .route("/exports/{name}", get(export));
     if let Some(resource) = &config.registry_resource {
-        layer = layer.route(
-            "GET",
-            "/forecast/{city}",
-            RegistryOffer::new(&config.purser_url, resource, Duration::from_secs(30)),
-        );
+        // Signed-in wallets whose grant holds (when the resource grants repeat access) come
+        // back without paying.
+        layer = layer
+            .route(
+                "GET",
+                "/forecast/{city}",
+                RegistryOffer::new(&config.purser_url, resource, Duration::from_secs(30)),
+            )
+            .with_entitlements(EntitlementCheck::new(&config.purser_url, &config.api_key));
         router = router.route("/forecast/{city}", get(forecast));
     }
     Ok(router.layer(layer))

@@ -27,6 +27,8 @@ use tokio::sync::RwLock;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::engine::{Offer, PAYER_HEADER, Paywall, Reply, SettleTiming, Settled};
+use crate::entitlement::{Entitled, EntitlementCheck, has_payment};
+use purser_x402::header::lowercase::PURSER_SESSION;
 
 /// The verified payer of the request, for handlers: `Extension<Payer>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +59,8 @@ impl From<RegistryOffer> for OfferSource {
 /// A price kept in Purser's registry, cached.
 pub struct RegistryOffer {
     client: reqwest::Client,
+    /// The resource's id.
+    resource: String,
     url: String,
     refresh: Duration,
     cached: RwLock<Option<(Instant, Arc<Offer>)>>,
@@ -67,6 +71,7 @@ impl RegistryOffer {
     pub fn new(purser: &str, resource: &str, refresh: Duration) -> Self {
         Self {
             client: crate::http_client(),
+            resource: resource.to_owned(),
             url: format!(
                 "{}/v1/resources/{resource}/payment-required",
                 purser.trim_end_matches('/')
@@ -214,6 +219,7 @@ impl PaidRoute {
 pub struct PaywallLayer {
     paywall: Paywall,
     routes: Arc<Vec<PaidRoute>>,
+    entitlements: Option<EntitlementCheck>,
 }
 
 impl PaywallLayer {
@@ -221,7 +227,15 @@ impl PaywallLayer {
         Self {
             paywall,
             routes: Arc::new(Vec::new()),
+            entitlements: None,
         }
+    }
+
+    /// Lets signed-in wallets whose grant holds into registry-priced routes without paying,
+    /// as `check` decides; their 402s offer a sign-in beside the payment.
+    pub fn with_entitlements(mut self, check: EntitlementCheck) -> Self {
+        self.entitlements = Some(check);
+        self
     }
 
     /// Prices `method` (`"*"` for any) on `path`, settling after the handler.
@@ -301,15 +315,15 @@ where
                 .find(|r| r.matches(request.method(), request.uri().path()));
             match route {
                 None => inner.oneshot(request).await,
-                Some(route) => Ok(paid(&layer.paywall, route, inner, request).await),
+                Some(route) => Ok(paid(&layer, route, inner, request).await),
             }
         })
     }
 }
 
-/// One priced request, through the engine.
+/// One priced request: let in on a grant, or through the engine.
 async fn paid<S>(
-    paywall: &Paywall,
+    layer: &PaywallLayer,
     route: &PaidRoute,
     inner: S,
     mut request: Request<Body>,
@@ -318,21 +332,37 @@ where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Send,
     S::Future: Send,
 {
+    let paywall = &layer.paywall;
     let offer = match route.offer.offer().await {
         Ok(offer) => offer,
         Err(reply) => return reply.into_response(),
     };
     let offer = with_request_url(&offer, &request);
+    if let (Some(check), OfferSource::Registry(registry)) = (&layer.entitlements, &route.offer)
+        && !has_payment(request.headers())
+    {
+        let url = request_url(&request);
+        match check.ask(&registry.resource, &url, request.headers()).await {
+            Ok(Entitled::Allow { wallet, session }) => {
+                set_payer(&mut request, &wallet);
+                let Ok(mut response) = inner.oneshot(request).await;
+                if let Some(Ok(session)) = session.map(|s| HeaderValue::from_str(&s)) {
+                    response.headers_mut().insert(PURSER_SESSION, session);
+                }
+                return response;
+            }
+            Ok(Entitled::Deny(reply)) => return reply.into_response(),
+            // Purser unreachable: the route's own 402 still lets the client pay.
+            Err(e) => {
+                tracing::warn!(error = %e, "the entitlement check failed; asking for payment")
+            }
+        }
+    }
     let admitted = match paywall.admit(&offer, request.headers()).await {
         Ok(admitted) => admitted,
         Err(reply) => return reply.into_response(),
     };
-    if let Ok(value) = HeaderValue::from_str(&admitted.payer) {
-        request.headers_mut().insert(PAYER_HEADER, value);
-    }
-    request
-        .extensions_mut()
-        .insert(Payer(admitted.payer.clone()));
+    set_payer(&mut request, &admitted.payer);
     match route.timing {
         SettleTiming::Before => match paywall.settle(&offer, &admitted).await {
             Settled::Paid { headers, .. } => {
@@ -359,14 +389,17 @@ where
     }
 }
 
-/// An offer configured without a resource URL names the request's.
-fn with_request_url<'a>(
-    offer: &'a Arc<Offer>,
-    request: &Request<Body>,
-) -> std::borrow::Cow<'a, Offer> {
-    if !offer.required.resource.url.is_empty() {
-        return std::borrow::Cow::Borrowed(offer.as_ref());
+/// Hands the handler the payer (or the signed-in wallet): the [`Payer`] extension and the
+/// `X-Purser-Payer` header.
+fn set_payer(request: &mut Request<Body>, payer: &str) {
+    if let Ok(value) = HeaderValue::from_str(payer) {
+        request.headers_mut().insert(PAYER_HEADER, value);
     }
+    request.extensions_mut().insert(Payer(payer.to_owned()));
+}
+
+/// The URL the request asked for, as the client named it.
+fn request_url(request: &Request<Body>) -> String {
     let host = request
         .headers()
         .get(http::header::HOST)
@@ -374,14 +407,53 @@ fn with_request_url<'a>(
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    format!("http://{host}{path}")
+}
+
+/// The offer for this request: one configured without a resource URL names the request's; a
+/// registry resource's URL (a route template, `https://api.example.com/forecast/:city`) names
+/// the request's path under the registry's origin, as Purser's gateway and checks name it, so
+/// that a payment made for one path is not taken for another.
+fn with_request_url<'a>(
+    offer: &'a Arc<Offer>,
+    request: &Request<Body>,
+) -> std::borrow::Cow<'a, Offer> {
+    let configured = &offer.required.resource.url;
+    let url = if configured.is_empty() {
+        request_url(request)
+    } else if configured.contains("/:") || configured.contains('{') {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        format!("{}{path}", origin_of(configured))
+    } else {
+        return std::borrow::Cow::Borrowed(offer.as_ref());
+    };
     let mut owned = offer.as_ref().clone();
-    owned.required.resource.url = format!("http://{host}{path}");
+    owned.required.resource.url = url;
     std::borrow::Cow::Owned(owned)
+}
+
+/// `scheme://host[:port]` of an absolute URL.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(slash) => &url[..after_scheme + slash],
+        None => url,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_are_scheme_host_and_port() {
+        assert_eq!(
+            origin_of("https://api.example.com/a/:b"),
+            "https://api.example.com"
+        );
+        assert_eq!(origin_of("http://127.0.0.1:9/x"), "http://127.0.0.1:9");
+        assert_eq!(origin_of("http://host"), "http://host");
+    }
 
     #[test]
     fn patterns_match_literals_params_and_rests() {

@@ -6,10 +6,13 @@
 //! - [`layer`]: the tower layer for axum apps, with per-route prices from the app's own
 //!   configuration ([`ExactPrice`]) or from Purser's registry ([`layer::RegistryOffer`]).
 //! - [`facilitator`]: who verifies and settles: Purser over HTTP, or in process.
+//! - [`entitlement`]: repeat access: signed-in wallets with a grant pass without paying, as
+//!   Purser's entitlement check decides.
 //!
 //! This crate knows the x402 wire types and HTTP; it never knows Purser's storage.
 
 pub mod engine;
+pub mod entitlement;
 pub mod facilitator;
 pub mod layer;
 
@@ -17,6 +20,7 @@ pub use engine::{
     Admitted, MemoryReplayGuard, Offer, PAYER_HEADER, Paywall, ReplayGuard, Reply, SettleTiming,
     Settled,
 };
+pub use entitlement::EntitlementCheck;
 pub use facilitator::{Facilitator, FacilitatorError, HttpFacilitator};
 pub use layer::{OfferSource, PathPattern, Payer, PaywallLayer, RegistryOffer};
 

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 /// The header a session token travels in.
-pub const SESSION_HEADER: &str = "x-purser-session";
+pub const SESSION_HEADER: &str = purser_x402::header::lowercase::PURSER_SESSION;
 
 /// The `iss` of every token.
 pub const ISSUER: &str = "purser";

@@ -9,5 +9,5 @@ mod service;
 
 pub use config::FacilitatorConfig;
 pub use reconcile::{ReconcileReport, Reconciler};
-pub use routes::{FacilitatorState, router};
+pub use routes::{FacilitatorState, OnSettled, router};
 pub use service::Facilitator;

@@ -19,8 +19,19 @@ use purser_http::ApiError;
 
 use purser_registry::{BazaarOutcome, Registry};
 use purser_x402::header::{EXTENSION_RESPONSES, encode_extension_responses};
+use purser_x402::v2::PaymentPayload;
 
 use crate::Facilitator;
+
+/// What else a payment settled through `POST /facilitator/settle` does, beyond the ledger: the
+/// gateway grants repeat access for the resource the payment names, so that a merchant's own
+/// resource server (the native layer, say) earns its payers the same grants as Purser's gateway.
+#[async_trait::async_trait]
+pub trait OnSettled: Send + Sync {
+    /// `payload` settled successfully for the scope's tenant, paid by `payer`. Failures are the
+    /// hook's to log: the payment stands.
+    async fn settled(&self, scope: TenantScope, payload: &PaymentPayload, payer: &str);
+}
 
 #[derive(Clone)]
 pub struct FacilitatorState {
@@ -29,6 +40,8 @@ pub struct FacilitatorState {
     /// Catalogs the resources described by the `bazaar` extension of settled payments; `None`
     /// leaves the extension alone (and unadvertised).
     pub registry: Option<Arc<Registry>>,
+    /// Called after each successful settlement.
+    pub on_settled: Option<Arc<dyn OnSettled>>,
 }
 
 impl FromRef<FacilitatorState> for Arc<Authenticator> {
@@ -85,6 +98,12 @@ async fn settle(State(state): State<FacilitatorState>, parts: Parts, body: Bytes
         (Some(registry), true) => learn(registry, scope, &body).await,
         _ => None,
     };
+    if let (Some(hook), true, Some(payer)) = (&state.on_settled, answer.success, &answer.payer)
+        && let Ok(request) = purser_x402::FacilitatorRequest::from_json(&body)
+        && let Ok((payload, _)) = request.to_v2()
+    {
+        hook.settled(scope, &payload, payer).await;
+    }
     let mut response = Json(answer).into_response();
     if let Some(outcome) = learned {
         let mut responses = purser_x402::JsonObject::new();

@@ -139,8 +139,12 @@ impl Route {
         self.method
             .as_deref()
             .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && self.template.origin.eq_ignore_ascii_case(origin)
-            && self.template.bind(path).is_ok()
+            && self.serves(origin, path)
+    }
+
+    /// Whether `origin` and `path` are this route's, whatever the method.
+    pub fn serves(&self, origin: &str, path: &str) -> bool {
+        self.template.origin.eq_ignore_ascii_case(origin) && self.template.bind(path).is_ok()
     }
 }
 
@@ -382,6 +386,32 @@ impl Gateway {
         {
             tracing::error!(code = %e.code(), %payer, resource = %priced.resource.id, "a paid grant was not recorded");
             purser_http::error::log_error(&e);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl purser_facilitator::OnSettled for Gateway {
+    /// A payment a merchant's own resource server settled: when it names (by URL) one of the
+    /// tenant's published resources that grants repeat access, the payer gets the grant, once
+    /// per payment as through the gateway.
+    async fn settled(&self, scope: TenantScope, payload: &PaymentPayload, payer: &str) {
+        let Some(Ok(url)) = payload.resource.as_ref().map(|r| url::Url::parse(&r.url)) else {
+            return;
+        };
+        let origin = url.origin().ascii_serialization();
+        let routes = match self.routes(scope).await {
+            Ok(routes) => routes,
+            Err(e) => return purser_http::error::log_error(&e),
+        };
+        // The payment names a URL, not a method: the first route of that URL.
+        let Some(route) = routes.iter().find(|r| r.serves(&origin, url.path())) else {
+            return;
+        };
+        match self.priced(route.id).await {
+            Ok(Some(priced)) => self.grant_paid(&priced, payload, payer).await,
+            Ok(None) => {}
+            Err(e) => purser_http::error::log_error(&e),
         }
     }
 }

@@ -63,6 +63,9 @@ pub mod lowercase {
     pub const X_PAYMENT_RESPONSE: &str = "x-payment-response";
     pub const EXTENSION_RESPONSES: &str = "extension-responses";
     pub const SIGN_IN_WITH_X: &str = "sign-in-with-x";
+    /// Purser's own: the session token a signed-in wallet comes back with, instead of signing
+    /// in again (issued after a Sign-In-With-X).
+    pub const PURSER_SESSION: &str = "x-purser-session";
 }
 
 /// The most bytes a header value may decode to.

@@ -201,6 +201,8 @@ impl Platform {
                 .registry
                 .learn_from_payments
                 .then(|| self.registry.clone()),
+            // Payments settled by merchants' own resource servers earn grants too.
+            on_settled: Some(Arc::new(self.gateway.clone())),
         });
         let discovery = purser_registry::discovery::router(DiscoveryState {
             registry: self.registry.clone(),

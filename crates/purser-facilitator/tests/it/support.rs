@@ -203,6 +203,7 @@ impl Fixture {
                     store.clone(),
                     Default::default(),
                 ))),
+                on_settled: None,
             }),
             Default::default(),
         );

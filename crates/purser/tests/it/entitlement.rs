@@ -18,6 +18,7 @@ on_both_backend_pairs!(
     delegated_checks_let_signed_in_wallets_through,
     one_payment_settled_twice_grants_once,
     entitlement_checks_answer_grants_credit_and_denials,
+    sdk_client_signs_in_to_the_native_layer,
 );
 
 /// The gateway in front of `upstream`, pricing `/weather/*` with a resource that grants
@@ -761,4 +762,98 @@ async fn entitlement_checks_answer_grants_credit_and_denials(backends: Backends)
         .await
         .unwrap();
     assert_eq!(response.status(), 401, "no key");
+}
+
+/// The example merchant app (the native layer, settling through Purser's facilitator over
+/// HTTP): the official client pays once for a registry resource that grants repeat access;
+/// Purser grants it when the payment settles; then the client signs in and the layer, asking
+/// Purser's entitlement check, lets it in without paying.
+async fn sdk_client_signs_in_to_the_native_layer(backends: Backends) {
+    use crate::interop::merchant_example::{MerchantConfig, app};
+    let fx = Interop::start(backends).await;
+    let token = fx.chain().token();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let forecast = fx
+        .publish_with(
+            &format!("{base}/forecast/:city"),
+            "Forecast",
+            "Forecasts, paid once per wallet for two more",
+            Some(RepeatAccess {
+                group: None,
+                duration_seconds: Some(600),
+                uses: Some(2),
+            }),
+        )
+        .await;
+    let config = MerchantConfig {
+        purser_url: fx.app.url(""),
+        api_key: fx.key.clone(),
+        price: purser_axum::ExactPrice {
+            network: NETWORK.into(),
+            asset: token.address.to_checksum(None),
+            amount: purser_domain::money::Amount::from_atomic(PRICE),
+            pay_to: fx.merchant().to_checksum(None),
+            eip712_name: token.name.clone(),
+            eip712_version: token.version.clone(),
+            max_timeout_seconds: 60,
+        },
+        registry_resource: Some(forecast.to_string()),
+    };
+    let app = app(&config).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let merchant_before = fx.balance(fx.merchant()).await;
+
+    let url = format!("{base}/forecast/lisbon");
+    let unpaid = reqwest::get(&url).await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    let required = purser_x402::header::decode_payment_required(
+        unpaid.headers()["payment-required"].to_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        required.resource.url, url,
+        "the 402 names the path asked for"
+    );
+    let sign_in = &required.extensions.as_ref().unwrap()["sign-in-with-x"];
+    assert_eq!(sign_in["info"]["uri"], url.as_str(), "{sign_in}");
+
+    let mut env = fx.script_env(PRICE);
+    env.push(("X402_URL", url.clone()));
+    let out = run_script("sdk-siwx.mjs", &env).await;
+    let calls = out["calls"].as_array().unwrap();
+    assert_eq!(calls[0]["status"], 200, "{out}");
+    assert_eq!(
+        requests(&calls[0]),
+        vec![(false, false), (true, false), (false, true)],
+        "the first round pays: {out}"
+    );
+    assert_eq!(calls[0]["paymentResponse"]["success"], true, "{out}");
+    assert_eq!(calls[1]["status"], 200, "{out}");
+    assert_eq!(
+        requests(&calls[1]),
+        vec![(false, false), (true, false)],
+        "the second round signs in only: {out}"
+    );
+    assert_eq!(calls[1]["body"]["city"], "lisbon", "{out}");
+    assert_same_address(&calls[1]["body"]["paid_by"], fx.payer().address());
+    assert!(calls[1]["paymentResponse"].is_null(), "{out}");
+    assert_eq!(
+        fx.balance(fx.merchant()).await,
+        merchant_before + alloy::primitives::U256::from(PRICE),
+        "paid exactly once"
+    );
+    // The session token the sign-in earned spends the second use; then the grant is used up.
+    let session = calls[1]["session"]
+        .as_str()
+        .expect("a session token")
+        .to_owned();
+    let with_session = || {
+        reqwest::Client::new()
+            .get(&url)
+            .header("x-purser-session", &session)
+            .send()
+    };
+    assert_eq!(with_session().await.unwrap().status(), 200);
+    assert_eq!(with_session().await.unwrap().status(), 402);
 }

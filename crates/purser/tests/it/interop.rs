@@ -1051,7 +1051,7 @@ async fn sdk_client_pays_through_the_native_layer(backends: Backends) {
 /// The example merchant app of `purser-axum`, compiled into this test for its `app`.
 #[allow(dead_code)]
 #[path = "../../../purser-axum/examples/merchant.rs"]
-mod merchant_example;
+pub(crate) mod merchant_example;
 
 async fn sdk_client_pays_the_example_merchant(backends: Backends) {
     use merchant_example::{MerchantConfig, app};
