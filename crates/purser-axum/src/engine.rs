@@ -454,7 +454,7 @@ impl Paywall {
 }
 
 /// The payment a request carries: `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1), as v2.
-fn read_payment(
+pub fn read_payment(
     offer: &Offer,
     headers: &HeaderMap,
 ) -> Result<Option<(PaymentPayload, Version)>, Reply> {

@@ -9,6 +9,8 @@
 //! - [`grpc`]: the same checks over gRPC (`purser.access.v1.AccessService`), and Envoy's
 //!   `ext_authz` (`envoy.service.auth.v3.Authorization`), from `proto/`.
 //! - [`check`]: the decisions both of them make, whatever carries the question.
+//! - [`entitled`]: the entitlement check (grants and prepaid credit), and [`credits`]: credit
+//!   bought with x402.
 //!
 //! All of them run the engine of `purser-axum` (the same one merchants embed in their axum
 //! apps) with the facilitator called in process and replays refused through the coordination
@@ -17,6 +19,7 @@
 pub mod access;
 pub mod check;
 pub mod config;
+pub mod credits;
 pub mod entitled;
 pub mod grpc;
 mod inprocess;

@@ -214,12 +214,14 @@ impl Platform {
         };
         // gRPC (h2c) on the same listener: axum serves HTTP/1.1 and HTTP/2 on one port.
         let grpc = purser_gateway::grpc::router(access.clone());
+        let credits = purser_gateway::credits::router(access.clone());
         let access = purser_gateway::access::router(access);
         purser_http::layers::apply(
             ops.merge(admin)
                 .merge(facilitator)
                 .merge(discovery)
                 .merge(access)
+                .merge(credits)
                 .merge(grpc),
             limits,
         )

@@ -19,6 +19,7 @@ on_both_backend_pairs!(
     one_payment_settled_twice_grants_once,
     entitlement_checks_answer_grants_credit_and_denials,
     sdk_client_signs_in_to_the_native_layer,
+    sdk_client_tops_up_credit_then_spends_it,
 );
 
 /// The gateway in front of `upstream`, pricing `/weather/*` with a resource that grants
@@ -856,4 +857,121 @@ async fn sdk_client_signs_in_to_the_native_layer(backends: Backends) {
     };
     assert_eq!(with_session().await.unwrap().status(), 200);
     assert_eq!(with_session().await.unwrap().status(), 402);
+}
+
+/// Prepaid credit bought with x402: the official client pays `GET /v1/credits/top-up`, the
+/// payer's balance grows by exactly the amount once however often the payment is presented, and
+/// a usage-priced check then holds part of it. Both x402 versions pay.
+async fn sdk_client_tops_up_credit_then_spends_it(backends: Backends) {
+    use purser_domain::credits::CreditKey;
+    use purser_domain::money::Amount;
+
+    let fx = Interop::start(backends).await;
+    // Publishing sets the merchant's payout address on the network.
+    let resource = fx
+        .publish("https://api.example.com/llm/complete", "Completions")
+        .await;
+    let scope = TenantScope::trusted(fx.tenant);
+    let payer = format!("{:#x}", fx.payer().address());
+    let asset = fx
+        .chain()
+        .token()
+        .address
+        .to_checksum(None)
+        .to_ascii_lowercase();
+    let key = CreditKey::new(&payer, NETWORK, &asset).unwrap();
+    let top_up_url = |amount: u128| {
+        fx.app.url(&format!(
+            "/v1/credits/top-up?tenant={}&network={NETWORK}&amount={amount}",
+            fx.tenant
+        ))
+    };
+    let merchant_before = fx.balance(fx.merchant()).await;
+
+    let mut available = 0;
+    for (client, amount) in [("v2", 50_000u128), ("v1", 20_000)] {
+        let mut env = fx.script_env(amount);
+        env.push(("X402_URL", top_up_url(amount)));
+        env.push(("X402_CLIENT", client.to_owned()));
+        let out = run_script("sdk-pay-url.mjs", &env).await;
+        assert_eq!(out["unpaid"]["status"], 402, "{client}: {out}");
+        assert_eq!(out["paid"]["status"], 200, "{client}: {out}");
+        let body = &out["paid"]["body"];
+        available += amount;
+        assert_eq!(body["status"], "credited", "{client}: {out}");
+        assert_eq!(body["amount"], amount.to_string(), "{client}: {out}");
+        assert_eq!(body["available"], available.to_string(), "{client}: {out}");
+        assert_same_address(&body["wallet"], fx.payer().address());
+        // The same payment again: the same top-up, nothing more.
+        assert_eq!(out["replay"]["status"], 200, "{client}: {out}");
+        assert_eq!(out["replay"]["body"]["settlementId"], body["settlementId"]);
+        assert_eq!(
+            out["replay"]["body"]["available"],
+            available.to_string(),
+            "{client}: credited once: {out}"
+        );
+    }
+    assert_eq!(
+        fx.balance(fx.merchant()).await,
+        merchant_before + alloy::primitives::U256::from(available),
+        "the merchant received what was credited"
+    );
+    let balance = fx.app.store.credit_balance(scope, &key).await.unwrap();
+    assert_eq!(balance.available, Amount::from_atomic(available));
+
+    // Spent by a usage-priced call: held through the entitlement check.
+    let session = fx
+        .app
+        .platform
+        .gateway
+        .entitlements()
+        .sessions()
+        .issue(fx.tenant, &payer, NETWORK, purser_domain::time::now())
+        .unwrap()
+        .0;
+    let held: Value = reqwest::Client::new()
+        .post(fx.app.url("/v1/entitlements/check"))
+        .bearer_auth(&fx.key)
+        .json(&json!({ "resource": resource.to_string(), "session": session, "reserve": "60000" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(held["reason"], "credit", "{held}");
+    let balance = fx.app.store.credit_balance(scope, &key).await.unwrap();
+    assert_eq!(balance.available, Amount::from_atomic(available - 60_000));
+
+    // Bad input, with its code; nothing is charged.
+    let client = reqwest::Client::new();
+    for (url, status, code) in [
+        (top_up_url(0), 400, "invalid_input"),
+        (
+            fx.app.url(&format!(
+                "/v1/credits/top-up?tenant={}&network=eip155:1&amount=5",
+                fx.tenant
+            )),
+            404,
+            "not_found",
+        ),
+        (
+            fx.app.url(&format!(
+                "/v1/credits/top-up?tenant={}&network={NETWORK}&amount=5",
+                purser_domain::id::TenantId::new()
+            )),
+            404,
+            "not_found",
+        ),
+        (
+            fx.app.url("/v1/credits/top-up?tenant=x&network=y&amount=1"),
+            400,
+            "invalid_input",
+        ),
+    ] {
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), status, "{url}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{url}: {error}");
+    }
 }

@@ -1,0 +1,256 @@
+//! Prepaid credit bought with x402: `GET /v1/credits/top-up?tenant=…&network=…&amount=…`.
+//!
+//! Without a payment it answers 402 with the price: `amount` atomic units of the rail's asset on
+//! `network` (or `asset`, when the rail settles several), paid to the merchant's payout address
+//! there. With a payment (`PAYMENT-SIGNATURE`, or v1's `X-PAYMENT`) it settles it through
+//! Purser's facilitator and adds the amount to the payer's credit with that merchant, on the
+//! ledger, once per settlement: presenting the same payment again answers the same top-up and
+//! moves nothing (the spent authorization is not verified anew; the stored settlement of the
+//! same signed authorization answers). Credit is issued only for a confirmed settlement: when the outcome is not
+//! known yet, the answer is 202 with the settlement's id, and the same payment presented once it
+//! has confirmed collects the credit.
+//!
+//! Any x402 client pays it; the balance is then spent by usage-priced calls through the
+//! entitlement check's reservations (see [`crate::entitled`]).
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::request::Parts;
+use http::{HeaderMap, StatusCode};
+use purser_axum::{MemoryReplayGuard, Offer, Paywall, Settled};
+use purser_domain::auth::TenantScope;
+use purser_domain::credits::CreditKey;
+use purser_domain::id::TenantId;
+use purser_domain::money::Amount;
+use purser_domain::registry::Accept;
+use purser_domain::settlement::{AuthorizationKey, Settlement, SettlementStatus};
+use purser_domain::tenant::TenantStatus;
+use purser_domain::{Error, ErrorCode};
+use purser_http::ApiError;
+use purser_registry::challenge;
+use purser_x402::v2::{JsonObject, PaymentPayload, PaymentRequired, ResourceInfo};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::InProcessFacilitator;
+use crate::check::AccessState;
+
+/// How long a top-up's payment authorization may take to settle.
+const TOP_UP_TIMEOUT_SECONDS: u32 = 300;
+
+pub fn router(state: AccessState) -> Router {
+    Router::new()
+        .route("/v1/credits/top-up", get(top_up).post(top_up))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopUpQuery {
+    tenant: String,
+    network: String,
+    /// Atomic units of the asset.
+    amount: String,
+    /// The token; `None`: the rail's first asset.
+    #[serde(default)]
+    asset: Option<String>,
+}
+
+async fn top_up(
+    State(state): State<AccessState>,
+    Query(query): Query<TopUpQuery>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    let tenant: TenantId = query.tenant.parse()?;
+    let amount = Amount::parse_atomic(&query.amount)?;
+    purser_domain::credits::check_credit_amount(amount)?;
+    let scope = TenantScope::trusted(tenant);
+    let offer = offer(&state, scope, &query, amount, &parts).await?;
+    let store = state.gateway.store();
+    // A payment presented before: its settlement answers again, without verifying an
+    // authorization that is spent by now.
+    if let Ok(Some((payload, _))) = purser_axum::engine::read_payment(&offer, &parts.headers)
+        && let Ok(key) = authorization_key(&payload)
+        && let Some(settlement) = store.find_settlement_by_authorization(scope, &key).await?
+        && same_signed_payload(&settlement.payload, &payload)
+        && !matches!(
+            settlement.status,
+            SettlementStatus::Failed | SettlementStatus::Rejected
+        )
+    {
+        return credit(&state, scope, &settlement, &key, HeaderMap::new()).await;
+    }
+    // A new payment is settled (the facilitator settles an authorization at most once), then
+    // credited (once per settlement).
+    let paywall = Paywall::new(
+        Arc::new(InProcessFacilitator::new(
+            state.gateway.facilitator.clone(),
+            scope,
+        )),
+        Arc::new(MemoryReplayGuard::default()),
+    );
+    let admitted = match paywall.admit(&offer, &parts.headers).await {
+        Ok(admitted) => admitted,
+        Err(reply) => return Ok(reply.into_response()),
+    };
+    let headers = match paywall.settle(&offer, &admitted).await {
+        Settled::Paid { headers, .. } => headers,
+        Settled::Refused(reply) => return Ok(reply.into_response()),
+    };
+    let key = authorization_key(&admitted.payload)?;
+    let settlement = store
+        .find_settlement_by_authorization(scope, &key)
+        .await?
+        .ok_or_else(|| Error::new(ErrorCode::Internal, "a settled top-up has no settlement"))?;
+    credit(&state, scope, &settlement, &key, headers).await
+}
+
+/// Whether a stored settlement's payload carries the same signed authorization as `presented`.
+fn same_signed_payload(stored: &str, presented: &PaymentPayload) -> bool {
+    serde_json::from_str::<serde_json::Value>(stored).is_ok_and(|stored| {
+        stored["payload"] == serde_json::Value::Object(presented.payload.clone())
+    })
+}
+
+/// The credit a settlement buys: added once it is confirmed (202 until then), answered with
+/// the payer's balance and `headers` (the payment's response headers).
+async fn credit(
+    state: &AccessState,
+    scope: TenantScope,
+    settlement: &Settlement,
+    key: &AuthorizationKey,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let store = state.gateway.store();
+    let credit = CreditKey::new(&key.payer, &key.network, &key.asset)?;
+    let mut response = if settlement.status == SettlementStatus::Confirmed {
+        let topped_up = store
+            .top_up(scope, &credit, settlement.amount, Some(settlement.id))
+            .await?;
+        let balance = store.credit_balance(scope, &credit).await?;
+        tracing::info!(tenant = %scope.tenant_id(), settlement = %settlement.id, amount = %topped_up.amount, "credit topped up");
+        Json(json!({
+            "status": "credited",
+            "settlementId": settlement.id.to_string(),
+            "wallet": credit.wallet(),
+            "network": credit.network(),
+            "asset": credit.asset(),
+            "amount": topped_up.amount.to_string(),
+            "available": balance.available.to_string(),
+        }))
+        .into_response()
+    } else {
+        (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "status": "pending",
+                "settlementId": settlement.id.to_string(),
+                "message": "the payment is not confirmed yet; present the same payment again to collect the credit once it is",
+            })),
+        )
+            .into_response()
+    };
+    response.headers_mut().extend(headers);
+    Ok(response)
+}
+
+/// The 402 for this top-up: the amount on the network's asset, to the merchant's payout
+/// address there, for this very URL.
+async fn offer(
+    state: &AccessState,
+    scope: TenantScope,
+    query: &TopUpQuery,
+    amount: Amount,
+    parts: &Parts,
+) -> Result<Offer, Error> {
+    let store = state.gateway.store();
+    let not_found = || Error::not_found("tenant taking top-ups on this network");
+    let tenant = store
+        .get_tenant(scope.tenant_id())
+        .await?
+        .ok_or_else(not_found)?;
+    if tenant.status != TenantStatus::Active {
+        return Err(not_found());
+    }
+    let pay_to = store
+        .payout_addresses(scope)
+        .await?
+        .into_iter()
+        .find(|p| p.network == query.network)
+        .ok_or_else(not_found)?
+        .address;
+    let rail = state
+        .gateway
+        .facilitator
+        .rails()
+        .get(&query.network)
+        .ok_or_else(|| Error::invalid_input("Purser does not settle on this network"))?;
+    let asset = rail
+        .assets
+        .iter()
+        .find(|a| {
+            query
+                .asset
+                .as_deref()
+                .is_none_or(|wanted| wanted.eq_ignore_ascii_case(&a.address.to_string()))
+        })
+        .ok_or_else(|| Error::invalid_input("Purser does not settle this asset on this network"))?;
+    let accept = Accept {
+        scheme: "exact".into(),
+        network: query.network.clone(),
+        asset: asset.address.to_checksum(None),
+        amount,
+        pay_to,
+        eip712_name: asset.name.clone(),
+        eip712_version: asset.version.clone(),
+    };
+    let mut resource = ResourceInfo::new(request_url(parts));
+    resource.description = Some(format!("Prepaid credit with {}", tenant.name));
+    resource.mime_type = Some("application/json".into());
+    Ok(Offer::new(PaymentRequired {
+        x402_version: purser_x402::V2,
+        error: None,
+        resource,
+        accepts: vec![challenge::requirements(&accept, TOP_UP_TIMEOUT_SECONDS)?],
+        extensions: None,
+        other: JsonObject::new(),
+    }))
+}
+
+/// The URL the payer asked for (a payment is good for the URL it names).
+fn request_url(parts: &Parts) -> String {
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("http://{host}{path}")
+}
+
+/// The settled authorization's key, as the facilitator stored it: the EIP-3009 payload's
+/// `from` and `nonce`, lower-case.
+fn authorization_key(payload: &PaymentPayload) -> Result<AuthorizationKey, Error> {
+    let authorization = &payload.payload["authorization"];
+    let field = |name: &str| {
+        authorization[name]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Internal,
+                    "a settled top-up without its authorization",
+                )
+            })
+    };
+    Ok(AuthorizationKey {
+        network: payload.accepted.network.to_string(),
+        asset: payload.accepted.asset.to_ascii_lowercase(),
+        payer: field("from")?,
+        nonce: field("nonce")?,
+    })
+}
