@@ -36,8 +36,8 @@ use purser_x402::v2::{JsonObject, PaymentPayload, PaymentRequired, ResourceInfo}
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::InProcessFacilitator;
 use crate::check::AccessState;
+use crate::{InProcessFacilitator, authorization_key};
 
 /// How long a top-up's payment authorization may take to settle.
 const TOP_UP_TIMEOUT_SECONDS: u32 = 300;
@@ -230,27 +230,4 @@ fn request_url(parts: &Parts) -> String {
         .unwrap_or("localhost");
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     format!("http://{host}{path}")
-}
-
-/// The settled authorization's key, as the facilitator stored it: the EIP-3009 payload's
-/// `from` and `nonce`, lower-case.
-fn authorization_key(payload: &PaymentPayload) -> Result<AuthorizationKey, Error> {
-    let authorization = &payload.payload["authorization"];
-    let field = |name: &str| {
-        authorization[name]
-            .as_str()
-            .map(str::to_ascii_lowercase)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorCode::Internal,
-                    "a settled top-up without its authorization",
-                )
-            })
-    };
-    Ok(AuthorizationKey {
-        network: payload.accepted.network.to_string(),
-        asset: payload.accepted.asset.to_ascii_lowercase(),
-        payer: field("from")?,
-        nonce: field("nonce")?,
-    })
 }

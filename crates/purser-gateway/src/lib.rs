@@ -30,7 +30,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use purser_axum::{Offer, Paywall};
-use purser_domain::Error;
 use purser_domain::auth::TenantScope;
 use purser_domain::coord::{Coordination, Invalidator};
 use purser_domain::entitlement::RepeatAccess;
@@ -38,6 +37,8 @@ use purser_domain::id::{ResourceId, TenantId};
 use purser_domain::page::PageRequest;
 use purser_domain::registry::{Resource, ResourceKind, ResourceStatus, ResourceVersion};
 use purser_domain::repo::Store;
+use purser_domain::settlement::AuthorizationKey;
+use purser_domain::{Error, ErrorCode};
 use purser_entitlement::{
     Admission, Entitlements, GrantCache, SESSION_HEADER, Sessions, SignIn, SignInConfig,
 };
@@ -122,6 +123,29 @@ fn payment_fingerprint(paid: &PaymentPayload) -> String {
     let bytes = serde_json::to_vec(&paid.payload).unwrap_or_default();
     let digest = sha2::Sha256::digest(&bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The settled authorization's key, as the facilitator stored it: the EIP-3009 payload's
+/// `from` and `nonce`, lower-case.
+pub(crate) fn authorization_key(payload: &PaymentPayload) -> Result<AuthorizationKey, Error> {
+    let authorization = &payload.payload["authorization"];
+    let field = |name: &str| {
+        authorization[name]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Internal,
+                    "a settled top-up without its authorization",
+                )
+            })
+    };
+    Ok(AuthorizationKey {
+        network: payload.accepted.network.to_string(),
+        asset: payload.accepted.asset.to_ascii_lowercase(),
+        payer: field("from")?,
+        nonce: field("nonce")?,
+    })
 }
 
 /// Resources read recently, with when they were read.
@@ -364,6 +388,25 @@ impl Gateway {
         let Some(policy) = priced.repeat_access() else {
             return;
         };
+        // The grant names its settlement: one grant per settlement (the database makes sure),
+        // and revoked with it should the payment fail after all.
+        let settlement = match authorization_key(paid) {
+            Ok(key) => self
+                .store
+                .find_settlement_by_authorization(priced.scope(), &key)
+                .await
+                .unwrap_or_else(|e| {
+                    purser_http::error::log_error(&e);
+                    None
+                })
+                .map(|s| s.id),
+            Err(_) => None,
+        };
+        if let Some(settlement) = settlement {
+            return self
+                .record_grant(priced, policy, payer, Some(settlement))
+                .await;
+        }
         let once = format!("grant:paid:{}", payment_fingerprint(paid));
         match self
             .coordination
@@ -375,13 +418,23 @@ impl Gateway {
             // Unsure whether it was granted: granting twice is the lesser harm to a payer.
             Err(e) => purser_http::error::log_error(&e),
         }
+        self.record_grant(priced, policy, payer, None).await;
+    }
+
+    async fn record_grant(
+        &self,
+        priced: &Priced,
+        policy: &RepeatAccess,
+        payer: &str,
+        settlement: Option<purser_domain::id::SettlementId>,
+    ) {
         if let Err(e) = self
             .entitlements
             .grant(
                 priced.scope(),
                 priced.resource.id,
                 payer,
-                None,
+                settlement,
                 policy,
                 purser_domain::time::now(),
             )

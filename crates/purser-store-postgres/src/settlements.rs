@@ -557,6 +557,15 @@ impl SettlementRepository for PgStore {
         };
         let settlement: Settlement = row.try_into()?;
         ledger::void_settlement(&mut tx, &settlement).await?;
+        // A failed payment bought nothing: the grants it made are revoked with it.
+        sqlx::query(
+            "UPDATE grants SET revoked_at = $2 WHERE settlement_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(settlement.id.as_uuid())
+        .bind(settlement.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error("revoking the grants of a failed settlement"))?;
         commit(tx).await?;
         Ok(settlement)
     }

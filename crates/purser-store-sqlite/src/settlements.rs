@@ -210,12 +210,31 @@ impl SqliteStore {
         };
         match to {
             SettlementStatus::Confirmed => ledger::post_settlement(&mut tx, &settlement).await?,
-            SettlementStatus::Failed => ledger::void_settlement(&mut tx, &settlement).await?,
+            SettlementStatus::Failed => {
+                ledger::void_settlement(&mut tx, &settlement).await?;
+                revoke_grants_of(&mut tx, &settlement).await?;
+            }
             _ => {}
         }
         commit(tx).await?;
         Ok(settlement)
     }
+}
+
+/// A failed payment bought nothing: revokes the grants it made, in the failure's transaction.
+async fn revoke_grants_of(
+    tx: &mut Transaction<'static, Sqlite>,
+    settlement: &Settlement,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE grants SET revoked_at = $2 WHERE settlement_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(settlement.id.as_uuid())
+    .bind(to_micros(settlement.updated_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error("revoking the grants of a failed settlement"))?;
+    Ok(())
 }
 
 async fn commit(tx: Transaction<'_, Sqlite>) -> Result<()> {

@@ -19,7 +19,7 @@ use purser_domain::repo::Store;
 use purser_domain::{ErrorCode, time};
 
 use crate::registry_suite::{new_resource, tenant};
-use crate::store_suite::seed_settlement_for;
+use crate::store_suite::{seed_settlement_for, seed_submitted_settlement_for};
 
 /// Instantiates every grant test as a `#[tokio::test]` in the calling module. `$factory` is an
 /// async fn returning `(Arc<dyn Store>, guard)`; the guard lives until the test ends.
@@ -35,6 +35,7 @@ macro_rules! grant_suite {
             concurrent_uses_are_counted_exactly,
             grants_are_listed_newest_first_with_filters,
             uses_counted_elsewhere_are_added_to_unlimited_grants_only,
+            a_failed_settlement_revokes_what_it_bought,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -812,4 +813,66 @@ pub async fn uses_counted_elsewhere_are_added_to_unlimited_grants_only(store: Ar
         .await
         .unwrap();
     assert_eq!(uses(unlimited.id).await, u32::MAX, "the count saturates");
+}
+
+pub async fn a_failed_settlement_revokes_what_it_bought(store: Arc<dyn Store>) {
+    let tenant = tenant(&store, "Failing Acme").await;
+    let scope = TenantScope::trusted(tenant);
+    let report = resource(&store, tenant, "failing").await;
+    let (failing, _) = seed_submitted_settlement_for(&store, tenant).await;
+    let (landing, hash) = seed_submitted_settlement_for(&store, tenant).await;
+    let lost = create(
+        &store,
+        NewGrant {
+            settlement_id: Some(failing),
+            ..for_resource(tenant, report, ALICE)
+        },
+    )
+    .await;
+    let kept = create(
+        &store,
+        NewGrant {
+            settlement_id: Some(landing),
+            ..for_resource(tenant, report, BOB)
+        },
+    )
+    .await;
+    let now = time::now();
+    assert!(lost.holds_at(now), "granted while the payment was pending");
+    let failed = store
+        .fail_settlement(failing, None, "transaction_reverted", "reverted")
+        .await
+        .unwrap();
+    store
+        .confirm_settlement(
+            landing,
+            purser_domain::settlement::ChainOutcome {
+                tx_hash: hash,
+                block_number: 2,
+            },
+        )
+        .await
+        .unwrap();
+    let lost = store.find_grant(scope, lost.id).await.unwrap().unwrap();
+    assert_eq!(
+        lost.revoked_at,
+        Some(failed.updated_at),
+        "revoked with the failure"
+    );
+    assert!(
+        store
+            .use_grant(scope, ALICE, report, None, time::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let kept = store.find_grant(scope, kept.id).await.unwrap().unwrap();
+    assert!(kept.revoked_at.is_none());
+    assert!(
+        store
+            .use_grant(scope, BOB, report, None, time::now())
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

@@ -1170,6 +1170,26 @@ pub async fn seed_confirmed_settlement(store: &Arc<dyn Store>) {
 
 /// One confirmed settlement of 1000 units for `tenant`, through the repository's transitions.
 pub async fn seed_settlement_for(store: &Arc<dyn Store>, tenant: TenantId) -> SettlementId {
+    let (settlement, tx_hash) = seed_submitted_settlement_for(store, tenant).await;
+    store
+        .confirm_settlement(
+            settlement,
+            ChainOutcome {
+                tx_hash,
+                block_number: 1,
+            },
+        )
+        .await
+        .unwrap();
+    settlement
+}
+
+/// A settlement of `tenant` whose transaction was recorded but has no receipt yet: its id and
+/// the transaction's hash.
+pub async fn seed_submitted_settlement_for(
+    store: &Arc<dyn Store>,
+    tenant: TenantId,
+) -> (SettlementId, String) {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let new = NewSettlement {
         id: SettlementId::new(),
@@ -1210,17 +1230,7 @@ pub async fn seed_settlement_for(store: &Arc<dyn Store>, tenant: TenantId) -> Se
         })
         .await
         .unwrap();
-    store
-        .confirm_settlement(
-            settlement.id,
-            ChainOutcome {
-                tx_hash,
-                block_number: 1,
-            },
-        )
-        .await
-        .unwrap();
-    settlement.id
+    (settlement.id, tx_hash)
 }
 
 pub async fn settlements_are_listed_per_tenant(store: Arc<dyn Store>) {

@@ -475,6 +475,16 @@ async fn one_payment_settled_twice_grants_once(backends: Backends) {
         .items;
     assert_eq!(grants.len(), 1, "one payment, one grant: {grants:?}");
     assert_eq!(grants[0].wallet, format!("{:#x}", fx.payer().address()));
+    // The grant names the settlement that bought it (and would be revoked should it fail).
+    let settlement = grants[0].settlement_id.expect("the grant's settlement");
+    let settlement = fx
+        .app
+        .store
+        .find_settlement(TenantScope::trusted(fx.tenant), settlement)
+        .await
+        .unwrap()
+        .expect("the tenant's settlement");
+    assert_eq!(settlement.key.payer, grants[0].wallet);
 }
 
 /// `POST /v1/entitlements/check` and the reservation endpoints, with every kind of answer, bad
