@@ -51,7 +51,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use crate::check::AccessState;
-use crate::check::{CheckRequest, Decision, PaidFirst, SettleToken, header_map, header_pairs};
+use crate::check::{
+    CheckRequest, Decision, PaidFirst, SettleToken, header_map, header_pairs, session_headers,
+};
 use crate::entitled::{EntitlementAnswer, EntitlementQuestion};
 
 pub fn router(state: AccessState) -> Router {
@@ -257,7 +259,9 @@ async fn nginx_decision(state: &AccessState, mut parts: Parts) -> Result<Respons
     };
     Ok(match state.check_and_settle(scope, &request).await {
         Ok(PaidFirst::Paid { payer, headers }) => allow(&payer, headers),
-        Ok(PaidFirst::Entitled { wallet }) => allow(&wallet, HeaderMap::new()),
+        Ok(PaidFirst::Entitled { wallet, session }) => {
+            allow(&wallet, session_headers(session.as_deref()))
+        }
         Ok(PaidFirst::Refused { reply, offer }) => nginx_refusal(&offer, reply),
         Err(e) => return Err(ApiError(e).into_response()),
     })

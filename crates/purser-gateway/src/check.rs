@@ -72,8 +72,12 @@ pub enum Decision {
 pub enum PaidFirst {
     /// Settled (or broadcast and pending): serve, adding `headers` to the response.
     Paid { payer: String, headers: HeaderMap },
-    /// Signed in with a grant that holds: serve; nothing was paid.
-    Entitled { wallet: String },
+    /// Signed in with a grant that holds: serve; nothing was paid. `session`: a token for a
+    /// fresh sign-in, to hand the client (`X-Purser-Session`).
+    Entitled {
+        wallet: String,
+        session: Option<String>,
+    },
     /// Not paid: answer the client with `reply`. `offer` is the resource's price, for callers
     /// that must rephrase the reply (nginx can only pass a challenge on a 401).
     Refused { reply: Reply, offer: Box<Offer> },
@@ -202,6 +206,7 @@ impl AccessState {
         {
             return Ok(PaidFirst::Entitled {
                 wallet: admission.wallet,
+                session: admission.session,
             });
         }
         self.gateway
@@ -283,11 +288,9 @@ impl AccessState {
         let parsed = url::Url::parse(url)
             .map_err(|_| Error::invalid_input("url must be an absolute http(s) URL"))?;
         let origin = parsed.origin().ascii_serialization();
-        let routes = self.gateway.routes(scope).await?;
-        Ok(routes
-            .iter()
-            .find(|route| route.matches(method, &origin, parsed.path()))
-            .map(|route| route.id))
+        self.gateway
+            .route_for(scope, method, &origin, parsed.path())
+            .await
     }
 }
 
@@ -315,6 +318,18 @@ pub fn header_map(headers: &HashMap<String, String>) -> HeaderMap {
             ))
         })
         .collect()
+}
+
+/// The response headers that hand a client its session token, when there is one.
+pub fn session_headers(session: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(Ok(value)) = session.map(HeaderValue::from_str) {
+        headers.insert(
+            HeaderName::from_static(purser_entitlement::SESSION_HEADER),
+            value,
+        );
+    }
+    headers
 }
 
 /// Headers as a map of lowercase names to values, a name's values joined by `, `; values that

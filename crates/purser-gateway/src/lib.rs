@@ -161,17 +161,15 @@ pub struct Route {
 }
 
 impl Route {
-    /// Whether a request of `method` to `origin` and `path` is this route's.
+    /// Whether a request of `method` (empty: any) to `origin` and `path` is this route's.
     pub fn matches(&self, method: &str, origin: &str, path: &str) -> bool {
-        self.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && self.serves(origin, path)
-    }
-
-    /// Whether `origin` and `path` are this route's, whatever the method.
-    pub fn serves(&self, origin: &str, path: &str) -> bool {
-        self.template.origin.eq_ignore_ascii_case(origin) && self.template.bind(path).is_ok()
+        (method.is_empty()
+            || self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method)))
+            && self.template.origin.eq_ignore_ascii_case(origin)
+            && self.template.bind(path).is_ok()
     }
 }
 
@@ -262,14 +260,38 @@ impl Gateway {
         Ok(Some(priced))
     }
 
+    /// The published HTTP resource of the scope that serves `method` at `origin` and `path`:
+    /// from the cached routes, read afresh when they have no match (a resource published a
+    /// moment ago is found at once; one unpublished stays found for [`RESOURCE_CACHE_TTL`] at
+    /// most, as its price does).
+    pub async fn route_for(
+        &self,
+        scope: TenantScope,
+        method: &str,
+        origin: &str,
+        path: &str,
+    ) -> Result<Option<ResourceId>, Error> {
+        let find = |routes: &[Route]| {
+            routes
+                .iter()
+                .find(|route| route.matches(method, origin, path))
+                .map(|route| route.id)
+        };
+        if let Some(found) = find(&self.routes(scope, false).await?) {
+            return Ok(Some(found));
+        }
+        Ok(find(&self.routes(scope, true).await?))
+    }
+
     /// The routes of the scope's published HTTP resources, from the cache when fresh (as
-    /// fresh as [`RESOURCE_CACHE_TTL`]).
-    pub async fn routes(&self, scope: TenantScope) -> Result<Arc<[Route]>, Error> {
-        if let Some((at, routes)) = self
-            .routes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&scope.tenant_id())
+    /// fresh as [`RESOURCE_CACHE_TTL`]) unless `reread`.
+    pub async fn routes(&self, scope: TenantScope, reread: bool) -> Result<Arc<[Route]>, Error> {
+        if !reread
+            && let Some((at, routes)) = self
+                .routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&scope.tenant_id())
             && at.elapsed() < RESOURCE_CACHE_TTL
         {
             return Ok(routes.clone());
@@ -456,15 +478,13 @@ impl purser_facilitator::OnSettled for Gateway {
             return;
         };
         let origin = url.origin().ascii_serialization();
-        let routes = match self.routes(scope).await {
-            Ok(routes) => routes,
+        // The payment names a URL, not a method: the first route of that URL.
+        let route = match self.route_for(scope, "", &origin, url.path()).await {
+            Ok(Some(route)) => route,
+            Ok(None) => return,
             Err(e) => return purser_http::error::log_error(&e),
         };
-        // The payment names a URL, not a method: the first route of that URL.
-        let Some(route) = routes.iter().find(|r| r.serves(&origin, url.path())) else {
-            return;
-        };
-        match self.priced(route.id).await {
+        match self.priced(route).await {
             Ok(Some(priced)) => self.grant_paid(&priced, payload, payer).await,
             Ok(None) => {}
             Err(e) => purser_http::error::log_error(&e),

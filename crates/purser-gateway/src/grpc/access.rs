@@ -46,11 +46,17 @@ impl access_v1::access_service_server::AccessService for AccessService {
                 payer,
                 settle_token: settle.encode(),
                 grant_id: String::new(),
+                session: String::new(),
             }),
-            Decision::Entitled { wallet, grant, .. } => check_response::Decision::Allow(Allow {
+            Decision::Entitled {
+                wallet,
+                grant,
+                session,
+            } => check_response::Decision::Allow(Allow {
                 payer: wallet,
                 settle_token: String::new(),
                 grant_id: grant.to_string(),
+                session: session.unwrap_or_default(),
             }),
             Decision::Deny(reply) => check_response::Decision::Deny(http_answer(reply)),
         };

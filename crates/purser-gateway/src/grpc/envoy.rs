@@ -36,7 +36,9 @@ use super::proto::envoy::service::auth::v3::{
 use super::proto::envoy::r#type::v3::HttpStatus;
 use super::proto::google::rpc;
 use super::{caller, status_of};
-use crate::check::{AccessState, CheckRequest, Decision, PaidFirst, header_map, header_pairs};
+use crate::check::{
+    AccessState, CheckRequest, Decision, PaidFirst, header_map, header_pairs, session_headers,
+};
 
 /// The request header carrying the settle token to the upstream, with `purser_settle: after`.
 pub const SETTLE_HEADER: &str = "x-purser-settle";
@@ -90,7 +92,9 @@ impl auth::authorization_server::Authorization for Authorization {
                     .await
                     .map(|paid| match paid {
                         PaidFirst::Paid { payer, headers } => allow(&payer, None, &headers),
-                        PaidFirst::Entitled { wallet } => allow(&wallet, None, &HeaderMap::new()),
+                        PaidFirst::Entitled { wallet, session } => {
+                            allow(&wallet, None, &session_headers(session.as_deref()))
+                        }
                         PaidFirst::Refused { reply, .. } => deny(&reply),
                     })
             }
@@ -102,9 +106,9 @@ impl auth::authorization_server::Authorization for Authorization {
                         Decision::Allow { payer, settle } => {
                             allow(&payer, Some(&settle.encode()), &HeaderMap::new())
                         }
-                        Decision::Entitled { wallet, .. } => {
-                            allow(&wallet, None, &HeaderMap::new())
-                        }
+                        Decision::Entitled {
+                            wallet, session, ..
+                        } => allow(&wallet, None, &session_headers(session.as_deref())),
                         Decision::Deny(reply) => deny(&reply),
                     })
             }

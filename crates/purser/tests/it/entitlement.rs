@@ -276,7 +276,7 @@ async fn contract_wallet_signs_in_with_erc1271(backends: Backends) {
 }
 
 /// The `SIGN-IN-WITH-X` header a wallet sends in answer to the 402 `required`, signed by `key`.
-fn sign_in_header(
+pub(crate) fn sign_in_header(
     required: &purser_x402::PaymentRequired,
     key: &purser_chain::devnet::TestAccount,
 ) -> String {

@@ -656,4 +656,83 @@ async fn grpc_entitlement_service_answers_grants_and_credit(backends: Backends) 
         .await
         .unwrap_err();
     assert_error(&status, Code::Unauthenticated, "unauthenticated");
+
+    // The access service lets a signed-in wallet with a grant in and hands it a session token
+    // for the sign-in.
+    let reports = fx
+        .publish_with(
+            &format!("{API}/reports/:id"),
+            "Reports",
+            "Reports, paid once per wallet",
+            Some(RepeatAccess {
+                group: None,
+                duration_seconds: None,
+                uses: None,
+            }),
+        )
+        .await;
+    fx.app
+        .platform
+        .gateway
+        .entitlements()
+        .grant(
+            scope,
+            reports,
+            &wallet,
+            None,
+            &RepeatAccess {
+                group: None,
+                duration_seconds: None,
+                uses: None,
+            },
+            purser_domain::time::now(),
+        )
+        .await
+        .unwrap();
+    let mut access = AccessClient::new(channel(&fx).await);
+    let report_url = format!("{API}/reports/q3");
+    let ask = |headers: HashMap<String, String>| {
+        with_key(
+            access::CheckRequest {
+                method: "GET".into(),
+                url: report_url.clone(),
+                resource: String::new(),
+                headers,
+            },
+            &fx.key,
+        )
+    };
+    let challenge = access
+        .check(ask(HashMap::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(access::check_response::Decision::Deny(answer)) = challenge.decision else {
+        panic!("not denied: {challenge:?}");
+    };
+    let required =
+        purser_x402::header::decode_payment_required(&answer.headers["payment-required"]).unwrap();
+    let header = crate::entitlement::sign_in_header(&required, fx.payer());
+    let signed_in = access
+        .check(ask(HashMap::from([("sign-in-with-x".to_owned(), header)])))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(access::check_response::Decision::Allow(allow)) = signed_in.decision else {
+        panic!("not allowed: {signed_in:?}");
+    };
+    assert!(!allow.grant_id.is_empty(), "{allow:?}");
+    assert!(
+        allow.settle_token.is_empty(),
+        "nothing to settle: {allow:?}"
+    );
+    let claims = fx
+        .app
+        .platform
+        .gateway
+        .entitlements()
+        .sessions()
+        .verify(&allow.session, purser_domain::time::now())
+        .expect("a session token for the sign-in");
+    assert_eq!(claims.sub, wallet);
 }
