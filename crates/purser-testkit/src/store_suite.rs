@@ -494,6 +494,11 @@ pub async fn authenticator_accepts_only_live_keys(store: Arc<dyn Store>) {
         ErrorCode::InvalidApiKey
     );
 
+    // A checked key is remembered: a change in the database is seen once the authenticator
+    // is told (the announcement every instance receives) or, without one, after its TTL. An
+    // authenticator without memory sees every change at once.
+    use purser_domain::coord::{Forget as _, Invalidation};
+    let uncached = Authenticator::new(store.clone()).with_cache_ttl(std::time::Duration::ZERO);
     store
         .update_tenant(
             acme.id,
@@ -504,6 +509,19 @@ pub async fn authenticator_accepts_only_live_keys(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
+    assert!(
+        auth.authenticate(token.expose()).await.is_ok(),
+        "remembered until told"
+    );
+    assert_eq!(
+        uncached
+            .authenticate(token.expose())
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::Forbidden
+    );
+    auth.forget(&Invalidation::Tenant(acme.id));
     assert_eq!(
         auth.authenticate(token.expose()).await.unwrap_err().code(),
         ErrorCode::Forbidden
@@ -524,8 +542,26 @@ pub async fn authenticator_accepts_only_live_keys(store: Arc<dyn Store>) {
         .revoke_api_key(owner(&acme), record.id, time::now())
         .await
         .unwrap();
+    auth.forget(&Invalidation::ApiKey {
+        prefix: "psk_other".into(),
+    });
+    assert!(
+        auth.authenticate(token.expose()).await.is_ok(),
+        "another key's announcement leaves this one remembered"
+    );
+    auth.forget(&Invalidation::ApiKey {
+        prefix: record.prefix.clone(),
+    });
     assert_eq!(
         auth.authenticate(token.expose()).await.unwrap_err().code(),
+        ErrorCode::ApiKeyRevoked
+    );
+    assert_eq!(
+        uncached
+            .authenticate(token.expose())
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::ApiKeyRevoked
     );
 }
