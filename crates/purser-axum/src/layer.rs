@@ -398,15 +398,18 @@ fn set_payer(request: &mut Request<Body>, payer: &str) {
     request.extensions_mut().insert(Payer(payer.to_owned()));
 }
 
-/// The URL the request asked for, as the client named it.
 fn request_url(request: &Request<Body>) -> String {
-    let host = request
-        .headers()
+    url_of(request.headers(), request.uri())
+}
+
+/// The URL a request asked for, as the client named it (its `Host`, or the URI's authority).
+pub fn url_of(headers: &http::HeaderMap, uri: &http::Uri) -> String {
+    let host = headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
     format!("http://{host}{path}")
 }
 

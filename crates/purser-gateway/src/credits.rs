@@ -208,7 +208,7 @@ async fn offer(
         eip712_name: asset.name.clone(),
         eip712_version: asset.version.clone(),
     };
-    let mut resource = ResourceInfo::new(request_url(parts));
+    let mut resource = ResourceInfo::new(purser_axum::layer::url_of(&parts.headers, &parts.uri));
     resource.description = Some(format!("Prepaid credit with {}", tenant.name));
     resource.mime_type = Some("application/json".into());
     Ok(Offer::new(PaymentRequired {
@@ -219,15 +219,4 @@ async fn offer(
         extensions: None,
         other: JsonObject::new(),
     }))
-}
-
-/// The URL the payer asked for (a payment is good for the URL it names).
-fn request_url(parts: &Parts) -> String {
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("http://{host}{path}")
 }
