@@ -5,6 +5,8 @@
 //! - `--suite resource-servers`: one paid route behind Purser's gateway, behind the native axum
 //!   layer and behind @x402/express with Purser as its facilitator, beside a direct call to the
 //!   upstream (see `resource_servers`).
+//! - `--suite entitlements`: `POST /v1/entitlements/check`, cached and cold, and credit
+//!   reservations, on Purser alone with no chain (see `entitlements`).
 //!
 //! What one run of the facilitator suite does:
 //!
@@ -25,12 +27,14 @@
 //! Timings are client-side (request sent to answer read) on the same machine as anvil and both
 //! servers, so they share its cores with the load generator.
 
+mod entitlements;
 mod load;
 mod resource_servers;
 mod rpc_count;
 mod servers;
 mod stats;
 mod targets;
+mod wire;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -50,7 +54,8 @@ use crate::targets::{PurserStorage, Target};
 
 /// Benchmarks x402 on one anvil chain: `/verify` and `/settle`, Purser beside a peer facilitator
 /// (`--suite facilitators`); or a paid route behind Purser's gateway, the native axum layer and
-/// @x402/express, beside a direct call (`--suite resource-servers`).
+/// @x402/express, beside a direct call (`--suite resource-servers`); or, with no chain, Purser's
+/// entitlement check (`--suite entitlements`).
 #[derive(Debug, Parser)]
 #[command(name = "purser-bench")]
 struct Args {
@@ -106,7 +111,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 16])]
     concurrency: Vec<usize>,
     /// Unmeasured requests per target first: `/verify`, or unpriced and challenge requests
-    /// (settles and paid requests warm up with a tenth as many).
+    /// (settles and paid requests warm up with a tenth as many); for entitlements, the credit
+    /// cycles before the measured ones (every wallet's grant is checked once regardless).
     #[arg(long, default_value_t = 200)]
     warmup: usize,
     /// Funded payer accounts the payments come from, round-robin.
@@ -122,6 +128,40 @@ struct Args {
     /// per request (a diagnostic: the proxy's hop adds latency).
     #[arg(long)]
     count_rpc: bool,
+    /// Wallets with a grant and credit, one session token each; requests rotate through them
+    /// (entitlements).
+    #[arg(long, default_value_t = 1_000)]
+    wallets: usize,
+    /// Measured cached grant checks per concurrency (entitlements).
+    #[arg(long, default_value_t = 100_000)]
+    cached_requests: usize,
+    /// Measured `GET /healthz` requests per concurrency of the cached checks, the ceiling of the
+    /// same client and middleware (entitlements; 0 leaves them out).
+    #[arg(long, default_value_t = 100_000)]
+    ceiling_requests: usize,
+    /// Measured grant checks per concurrency with `cache_ttl_ms = 0` (entitlements; 0 leaves
+    /// them out).
+    #[arg(long, default_value_t = 20_000)]
+    cold_requests: usize,
+    /// Measured credit cycles (a check reserving `--reserve`, then its commit) per concurrency
+    /// (entitlements; 0 leaves them out).
+    #[arg(long, default_value_t = 5_000)]
+    credit_requests: usize,
+    /// Concurrencies of the cached checks (entitlements).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 16, 64])]
+    cached_concurrency: Vec<usize>,
+    /// Concurrencies of the cold checks (entitlements).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 16])]
+    cold_concurrency: Vec<usize>,
+    /// Concurrencies of the credit cycles (entitlements).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 16])]
+    credit_concurrency: Vec<usize>,
+    /// Atomic units each credit check reserves and each commit spends (entitlements).
+    #[arg(long, default_value_t = 10)]
+    reserve: u128,
+    /// The load generator's HTTP client (entitlements).
+    #[arg(long, value_enum, default_value_t = entitlements::ClientKind::Raw)]
+    client: entitlements::ClientKind,
     /// Also write every request's latency here, as CSV.
     #[arg(long, value_name = "FILE")]
     samples: Option<PathBuf>,
@@ -137,6 +177,8 @@ enum Suite {
     /// A paid route behind the gateway, the native layer and @x402/express, beside a direct
     /// call to its upstream.
     ResourceServers,
+    /// `POST /v1/entitlements/check` (cached, cold, credit reservations), no chain.
+    Entitlements,
 }
 
 /// Internal: the resource-server suite runs these in child processes of its own.
@@ -157,8 +199,14 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `purser` in the release folder of `CARGO_TARGET_DIR` (relative to the workspace, as cargo
+/// reads it) or of the workspace's `target`.
 fn default_purser() -> PathBuf {
-    workspace_root().join("target/release/purser")
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || workspace_root().join("target"),
+        |dir| workspace_root().join(dir),
+    );
+    target.join("release/purser")
 }
 
 fn default_peer() -> PathBuf {
@@ -179,6 +227,7 @@ fn main() -> anyhow::Result<()> {
         (Some(Serve::ServeNative(native)), _) => runtime.block_on(servers::serve_native(native)),
         (None, Suite::Facilitators) => runtime.block_on(run(args)),
         (None, Suite::ResourceServers) => runtime.block_on(resource_servers::run(args)),
+        (None, Suite::Entitlements) => runtime.block_on(entitlements::run(args)),
     }
 }
 

@@ -9,7 +9,9 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
         return None;
     }
     let p = p.clamp(0.0, 100.0);
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    // Less a hair, so that float error cannot push an exact rank to the next sample (99.9 /
+    // 100 × 1,000 is 999.0000000000001 in f64).
+    let rank = ((p / 100.0) * sorted.len() as f64 - 1e-9).ceil() as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
@@ -76,6 +78,10 @@ impl PhaseResult {
     pub fn p99(&self) -> Duration {
         percentile(&self.latencies, 99.0).unwrap_or_default()
     }
+
+    pub fn p999(&self) -> Duration {
+        percentile(&self.latencies, 99.9).unwrap_or_default()
+    }
 }
 
 /// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`; `None` when it
@@ -118,6 +124,11 @@ mod tests {
         assert_eq!(percentile(&s, 50.0), Some(Duration::from_millis(50)));
         assert_eq!(percentile(&s, 99.0), Some(Duration::from_millis(99)));
         assert_eq!(percentile(&s, 100.0), Some(Duration::from_millis(100)));
+        let thousand = samples(&(1..=1_000).collect::<Vec<_>>());
+        assert_eq!(
+            percentile(&thousand, 99.9),
+            Some(Duration::from_millis(999))
+        );
         assert_eq!(percentile(&s, 0.0), Some(Duration::from_millis(1)));
         let small = samples(&[7, 3, 5]);
         assert_eq!(percentile(&small, 50.0), Some(Duration::from_millis(5)));
@@ -144,6 +155,7 @@ mod tests {
         assert_eq!(result.failed(), 1);
         assert_eq!(result.p50(), Duration::from_millis(3));
         assert_eq!(result.p99(), Duration::from_millis(9));
+        assert_eq!(result.p999(), Duration::from_millis(9));
         assert!((result.throughput() - 2.0).abs() < 1e-9);
         let merged = PhaseResult::merge(vec![
             result,

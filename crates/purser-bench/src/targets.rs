@@ -115,6 +115,11 @@ pub fn tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
+/// The folder of the embedded SQLite database of a run whose files are in `dir`.
+pub fn sqlite_data_dir(dir: &Path) -> PathBuf {
+    dir.join("purser-data")
+}
+
 /// Where Purser keeps its data for the run.
 pub enum PurserStorage {
     /// The embedded default: SQLite in the run's folder.
@@ -163,18 +168,29 @@ impl PurserSetup {
         storage: &PurserStorage,
         rpc: Option<RpcCounter>,
     ) -> anyhow::Result<Self> {
-        let port = free_port()?;
         let mut rails = std::fs::read_to_string(devnet_dir.join("purser.toml"))
             .context("reading the devnet's purser.toml")?;
         if let Some(proxy) = &rpc {
             let node = &devnet.chains()[0];
             rails = rails.replace(node.rpc_url(), &proxy.url);
         }
+        Self::prepare_with_rails(binary, dir, &rails, storage, rpc).await
+    }
+
+    /// [`PurserSetup::prepare`] with `rails` as the configuration's `[[rails]]` tables: empty
+    /// for a Purser that settles nothing (the entitlement suite needs no chain).
+    pub async fn prepare_with_rails(
+        binary: &Path,
+        dir: &Path,
+        rails: &str,
+        storage: &PurserStorage,
+        rpc: Option<RpcCounter>,
+    ) -> anyhow::Result<Self> {
+        let port = free_port()?;
         let storage_toml = match storage {
-            PurserStorage::Sqlite => format!(
-                "data_dir = {:?}\n",
-                dir.join("purser-data").to_string_lossy()
-            ),
+            PurserStorage::Sqlite => {
+                format!("data_dir = {:?}\n", sqlite_data_dir(dir).to_string_lossy())
+            }
             PurserStorage::Postgres(url) => format!("database_url = {url:?}\n"),
         };
         let config = dir.join("purser-bench.toml");
