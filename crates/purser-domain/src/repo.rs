@@ -422,6 +422,14 @@ pub trait CreditRepository: Send + Sync {
         scope: TenantScope,
         id: CreditReservationId,
     ) -> Result<Option<CreditReservation>>;
+
+    /// Pending reservations made before `created_before`, oldest first, at most `limit`, of
+    /// every tenant: for the background job that releases holds nobody resolved.
+    async fn stale_credit_reservations(
+        &self,
+        created_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CreditReservation>>;
 }
 
 /// Everything the platform keeps in its database.

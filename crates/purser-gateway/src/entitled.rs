@@ -237,3 +237,32 @@ impl AccessState {
         })
     }
 }
+
+/// Releases credit held longer than `older_than` by reservations nobody committed or released
+/// (their resource server went away): every tenant's, up to 1,000 per call. Answers how many
+/// were released. A reservation resolved meanwhile by its resource server is left as it was.
+pub async fn release_stale_reservations(
+    store: &dyn purser_domain::repo::Store,
+    older_than: std::time::Duration,
+) -> Result<usize, Error> {
+    let before = purser_domain::time::now()
+        - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let mut released = 0;
+    for _ in 0..10 {
+        let stale = store.stale_credit_reservations(before, 100).await?;
+        let found = stale.len();
+        for reservation in stale {
+            let scope = TenantScope::trusted(reservation.tenant_id);
+            match store.release(scope, reservation.id).await {
+                Ok(_) => released += 1,
+                // Committed or released by its resource server in the meantime.
+                Err(e) if e.code() == ErrorCode::Conflict => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if found < 100 {
+            break;
+        }
+    }
+    Ok(released)
+}

@@ -534,4 +534,23 @@ impl CreditRepository for PgStore {
         .map(CreditReservation::try_from)
         .transpose()
     }
+
+    async fn stale_credit_reservations(
+        &self,
+        created_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CreditReservation>> {
+        sqlx::query_as::<_, ReservationRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {RESERVATION_COLUMNS} FROM credit_reservations
+             WHERE state = 'pending' AND created_at < $1 ORDER BY created_at LIMIT $2"
+        )))
+        .bind(created_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing stale credit reservations"))?
+        .into_iter()
+        .map(CreditReservation::try_from)
+        .collect()
+    }
 }

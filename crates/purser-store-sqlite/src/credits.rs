@@ -9,6 +9,7 @@
 //! computed in Rust as `u128`.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use purser_domain::auth::TenantScope;
 use purser_domain::credits::{
     CreditBalance, CreditKey, CreditReservation, CreditReservationState, CreditTopUp,
@@ -585,5 +586,24 @@ impl CreditRepository for SqliteStore {
         .map_err(db_error("reading a credit reservation"))?
         .map(CreditReservation::try_from)
         .transpose()
+    }
+
+    async fn stale_credit_reservations(
+        &self,
+        created_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<CreditReservation>> {
+        sqlx::query_as::<_, ReservationRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {RESERVATION_COLUMNS} FROM credit_reservations
+             WHERE state = 'pending' AND created_at < $1 ORDER BY created_at LIMIT $2"
+        )))
+        .bind(to_micros(created_before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing stale credit reservations"))?
+        .into_iter()
+        .map(CreditReservation::try_from)
+        .collect()
     }
 }

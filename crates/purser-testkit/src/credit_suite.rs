@@ -41,6 +41,7 @@ macro_rules! credit_suite {
             reserving_more_than_available_writes_nothing,
             credit_is_per_tenant,
             a_thousand_concurrent_reservations_never_overdraw,
+            stale_reservations_are_listed_oldest_first,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -709,4 +710,40 @@ pub async fn a_thousand_concurrent_reservations_never_overdraw(store: Arc<dyn St
         "what was not spent came back"
     );
     assert_ledger_agrees(&store, scope, &[ALICE, BOB], funded + 30, spent).await;
+}
+
+pub async fn stale_reservations_are_listed_oldest_first(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Stale Acme").await;
+    let globex = tenant(&store, "Stale Globex").await;
+    let (a, g) = (TenantScope::trusted(acme), TenantScope::trusted(globex));
+    top_up(&store, a, ALICE, 100).await;
+    top_up(&store, g, ALICE, 100).await;
+    let first = reserve(&store, a, ALICE, 10).await;
+    let second = reserve(&store, g, ALICE, 20).await;
+    let resolved = reserve(&store, a, ALICE, 30).await;
+    store.release(a, resolved.id).await.unwrap();
+    let cut = purser_domain::time::now() + chrono::Duration::seconds(1);
+    let stale = |before, limit| {
+        let store = store.clone();
+        async move {
+            store
+                .stale_credit_reservations(before, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.tenant_id == acme || r.tenant_id == globex)
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Pending ones of every tenant, oldest first; resolved ones never.
+    assert_eq!(stale(cut, 1_000).await, vec![first.id, second.id]);
+    assert!(
+        stale(first.created_at, 1_000).await.is_empty(),
+        "only those made before the bound"
+    );
+    let one = store.stale_credit_reservations(cut, 1).await.unwrap();
+    assert_eq!(one.len(), 1);
+    store.commit(a, first.id, units(5)).await.unwrap();
+    assert_eq!(stale(cut, 1_000).await, vec![second.id]);
 }

@@ -293,6 +293,11 @@ pub async fn serve_with(
     let (stopping, stop) = tokio::sync::watch::channel(false);
     let stop_prober = stop.clone();
     let grant_uses = tokio::spawn(flush_grant_uses(platform.gateway.clone(), stop.clone()));
+    let stale_holds = tokio::spawn(release_stale_reservations(
+        platform.store.clone(),
+        config.entitlements.reservation_timeout(),
+        stop.clone(),
+    ));
     let gateway = match (platform.proxy(config)?, gateway_listener) {
         (Some(proxy), Some(gateway_listener)) => {
             tracing::info!(address = %gateway_listener.local_addr()?, routes = config.gateway.routes.len(), "the gateway is serving");
@@ -337,6 +342,7 @@ pub async fn serve_with(
         let _ = prober.await;
     }
     let _ = grant_uses.await;
+    let _ = stale_holds.await;
     invalidations.abort();
     if drained {
         tracing::info!("stopped");
@@ -364,6 +370,37 @@ async fn flush_grant_uses(gateway: Gateway, mut stop: tokio::sync::watch::Receiv
     }
     if let Err(error) = cache.flush_uses().await {
         tracing::error!(error = %error.chain(), lost = cache.unflushed_uses(), "grant uses were not recorded at shutdown");
+    }
+}
+
+/// Returns credit held longer than `timeout` by reservations nobody resolved, checking every
+/// half timeout (at most every 30 s) until `stop` turns true.
+async fn release_stale_reservations(
+    store: Arc<dyn Store>,
+    timeout: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let period = (timeout / 2).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(30),
+    );
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        }
+        match purser_gateway::entitled::release_stale_reservations(store.as_ref(), timeout).await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(
+                released,
+                "released credit held past the reservation timeout"
+            ),
+            Err(error) => {
+                tracing::warn!(error = %error.chain(), "could not release stale credit reservations")
+            }
+        }
     }
 }
 

@@ -164,12 +164,16 @@ pub struct EntitlementsConfig {
     /// milliseconds: the longest a revoked grant can still admit on an instance that missed
     /// the announcement. Zero reads the database on every check.
     pub cache_ttl_ms: u64,
+    /// How long credit held for a usage-priced call may stay neither committed nor released
+    /// before it returns to the payer (its resource server went away).
+    pub reservation_timeout_seconds: u64,
 }
 
 impl Default for EntitlementsConfig {
     fn default() -> Self {
         Self {
             cache_ttl_ms: purser_entitlement::cache::DEFAULT_TTL.as_millis() as u64,
+            reservation_timeout_seconds: 600,
         }
     }
 }
@@ -177,6 +181,10 @@ impl Default for EntitlementsConfig {
 impl EntitlementsConfig {
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_millis(self.cache_ttl_ms)
+    }
+
+    pub fn reservation_timeout(&self) -> Duration {
+        Duration::from_secs(self.reservation_timeout_seconds.max(1))
     }
 }
 

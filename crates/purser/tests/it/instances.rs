@@ -7,7 +7,7 @@
 //! - a grant revoked behind Purser's back (no announcement) stops admitting within the cache
 //!   TTL, and was answered from memory until then;
 //! - a grant of N uses admits N requests across both instances, and credit held on one is gone
-//!   on the other;
+//!   on the other (until the hold, never resolved, times out and returns);
 //! - uses of unlimited grants, counted in memory, reach the database.
 
 use std::sync::Arc;
@@ -144,7 +144,7 @@ impl Fixture {
                 "[storage]\ndatabase_url = {url:?}\n\n\
                  [coordination]\nredis_url = {redis:?}\nkey_prefix = {prefix:?}\n\n\
                  [sessions]\nkeys = [{key:?}]\n\n\
-                 [entitlements]\ncache_ttl_ms = {ttl}\n\n\
+                 [entitlements]\ncache_ttl_ms = {ttl}\nreservation_timeout_seconds = 1\n\n\
                  [registry]\nprobe = false\n",
                 url = database.url(),
                 redis = purser_testkit::redis_url(),
@@ -343,6 +343,33 @@ async fn two_instances_see_each_others_changes_within_a_bounded_time() {
     let refused = reserve(&fx.b).await;
     assert_eq!(refused["decision"], "deny", "{refused}");
     assert_eq!(refused["reason"], "insufficient_credit");
+    // Nobody resolves the hold: after the reservation timeout (1 s here) it returns to the
+    // payer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let balance = fx.store.credit_balance(fx.scope(), &key).await.unwrap();
+        if balance.available == Amount::from_atomic(10_000) {
+            assert_eq!(balance.reserved, Amount::ZERO);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hold was never released: {balance:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id: purser_domain::id::CreditReservationId =
+        held["reservation"]["id"].as_str().unwrap().parse().unwrap();
+    let released = fx
+        .store
+        .find_credit_reservation(fx.scope(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        released.state,
+        purser_domain::credits::CreditReservationState::Released
+    );
 
     // Uses of an unlimited grant are counted in memory on each instance and reach the
     // database within the flush interval.
