@@ -93,10 +93,6 @@ impl GrantCache {
         }
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// Admits one request of `wallet` to `resource` (in `group`, when it has one) at `now`:
     /// the grant that pays for it, its use counted, or `None` when no grant holds.
     pub async fn admit(

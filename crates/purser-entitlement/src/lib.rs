@@ -40,6 +40,25 @@ pub struct Admission {
     pub session: Option<String>,
 }
 
+/// What a request shows to prove its wallet.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// A `SIGN-IN-WITH-X` header, checked against `url`: the resource's URL as its offer names
+    /// it (never one built from the request's `Host`, which the client chooses).
+    SignIn { header: &'a str, url: &'a str },
+    /// A session token from an earlier sign-in (`X-Purser-Session`).
+    Session(&'a str),
+}
+
+/// A wallet a request proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proven {
+    /// Lower-case hex.
+    pub wallet: String,
+    /// A session token for a fresh sign-in, to hand the client.
+    pub session: Option<String>,
+}
+
 /// Grants of repeat access over the store, with sign-in in front of them.
 #[derive(Clone)]
 pub struct Entitlements {
@@ -94,63 +113,64 @@ impl Entitlements {
         self.sign_in.offer(scope.tenant_id(), url).await
     }
 
-    /// A request to `url` for `resource` that carries a `SIGN-IN-WITH-X` header: verifies it
-    /// (burning its nonce) and, when a grant of the wallet holds, counts one use and admits
-    /// it. `Ok(None)`: signed in, but nothing to use (the caller asks for payment).
+    /// The wallet `proof` proves for the scope's tenant: a sign-in is verified (its nonce
+    /// burned) and earns a session token; a session token must be the tenant's.
+    pub async fn prove(
+        &self,
+        scope: TenantScope,
+        proof: Proof<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Proven> {
+        match proof {
+            Proof::SignIn { header, url } => {
+                let signed_in = self
+                    .sign_in
+                    .verify(header, scope.tenant_id(), url, now)
+                    .await?;
+                let wallet = format!("{:#x}", signed_in.address);
+                let (session, _) =
+                    self.sessions
+                        .issue(scope.tenant_id(), &wallet, &signed_in.network, now)?;
+                Ok(Proven {
+                    wallet,
+                    session: Some(session),
+                })
+            }
+            Proof::Session(token) => {
+                let claims = self.sessions.verify(token, now)?;
+                if claims.tenant().ok() != Some(scope.tenant_id()) {
+                    return Err(purser_domain::Error::new(
+                        purser_domain::ErrorCode::SessionInvalid,
+                        "the session token was issued for another merchant",
+                    ));
+                }
+                Ok(Proven {
+                    wallet: claims.sub,
+                    session: None,
+                })
+            }
+        }
+    }
+
+    /// A request for `resource` that proves a wallet: when a grant of the wallet holds, counts
+    /// one use and admits it. `Ok(None)`: proven, but nothing to use (the caller asks for
+    /// payment).
     pub async fn admit(
         &self,
         scope: TenantScope,
-        header: &str,
-        url: &str,
+        proof: Proof<'_>,
         resource: ResourceId,
         policy: &RepeatAccess,
         now: DateTime<Utc>,
     ) -> Result<Option<Admission>> {
-        let signed_in = self
-            .sign_in
-            .verify(header, scope.tenant_id(), url, now)
-            .await?;
-        let wallet = format!("{:#x}", signed_in.address);
+        let proven = self.prove(scope, proof, now).await?;
         let grant = self
-            .use_grant(scope, &wallet, resource, policy, now)
-            .await?;
-        let Some(grant) = grant else {
-            return Ok(None);
-        };
-        let (session, _) =
-            self.sessions
-                .issue(scope.tenant_id(), &wallet, &signed_in.network, now)?;
-        Ok(Some(Admission {
-            wallet,
-            grant,
-            session: Some(session),
-        }))
-    }
-
-    /// A request that carries a session token instead of a sign-in: verifies the token (it
-    /// must be for the scope's tenant) and, when a grant of its wallet holds, counts one use.
-    pub async fn admit_session(
-        &self,
-        scope: TenantScope,
-        token: &str,
-        resource: ResourceId,
-        policy: &RepeatAccess,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Admission>> {
-        let claims = self.sessions.verify(token, now)?;
-        if claims.tenant().ok() != Some(scope.tenant_id()) {
-            return Err(purser_domain::Error::new(
-                purser_domain::ErrorCode::SessionInvalid,
-                "the session token was issued for another merchant",
-            ));
-        }
-        let grant = self
-            .use_grant(scope, &claims.sub, resource, policy, now)
+            .use_grant(scope, &proven.wallet, resource, policy, now)
             .await?;
         Ok(grant.map(|grant| Admission {
-            wallet: claims.sub,
+            wallet: proven.wallet,
             grant,
-            session: None,
+            session: proven.session,
         }))
     }
 

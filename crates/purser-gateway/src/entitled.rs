@@ -22,6 +22,7 @@ use purser_domain::credits::{CreditKey, CreditReservation};
 use purser_domain::entitlement::Grant;
 use purser_domain::money::Amount;
 use purser_domain::{Error, ErrorCode};
+use purser_entitlement::{Proof, Proven};
 
 use crate::Priced;
 use crate::check::{AccessState, path_and_query};
@@ -68,13 +69,6 @@ pub enum EntitlementAnswer {
         message: String,
         reply: Reply,
     },
-}
-
-/// Who the question proves the caller is.
-struct Proven {
-    wallet: String,
-    /// A token to hand back, for a fresh sign-in.
-    session: Option<String>,
 }
 
 impl AccessState {
@@ -130,51 +124,35 @@ impl AccessState {
         }
     }
 
-    /// The wallet the question proves: a session token of this tenant's, or a sign-in (its
-    /// nonce burned, a session issued for it).
+    /// The wallet the question proves: a session token of this tenant's, or a sign-in for the
+    /// URL asked about (its nonce burned, a session issued for it).
     async fn prove(
         &self,
         priced: &Priced,
         question: &EntitlementQuestion<'_>,
         now: DateTime<Utc>,
     ) -> Result<Proven, Error> {
-        let entitlements = self.gateway.entitlements();
-        let tenant = priced.resource.tenant_id;
-        if let Some(header) = question.sign_in {
-            let offer = priced
+        let url;
+        let proof = if let Some(header) = question.sign_in {
+            url = priced
                 .offer_at(path_and_query(question.url).as_deref())
-                .ok_or_else(crate::check::unpriceable)?;
-            let signed_in = entitlements
-                .sign_in()
-                .verify(header, tenant, &offer.required.resource.url, now)
-                .await?;
-            let wallet = format!("{:#x}", signed_in.address);
-            let (session, _) =
-                entitlements
-                    .sessions()
-                    .issue(tenant, &wallet, &signed_in.network, now)?;
-            return Ok(Proven {
-                wallet,
-                session: Some(session),
-            });
-        }
-        if let Some(token) = question.session {
-            let claims = entitlements.sessions().verify(token, now)?;
-            if claims.tenant().ok() != Some(tenant) {
-                return Err(Error::new(
-                    ErrorCode::SessionInvalid,
-                    "the session token was issued for another merchant",
-                ));
-            }
-            return Ok(Proven {
-                wallet: claims.sub,
-                session: None,
-            });
-        }
-        Err(Error::new(
-            ErrorCode::SignInRequired,
-            "the check carries neither a session token nor a sign-in",
-        ))
+                .ok_or_else(crate::check::unpriceable)?
+                .required
+                .resource
+                .url;
+            Proof::SignIn { header, url: &url }
+        } else if let Some(token) = question.session {
+            Proof::Session(token)
+        } else {
+            return Err(Error::new(
+                ErrorCode::SignInRequired,
+                "the check carries neither a session token nor a sign-in",
+            ));
+        };
+        self.gateway
+            .entitlements()
+            .prove(priced.scope(), proof, now)
+            .await
     }
 
     /// Holds `amount` of the wallet's credit on the first of the resource's networks (or the

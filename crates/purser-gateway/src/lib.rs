@@ -40,7 +40,7 @@ use purser_domain::repo::Store;
 use purser_domain::settlement::AuthorizationKey;
 use purser_domain::{Error, ErrorCode};
 use purser_entitlement::{
-    Admission, Entitlements, GrantCache, SESSION_HEADER, Sessions, SignIn, SignInConfig,
+    Admission, Entitlements, GrantCache, Proof, SESSION_HEADER, Sessions, SignIn, SignInConfig,
 };
 use purser_facilitator::Facilitator;
 use purser_registry::challenge::{self, ChallengeRequest};
@@ -355,18 +355,17 @@ impl Gateway {
         };
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let now = purser_domain::time::now();
-        let (scope, resource) = (priced.scope(), priced.resource.id);
-        let admitted = if let Some(sign_in) = header(lowercase::SIGN_IN_WITH_X) {
-            self.entitlements
-                .admit(scope, sign_in, url, resource, policy, now)
-                .await
+        let proof = if let Some(header) = header(lowercase::SIGN_IN_WITH_X) {
+            Proof::SignIn { header, url }
         } else if let Some(token) = header(SESSION_HEADER) {
-            self.entitlements
-                .admit_session(scope, token, resource, policy, now)
-                .await
+            Proof::Session(token)
         } else {
             return Ok(None);
         };
+        let admitted = self
+            .entitlements
+            .admit(priced.scope(), proof, priced.resource.id, policy, now)
+            .await;
         match admitted {
             Ok(admission) => Ok(admission),
             Err(e) if e.code().http_status() >= 500 => Err(e),

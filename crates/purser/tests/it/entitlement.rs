@@ -780,9 +780,7 @@ async fn entitlement_checks_answer_grants_credit_and_denials(backends: Backends)
 /// Purser grants it when the payment settles; then the client signs in and the layer, asking
 /// Purser's entitlement check, lets it in without paying.
 async fn sdk_client_signs_in_to_the_native_layer(backends: Backends) {
-    use crate::interop::merchant_example::{MerchantConfig, app};
     let fx = Interop::start(backends).await;
-    let token = fx.chain().token();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let forecast = fx
@@ -797,22 +795,7 @@ async fn sdk_client_signs_in_to_the_native_layer(backends: Backends) {
             }),
         )
         .await;
-    let config = MerchantConfig {
-        purser_url: fx.app.url(""),
-        api_key: fx.key.clone(),
-        price: purser_axum::ExactPrice {
-            network: NETWORK.into(),
-            asset: token.address.to_checksum(None),
-            amount: purser_domain::money::Amount::from_atomic(PRICE),
-            pay_to: fx.merchant().to_checksum(None),
-            eip712_name: token.name.clone(),
-            eip712_version: token.version.clone(),
-            max_timeout_seconds: 60,
-        },
-        registry_resource: Some(forecast.to_string()),
-    };
-    let app = app(&config).unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    crate::interop::serve_example_merchant(&fx, listener, PRICE, forecast);
     let merchant_before = fx.balance(fx.merchant()).await;
 
     let url = format!("{base}/forecast/lisbon");

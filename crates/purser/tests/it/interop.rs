@@ -1053,22 +1053,22 @@ async fn sdk_client_pays_through_the_native_layer(backends: Backends) {
 #[path = "../../../purser-axum/examples/merchant.rs"]
 pub(crate) mod merchant_example;
 
-async fn sdk_client_pays_the_example_merchant(backends: Backends) {
-    use merchant_example::{MerchantConfig, app};
-    let fx = Interop::start(backends).await;
+/// Serves the example merchant app on `listener`: its own routes at `price`, `/forecast/{city}`
+/// priced by the registry resource `forecast`.
+pub(crate) fn serve_example_merchant(
+    fx: &Interop,
+    listener: tokio::net::TcpListener,
+    price: u128,
+    forecast: purser_domain::id::ResourceId,
+) {
     let token = fx.chain().token();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let forecast = fx
-        .publish(&format!("{base}/forecast/:city"), "Forecast")
-        .await;
-    let config = MerchantConfig {
+    let config = merchant_example::MerchantConfig {
         purser_url: fx.app.url(""),
         api_key: fx.key.clone(),
         price: purser_axum::ExactPrice {
             network: NETWORK.into(),
             asset: token.address.to_checksum(None),
-            amount: Amount::from_atomic(2 * PRICE),
+            amount: Amount::from_atomic(price),
             pay_to: fx.merchant().to_checksum(None),
             eip712_name: token.name.clone(),
             eip712_version: token.version.clone(),
@@ -1076,8 +1076,18 @@ async fn sdk_client_pays_the_example_merchant(backends: Backends) {
         },
         registry_resource: Some(forecast.to_string()),
     };
-    let app = app(&config).unwrap();
+    let app = merchant_example::app(&config).unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
+}
+
+async fn sdk_client_pays_the_example_merchant(backends: Backends) {
+    let fx = Interop::start(backends).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let forecast = fx
+        .publish(&format!("{base}/forecast/:city"), "Forecast")
+        .await;
+    serve_example_merchant(&fx, listener, 2 * PRICE, forecast);
     let merchant_before = fx.balance(fx.merchant()).await;
 
     let free = reqwest::get(format!("{base}/")).await.unwrap();
