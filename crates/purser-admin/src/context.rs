@@ -1,4 +1,4 @@
-//! What resolvers take from the request context: the store, the registry and the caller.
+//! What resolvers take from the request context: the store, the services and the caller.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use purser_domain::auth::Principal;
 use purser_domain::coord::Invalidator;
 use purser_domain::repo::Store;
 use purser_domain::{Error, ErrorCode};
+use purser_metering::Metering;
 use purser_registry::Registry;
 
 use crate::error::{GqlError, GqlResult};
@@ -19,6 +20,10 @@ pub fn store<'a>(ctx: &Context<'a>) -> &'a Arc<dyn Store> {
 /// Announces changes that instances may have cached (keys, tenants, grants).
 pub fn invalidator<'a>(ctx: &Context<'a>) -> &'a Arc<Invalidator> {
     ctx.data_unchecked::<Arc<Invalidator>>()
+}
+
+pub fn metering<'a>(ctx: &Context<'a>) -> &'a Arc<Metering> {
+    ctx.data_unchecked::<Arc<Metering>>()
 }
 
 pub fn registry<'a>(ctx: &Context<'a>) -> &'a Arc<Registry> {

@@ -1,11 +1,13 @@
 //! The admin GraphQL API (`POST /graphql`, GraphiQL on `GET /graphql`): tenants and API keys
 //! now, every service's objects as they arrive. Only this crate knows async-graphql; it reaches
-//! data through the domain's repository traits and knows no SQL.
+//! data through the domain's repository traits and the services (registry, metering), and
+//! knows no SQL.
 
 mod context;
 mod error;
 mod grants;
 mod handler;
+mod metering;
 mod mutation;
 mod pagination;
 mod payments;
@@ -19,6 +21,7 @@ use async_graphql::{EmptySubscription, Schema};
 use purser_domain::auth::Authenticator;
 use purser_domain::coord::Invalidator;
 use purser_domain::repo::Store;
+use purser_metering::Metering;
 use purser_registry::Registry;
 
 pub use handler::router;
@@ -56,6 +59,7 @@ impl AdminState {
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
+        metering: Arc<Metering>,
         authenticator: Arc<Authenticator>,
         invalidator: Arc<Invalidator>,
         limits: GraphqlLimits,
@@ -65,6 +69,7 @@ impl AdminState {
             schema: schema_builder(limits)
                 .data(store)
                 .data(registry)
+                .data(metering)
                 .data(invalidator)
                 .finish(),
             authenticator,

@@ -7,6 +7,7 @@ use purser_domain::tenant::{NewTenant, TenantName, TenantUpdate};
 use crate::context::{invalidator, parse_id, parse_optional_id, principal, store};
 use crate::error::GqlResult;
 use crate::grants::GrantsMutation;
+use crate::metering::MeteringMutation;
 use crate::registry::RegistryMutation;
 use crate::types::{
     ApiKey, CreateApiKeyInput, CreateTenantInput, CreatedApiKey, RevokeApiKeyInput, Tenant,
@@ -19,7 +20,12 @@ pub struct AdminMutation;
 /// The root mutation: each area's fields, merged.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AdminMutation, RegistryMutation, GrantsMutation);
+pub struct MutationRoot(
+    AdminMutation,
+    RegistryMutation,
+    GrantsMutation,
+    MeteringMutation,
+);
 
 #[Object]
 impl AdminMutation {

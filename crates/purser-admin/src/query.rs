@@ -6,6 +6,7 @@ use purser_domain::id::TenantId;
 use crate::context::{parse_id, parse_optional_id, principal, store};
 use crate::error::{GqlError, GqlResult};
 use crate::grants::GrantsQuery;
+use crate::metering::MeteringQuery;
 use crate::pagination::{IdCursor, RelayArgs, connection};
 use crate::payments::{LedgerBalance, Settlement};
 use crate::registry::RegistryQuery;
@@ -17,7 +18,13 @@ pub struct AdminQuery;
 /// The root query: each area's fields, merged.
 #[derive(async_graphql::MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AdminQuery, PaymentsQuery, RegistryQuery, GrantsQuery);
+pub struct QueryRoot(
+    AdminQuery,
+    PaymentsQuery,
+    RegistryQuery,
+    GrantsQuery,
+    MeteringQuery,
+);
 
 #[Object]
 impl AdminQuery {

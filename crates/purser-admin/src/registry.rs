@@ -129,13 +129,17 @@ impl PayoutAddress {
     }
 }
 
-/// How a price was given: exactly one of `usd` and `amount` is set.
-#[derive(SimpleObject)]
+/// How a price was given: `usd`, `amount`, or a usage price (`meter` and `units`).
+#[derive(SimpleObject, Default)]
 pub struct PriceSpec {
     /// A USD price as a decimal string (`"0.01"`), converted with each asset's decimals.
     pub usd: Option<String>,
     /// The same count of atomic units in every accepted asset.
     pub amount: Option<Amount>,
+    /// A usage price: the slug of the priced meter whose price a call pays for `units`.
+    pub meter: Option<String>,
+    /// The meter units one call counts as, a decimal string.
+    pub units: Option<String>,
 }
 
 impl From<&domain::PriceSpec> for PriceSpec {
@@ -143,11 +147,16 @@ impl From<&domain::PriceSpec> for PriceSpec {
         match p {
             domain::PriceSpec::Usd { usd } => Self {
                 usd: Some(usd.clone()),
-                amount: None,
+                ..Self::default()
             },
             domain::PriceSpec::Atomic { amount } => Self {
-                usd: None,
                 amount: Some(Amount(*amount)),
+                ..Self::default()
+            },
+            domain::PriceSpec::Meter { meter, units } => Self {
+                meter: Some(meter.clone()),
+                units: Some(units.to_string()),
+                ..Self::default()
             },
         }
     }
@@ -407,23 +416,42 @@ impl Resource {
     }
 }
 
-/// A price: exactly one of `usd` and `amount`.
+/// A price: exactly one of `usd`, `amount` and `meter` (with `units`, default 1).
 #[derive(InputObject)]
 pub struct PriceInput {
     /// A USD decimal string, e.g. `"0.01"`.
     pub usd: Option<String>,
     /// Atomic units, the same in every accepted asset.
     pub amount: Option<Amount>,
+    /// A usage price: the slug of a priced meter; a call costs what the meter's price asks for
+    /// `units` beyond the free units, and follows the meter's price when it changes.
+    pub meter: Option<String>,
+    /// The meter units one call counts as (a positive decimal string; default `"1"`).
+    pub units: Option<String>,
 }
 
 impl PriceInput {
     fn into_spec(self) -> GqlResult<domain::PriceSpec> {
-        match (self.usd, self.amount) {
-            (Some(usd), None) => Ok(domain::PriceSpec::Usd { usd }),
-            (None, Some(amount)) => Ok(domain::PriceSpec::Atomic { amount: amount.0 }),
+        match (self.usd, self.amount, self.meter) {
+            (Some(usd), None, None) if self.units.is_none() => Ok(domain::PriceSpec::Usd { usd }),
+            (None, Some(amount), None) if self.units.is_none() => {
+                Ok(domain::PriceSpec::Atomic { amount: amount.0 })
+            }
+            (None, None, Some(meter)) => {
+                let units = match self.units {
+                    None => rust_decimal::Decimal::ONE,
+                    Some(units) => units.trim().parse().map_err(|_| {
+                        GqlError::new(
+                            ErrorCode::InvalidPrice,
+                            "`units` must be a decimal string such as \"1\" or \"1000\"",
+                        )
+                    })?,
+                };
+                Ok(domain::PriceSpec::Meter { meter, units })
+            }
             _ => Err(GqlError::new(
                 ErrorCode::InvalidInput,
-                "a price sets exactly one of `usd` and `amount`",
+                "a price sets exactly one of `usd`, `amount` and `meter` (`units` goes with `meter`)",
             )),
         }
     }

@@ -354,7 +354,7 @@ impl crate::coord::Forget for Authenticator {
         match what {
             Invalidation::ApiKey { prefix } => self.forget_key(prefix),
             Invalidation::Tenant(tenant) => self.forget_tenant(*tenant),
-            Invalidation::Grants { .. } => {}
+            Invalidation::Grants { .. } | Invalidation::Meters(_) => {}
         }
     }
 

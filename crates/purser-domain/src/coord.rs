@@ -87,6 +87,8 @@ pub enum Invalidation {
     ApiKey { prefix: String },
     /// A tenant: suspended or reinstated (its keys stop or start working).
     Tenant(TenantId),
+    /// A tenant's meters: one was created, archived or repriced.
+    Meters(TenantId),
 }
 
 impl Invalidation {
@@ -96,6 +98,7 @@ impl Invalidation {
             Self::Grants { tenant, wallet } => format!("grants {tenant} {wallet}"),
             Self::ApiKey { prefix } => format!("key {prefix}"),
             Self::Tenant(tenant) => format!("tenant {tenant}"),
+            Self::Meters(tenant) => format!("meters {tenant}"),
         }
         .into_bytes()
     }
@@ -114,6 +117,7 @@ impl Invalidation {
                 prefix: prefix.to_owned(),
             },
             ("tenant", Some(tenant), None) => Self::Tenant(tenant.parse().ok()?),
+            ("meters", Some(tenant), None) => Self::Meters(tenant.parse().ok()?),
             _ => return None,
         };
         words.next().is_none().then_some(found)
@@ -219,6 +223,7 @@ mod tests {
                 prefix: "pk_123".into(),
             },
             Invalidation::Tenant(tenant),
+            Invalidation::Meters(tenant),
         ] {
             assert_eq!(Invalidation::decode(&what.encode()), Some(what));
         }

@@ -112,6 +112,12 @@ typed_id!(
 );
 
 typed_id!(
+    /// A meter: how a tenant's usage events of one type are aggregated and priced.
+    MeterId,
+    "meter"
+);
+
+typed_id!(
     /// A ledger account.
     LedgerAccountId,
     "ledger account"

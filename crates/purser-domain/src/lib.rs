@@ -9,6 +9,7 @@ pub mod error;
 pub mod id;
 pub mod ledger;
 mod macros;
+pub mod metering;
 pub mod money;
 pub mod page;
 pub mod registry;

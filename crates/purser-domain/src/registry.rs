@@ -84,6 +84,14 @@ pub enum PriceSpec {
     /// A USD price as a decimal string (`"0.01"`), converted with each asset's decimals; every
     /// asset Purser settles is a USD stablecoin.
     Usd { usd: String },
+    /// A usage price: each call is `units` of the tenant's priced meter `meter` (a slug), and
+    /// costs what the meter's price asks for that many units beyond the free ones
+    /// ([`crate::metering::MeterPrice::call_price`]). The amounts follow the meter's price
+    /// when it changes, without a new version.
+    Meter {
+        meter: String,
+        units: rust_decimal::Decimal,
+    },
 }
 
 /// One way to pay a version: resolved, so a 402 is built without looking anything up.

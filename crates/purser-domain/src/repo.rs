@@ -9,9 +9,12 @@ use crate::credits::{CreditBalance, CreditKey, CreditReservation, CreditTopUp};
 use crate::entitlement::{Grant, GrantFilter, NewGrant};
 use crate::error::Result;
 use crate::id::{
-    ApiKeyId, AttemptId, CreditReservationId, GrantId, ResourceId, SettlementId, TenantId,
+    ApiKeyId, AttemptId, CreditReservationId, GrantId, MeterId, ResourceId, SettlementId, TenantId,
 };
 use crate::ledger::{AccountBalance, Transfer};
+use crate::metering::{
+    Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, UsageCell, UsageEntry, UsageScan,
+};
 use crate::money::Amount;
 use crate::page::{Page, PageRequest};
 use crate::registry::{
@@ -432,6 +435,107 @@ pub trait CreditRepository: Send + Sync {
     ) -> Result<Vec<CreditReservation>>;
 }
 
+/// Usage events and meters (see [`crate::metering`]).
+///
+/// Events are deduplicated per tenant on (`source`, `id`) forever: an event's revision-0 entry
+/// is unique on that key, so a duplicate writes nothing, however long after. Corrections append
+/// entries (revision 1, 2, ...) and mark the entry they replace superseded; no entry's content
+/// is ever changed or deleted.
+#[async_trait]
+pub trait MeteringRepository: Send + Sync {
+    /// Stores the events that are new for the scope, in one transaction, with `recorded_at`:
+    /// answers, per event and in order, `true` if it was stored and `false` if the tenant sent
+    /// an event with its (`source`, `id`) before (ever, or earlier in this batch; the first
+    /// one wins). Durable once it returns.
+    async fn insert_usage_events(
+        &self,
+        scope: TenantScope,
+        events: &[NewUsageEvent],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<Vec<bool>>;
+
+    /// Every entry of one event, oldest first; empty when the scope has no such event.
+    async fn usage_event_history(
+        &self,
+        scope: TenantScope,
+        source: &str,
+        id: &str,
+    ) -> Result<Vec<UsageEntry>>;
+
+    /// Appends `correction` (built by [`NewCorrection::of`] from the current entry; the event
+    /// type is the event's) and marks the entry it replaces superseded at `recorded_at`,
+    /// atomically. `conflict` when the event's current revision is no longer
+    /// `correction.revision - 1` (a concurrent correction won); `not_found` when the scope has
+    /// no such event.
+    async fn correct_usage_event(
+        &self,
+        scope: TenantScope,
+        correction: &NewCorrection,
+        recorded_at: DateTime<Utc>,
+    ) -> Result<UsageEntry>;
+
+    /// Corrections (entries of revision 1 and up) of events of `event_type` whose time, before
+    /// or after the correction, is in `[from, to)`, recorded up to `as_of` if given; newest
+    /// first, at most `limit`.
+    async fn list_usage_corrections(
+        &self,
+        scope: TenantScope,
+        event_type: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        as_of: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<UsageEntry>>;
+
+    /// Runs `scan` over the scope's current entries (as of `scan.as_of`, when given: entries
+    /// recorded by then and not superseded by then), voided ones excluded. Cells in no
+    /// particular order.
+    async fn aggregate_usage(&self, scope: TenantScope, scan: &UsageScan)
+    -> Result<Vec<UsageCell>>;
+
+    /// `meter_slug_taken` when the scope has a meter with the slug (archived ones included).
+    async fn create_meter(
+        &self,
+        scope: TenantScope,
+        meter: &NewMeter,
+        at: DateTime<Utc>,
+    ) -> Result<Meter>;
+
+    async fn find_meter(&self, scope: TenantScope, id: MeterId) -> Result<Option<Meter>>;
+
+    async fn find_meter_by_slug(&self, scope: TenantScope, slug: &str) -> Result<Option<Meter>>;
+
+    /// The scope's meters in creation order (archived ones only when asked).
+    async fn list_meters(
+        &self,
+        scope: TenantScope,
+        include_archived: bool,
+        page: PageRequest,
+    ) -> Result<Page<Meter>>;
+
+    /// Every meter of the scope that is not archived: what ingestion checks events against.
+    async fn active_meters(&self, scope: TenantScope) -> Result<Vec<Meter>>;
+
+    /// Sets (or, with `None`, removes) the meter's price. `None` when the scope has no such
+    /// meter.
+    async fn set_meter_price(
+        &self,
+        scope: TenantScope,
+        id: MeterId,
+        price: Option<&MeterPrice>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Meter>>;
+
+    /// Archives the meter (archiving twice keeps the first time). `None` when the scope has no
+    /// such meter.
+    async fn archive_meter(
+        &self,
+        scope: TenantScope,
+        id: MeterId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Meter>>;
+}
+
 /// Everything the platform keeps in its database.
 pub trait Store:
     TenantRepository
@@ -441,6 +545,7 @@ pub trait Store:
     + RegistryRepository
     + GrantRepository
     + CreditRepository
+    + MeteringRepository
     + StoreHealth
 {
 }
@@ -453,6 +558,7 @@ impl<T> Store for T where
         + RegistryRepository
         + GrantRepository
         + CreditRepository
+        + MeteringRepository
         + StoreHealth
 {
 }

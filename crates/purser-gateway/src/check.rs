@@ -185,9 +185,7 @@ impl AccessState {
         if let Settled::Paid { response, .. } = &settled {
             // The payer the facilitator settled for, not the one the caller's token names.
             let payer = response.payer.as_deref().unwrap_or(&admitted.payer);
-            self.gateway
-                .grant_paid(&priced, &admitted.payload, payer)
-                .await;
+            self.gateway.paid(&priced, &admitted.payload, payer).await;
         }
         Ok(settled)
     }
@@ -224,7 +222,7 @@ impl AccessState {
         Ok(match paywall.settle(&offer, &admitted).await {
             Settled::Paid { headers, .. } => {
                 self.gateway
-                    .grant_paid(&priced, &admitted.payload, &admitted.payer)
+                    .paid(&priced, &admitted.payload, &admitted.payer)
                     .await;
                 PaidFirst::Paid {
                     payer: admitted.payer,

@@ -34,8 +34,9 @@ use purser_domain::auth::TenantScope;
 use purser_domain::coord::{Coordination, Invalidator};
 use purser_domain::entitlement::RepeatAccess;
 use purser_domain::id::{ResourceId, TenantId};
+use purser_domain::metering::NewUsageEvent;
 use purser_domain::page::PageRequest;
-use purser_domain::registry::{Resource, ResourceKind, ResourceStatus, ResourceVersion};
+use purser_domain::registry::{PriceSpec, Resource, ResourceKind, ResourceStatus, ResourceVersion};
 use purser_domain::repo::Store;
 use purser_domain::settlement::AuthorizationKey;
 use purser_domain::{Error, ErrorCode};
@@ -43,6 +44,7 @@ use purser_entitlement::{
     Admission, Entitlements, GrantCache, Proof, SESSION_HEADER, Sessions, SignIn, SignInConfig,
 };
 use purser_facilitator::Facilitator;
+use purser_metering::Metering;
 use purser_registry::challenge::{self, ChallengeRequest};
 use purser_registry::validate::RouteTemplate;
 use purser_x402::header::lowercase;
@@ -55,6 +57,11 @@ pub use inprocess::{CoordReplayGuard, InProcessFacilitator};
 /// change reaches the gateway within this time; payments signed for the previous price stay
 /// payable for their timeout all the same.
 pub const RESOURCE_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// The `type` of the usage event Purser records for each settled payment.
+pub const PAYMENT_EVENT_TYPE: &str = "purser.payment.settled";
+/// The `source` of those events.
+pub const PAYMENT_EVENT_SOURCE: &str = "purser:payments";
 
 /// A resource and its versions, as the gateway prices requests with them.
 #[derive(Debug)]
@@ -190,6 +197,7 @@ pub struct Gateway {
     routes: Arc<Mutex<RouteCache>>,
     entitlements: Entitlements,
     coordination: Arc<dyn Coordination>,
+    metering: Arc<Metering>,
 }
 
 impl Gateway {
@@ -203,6 +211,7 @@ impl Gateway {
         sessions: Arc<Sessions>,
         grants: Arc<GrantCache>,
         invalidator: Arc<Invalidator>,
+        metering: Arc<Metering>,
     ) -> Self {
         let sign_in = SignIn::new(
             coordination.clone(),
@@ -217,6 +226,7 @@ impl Gateway {
             coordination,
             cache: Arc::default(),
             routes: Arc::default(),
+            metering,
         }
     }
 
@@ -252,6 +262,8 @@ impl Gateway {
             .resource_versions(TenantScope::trusted(resource.tenant_id), id)
             .await
             .map_err(unavailable)?;
+        let mut resource = resource;
+        self.follow_meter_price(&mut resource).await;
         let priced = Arc::new(Priced { resource, versions });
         self.cache
             .lock()
@@ -401,6 +413,100 @@ impl Gateway {
         }
     }
 
+    /// For a usage-priced resource, sets its accepted amounts from the meter's price now: a
+    /// repriced meter reprices its resources within [`RESOURCE_CACHE_TTL`]. When the meter
+    /// cannot price a call any more (archived, its price removed), the amounts published last
+    /// stand and the problem is logged.
+    async fn follow_meter_price(&self, resource: &mut Resource) {
+        let PriceSpec::Meter { meter, units } = resource.current.spec.price.clone() else {
+            return;
+        };
+        let scope = TenantScope::trusted(resource.tenant_id);
+        let usd = match purser_registry::validate::meter_call_price(
+            self.store.as_ref(),
+            scope,
+            &meter,
+            units,
+        )
+        .await
+        {
+            Ok(usd) => usd,
+            Err(e) => {
+                tracing::warn!(resource = %resource.id, %meter, code = %e.code(), "a usage-priced resource keeps its published amounts: its meter cannot price a call");
+                return;
+            }
+        };
+        let rails = self.facilitator.shared_rails();
+        let spec = &mut resource.current.spec;
+        for accept in &mut spec.accepts {
+            let Some(decimals) = rails
+                .get(&accept.network)
+                .and_then(|rail| rail.asset(&accept.asset))
+                .map(|asset| asset.decimals)
+            else {
+                continue;
+            };
+            match purser_registry::validate::atomic_price(&spec.price, decimals, Some(usd)) {
+                Ok(amount) => accept.amount = amount,
+                Err(e) => {
+                    tracing::warn!(resource = %resource.id, %meter, code = %e.code(), "a usage-priced amount cannot be paid in this asset; the published one stands")
+                }
+            }
+        }
+    }
+
+    /// What follows a settled payment `paid` of `payer` for a resource: its grant of repeat
+    /// access ([`Self::grant_paid`]) and its usage event ([`Self::meter_paid`]).
+    pub async fn paid(&self, priced: &Priced, paid: &PaymentPayload, payer: &str) {
+        self.grant_paid(priced, paid, payer).await;
+        self.meter_paid(priced.scope(), Some(priced), paid, payer)
+            .await;
+    }
+
+    /// Records the settled payment as a usage event of the tenant, so that Purser's own paid
+    /// requests are metered like any other usage: type [`PAYMENT_EVENT_TYPE`], source
+    /// [`PAYMENT_EVENT_SOURCE`], the payer as subject, and the authorization (network, asset,
+    /// payer, nonce) as id, so however often a settlement is answered (gateway, native layer,
+    /// retries), it is one event. `data`: the resource's id and URL (when it is in the
+    /// registry), network, asset, amount (atomic), payee, scheme, and `units` (a usage-priced
+    /// resource's units per call, else 1). A failure is logged: the payment stands.
+    pub async fn meter_paid(
+        &self,
+        scope: TenantScope,
+        priced: Option<&Priced>,
+        paid: &PaymentPayload,
+        payer: &str,
+    ) {
+        let Ok(key) = authorization_key(paid) else {
+            return;
+        };
+        let units = match priced.map(|p| &p.resource.current.spec.price) {
+            Some(PriceSpec::Meter { units, .. }) => units.to_string(),
+            _ => "1".to_owned(),
+        };
+        let event = NewUsageEvent {
+            source: PAYMENT_EVENT_SOURCE.to_owned(),
+            id: format!("{}/{}/{}/{}", key.network, key.asset, key.payer, key.nonce),
+            event_type: PAYMENT_EVENT_TYPE.to_owned(),
+            subject: payer.to_ascii_lowercase(),
+            time: purser_domain::time::now(),
+            data: serde_json::json!({
+                "resourceId": priced.map(|p| p.resource.id.to_string()),
+                "resource": paid.resource.as_ref().map(|r| r.url.clone()),
+                "network": key.network,
+                "asset": paid.accepted.asset,
+                "amount": paid.accepted.amount.to_string(),
+                "payTo": paid.accepted.pay_to,
+                "scheme": paid.accepted.scheme,
+                "units": units,
+            }),
+        };
+        if let Err(e) = self.metering.record(scope, event).await {
+            tracing::error!(code = %e.code(), %payer, "a paid request was not metered");
+            purser_http::error::log_error(&e);
+        }
+    }
+
     /// Records what the settled payment `paid` of `payer` bought, when the resource grants
     /// repeat access: once per payment, however often its settlement is answered (a retry with
     /// the same payment identifier, a settle token posted twice). The payment stands whatever
@@ -479,14 +585,20 @@ impl purser_facilitator::OnSettled for Gateway {
         let origin = url.origin().ascii_serialization();
         // The payment names a URL, not a method: the first route of that URL.
         let route = match self.route_for(scope, "", &origin, url.path()).await {
-            Ok(Some(route)) => route,
-            Ok(None) => return,
+            Ok(route) => route,
             Err(e) => return purser_http::error::log_error(&e),
         };
-        match self.priced(route).await {
-            Ok(Some(priced)) => self.grant_paid(&priced, payload, payer).await,
-            Ok(None) => {}
-            Err(e) => purser_http::error::log_error(&e),
+        let priced = match route {
+            Some(route) => self.priced(route).await.unwrap_or_else(|e| {
+                purser_http::error::log_error(&e);
+                None
+            }),
+            None => None,
+        };
+        match priced {
+            Some(priced) => self.paid(&priced, payload, payer).await,
+            // A payment for something outside the registry is usage all the same.
+            None => self.meter_paid(scope, None, payload, payer).await,
         }
     }
 }

@@ -210,7 +210,7 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
                 // Granted now: the money is taken whatever the upstream does next.
                 proxy
                     .gateway
-                    .grant_paid(&priced, &admitted.payload, &admitted.payer)
+                    .paid(&priced, &admitted.payload, &admitted.payer)
                     .await;
             }
             Settled::Refused(reply) => return reply.into_response(),
@@ -250,7 +250,7 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
     if paid {
         proxy
             .gateway
-            .grant_paid(&priced, &admitted.payload, &admitted.payer)
+            .paid(&priced, &admitted.payload, &admitted.payer)
             .await;
     }
     respond(upstream, paid_headers)

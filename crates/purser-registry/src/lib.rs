@@ -481,6 +481,12 @@ impl Registry {
             ));
         }
 
+        let call_usd = match &draft.price {
+            PriceSpec::Meter { meter, units } => {
+                Some(validate::meter_call_price(self.store.as_ref(), scope, meter, *units).await?)
+            }
+            _ => None,
+        };
         let enabled = self.payout_map(scope).await?;
         let mut accepts: Vec<Accept> = Vec::new();
         for accept in &draft.accepts {
@@ -520,7 +526,7 @@ impl Registry {
                 scheme: scheme.to_owned(),
                 network: asset.network.clone(),
                 asset: asset.address.clone(),
-                amount: validate::atomic_price(&draft.price, asset.decimals)?,
+                amount: validate::atomic_price(&draft.price, asset.decimals, call_usd)?,
                 pay_to,
                 eip712_name: asset.eip712_name.clone(),
                 eip712_version: asset.eip712_version.clone(),

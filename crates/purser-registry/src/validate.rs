@@ -342,12 +342,56 @@ pub fn schema_field_words(schema: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// The USD price of a call to a resource priced by `meter` (a slug of the scope's meters) at
+/// `units` per call: `invalid_price` when the tenant has no such meter, or it has no price.
+pub async fn meter_call_price(
+    store: &dyn purser_domain::repo::Store,
+    scope: purser_domain::auth::TenantScope,
+    meter: &str,
+    units: rust_decimal::Decimal,
+) -> Result<rust_decimal::Decimal> {
+    let found = store
+        .find_meter_by_slug(scope, meter)
+        .await?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidPrice,
+                format!(
+                    "the tenant has no meter `{}` to price calls with",
+                    clip(meter, 64)
+                ),
+            )
+        })?;
+    let price = found.price.as_ref().ok_or_else(|| {
+        Error::new(
+            ErrorCode::InvalidPrice,
+            format!("meter `{}` has no price: set one first", found.slug),
+        )
+    })?;
+    price.call_price(units)
+}
+
 /// A price in atomic units: given directly, or as USD converted with `decimals`. Zero, more
-/// precision than the asset has, and amounts beyond `u128` are `invalid_price`.
-pub fn atomic_price(price: &purser_domain::registry::PriceSpec, decimals: u8) -> Result<Amount> {
+/// precision than the asset has, and amounts beyond `u128` are `invalid_price`. A usage price
+/// ([`PriceSpec::Meter`](purser_domain::registry::PriceSpec::Meter)) needs `call_usd`, the
+/// meter's price of a call ([`meter_call_price`]), rounded half up to the asset's precision.
+pub fn atomic_price(
+    price: &purser_domain::registry::PriceSpec,
+    decimals: u8,
+    call_usd: Option<rust_decimal::Decimal>,
+) -> Result<Amount> {
     use purser_domain::registry::PriceSpec;
     let amount = match price {
         PriceSpec::Atomic { amount } => *amount,
+        PriceSpec::Meter { meter, .. } => {
+            let usd = call_usd.ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidPrice,
+                    format!("the price of meter `{}` is not known", clip(meter, 64)),
+                )
+            })?;
+            purser_domain::metering::price::usd_to_atomic(usd, decimals)?
+        }
         PriceSpec::Usd { usd } => {
             let text = usd.trim().trim_start_matches('$');
             Money::parse_units(text, decimals)
@@ -494,26 +538,32 @@ mod tests {
     fn prices_convert_exactly_or_not_at_all() {
         use purser_domain::registry::PriceSpec;
         let usd = |s: &str| PriceSpec::Usd { usd: s.into() };
-        assert_eq!(atomic_price(&usd("0.01"), 6).unwrap().atomic(), 10_000);
-        assert_eq!(atomic_price(&usd("$1.5"), 6).unwrap().atomic(), 1_500_000);
         assert_eq!(
-            atomic_price(&usd("2"), 18).unwrap().atomic(),
+            atomic_price(&usd("0.01"), 6, None).unwrap().atomic(),
+            10_000
+        );
+        assert_eq!(
+            atomic_price(&usd("$1.5"), 6, None).unwrap().atomic(),
+            1_500_000
+        );
+        assert_eq!(
+            atomic_price(&usd("2"), 18, None).unwrap().atomic(),
             2_000_000_000_000_000_000
         );
         for bad in ["0", "0.0000001", "-1", "abc", "1e3", ""] {
-            let err = atomic_price(&usd(bad), 6).unwrap_err();
+            let err = atomic_price(&usd(bad), 6, None).unwrap_err();
             assert_eq!(err.code(), ErrorCode::InvalidPrice, "{bad}");
         }
         let zero = PriceSpec::Atomic {
             amount: Amount::ZERO,
         };
         assert_eq!(
-            atomic_price(&zero, 6).unwrap_err().code(),
+            atomic_price(&zero, 6, None).unwrap_err().code(),
             ErrorCode::InvalidPrice
         );
         let huge = usd("340282366920938463463374607431768211455");
         assert_eq!(
-            atomic_price(&huge, 6).unwrap_err().code(),
+            atomic_price(&huge, 6, None).unwrap_err().code(),
             ErrorCode::InvalidPrice
         );
     }

@@ -21,6 +21,13 @@ pub(crate) fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> Err
                 Some("ledger_accounts_tenant_id_fkey" | "credit_balances_tenant_id_fkey") => {
                     return Error::not_found("tenant");
                 }
+                Some("meters_tenant_slug_key") => {
+                    return Error::new(
+                        ErrorCode::MeterSlugTaken,
+                        "the tenant has a meter with this slug",
+                    );
+                }
+                Some("meters_tenant_id_fkey") => return Error::not_found("tenant"),
                 Some("credit_balances_within_u128") => {
                     return Error::invalid_input(
                         "the credit balance would exceed the largest supported amount",

@@ -19,6 +19,12 @@ pub(crate) fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> Err
                 ErrorKind::UniqueViolation if message.contains("resources.resource_key") => {
                     return purser_domain::registry::resource_taken();
                 }
+                ErrorKind::UniqueViolation if message.contains("meters.slug") => {
+                    return Error::new(
+                        ErrorCode::MeterSlugTaken,
+                        "the tenant has a meter with this slug",
+                    );
+                }
                 // The only foreign key a write can break unchecked is a row's tenant: grants
                 // check their resource and settlement first (`grants::check_references`).
                 ErrorKind::ForeignKeyViolation => return Error::not_found("tenant"),

@@ -10,6 +10,7 @@ mod error;
 mod grants;
 mod keys;
 mod ledger;
+mod metering;
 mod registry;
 mod settlements;
 mod tenants;

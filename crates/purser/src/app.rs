@@ -19,6 +19,8 @@ use purser_gateway::access::AccessState;
 use purser_gateway::proxy::Proxy;
 use purser_http::layers::HttpLimits;
 use purser_http::ops::OpsState;
+use purser_metering::Metering;
+use purser_metering::http::MeteringState;
 use purser_registry::discovery::DiscoveryState;
 use purser_registry::{AssetCatalog, AssetInfo, Prober, Registry};
 use purser_store_postgres::{PgStore, PgStoreOptions};
@@ -101,6 +103,7 @@ pub struct Platform {
     pub gateway: Gateway,
     /// Announces cached facts that changed, and applies other instances' announcements.
     pub invalidator: Arc<Invalidator>,
+    pub metering: Arc<Metering>,
 }
 
 impl Platform {
@@ -143,10 +146,12 @@ impl Platform {
             store.clone(),
             config.entitlements.cache_ttl(),
         ));
+        let metering = Arc::new(Metering::new(store.clone(), config.metering.limits()));
         let invalidator = Arc::new(Invalidator::new(
             coordination.clone(),
-            vec![authenticator.clone(), grants.clone()],
+            vec![authenticator.clone(), grants.clone(), metering.clone()],
         ));
+        metering.announce_through(&invalidator);
         let registry = Arc::new(Registry::new(store.clone(), asset_catalog(&rails)));
         let facilitator = Arc::new(Facilitator::new(
             store.clone(),
@@ -160,6 +165,7 @@ impl Platform {
             Arc::new(config.sessions.open()?),
             grants,
             invalidator.clone(),
+            metering.clone(),
         );
         Ok(Self {
             store,
@@ -169,6 +175,7 @@ impl Platform {
             registry,
             gateway,
             invalidator,
+            metering,
         })
     }
 
@@ -182,6 +189,7 @@ impl Platform {
         let admin = purser_admin::router(AdminState::new(
             self.store.clone(),
             self.registry.clone(),
+            self.metering.clone(),
             self.authenticator.clone(),
             self.invalidator.clone(),
             GraphqlLimits {
@@ -216,15 +224,32 @@ impl Platform {
         let grpc = purser_gateway::grpc::router(access.clone());
         let credits = purser_gateway::credits::router(access.clone());
         let access = purser_gateway::access::router(access);
+        let metering = MeteringState {
+            metering: self.metering.clone(),
+            authenticator: self.authenticator.clone(),
+        };
+        // `POST /v1/events` has a body limit of its own (batches outgrow most bodies): it is
+        // layered on its own, and its layered route merged in. Each route keeps the layers it
+        // was wrapped in; only one fallback may remain.
+        let events = purser_http::layers::apply(
+            purser_metering::http::ingest_router(metering.clone()),
+            HttpLimits {
+                max_body_bytes: config.metering.max_body_bytes,
+                ..limits
+            },
+        )
+        .reset_fallback();
         purser_http::layers::apply(
             ops.merge(admin)
                 .merge(facilitator)
                 .merge(discovery)
                 .merge(access)
                 .merge(credits)
+                .merge(purser_metering::http::query_router(metering))
                 .merge(grpc),
             limits,
         )
+        .merge(events)
     }
 
     /// The gateway's proxy, when it has a listener to serve.

@@ -28,6 +28,7 @@ pub struct Config {
     pub gateway: purser_gateway::GatewayConfig,
     pub sessions: SessionsConfig,
     pub entitlements: EntitlementsConfig,
+    pub metering: MeteringConfig,
     /// The chains Purser settles on (`[[rails]]` tables); see `purser_chain::config`.
     pub rails: Vec<purser_chain::config::RailConfig>,
 }
@@ -185,6 +186,49 @@ impl EntitlementsConfig {
 
     pub fn reservation_timeout(&self) -> Duration {
         Duration::from_secs(self.reservation_timeout_seconds.max(1))
+    }
+}
+
+/// `[metering]`: what usage-event ingestion accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeteringConfig {
+    /// The most events one `application/cloudevents-batch+json` request may hold.
+    pub max_batch_events: usize,
+    /// The largest body `POST /v1/events` reads, in bytes (a batch of 1,000 typical events is
+    /// about 300 KB).
+    pub max_body_bytes: usize,
+    /// Events whose time is further in the past are rejected (`event_too_old`): usage of a
+    /// period that has been invoiced is corrected, not sent late.
+    pub max_event_age_seconds: u64,
+    /// Events whose time is further in the future are rejected (`event_in_future`): the
+    /// allowance for clocks that run ahead.
+    pub max_future_skew_seconds: u64,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_events: 1000,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_event_age_seconds: 35 * 24 * 3600,
+            max_future_skew_seconds: 300,
+        }
+    }
+}
+
+impl MeteringConfig {
+    pub fn limits(&self) -> purser_metering::MeteringLimits {
+        // A hundred years is no bound at all; beyond it chrono's durations would overflow.
+        const CENTURY: u64 = 100 * 366 * 24 * 3600;
+        let seconds = |s: u64| chrono::Duration::seconds(s.min(CENTURY) as i64);
+        purser_metering::MeteringLimits {
+            max_batch_events: self.max_batch_events.max(1),
+            bounds: purser_domain::metering::TimeBounds {
+                max_age: seconds(self.max_event_age_seconds),
+                max_future_skew: seconds(self.max_future_skew_seconds),
+            },
+        }
     }
 }
 

@@ -47,6 +47,9 @@ use crate::config::Config;
 
 /// The demo API's price, in US dollars.
 const PRICE_USD: &str = "0.01";
+/// The usage event the demo API reports for each forecast it serves.
+const FORECAST_EVENT: &str = "demo.weather.forecast";
+const FORECAST_SOURCE: &str = "//demo-weather/forecasts";
 /// What the agent searches the catalog for.
 const QUERY: &str = "weather forecast";
 /// The city the agent asks about.
@@ -89,6 +92,12 @@ pub struct DemoReport {
     pub repeat_status: u16,
     /// The merchant's balance change over that request (zero: nothing was paid).
     pub repeat_received: U256,
+    /// What the `forecasts` meter counted for the agent (a decimal string).
+    pub metered_forecasts: String,
+    /// What the `paid-requests` meter summed (atomic units, a decimal string).
+    pub metered_paid_amount: String,
+    /// The rated cost of the agent's forecasts, in atomic units of a 6-decimal stablecoin.
+    pub rated_forecast_cost: String,
 }
 
 /// Runs the demo: sets everything up, walks the agent through, prints each step on `out`, then
@@ -180,7 +189,6 @@ pub async fn run(
     )?;
 
     // 3. The merchant: a tenant, a payout address, a plain API, and its price in the registry.
-    let upstream = start_upstream().await?;
     let store = platform.store.clone();
     let tenant = store
         .create_tenant(NewTenant::new(
@@ -210,6 +218,8 @@ pub async fn run(
     )
     .await?;
     let operator_key = mint_key(&*store, None, Role::Operator, "demo operator").await?;
+    let upstream = start_upstream(purser_url.clone(), server_key.clone()).await?;
+    let meters = define_meters(&platform, scope).await?;
     config.gateway = GatewayConfig {
         listen: Some(gateway_url.trim_start_matches("http://").to_owned()),
         routes: vec![GatewayRoute {
@@ -238,6 +248,7 @@ pub async fn run(
                  paying wallet a day of repeat access",
                 resource.id, resource.metadata.name, resource.url
             ),
+            meters,
         ],
     )?;
 
@@ -253,20 +264,25 @@ pub async fn run(
         })
     };
 
-    let walked = walk(
+    let agent = Agent {
+        http: reqwest::Client::new(),
+        purser_url: purser_url.clone(),
+        wallet: agent,
+    };
+    let walked = match walk(
         out,
-        &Agent {
-            http: reqwest::Client::new(),
-            purser_url: purser_url.clone(),
-            wallet: agent,
-        },
+        &agent,
         chain,
         store.as_ref(),
         tenant.id,
         resource.id,
         merchant,
     )
-    .await;
+    .await
+    {
+        Ok(walked) => metered(out, &agent, &admin_key, walked).await,
+        Err(e) => Err(e),
+    };
     let report = match walked {
         Ok(walk) => DemoReport {
             purser_url: purser_url.clone(),
@@ -602,6 +618,144 @@ async fn walk(
         transfers,
         replay_status,
         replay_code,
+        metered_forecasts: String::new(),
+        metered_paid_amount: String::new(),
+        rated_forecast_cost: String::new(),
+    })
+}
+
+/// The merchant's meters: forecasts served (counted per city, priced per forecast after a
+/// free one), and the payments Purser settled for it (summed per network).
+async fn define_meters(platform: &Platform, scope: TenantScope) -> anyhow::Result<String> {
+    use purser_domain::metering::{Aggregation, MeterPrice, NewMeter, PriceModel, ValuePath};
+    use rust_decimal::Decimal;
+    platform
+        .metering
+        .create_meter(
+            scope,
+            NewMeter {
+                slug: "forecasts".into(),
+                name: "Forecasts served".into(),
+                description: None,
+                event_type: FORECAST_EVENT.into(),
+                aggregation: Aggregation::Count,
+                value: None,
+                group_by: [("city".to_owned(), ValuePath::parse("$.city")?)].into(),
+                price: Some(MeterPrice {
+                    model: PriceModel::Standard {
+                        unit_amount: Decimal::new(2, 3),
+                    },
+                    free_units: Decimal::ONE,
+                }),
+            },
+        )
+        .await?;
+    platform
+        .metering
+        .create_meter(
+            scope,
+            NewMeter {
+                slug: "paid-requests".into(),
+                name: "Payments settled".into(),
+                description: None,
+                event_type: purser_gateway::PAYMENT_EVENT_TYPE.into(),
+                aggregation: Aggregation::Sum,
+                value: Some(ValuePath::parse("$.amount")?),
+                group_by: [("network".to_owned(), ValuePath::parse("$.network")?)].into(),
+                price: None,
+            },
+        )
+        .await?;
+    Ok(format!(
+        "meters: `forecasts` (COUNT of {FORECAST_EVENT} per city, $0.002 each after 1 free) and \
+         `paid-requests` (SUM of the amounts of {})",
+        purser_gateway::PAYMENT_EVENT_TYPE
+    ))
+}
+
+/// Step 10: the usage the walk left behind, as the merchant's finance team reads it.
+async fn metered(
+    out: &mut (dyn Write + Send),
+    agent: &Agent,
+    admin_key: &str,
+    walked: DemoReport,
+) -> anyhow::Result<DemoReport> {
+    let now = chrono::Utc::now();
+    let from =
+        (now - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to =
+        (now + chrono::Duration::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let query = |meter: &str, group_by: &str| {
+        agent
+            .http
+            .get(format!(
+                "{}/v1/meters/{meter}/query?from={from}&to={to}&groupBy={group_by}",
+                agent.purser_url
+            ))
+            .bearer_auth(admin_key)
+            .send()
+    };
+    let forecasts: Value = query("forecasts", "subject")
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let payments: Value = query("paid-requests", "network")
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let rated: Value = agent
+        .http
+        .post(format!("{}/graphql", agent.purser_url))
+        .bearer_auth(admin_key)
+        .json(&json!({
+            "query": "query($from: DateTime!, $to: DateTime!) { ratedUsage(meter: \"forecasts\", from: $from, to: $to) { subject quantity billable amountUsd amountAtomic } }",
+            "variables": { "from": from, "to": to },
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let row = |answer: &Value| answer["rows"][0].clone();
+    let forecast_count = row(&forecasts)["value"].as_str().unwrap_or("0").to_owned();
+    let paid_amount = row(&payments)["value"].as_str().unwrap_or("0").to_owned();
+    let line = rated["data"]["ratedUsage"][0].clone();
+    ensure!(
+        line.is_object(),
+        "no rated usage for the forecasts meter: {rated}"
+    );
+    let cost_atomic = line["amountAtomic"].as_str().unwrap_or("0").to_owned();
+    step(
+        out,
+        10,
+        "metering",
+        &[
+            format!(
+                "the API reported each forecast it served as a CloudEvent to POST /v1/events: \
+                 `forecasts` counts {forecast_count} for {}",
+                row(&forecasts)["subject"].as_str().unwrap_or("?")
+            ),
+            format!(
+                "Purser metered its own paid requests: `paid-requests` sums {paid_amount} atomic \
+                 units on {}",
+                row(&payments)["groups"]["network"].as_str().unwrap_or("?")
+            ),
+            format!(
+                "rated (GraphQL ratedUsage): {} forecasts, {} billable after the free one, ${} \
+                 = {cost_atomic} atomic units of USDC",
+                line["quantity"].as_str().unwrap_or("?"),
+                line["billable"].as_str().unwrap_or("?"),
+                line["amountUsd"].as_str().unwrap_or("?"),
+            ),
+        ],
+    )?;
+    Ok(DemoReport {
+        metered_forecasts: forecast_count,
+        metered_paid_amount: paid_amount,
+        rated_forecast_cost: cost_atomic,
+        ..walked
     })
 }
 
@@ -652,14 +806,47 @@ fn sign(
     Ok(encode_json(&payload))
 }
 
-/// The merchant's API: a forecast per city, free and unaware of payments.
-async fn start_upstream() -> anyhow::Result<String> {
+/// The merchant's API: a forecast per city, unaware of payments. It reports each forecast it
+/// serves to Purser as a usage event (a CloudEvent), for the payer the gateway names in
+/// `X-Purser-Payer`, before answering.
+async fn start_upstream(purser_url: String, key: String) -> anyhow::Result<String> {
     use axum::extract::Path;
+    use axum::http::{HeaderMap, StatusCode};
     use axum::routing::get;
+    let http = reqwest::Client::new();
     let app = axum::Router::new().route(
         "/weather/{city}",
-        get(|Path(city): Path<String>| async move {
-            axum::Json(json!({ "city": city, "forecast": "sunny", "high_c": 24, "low_c": 15 }))
+        get(move |Path(city): Path<String>, headers: HeaderMap| {
+            let (http, purser_url, key) = (http.clone(), purser_url.clone(), key.clone());
+            async move {
+                if let Some(payer) = headers
+                    .get(purser_axum::PAYER_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    let event = json!({
+                        "specversion": "1.0",
+                        "id": uuid::Uuid::now_v7().to_string(),
+                        "source": FORECAST_SOURCE,
+                        "type": FORECAST_EVENT,
+                        // One subject per wallet, however its address is cased.
+                        "subject": payer.to_ascii_lowercase(),
+                        "data": { "city": city },
+                    });
+                    let sent = http
+                        .post(format!("{purser_url}/v1/events"))
+                        .bearer_auth(&key)
+                        .header("content-type", "application/cloudevents+json")
+                        .body(event.to_string())
+                        .send()
+                        .await;
+                    if !sent.is_ok_and(|r| r.status().is_success()) {
+                        return Err(StatusCode::SERVICE_UNAVAILABLE);
+                    }
+                }
+                Ok(axum::Json(
+                    json!({ "city": city, "forecast": "sunny", "high_c": 24, "low_c": 15 }),
+                ))
+            }
         }),
     );
     let listener = TcpListener::bind("127.0.0.1:0").await?;

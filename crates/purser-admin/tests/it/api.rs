@@ -52,9 +52,14 @@ impl TestApi {
             Arc::new(purser_coord::MemoryCoordination::new()),
             vec![authenticator.clone()],
         ));
+        let metering = Arc::new(purser_metering::Metering::new(
+            store.clone(),
+            purser_metering::MeteringLimits::default(),
+        ));
         let state = AdminState::new(
             store.clone(),
             registry,
+            metering,
             authenticator,
             invalidator,
             GraphqlLimits::default(),

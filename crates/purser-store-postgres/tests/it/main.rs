@@ -28,6 +28,10 @@ mod credits {
     purser_testkit::credit_suite!(super::fresh_store);
 }
 
+mod metering {
+    purser_testkit::metering_suite!(super::fresh_store);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_at_once_migrate_once() {
     let database = TestDatabase::create().await;

@@ -28,6 +28,10 @@ mod credits {
     purser_testkit::credit_suite!(super::fresh_store);
 }
 
+mod metering {
+    purser_testkit::metering_suite!(super::fresh_store);
+}
+
 #[tokio::test]
 async fn the_embedded_default_creates_its_folder_and_keeps_data_durably() {
     let dir = tempfile::tempdir().unwrap();

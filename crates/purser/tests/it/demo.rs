@@ -109,6 +109,8 @@ async fn demo_walks_an_agent_through_payment_and_keeps_serving() {
         "] payment",
         "] settlement",
         "] replay",
+        "] sign-in",
+        "] metering",
     ]
     .iter()
     .map(|step| {
@@ -150,6 +152,25 @@ async fn demo_walks_an_agent_through_payment_and_keeps_serving() {
         after(&lines, "(merchant balance +").starts_with("0 USDC"),
         "{shown}"
     );
+    // Metering: both forecasts (paid, then signed in) were reported by the API, the payment
+    // was metered by Purser itself, and one forecast past the free one costs $0.002.
+    assert!(
+        after(&lines, "`forecasts` counts ").starts_with("2 for 0x"),
+        "{shown}"
+    );
+    assert!(
+        after(&lines, "`paid-requests` sums ").starts_with("10000 atomic units on eip155:"),
+        "{shown}"
+    );
+    assert!(
+        after(&lines, "ratedUsage): ").starts_with("2 forecasts, 1 billable"),
+        "{shown}"
+    );
+    assert!(
+        after(&lines, "after the free one, $").starts_with("0.002 = 2000 atomic units"),
+        "{shown}"
+    );
+
     // The ledger: the settlement and the payout, both posted, for the price.
     let ledger: Vec<&String> = lines
         .iter()

@@ -6,7 +6,6 @@
 use purser_domain::auth::TenantScope;
 use purser_domain::entitlement::{GrantFilter, GrantScope, NewGrant, RepeatAccess};
 use purser_domain::page::PageRequest;
-use purser_gateway::{GatewayConfig, GatewayRoute, proxy::Proxy};
 use serde_json::{Value, json};
 
 use crate::harness::{Backends, on_both_backend_pairs};
@@ -39,28 +38,7 @@ async fn gateway(
             Some(policy),
         )
         .await;
-    let config = GatewayConfig {
-        routes: vec![GatewayRoute {
-            host: None,
-            path: "/weather/*".into(),
-            upstream: upstream.base.clone(),
-            resource: resource.to_string(),
-            settle: Default::default(),
-            timeout_seconds: Some(10),
-            upstream_http2: false,
-        }],
-        ..GatewayConfig::default()
-    };
-    let proxy = Proxy::new(fx.app.platform.gateway.clone(), &config)
-        .unwrap()
-        .router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            proxy.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-    });
+    fx.serve_gateway(listener, upstream, &[("/weather/*", resource)]);
     (base, resource)
 }
 

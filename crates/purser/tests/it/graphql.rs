@@ -372,6 +372,51 @@ const ISOLATION_ATTEMPTS: &[(&str, &str)] = &[
         "revokeGrant",
         "mutation($b: ID!, $bGrant: ID!) { revokeGrant(id: $bGrant, tenantId: $b) { id } }",
     ),
+    (
+        "meters",
+        "query($b: ID!) { meters(tenantId: $b) { nodes { id } } }",
+    ),
+    ("meter", "{ meter(slug: \"b-meter\") { id } }"),
+    (
+        "meter",
+        "query($b: ID!) { meter(tenantId: $b, slug: \"b-meter\") { id } }",
+    ),
+    (
+        "usage",
+        "{ usage(meter: \"b-meter\", from: \"2020-01-01T00:00:00Z\", to: \"2030-01-01T00:00:00Z\") { rows { value } } }",
+    ),
+    (
+        "usage",
+        "query($b: ID!) { usage(tenantId: $b, meter: \"b-meter\", from: \"2020-01-01T00:00:00Z\", to: \"2030-01-01T00:00:00Z\") { rows { value } } }",
+    ),
+    (
+        "ratedUsage",
+        "{ ratedUsage(meter: \"b-meter\", from: \"2020-01-01T00:00:00Z\", to: \"2030-01-01T00:00:00Z\") { subject } }",
+    ),
+    (
+        "usageEvent",
+        "{ usageEvent(source: \"//b.example\", id: \"b-event\") { subject } }",
+    ),
+    (
+        "createMeter",
+        "mutation($b: ID!) { createMeter(input: { tenantId: $b, slug: \"intruder\", name: \"x\", eventType: \"x\", aggregation: COUNT }) { id } }",
+    ),
+    (
+        "setMeterPrice",
+        "mutation($bMeter: ID!) { setMeterPrice(meterId: $bMeter, price: null) { id } }",
+    ),
+    (
+        "archiveMeter",
+        "mutation($bMeter: ID!) { archiveMeter(meterId: $bMeter) { id } }",
+    ),
+    (
+        "amendUsageEvent",
+        "mutation { amendUsageEvent(source: \"//b.example\", id: \"b-event\", reason: \"mine\", subject: \"mallory\") { revision } }",
+    ),
+    (
+        "voidUsageEvent",
+        "mutation { voidUsageEvent(source: \"//b.example\", id: \"b-event\", reason: \"gone\") { revision } }",
+    ),
 ];
 
 async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
@@ -422,8 +467,48 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
         })
         .await
         .unwrap();
+    let b_scope = purser_domain::auth::TenantScope::trusted(tenant_b.parse().unwrap());
+    let b_meter = app
+        .platform
+        .metering
+        .create_meter(
+            b_scope,
+            purser_domain::metering::NewMeter {
+                slug: "b-meter".into(),
+                name: "B's meter".into(),
+                description: None,
+                event_type: "b.usage".into(),
+                aggregation: purser_domain::metering::Aggregation::Count,
+                value: None,
+                group_by: Default::default(),
+                price: Some(purser_domain::metering::MeterPrice {
+                    model: purser_domain::metering::PriceModel::Standard {
+                        unit_amount: 1.into(),
+                    },
+                    free_units: 0.into(),
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let b_event = purser_domain::metering::NewUsageEvent {
+        source: "//b.example".into(),
+        id: "b-event".into(),
+        event_type: "b.usage".into(),
+        subject: "b-customer".into(),
+        time: purser_domain::time::now(),
+        data: Value::Null,
+    };
+    assert!(
+        app.platform
+            .metering
+            .record(b_scope, b_event)
+            .await
+            .unwrap()
+    );
     let variables = json!({
         "b": tenant_b,
+        "bMeter": b_meter.id.to_string(),
         "bKey": b_key,
         "bSettlement": b_settlement.to_string(),
         "bResource": b_resource.id.to_string(),
@@ -485,6 +570,22 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
         .unwrap()
         .unwrap();
     assert_eq!(grant.revoked_at, None);
+    // B's meter and event too.
+    let meter = app
+        .platform
+        .metering
+        .meter(b_scope, "b-meter")
+        .await
+        .unwrap();
+    assert_eq!(meter.archived_at, None);
+    assert!(meter.price.is_some());
+    let history = app
+        .platform
+        .metering
+        .history(b_scope, "//b.example", "b-event")
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
 
     // Nothing of B changed: its key works, its tenant is active, and no key was added to it.
     let data = app

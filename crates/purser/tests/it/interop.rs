@@ -721,6 +721,26 @@ impl Interop {
         description: &str,
         repeat_access: Option<purser_domain::entitlement::RepeatAccess>,
     ) -> purser_domain::id::ResourceId {
+        self.publish_priced(
+            url,
+            name,
+            description,
+            repeat_access,
+            purser_domain::registry::PriceSpec::Usd { usd: "0.01".into() },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Like [`Self::publish_with`], at `price`: the registry's answer.
+    pub(crate) async fn publish_priced(
+        &self,
+        url: &str,
+        name: &str,
+        description: &str,
+        repeat_access: Option<purser_domain::entitlement::RepeatAccess>,
+        price: purser_domain::registry::PriceSpec,
+    ) -> Result<purser_domain::id::ResourceId, purser_domain::Error> {
         let registry = self.registry();
         let scope = TenantScope::trusted(self.tenant);
         registry
@@ -746,7 +766,7 @@ impl Interop {
                     input_example: None,
                     output_example: None,
                     body_type: None,
-                    price: purser_domain::registry::PriceSpec::Usd { usd: "0.01".into() },
+                    price,
                     accepts: vec![purser_registry::AcceptDraft {
                         network: NETWORK.into(),
                         ..Default::default()
@@ -757,8 +777,43 @@ impl Interop {
                 true,
             )
             .await
+            .map(|resource| resource.id)
+    }
+
+    /// Serves the gateway's proxy on `listener` with `routes` to `upstream`, each a path
+    /// pattern and the resource it sells.
+    pub(crate) fn serve_gateway(
+        &self,
+        listener: tokio::net::TcpListener,
+        upstream: &Upstream,
+        routes: &[(&str, purser_domain::id::ResourceId)],
+    ) {
+        use purser_gateway::{GatewayConfig, GatewayRoute, proxy::Proxy};
+        let config = GatewayConfig {
+            routes: routes
+                .iter()
+                .map(|(path, resource)| GatewayRoute {
+                    host: None,
+                    path: (*path).into(),
+                    upstream: upstream.base.clone(),
+                    resource: resource.to_string(),
+                    settle: Default::default(),
+                    timeout_seconds: Some(10),
+                    upstream_http2: false,
+                })
+                .collect(),
+            ..GatewayConfig::default()
+        };
+        let proxy = Proxy::new(self.app.platform.gateway.clone(), &config)
             .unwrap()
-            .id
+            .router();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                proxy.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+        });
     }
 }
 
@@ -766,7 +821,6 @@ impl Interop {
 pub(crate) const PRICE: u128 = 10_000;
 
 async fn sdk_clients_pay_through_the_gateway(backends: Backends) {
-    use purser_gateway::{GatewayConfig, GatewayRoute, proxy::Proxy};
     let fx = Interop::start(backends).await;
     let upstream = Upstream::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -777,29 +831,11 @@ async fn sdk_clients_pay_through_the_gateway(backends: Backends) {
     let broken = fx
         .publish(&format!("{gateway}/broken/:city"), "Broken weather")
         .await;
-    let route = |path: &str, resource: purser_domain::id::ResourceId| GatewayRoute {
-        host: None,
-        path: path.into(),
-        upstream: upstream.base.clone(),
-        resource: resource.to_string(),
-        settle: Default::default(),
-        timeout_seconds: Some(10),
-        upstream_http2: false,
-    };
-    let config = GatewayConfig {
-        routes: vec![route("/weather/*", weather), route("/broken/*", broken)],
-        ..GatewayConfig::default()
-    };
-    let proxy = Proxy::new(fx.app.platform.gateway.clone(), &config)
-        .unwrap()
-        .router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            proxy.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-    });
+    fx.serve_gateway(
+        listener,
+        &upstream,
+        &[("/weather/*", weather), ("/broken/*", broken)],
+    );
     let merchant_before = fx.balance(fx.merchant()).await;
 
     // v2: @x402/fetch.

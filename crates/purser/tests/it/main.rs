@@ -11,5 +11,8 @@ mod grpc;
 mod harness;
 mod instances;
 mod interop;
+mod metering;
+mod metering_graphql;
 mod nginx;
 mod ops;
+mod usage_priced;

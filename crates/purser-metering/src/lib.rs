@@ -1,0 +1,520 @@
+//! Metering: usage events in, usage and its price out.
+//!
+//! [`Metering`] is the service every carrier (the HTTP routes in [`http`], the admin GraphQL
+//! API, Purser's own gateway) goes through:
+//!
+//! - **ingest**: CloudEvents are read and checked one by one (shape, time bounds, the meters of
+//!   their type), and the valid ones of a batch are stored in one transaction, deduplicated per
+//!   tenant on (`source`, `id`) forever. Each event gets its own answer; an invalid one stores
+//!   nothing and costs the others nothing. The answer is given only after the transaction
+//!   commits, so an acknowledged event is durable.
+//! - **query**: a meter's usage per window, subject and dimension (see
+//!   [`purser_domain::metering::query`]), with the corrections recorded in the period.
+//! - **correct**: amend or void an event, with a reason; the original entry stays.
+//! - **rate**: a priced meter's usage per subject, priced.
+//!
+//! The active meters of a tenant are cached for a second per instance (ingestion checks each
+//! event against them) and forgotten at once when a meter changes on any instance
+//! ([`Invalidation::Meters`]).
+
+pub mod http;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use purser_domain::auth::TenantScope;
+use purser_domain::coord::{Forget, Invalidation, Invalidator};
+use purser_domain::id::{MeterId, TenantId};
+use purser_domain::metering::event::event_key;
+use purser_domain::metering::{
+    CorrectionChange, Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, Rated, TimeBounds,
+    UsageEntry, UsageQuery, UsageRow,
+};
+use purser_domain::page::{Page, PageRequest};
+use purser_domain::repo::Store;
+use purser_domain::{Error, ErrorCode, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+/// How long an instance trusts its copy of a tenant's meters without an announcement.
+const METER_CACHE_TTL: Duration = Duration::from_secs(1);
+/// The most corrections a usage answer lists.
+pub const MAX_LISTED_CORRECTIONS: u32 = 100;
+
+/// Limits on what ingestion accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct MeteringLimits {
+    /// Events per batch request.
+    pub max_batch_events: usize,
+    pub bounds: TimeBounds,
+}
+
+impl Default for MeteringLimits {
+    fn default() -> Self {
+        Self {
+            max_batch_events: 1000,
+            bounds: TimeBounds {
+                max_age: chrono::Duration::days(35),
+                max_future_skew: chrono::Duration::minutes(5),
+            },
+        }
+    }
+}
+
+/// What became of one event of a request.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventOutcome {
+    /// The event's `id` and `source` as sent (absent when they were not strings).
+    pub id: Option<String>,
+    pub source: Option<String>,
+    pub status: EventStatus,
+    /// For a rejected event: why, as a stable code and a message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<OutcomeError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    /// Stored now.
+    Accepted,
+    /// Stored before (this tenant sent an event with this `source` and `id`): not counted again.
+    Duplicate,
+    /// Not stored.
+    Rejected,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeError {
+    #[serde(serialize_with = "code_name")]
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn code_name<S: serde::Serializer>(code: &ErrorCode, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(code.as_str())
+}
+
+/// A meter's usage over a period, with the corrections that changed it.
+#[derive(Debug, Clone)]
+pub struct UsageReport {
+    pub meter: Meter,
+    pub rows: Vec<UsageRow>,
+    /// Corrections of the events in the period that match the query's subjects and filters (as
+    /// the correction left them; newest first, at most [`MAX_LISTED_CORRECTIONS`]): a report
+    /// run before one of them showed other numbers.
+    pub corrections: Vec<UsageEntry>,
+}
+
+/// One subject's usage of a priced meter over a period, priced.
+#[derive(Debug, Clone)]
+pub struct RatedUsage {
+    pub subject: String,
+    pub rated: Rated,
+}
+
+type MeterCache = HashMap<TenantId, (Instant, Arc<[Meter]>)>;
+
+/// The metering service.
+pub struct Metering {
+    store: Arc<dyn Store>,
+    limits: MeteringLimits,
+    meters: Mutex<MeterCache>,
+    /// Weak: the invalidator holds this service as one of its caches.
+    invalidator: Mutex<Weak<Invalidator>>,
+}
+
+impl std::fmt::Debug for Metering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metering")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metering {
+    pub fn new(store: Arc<dyn Store>, limits: MeteringLimits) -> Self {
+        Self {
+            store,
+            limits,
+            meters: Mutex::new(HashMap::new()),
+            invalidator: Mutex::new(Weak::new()),
+        }
+    }
+
+    /// Where meter changes are announced to other instances (the invalidator holds this
+    /// service as one of its caches, so it is set after both exist).
+    pub fn announce_through(&self, invalidator: &Arc<Invalidator>) {
+        *self.invalidator.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(invalidator);
+    }
+
+    pub fn limits(&self) -> &MeteringLimits {
+        &self.limits
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    async fn active_meters(&self, scope: TenantScope) -> Result<Arc<[Meter]>> {
+        let tenant = scope.tenant_id();
+        if let Some((at, meters)) = self
+            .meters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+            && at.elapsed() < METER_CACHE_TTL
+        {
+            return Ok(meters.clone());
+        }
+        let meters: Arc<[Meter]> = self.store.active_meters(scope).await?.into();
+        self.meters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant, (Instant::now(), meters.clone()));
+        Ok(meters)
+    }
+
+    async fn meters_changed(&self, tenant: TenantId) {
+        let invalidator = self
+            .invalidator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade();
+        match invalidator {
+            Some(invalidator) => invalidator.announce(&Invalidation::Meters(tenant)).await,
+            None => self.forget(&Invalidation::Meters(tenant)),
+        }
+    }
+
+    /// Checks `data` of an event of `event_type` against every active meter of that type.
+    fn check_against(meters: &[Meter], event_type: &str, data: &Value) -> Result<()> {
+        meters
+            .iter()
+            .filter(|meter| meter.event_type == event_type)
+            .try_for_each(|meter| meter.check(data))
+    }
+
+    /// Ingests a request's events (one, or a batch): an answer per event, in order.
+    /// `batch_too_large` (nothing stored) beyond [`MeteringLimits::max_batch_events`].
+    pub async fn ingest(
+        &self,
+        scope: TenantScope,
+        events: Vec<Value>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<EventOutcome>> {
+        if events.len() > self.limits.max_batch_events {
+            return Err(Error::new(
+                ErrorCode::BatchTooLarge,
+                format!(
+                    "the batch holds {} events; at most {} are accepted per request",
+                    events.len(),
+                    self.limits.max_batch_events
+                ),
+            ));
+        }
+        let meters = self.active_meters(scope).await?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut valid = Vec::with_capacity(events.len());
+        let mut positions = Vec::with_capacity(events.len());
+        for value in events {
+            let (id, source) = event_key(&value);
+            let (id, source) = (id.map(str::to_owned), source.map(str::to_owned));
+            let checked = NewUsageEvent::from_cloud_event(value, now).and_then(|event| {
+                self.limits.bounds.check(event.time, now)?;
+                Self::check_against(&meters, &event.event_type, &event.data)?;
+                Ok(event)
+            });
+            match checked {
+                Ok(event) => {
+                    positions.push(outcomes.len());
+                    valid.push(event);
+                    outcomes.push(EventOutcome {
+                        id,
+                        source,
+                        status: EventStatus::Accepted,
+                        error: None,
+                    });
+                }
+                Err(error) => outcomes.push(EventOutcome {
+                    id,
+                    source,
+                    status: EventStatus::Rejected,
+                    error: Some(OutcomeError {
+                        code: error.code(),
+                        message: error.message().to_owned(),
+                    }),
+                }),
+            }
+        }
+        if !valid.is_empty() {
+            let stored = self.store.insert_usage_events(scope, &valid, now).await?;
+            for (position, stored) in positions.into_iter().zip(stored) {
+                if !stored {
+                    outcomes[position].status = EventStatus::Duplicate;
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Records an event Purser itself observed (a paid request, a settlement): stored once per
+    /// (`source`, `id`), never checked against the tenant's meters (Purser's own events have a
+    /// fixed shape). Answers whether it was new.
+    pub async fn record(&self, scope: TenantScope, event: NewUsageEvent) -> Result<bool> {
+        let stored = self
+            .store
+            .insert_usage_events(scope, std::slice::from_ref(&event), Utc::now())
+            .await?;
+        Ok(stored.first().copied().unwrap_or(false))
+    }
+
+    /// The meter with `slug` (`not_found`, also for another tenant's).
+    pub async fn meter(&self, scope: TenantScope, slug: &str) -> Result<Meter> {
+        self.store
+            .find_meter_by_slug(scope, slug)
+            .await?
+            .ok_or_else(|| Error::not_found("meter"))
+    }
+
+    /// A meter's usage.
+    pub async fn query(
+        &self,
+        scope: TenantScope,
+        slug: &str,
+        query: &UsageQuery,
+    ) -> Result<UsageReport> {
+        let meter = self.meter(scope, slug).await?;
+        let plan = query.plan(&meter)?;
+        let cells = self.store.aggregate_usage(scope, &plan.scan).await?;
+        let rows = plan.merge(cells)?;
+        // The corrections of the events the query covers: its subjects and dimension values,
+        // as the correction left them.
+        let corrections = self
+            .store
+            .list_usage_corrections(
+                scope,
+                &meter.event_type,
+                query.from,
+                query.to,
+                query.as_of,
+                MAX_LISTED_CORRECTIONS,
+            )
+            .await?
+            .into_iter()
+            .filter(|entry| {
+                (query.subjects.is_empty() || query.subjects.contains(&entry.subject))
+                    && plan.scan.filters.iter().all(|(path, values)| {
+                        path.select(&entry.data)
+                            .map(|value| match value {
+                                Value::String(text) => text.clone(),
+                                other => other.to_string(),
+                            })
+                            .is_some_and(|text| values.contains(&text))
+                    })
+            })
+            .collect();
+        Ok(UsageReport {
+            meter,
+            rows,
+            corrections,
+        })
+    }
+
+    /// A priced meter's usage per subject over `[from, to)`, priced (`subjects` empty: every
+    /// subject with usage). `invalid_usage_query` when the meter has no price.
+    pub async fn rate(
+        &self,
+        scope: TenantScope,
+        slug: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        subjects: Vec<String>,
+    ) -> Result<Vec<RatedUsage>> {
+        let meter = self.meter(scope, slug).await?;
+        let price = meter.price.clone().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidUsageQuery,
+                format!("meter `{slug}` has no price to rate its usage with"),
+            )
+        })?;
+        let query = UsageQuery {
+            from,
+            to,
+            window: None,
+            time_zone: chrono_tz_utc(),
+            subjects,
+            filters: Default::default(),
+            group_by: vec![purser_domain::metering::meter::SUBJECT.to_owned()],
+            as_of: None,
+        };
+        let plan = query.plan(&meter)?;
+        let cells = self.store.aggregate_usage(scope, &plan.scan).await?;
+        plan.merge(cells)?
+            .into_iter()
+            .map(|row| {
+                Ok(RatedUsage {
+                    subject: row.subject.unwrap_or_default(),
+                    rated: price.rate(row.value)?,
+                })
+            })
+            .collect()
+    }
+
+    /// What `units` more of a priced meter cost `subject`, given its usage in the current
+    /// calendar month (UTC): the price of its next call to a usage-priced resource, in USD.
+    pub async fn next_price(
+        &self,
+        scope: TenantScope,
+        meter: &Meter,
+        price: &MeterPrice,
+        subject: Option<&str>,
+        units: rust_decimal::Decimal,
+        now: DateTime<Utc>,
+    ) -> Result<rust_decimal::Decimal> {
+        let prior = match subject {
+            None => price.free_units,
+            Some(subject) => {
+                let query = UsageQuery {
+                    from: month_start(now),
+                    to: now + chrono::Duration::seconds(1),
+                    window: None,
+                    time_zone: chrono_tz_utc(),
+                    subjects: vec![subject.to_owned()],
+                    filters: Default::default(),
+                    group_by: vec![],
+                    as_of: None,
+                };
+                let plan = query.plan(meter)?;
+                let cells = self.store.aggregate_usage(scope, &plan.scan).await?;
+                plan.merge(cells)?
+                    .first()
+                    .map_or(rust_decimal::Decimal::ZERO, |row| row.value)
+            }
+        };
+        price.marginal(prior, units)
+    }
+
+    /// Every entry of one event, oldest first (`not_found` when there is none).
+    pub async fn history(
+        &self,
+        scope: TenantScope,
+        source: &str,
+        id: &str,
+    ) -> Result<Vec<UsageEntry>> {
+        let entries = self.store.usage_event_history(scope, source, id).await?;
+        if entries.is_empty() {
+            return Err(Error::not_found("usage event"));
+        }
+        Ok(entries)
+    }
+
+    /// Amends or voids an event, for `reason`. An amendment's data must still satisfy the
+    /// meters of the event's type.
+    pub async fn correct(
+        &self,
+        scope: TenantScope,
+        source: &str,
+        id: &str,
+        change: CorrectionChange,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UsageEntry> {
+        let history = self.history(scope, source, id).await?;
+        let current = history
+            .iter()
+            .find(|entry| entry.superseded_at.is_none())
+            .or(history.last())
+            .ok_or_else(|| Error::not_found("usage event"))?;
+        let correction = NewCorrection::of(current, change, reason)?;
+        if correction.kind == purser_domain::metering::EntryKind::Amendment {
+            if correction.time > now + self.limits.bounds.max_future_skew {
+                return Err(Error::new(
+                    ErrorCode::EventInFuture,
+                    "the amended time is in the future",
+                ));
+            }
+            let meters = self.active_meters(scope).await?;
+            Self::check_against(&meters, &current.event_type, &correction.data)?;
+        }
+        self.store
+            .correct_usage_event(scope, &correction, now)
+            .await
+    }
+
+    pub async fn create_meter(&self, scope: TenantScope, meter: NewMeter) -> Result<Meter> {
+        meter.validate()?;
+        let created = self.store.create_meter(scope, &meter, Utc::now()).await?;
+        self.meters_changed(scope.tenant_id()).await;
+        Ok(created)
+    }
+
+    pub async fn list_meters(
+        &self,
+        scope: TenantScope,
+        include_archived: bool,
+        page: PageRequest,
+    ) -> Result<Page<Meter>> {
+        self.store.list_meters(scope, include_archived, page).await
+    }
+
+    pub async fn set_price(
+        &self,
+        scope: TenantScope,
+        id: MeterId,
+        price: Option<MeterPrice>,
+    ) -> Result<Meter> {
+        if let Some(price) = &price {
+            price.validate()?;
+        }
+        let meter = self
+            .store
+            .set_meter_price(scope, id, price.as_ref(), Utc::now())
+            .await?
+            .ok_or_else(|| Error::not_found("meter"))?;
+        self.meters_changed(scope.tenant_id()).await;
+        Ok(meter)
+    }
+
+    pub async fn archive_meter(&self, scope: TenantScope, id: MeterId) -> Result<Meter> {
+        let meter = self
+            .store
+            .archive_meter(scope, id, Utc::now())
+            .await?
+            .ok_or_else(|| Error::not_found("meter"))?;
+        self.meters_changed(scope.tenant_id()).await;
+        Ok(meter)
+    }
+}
+
+fn chrono_tz_utc() -> purser_domain::metering::query::Tz {
+    purser_domain::metering::query::Tz::UTC
+}
+
+fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{Datelike, TimeZone};
+    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now)
+}
+
+impl Forget for Metering {
+    fn forget(&self, what: &Invalidation) {
+        if let Invalidation::Meters(tenant) = what {
+            self.meters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(tenant);
+        }
+    }
+
+    fn forget_all(&self) {
+        self.meters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
