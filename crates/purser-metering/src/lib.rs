@@ -345,7 +345,7 @@ impl Metering {
             from,
             to,
             window: None,
-            time_zone: chrono_tz_utc(),
+            time_zone: purser_domain::metering::query::Tz::UTC,
             subjects,
             filters: Default::default(),
             group_by: vec![purser_domain::metering::meter::SUBJECT.to_owned()],
@@ -362,40 +362,6 @@ impl Metering {
                 })
             })
             .collect()
-    }
-
-    /// What `units` more of a priced meter cost `subject`, given its usage in the current
-    /// calendar month (UTC): the price of its next call to a usage-priced resource, in USD.
-    pub async fn next_price(
-        &self,
-        scope: TenantScope,
-        meter: &Meter,
-        price: &MeterPrice,
-        subject: Option<&str>,
-        units: rust_decimal::Decimal,
-        now: DateTime<Utc>,
-    ) -> Result<rust_decimal::Decimal> {
-        let prior = match subject {
-            None => price.free_units,
-            Some(subject) => {
-                let query = UsageQuery {
-                    from: month_start(now),
-                    to: now + chrono::Duration::seconds(1),
-                    window: None,
-                    time_zone: chrono_tz_utc(),
-                    subjects: vec![subject.to_owned()],
-                    filters: Default::default(),
-                    group_by: vec![],
-                    as_of: None,
-                };
-                let plan = query.plan(meter)?;
-                let cells = self.store.aggregate_usage(scope, &plan.scan).await?;
-                plan.merge(cells)?
-                    .first()
-                    .map_or(rust_decimal::Decimal::ZERO, |row| row.value)
-            }
-        };
-        price.marginal(prior, units)
     }
 
     /// Every entry of one event, oldest first (`not_found` when there is none).
@@ -488,17 +454,6 @@ impl Metering {
         self.meters_changed(scope.tenant_id()).await;
         Ok(meter)
     }
-}
-
-fn chrono_tz_utc() -> purser_domain::metering::query::Tz {
-    purser_domain::metering::query::Tz::UTC
-}
-
-fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
-    use chrono::{Datelike, TimeZone};
-    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
-        .single()
-        .unwrap_or(now)
 }
 
 impl Forget for Metering {
