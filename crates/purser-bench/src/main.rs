@@ -7,6 +7,8 @@
 //!   upstream (see `resource_servers`).
 //! - `--suite entitlements`: `POST /v1/entitlements/check`, cached and cold, and credit
 //!   reservations, on Purser alone with no chain (see `entitlements`).
+//! - `--suite metering`: usage-event ingestion over `POST /v1/events` and through the store
+//!   alone, and usage queries over a bulk-loaded table, no chain (see `metering`).
 //!
 //! What one run of the facilitator suite does:
 //!
@@ -29,6 +31,7 @@
 
 mod entitlements;
 mod load;
+mod metering;
 mod resource_servers;
 mod rpc_count;
 mod servers;
@@ -55,7 +58,7 @@ use crate::targets::{PurserStorage, Target};
 /// Benchmarks x402 on one anvil chain: `/verify` and `/settle`, Purser beside a peer facilitator
 /// (`--suite facilitators`); or a paid route behind Purser's gateway, the native axum layer and
 /// @x402/express, beside a direct call (`--suite resource-servers`); or, with no chain, Purser's
-/// entitlement check (`--suite entitlements`).
+/// entitlement check (`--suite entitlements`) or its metering (`--suite metering`).
 #[derive(Debug, Parser)]
 #[command(name = "purser-bench")]
 struct Args {
@@ -165,6 +168,9 @@ struct Args {
     /// Also write every request's latency here, as CSV.
     #[arg(long, value_name = "FILE")]
     samples: Option<PathBuf>,
+    /// The metering suite's options.
+    #[command(flatten)]
+    metering: metering::MeteringArgs,
     /// The servers the resource-server suite starts as child processes of the harness.
     #[command(subcommand)]
     serve: Option<Serve>,
@@ -179,6 +185,9 @@ enum Suite {
     ResourceServers,
     /// `POST /v1/entitlements/check` (cached, cold, credit reservations), no chain.
     Entitlements,
+    /// `POST /v1/events` and the store's ingestion, and usage queries over a bulk load, no
+    /// chain.
+    Metering,
 }
 
 /// Internal: the resource-server suite runs these in child processes of its own.
@@ -228,6 +237,7 @@ fn main() -> anyhow::Result<()> {
         (None, Suite::Facilitators) => runtime.block_on(run(args)),
         (None, Suite::ResourceServers) => runtime.block_on(resource_servers::run(args)),
         (None, Suite::Entitlements) => runtime.block_on(entitlements::run(args)),
+        (None, Suite::Metering) => runtime.block_on(metering::run(args)),
     }
 }
 
