@@ -1,6 +1,8 @@
 //! Repository traits: what the services need from storage, with no SQL in sight. Both storage
 //! crates implement them and pass one behaviour suite (`purser-testkit`).
 
+use std::ops::Range;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -13,7 +15,8 @@ use crate::id::{
 };
 use crate::ledger::{AccountBalance, Transfer};
 use crate::metering::{
-    Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, UsageCell, UsageEntry, UsageScan,
+    Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, UsageCell, UsageDay, UsageEntry,
+    UsageScan,
 };
 use crate::money::Amount;
 use crate::page::{Page, PageRequest};
@@ -492,6 +495,34 @@ pub trait MeteringRepository: Send + Sync {
     /// particular order.
     async fn aggregate_usage(&self, scope: TenantScope, scan: &UsageScan)
     -> Result<Vec<UsageCell>>;
+
+    /// The closed days (by the store's clock, see [`day_closed`]) among the Unix days `days`,
+    /// ascending: each with its version now and, when an answer for `shape` is cached at that
+    /// version, its cells. Storing an event or a correction in a day that is closed, or about
+    /// to close ([`bumps_day`]), bumps the day's version in the same transaction.
+    ///
+    /// [`day_closed`]: crate::metering::query::day_closed
+    /// [`bumps_day`]: crate::metering::query::bumps_day
+    async fn usage_days(
+        &self,
+        scope: TenantScope,
+        event_type: &str,
+        shape: &str,
+        days: Range<i64>,
+    ) -> Result<Vec<UsageDay>>;
+
+    /// Caches the cells of one closed day for `shape`, computed by a scan that began after
+    /// [`MeteringRepository::usage_days`] read `version`, stamped with the store's clock. An
+    /// answer cached at a later version stays.
+    async fn cache_usage_day(
+        &self,
+        scope: TenantScope,
+        event_type: &str,
+        shape: &str,
+        day: i64,
+        version: i64,
+        cells: &[UsageCell],
+    ) -> Result<()>;
 
     /// `meter_slug_taken` when the scope has a meter with the slug (archived ones included).
     async fn create_meter(

@@ -24,13 +24,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, stream};
 use purser_domain::auth::TenantScope;
 use purser_domain::coord::{Forget, Invalidation, Invalidator};
 use purser_domain::id::{MeterId, TenantId};
 use purser_domain::metering::event::event_key;
 use purser_domain::metering::{
     CorrectionChange, Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, Rated, TimeBounds,
-    UsageEntry, UsageQuery, UsageRow,
+    UsageCell, UsageDay, UsageEntry, UsageQuery, UsageRow, UsageScan,
 };
 use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::Store;
@@ -42,6 +43,11 @@ use serde_json::Value;
 const METER_CACHE_TTL: Duration = Duration::from_secs(1);
 /// The most corrections a usage answer lists.
 pub const MAX_LISTED_CORRECTIONS: u32 = 100;
+/// Scans of one usage query running at once (a month is scanned a day at a time).
+const SCAN_PARALLELISM: usize = 2;
+/// A day with more cells than this (say, a UNIQUE_COUNT over millions of values) is not
+/// cached: reading it back would cost about what scanning it does.
+const MAX_CACHED_CELLS: usize = 200_000;
 
 /// Limits on what ingestion accepts.
 #[derive(Debug, Clone, Copy)]
@@ -289,7 +295,7 @@ impl Metering {
     ) -> Result<UsageReport> {
         let meter = self.meter(scope, slug).await?;
         let plan = query.plan(&meter)?;
-        let cells = self.store.aggregate_usage(scope, &plan.scan).await?;
+        let cells = self.aggregate(scope, &plan.scan).await?;
         let rows = plan.merge(cells)?;
         // The corrections of the events the query covers: its subjects and dimension values,
         // as the correction left them.
@@ -352,7 +358,7 @@ impl Metering {
             as_of: None,
         };
         let plan = query.plan(&meter)?;
-        let cells = self.store.aggregate_usage(scope, &plan.scan).await?;
+        let cells = self.aggregate(scope, &plan.scan).await?;
         plan.merge(cells)?
             .into_iter()
             .map(|row| {
@@ -362,6 +368,72 @@ impl Metering {
                 })
             })
             .collect()
+    }
+
+    /// Runs `scan`: each closed UTC day wholly inside its period from the day cache when the
+    /// day has not changed since it was cached, otherwise scanned (and cached); the rest of the
+    /// period (its ragged ends, the days not closed yet) scanned. Scans run [`SCAN_PARALLELISM`]
+    /// at a time. A failure to cache costs the next query a scan, not this one its answer.
+    async fn aggregate(&self, scope: TenantScope, scan: &UsageScan) -> Result<Vec<UsageCell>> {
+        let days = scan.whole_days();
+        let known = if days.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .usage_days(scope, &scan.event_type, &scan.shape(), days)
+                .await?
+        };
+        let mut cells = Vec::new();
+        let mut pieces = Vec::new();
+        for day in &known {
+            match &day.cells {
+                Some(cached) => cells.extend_from_slice(cached),
+                None => pieces.push((scan.over_day(day.day), Some(day))),
+            }
+        }
+        let covered: Vec<i64> = known.iter().map(|day| day.day).collect();
+        pieces.extend(scan.outside(&covered).into_iter().map(|rest| (rest, None)));
+        let shape = scan.shape();
+        // The futures are made first, so that the stream holds no closure (which would make
+        // the handler's future fail to be `Send` for every lifetime).
+        let scans: Vec<_> = pieces
+            .into_iter()
+            .map(|(piece, day)| self.scan_piece(scope, piece, day, &shape))
+            .collect();
+        let mut scans = stream::iter(scans).buffer_unordered(SCAN_PARALLELISM);
+        while let Some(piece) = scans.next().await {
+            cells.extend(piece?);
+        }
+        Ok(cells)
+    }
+
+    /// Scans one piece of a usage scan; a closed day's cells are cached under `shape` at the
+    /// version read before the scan.
+    async fn scan_piece(
+        &self,
+        scope: TenantScope,
+        piece: UsageScan,
+        day: Option<&UsageDay>,
+        shape: &str,
+    ) -> Result<Vec<UsageCell>> {
+        let cells = self.store.aggregate_usage(scope, &piece).await?;
+        if let Some(day) = day
+            && cells.len() <= MAX_CACHED_CELLS
+            && let Err(error) = self
+                .store
+                .cache_usage_day(
+                    scope,
+                    &piece.event_type,
+                    shape,
+                    day.day,
+                    day.version,
+                    &cells,
+                )
+                .await
+        {
+            tracing::warn!(code = %error.code(), "caching a day of usage failed: {error}");
+        }
+        Ok(cells)
     }
 
     /// Every entry of one event, oldest first (`not_found` when there is none).

@@ -14,15 +14,17 @@
 //! Results cross as text and are parsed into `Decimal`s.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use purser_domain::auth::TenantScope;
 use purser_domain::id::{MeterId, TenantId};
+use purser_domain::metering::query::CLOSED_DAY_MARGIN_SECONDS;
 use purser_domain::metering::{
     Aggregation, EntryKind, Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, UsageCell,
-    UsageEntry, UsageScan, ValuePath,
+    UsageDay, UsageEntry, UsageScan, ValuePath,
 };
 use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::MeteringRepository;
@@ -269,15 +271,28 @@ impl MeteringRepository for PgStore {
             times.push(event.time);
             data.push(json_text(&event.data, "encoding an event's data")?);
         }
+        // The stored events of closed days (late ones) bump their days' versions in the same
+        // statement, days in order (concurrent batches lock them in one order: no deadlock).
         let inserted: Vec<(String, String)> = sqlx::query_as(
-            "INSERT INTO usage_events (tenant_id, source, event_id, revision, kind, event_type,
-                 subject, time, data, recorded_at)
-             SELECT $1, e.source, e.event_id, 0, 'event', e.event_type, e.subject, e.time,
-                 e.data::jsonb, $8
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                 $7::text[]) AS e (source, event_id, event_type, subject, time, data)
-             ON CONFLICT (tenant_id, source, event_id, revision) DO NOTHING
-             RETURNING source, event_id",
+            "WITH stored AS (
+                 INSERT INTO usage_events (tenant_id, source, event_id, revision, kind,
+                     event_type, subject, time, data, recorded_at)
+                 SELECT $1, e.source, e.event_id, 0, 'event', e.event_type, e.subject, e.time,
+                     e.data::jsonb, $8
+                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                     $7::text[]) AS e (source, event_id, event_type, subject, time, data)
+                 ON CONFLICT (tenant_id, source, event_id, revision) DO NOTHING
+                 RETURNING source, event_id, event_type, time),
+             bumped AS (
+                 INSERT INTO usage_day_versions AS v (tenant_id, event_type, day, version)
+                 SELECT DISTINCT $1::uuid, event_type,
+                     floor(extract(epoch FROM time) / 86400)::bigint, 1::bigint
+                 FROM stored
+                 WHERE (floor(extract(epoch FROM time) / 86400) + 1) * 86400
+                     <= extract(epoch FROM now()) + $9
+                 ORDER BY 2, 3
+                 ON CONFLICT (tenant_id, event_type, day) DO UPDATE SET version = v.version + 1)
+             SELECT source, event_id FROM stored",
         )
         .bind(scope.tenant_id().as_uuid())
         .bind(sources)
@@ -287,6 +302,7 @@ impl MeteringRepository for PgStore {
         .bind(times)
         .bind(data)
         .bind(recorded_at)
+        .bind(CLOSED_DAY_MARGIN_SECONDS)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error("storing usage events"))?;
@@ -407,6 +423,27 @@ impl MeteringRepository for PgStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error("storing a usage correction"))?;
+        // The days of the entry replaced and of its correction, when closed (or closing).
+        sqlx::query(
+            "INSERT INTO usage_day_versions AS v (tenant_id, event_type, day, version)
+             SELECT DISTINCT $1::uuid, e.event_type, floor(extract(epoch FROM e.time) / 86400)::bigint,
+                 1::bigint
+             FROM usage_events e
+             WHERE e.tenant_id = $1 AND e.source = $2 AND e.event_id = $3
+               AND e.revision IN ($4, $4 + 1)
+               AND (floor(extract(epoch FROM e.time) / 86400) + 1) * 86400
+                   <= extract(epoch FROM now()) + $5
+             ORDER BY 2, 3
+             ON CONFLICT (tenant_id, event_type, day) DO UPDATE SET version = v.version + 1",
+        )
+        .bind(tenant)
+        .bind(&correction.source)
+        .bind(&correction.id)
+        .bind(previous)
+        .bind(CLOSED_DAY_MARGIN_SECONDS)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error("marking corrected usage days"))?;
         commit(tx).await?;
         row.try_into()
     }
@@ -607,6 +644,78 @@ impl MeteringRepository for PgStore {
             cells.push(cell);
         }
         Ok(cells)
+    }
+
+    async fn usage_days(
+        &self,
+        scope: TenantScope,
+        event_type: &str,
+        shape: &str,
+        days: Range<i64>,
+    ) -> Result<Vec<UsageDay>> {
+        if days.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement: the versions and the cached answers as of one snapshot.
+        let rows: Vec<(i64, i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT d.day, coalesce(v.version, 0), c.version, c.cells
+             FROM generate_series($3::bigint, $4::bigint - 1) AS d (day)
+             LEFT JOIN usage_day_versions v
+                 ON v.tenant_id = $1 AND v.event_type = $2 AND v.day = d.day
+             LEFT JOIN usage_day_cache c
+                 ON c.tenant_id = $1 AND c.event_type = $2 AND c.shape = $5 AND c.day = d.day
+             WHERE (d.day + 1) * 86400 + $6 <= extract(epoch FROM now())
+             ORDER BY d.day",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(event_type)
+        .bind(days.start)
+        .bind(days.end)
+        .bind(shape)
+        .bind(CLOSED_DAY_MARGIN_SECONDS)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("reading cached usage"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, version, cached_version, cells)| UsageDay {
+                day,
+                version,
+                cells: cells
+                    .filter(|_| cached_version == Some(version))
+                    .and_then(|text| UsageCell::decode_day(&text)),
+            })
+            .collect())
+    }
+
+    async fn cache_usage_day(
+        &self,
+        scope: TenantScope,
+        event_type: &str,
+        shape: &str,
+        day: i64,
+        version: i64,
+        cells: &[UsageCell],
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO usage_day_cache AS c (tenant_id, event_type, shape, day, version, cells,
+                 cached_at)
+             VALUES ($1, $2, $3, $4, $5, $6, now())
+             ON CONFLICT (tenant_id, event_type, shape, day) DO UPDATE
+                 SET version = excluded.version, cells = excluded.cells,
+                     cached_at = excluded.cached_at
+                 WHERE c.version <= excluded.version",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(event_type)
+        .bind(shape)
+        .bind(day)
+        .bind(version)
+        .bind(UsageCell::encode_day(cells)?)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("caching usage"))?;
+        Ok(())
     }
 
     async fn create_meter(

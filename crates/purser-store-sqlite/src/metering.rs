@@ -19,23 +19,25 @@
 //! (measured: 20 times slower).
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Range;
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use purser_domain::auth::TenantScope;
 use purser_domain::id::{MeterId, TenantId};
+use purser_domain::metering::query::{bumps_day, day_closed, unix_day};
 use purser_domain::metering::{
     Aggregation, EntryKind, Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, UsageCell,
-    UsageEntry, UsageScan, ValuePath,
+    UsageDay, UsageEntry, UsageScan, ValuePath,
 };
 use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::MeteringRepository;
 use purser_domain::{Error, ErrorCode, Result};
 use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use crate::error::{corrupt_row, db_error};
@@ -202,6 +204,36 @@ fn stale_correction() -> Error {
 /// The text of the JSON value at `path` in `data`, as a dimension groups and filters by: a
 /// string's content, other scalars (and objects, arrays) as JSON; NULL for JSON null and for
 /// nothing there. Like PostgreSQL's `#>>`, except that it prints numbers as the event wrote them.
+/// Bumps the versions of the closed (or closing) days among the entries' (event type, time),
+/// at `now` by this machine's clock, inside the write transaction that stores them.
+async fn bump_days<'a>(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: TenantScope,
+    entries: impl IntoIterator<Item = (&'a str, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let days: BTreeSet<(&str, i64)> = entries
+        .into_iter()
+        .filter(|(_, time)| bumps_day(*time, now))
+        .map(|(event_type, time)| (event_type, unix_day(time)))
+        .collect();
+    if days.is_empty() {
+        return Ok(());
+    }
+    let days: Vec<(&str, i64)> = days.into_iter().collect();
+    sqlx::query(
+        "INSERT INTO usage_day_versions (tenant_id, event_type, day, version)
+         SELECT $1, d.value ->> 0, d.value ->> 1, 1 FROM json_each($2) AS d WHERE true
+         ON CONFLICT (tenant_id, event_type, day) DO UPDATE SET version = version + 1",
+    )
+    .bind(scope.tenant_id().as_uuid())
+    .bind(json_text(&days, "encoding usage days")?)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error("marking late usage days"))?;
+    Ok(())
+}
+
 fn push_dimension(q: &mut QueryBuilder<Sqlite>, path: &ValuePath) {
     let path = path.sqlite_path();
     q.push("CASE json_type(data, ")
@@ -364,6 +396,17 @@ impl MeteringRepository for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error("storing usage events"))?;
+        let now = Utc::now();
+        bump_days(
+            &mut tx,
+            scope,
+            inserted.iter().filter_map(|(source, id)| {
+                let event = &events[*first.get(&(source.as_str(), id.as_str()))?];
+                Some((event.event_type.as_str(), event.time))
+            }),
+            now,
+        )
+        .await?;
         tx.commit()
             .await
             .map_err(db_error("committing usage events"))?;
@@ -413,8 +456,8 @@ impl MeteringRepository for SqliteStore {
         // The write lock from the start: a concurrent correction of the same event runs after
         // this one commits, and finds the entry it replaces superseded (`conflict`).
         let mut tx = self.begin_write().await?;
-        let replaced: Option<(String, String, Option<i64>)> = sqlx::query_as(
-            "SELECT kind, event_type, superseded_at FROM usage_events
+        let replaced: Option<(String, String, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT kind, event_type, superseded_at, time FROM usage_events
              WHERE tenant_id = $1 AND source = $2 AND event_id = $3 AND revision = $4",
         )
         .bind(tenant)
@@ -424,15 +467,15 @@ impl MeteringRepository for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error("reading a usage event's current entry"))?;
-        let event_type = match replaced {
-            Some((_, _, Some(_))) => return Err(stale_correction()),
-            Some((kind, _, None)) if kind == EntryKind::Void.as_str() => {
+        let (event_type, replaced_time) = match replaced {
+            Some((_, _, Some(_), _)) => return Err(stale_correction()),
+            Some((kind, _, None, _)) if kind == EntryKind::Void.as_str() => {
                 return Err(Error::new(
                     ErrorCode::EventVoided,
                     "the event was voided; it takes no further corrections",
                 ));
             }
-            Some((_, event_type, None)) => event_type,
+            Some((_, event_type, None, time)) => (event_type, from_micros(time)?),
             None => {
                 let exists: bool = sqlx::query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM usage_events
@@ -474,7 +517,7 @@ impl MeteringRepository for SqliteStore {
         .bind(&correction.id)
         .bind(previous + 1)
         .bind(correction.kind.as_str())
-        .bind(event_type)
+        .bind(&event_type)
         .bind(&correction.subject)
         .bind(to_micros(correction.time))
         .bind(json_text(&correction.data, "encoding a correction's data")?)
@@ -483,6 +526,17 @@ impl MeteringRepository for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error("storing a usage correction"))?;
+        // The days of the entry replaced and of its correction, when closed (or closing).
+        bump_days(
+            &mut tx,
+            scope,
+            [
+                (event_type.as_str(), replaced_time),
+                (event_type.as_str(), correction.time),
+            ],
+            Utc::now(),
+        )
+        .await?;
         tx.commit()
             .await
             .map_err(db_error("committing a usage correction"))?;
@@ -652,6 +706,104 @@ impl MeteringRepository for SqliteStore {
         rows.iter()
             .map(|row| read_cell(row, aggregation, groups))
             .collect()
+    }
+
+    async fn usage_days(
+        &self,
+        scope: TenantScope,
+        event_type: &str,
+        shape: &str,
+        days: Range<i64>,
+    ) -> Result<Vec<UsageDay>> {
+        let now = Utc::now();
+        let closed = days.start
+            ..days.end.min(
+                (days.start..days.end)
+                    .find(|day| !day_closed(*day, now))
+                    .unwrap_or(days.end),
+            );
+        if closed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One read transaction: the versions and the cached answers as of one snapshot.
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db_error("starting a read"))?;
+        let versions: HashMap<i64, i64> = sqlx::query_as(
+            "SELECT day, version FROM usage_day_versions
+             WHERE tenant_id = $1 AND event_type = $2 AND day >= $3 AND day < $4",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(event_type)
+        .bind(closed.start)
+        .bind(closed.end)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error("reading usage day versions"))?
+        .into_iter()
+        .collect();
+        let mut cached: HashMap<i64, (i64, String)> = sqlx::query_as(
+            "SELECT day, version, cells FROM usage_day_cache
+             WHERE tenant_id = $1 AND event_type = $2 AND shape = $3 AND day >= $4 AND day < $5",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(event_type)
+        .bind(shape)
+        .bind(closed.start)
+        .bind(closed.end)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error("reading cached usage"))?
+        .into_iter()
+        .map(|(day, version, cells)| (day, (version, cells)))
+        .collect();
+        tx.commit().await.map_err(db_error("ending a read"))?;
+        Ok(closed
+            .map(|day| {
+                let version = versions.get(&day).copied().unwrap_or(0);
+                UsageDay {
+                    day,
+                    version,
+                    cells: cached
+                        .remove(&day)
+                        .filter(|(cached_version, _)| *cached_version == version)
+                        .and_then(|(_, text)| UsageCell::decode_day(&text)),
+                }
+            })
+            .collect())
+    }
+
+    async fn cache_usage_day(
+        &self,
+        scope: TenantScope,
+        event_type: &str,
+        shape: &str,
+        day: i64,
+        version: i64,
+        cells: &[UsageCell],
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO usage_day_cache (tenant_id, event_type, shape, day, version, cells,
+                 cached_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (tenant_id, event_type, shape, day) DO UPDATE
+                 SET version = excluded.version, cells = excluded.cells,
+                     cached_at = excluded.cached_at
+                 WHERE version <= excluded.version",
+        )
+        .bind(scope.tenant_id().as_uuid())
+        .bind(event_type)
+        .bind(shape)
+        .bind(day)
+        .bind(version)
+        .bind(UsageCell::encode_day(cells)?)
+        .bind(to_micros(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("caching usage"))?;
+        Ok(())
     }
 
     async fn create_meter(

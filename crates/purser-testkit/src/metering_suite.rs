@@ -21,9 +21,11 @@ use chrono::{DateTime, Duration, Utc};
 use purser_domain::ErrorCode;
 use purser_domain::auth::TenantScope;
 use purser_domain::metering::query::parse_time_zone;
+use purser_domain::metering::query::unix_day;
 use purser_domain::metering::{
     Aggregation, CorrectionChange, EntryKind, Meter, MeterPrice, NewCorrection, NewMeter,
-    NewUsageEvent, PriceModel, Tier, UsageEntry, UsageQuery, UsageRow, ValuePath, WindowSize,
+    NewUsageEvent, PriceModel, Tier, UsageCell, UsageEntry, UsageQuery, UsageRow, ValuePath,
+    WindowSize,
 };
 use purser_domain::page::PageRequest;
 use purser_domain::repo::Store;
@@ -50,6 +52,7 @@ macro_rules! metering_suite {
             metering_corrections_are_listed_newest_first,
             metering_meters_are_per_tenant_with_unique_slugs,
             metering_meters_are_listed_priced_and_archived,
+            metering_late_entries_and_corrections_move_a_closed_days_version,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -1498,5 +1501,136 @@ pub async fn metering_meters_are_listed_priced_and_archived(store: Arc<dyn Store
             .await
             .unwrap(),
         None
+    );
+}
+
+/// `(day, version, cached cells)` of `days` as the store reports them for `shape`.
+async fn days_of(
+    store: &Arc<dyn Store>,
+    scope: TenantScope,
+    shape: &str,
+    days: std::ops::Range<i64>,
+) -> Vec<(i64, i64, Option<Vec<UsageCell>>)> {
+    store
+        .usage_days(scope, CALLS, shape, days)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|day| (day.day, day.version, day.cells))
+        .collect()
+}
+
+pub async fn metering_late_entries_and_corrections_move_a_closed_days_version(
+    store: Arc<dyn Store>,
+) {
+    let scope = TenantScope::trusted(tenant(&store, "Metering Days Acme").await);
+    let other = TenantScope::trusted(tenant(&store, "Metering Days Globex").await);
+    let day = unix_day(at("00:00"));
+    let today = unix_day(Utc::now());
+    let shape = "a-shape";
+    let cells = |count: u64| {
+        vec![UsageCell {
+            count,
+            subject: Some("alice".into()),
+            ..UsageCell::default()
+        }]
+    };
+
+    // Closed days are reported, version 0 and nothing cached; today never (it is not closed).
+    assert_eq!(
+        days_of(&store, scope, shape, day..day + 2).await,
+        [(day, 0, None), (day + 1, 0, None)]
+    );
+    assert_eq!(days_of(&store, scope, shape, today..today + 1).await, []);
+
+    // A cached answer is returned while its version is the day's.
+    store
+        .cache_usage_day(scope, CALLS, shape, day, 0, &cells(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        days_of(&store, scope, shape, day..day + 1).await,
+        [(day, 0, Some(cells(1)))]
+    );
+    // Another shape or another tenant sees nothing of it.
+    assert_eq!(
+        days_of(&store, scope, "another-shape", day..day + 1).await,
+        [(day, 0, None)]
+    );
+    assert_eq!(
+        days_of(&store, other, shape, day..day + 1).await,
+        [(day, 0, None)]
+    );
+
+    // A late event bumps its day (not the next one) and invalidates the cached answer.
+    let stored = store
+        .insert_usage_events(
+            scope,
+            &[event("late-1", "alice", "10:00", json!({"n": 1}))],
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, [true]);
+    assert_eq!(
+        days_of(&store, scope, shape, day..day + 2).await,
+        [(day, 1, None), (day + 1, 0, None)]
+    );
+    // ... but not the other tenant's day.
+    assert_eq!(
+        days_of(&store, other, shape, day..day + 1).await,
+        [(day, 0, None)]
+    );
+
+    // Cached at the new version it is used; an older scan finishing late does not replace it.
+    store
+        .cache_usage_day(scope, CALLS, shape, day, 1, &cells(2))
+        .await
+        .unwrap();
+    store
+        .cache_usage_day(scope, CALLS, shape, day, 0, &cells(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        days_of(&store, scope, shape, day..day + 1).await,
+        [(day, 1, Some(cells(2)))]
+    );
+
+    // A duplicate stores nothing and bumps nothing; an event of today bumps no closed day.
+    let mut today_event = event("today-1", "alice", "00:00", json!({"n": 1}));
+    today_event.time = Utc::now();
+    let stored = store
+        .insert_usage_events(
+            scope,
+            &[
+                event("late-1", "alice", "10:00", json!({"n": 1})),
+                today_event,
+            ],
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, [false, true]);
+    assert_eq!(
+        days_of(&store, scope, shape, day..day + 2).await,
+        [(day, 1, Some(cells(2))), (day + 1, 0, None)]
+    );
+
+    // An amendment moving the event to the next day bumps both days.
+    let moved = CorrectionChange::Amend {
+        subject: None,
+        time: Some(at("10:00") + Duration::days(1)),
+        data: None,
+    };
+    correct(&store, scope, "late-1", moved, Utc::now()).await;
+    assert_eq!(
+        days_of(&store, scope, shape, day..day + 2).await,
+        [(day, 2, None), (day + 1, 1, None)]
+    );
+    // A void bumps the day it was in.
+    correct(&store, scope, "late-1", CorrectionChange::Void, Utc::now()).await;
+    assert_eq!(
+        days_of(&store, scope, shape, day..day + 2).await,
+        [(day, 2, None), (day + 1, 2, None)]
     );
 }

@@ -19,4 +19,4 @@ pub use event::{
 pub use meter::{Aggregation, Meter, NewMeter};
 pub use path::ValuePath;
 pub use price::{MeterPrice, PriceModel, Rated, Tier};
-pub use query::{UsageCell, UsagePlan, UsageQuery, UsageRow, UsageScan, WindowSize};
+pub use query::{UsageCell, UsageDay, UsagePlan, UsageQuery, UsageRow, UsageScan, WindowSize};

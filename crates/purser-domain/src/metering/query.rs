@@ -19,7 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 pub use chrono_tz::Tz;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+use crate::auth::hex;
 use crate::error::{Error, ErrorCode, Result};
 use crate::macros::string_enum;
 use crate::metering::meter::{Aggregation, Meter, SUBJECT};
@@ -93,22 +96,160 @@ pub struct UsageScan {
 /// One cell of a scan: the events of one fine bucket, subject (if grouped) and group values
 /// (and, for `UNIQUE_COUNT`, one distinct value). Only what the aggregation needs is set.
 /// Events whose value is missing or (for numeric aggregations) not numeric are left out.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct UsageCell {
     /// The fine bucket's start, in Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// The group-by dimensions' values, in [`UsageScan::group_by`] order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<Option<String>>,
     /// Events in the cell (with a value, for aggregations that read one).
     pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sum: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<Decimal>,
     /// The latest event's time and value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest: Option<(DateTime<Utc>, Decimal)>,
     /// For `UNIQUE_COUNT`: the distinct value this cell counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distinct: Option<String>,
+}
+
+/// Seconds in a UTC day: the unit usage answers are cached in (see [`UsageScan::shape`]).
+pub const DAY_SECONDS: i64 = 86_400;
+
+/// A UTC day is *closed*, and its usage answers may be cached, once it ended this long ago by
+/// the store's clock. Storing an event or a correction in a day that ends less than this far in
+/// the store's future bumps the day's version, so that no transaction in flight across the
+/// day's end (or a clock a little off) can add to a day whose answer is already cached.
+pub const CLOSED_DAY_MARGIN_SECONDS: i64 = 900;
+
+/// The Unix day (days since 1970-01-01 UTC) holding `at`.
+pub fn unix_day(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(DAY_SECONDS)
+}
+
+/// Whether storing an entry timed `at`, at `now` by the store's clock, must bump its day's
+/// version: the day ends at most [`CLOSED_DAY_MARGIN_SECONDS`] after `now`.
+pub fn bumps_day(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    (unix_day(at) + 1) * DAY_SECONDS <= now.timestamp() + CLOSED_DAY_MARGIN_SECONDS
+}
+
+/// Whether the Unix day `day` is closed at `now` by the store's clock.
+pub fn day_closed(day: i64, now: DateTime<Utc>) -> bool {
+    (day + 1) * DAY_SECONDS + CLOSED_DAY_MARGIN_SECONDS <= now.timestamp()
+}
+
+/// A closed day of a usage scan, as a store knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageDay {
+    /// The Unix day.
+    pub day: i64,
+    /// The day's version now: what a scan computed after this read is cached under.
+    pub version: i64,
+    /// The day's cells for the scan's shape, when cached at this version.
+    pub cells: Option<Vec<UsageCell>>,
+}
+
+impl UsageCell {
+    /// A day's cells as a store caches them.
+    pub fn encode_day(cells: &[UsageCell]) -> Result<String> {
+        serde_json::to_string(cells).map_err(|e| Error::internal("encoding usage cells", e))
+    }
+
+    /// Cells cached by [`UsageCell::encode_day`]; `None` when the text is not such cells (a
+    /// row written by another version: it is recomputed).
+    pub fn decode_day(text: &str) -> Option<Vec<UsageCell>> {
+        serde_json::from_str(text).ok()
+    }
+}
+
+impl UsageScan {
+    /// What identifies this scan but its period and `as_of`: the key its answers per day are
+    /// cached under, a SHA-256 in hex of the aggregation, value path, fine bucket, subjects,
+    /// filters and grouping (subjects and filter values sorted: their order changes nothing).
+    pub fn shape(&self) -> String {
+        let mut subjects = self.subjects.clone();
+        subjects.sort_unstable();
+        subjects.dedup();
+        let mut filters: Vec<(String, Vec<String>)> = self
+            .filters
+            .iter()
+            .map(|(path, values)| {
+                let mut values = values.clone();
+                values.sort_unstable();
+                values.dedup();
+                (path.to_string(), values)
+            })
+            .collect();
+        filters.sort_unstable();
+        let canonical = serde_json::json!({
+            "cells": 1,
+            "eventType": self.event_type,
+            "aggregation": self.aggregation.as_str(),
+            "value": self.value.as_ref().map(ToString::to_string),
+            "bucket": self.bucket_seconds,
+            "subjects": subjects,
+            "filters": filters,
+            "groupBySubject": self.group_by_subject,
+            "groupBy": self.group_by.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        });
+        hex(&Sha256::digest(canonical.to_string().as_bytes()))
+    }
+
+    /// The Unix days wholly inside the scan's period: the ones whose answers may be cached.
+    /// Empty for an `as_of` scan (it reads entries as they were, not as they are).
+    pub fn whole_days(&self) -> std::ops::Range<i64> {
+        if self.as_of.is_some() {
+            return 0..0;
+        }
+        let first = (self.from.timestamp() + DAY_SECONDS - 1).div_euclid(DAY_SECONDS);
+        let end = self.to.timestamp().div_euclid(DAY_SECONDS);
+        first..end.max(first)
+    }
+
+    /// This scan over `[from, to)` instead.
+    pub fn over(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> UsageScan {
+        UsageScan {
+            from,
+            to,
+            ..self.clone()
+        }
+    }
+
+    /// This scan over one Unix day.
+    pub fn over_day(&self, day: i64) -> UsageScan {
+        self.over(day_start(day), day_start(day + 1))
+    }
+
+    /// The scans covering the rest of the period when the Unix days `covered` (ascending,
+    /// inside [`UsageScan::whole_days`]) are answered otherwise.
+    pub fn outside(&self, covered: &[i64]) -> Vec<UsageScan> {
+        let mut rest = Vec::new();
+        let mut from = self.from;
+        for day in covered {
+            let start = day_start(*day);
+            if from < start {
+                rest.push(self.over(from, start));
+            }
+            from = from.max(day_start(day + 1));
+        }
+        if from < self.to {
+            rest.push(self.over(from, self.to));
+        }
+        rest
+    }
+}
+
+fn day_start(day: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(day.saturating_mul(DAY_SECONDS), 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// One row of an answer.
@@ -585,5 +726,121 @@ mod tests {
             rows.iter().map(|r| r.value).collect::<Vec<_>>(),
             [dec!(2), dec!(1)]
         );
+    }
+
+    #[test]
+    fn whole_days_are_the_utc_days_inside_the_period() {
+        let plan = query(None, "UTC", "2026-11-03T06:00:00Z", "2026-11-06T00:00:00Z")
+            .plan(&meter(Aggregation::Sum))
+            .unwrap();
+        let nov4 = unix_day(at("2026-11-04T00:00:00Z"));
+        assert_eq!(plan.scan.whole_days(), nov4..nov4 + 2);
+        // A period inside one day has none; an `asOf` scan never has any.
+        let short = plan
+            .scan
+            .over(at("2026-11-04T01:00:00Z"), at("2026-11-04T23:00:00Z"));
+        assert!(short.whole_days().is_empty());
+        let mut as_of = plan.scan.clone();
+        as_of.as_of = Some(at("2026-11-10T00:00:00Z"));
+        assert!(as_of.whole_days().is_empty());
+    }
+
+    #[test]
+    fn outside_covers_exactly_what_the_cached_days_do_not() {
+        let plan = query(None, "UTC", "2026-11-03T06:00:00Z", "2026-11-07T12:00:00Z")
+            .plan(&meter(Aggregation::Sum))
+            .unwrap();
+        let nov4 = unix_day(at("2026-11-04T00:00:00Z"));
+        // Days 4 and 6 cached: the head, day 5 and the tail are scanned.
+        let rest: Vec<_> = plan
+            .scan
+            .outside(&[nov4, nov4 + 2])
+            .into_iter()
+            .map(|scan| (scan.from, scan.to))
+            .collect();
+        assert_eq!(
+            rest,
+            [
+                (at("2026-11-03T06:00:00Z"), at("2026-11-04T00:00:00Z")),
+                (at("2026-11-05T00:00:00Z"), at("2026-11-06T00:00:00Z")),
+                (at("2026-11-07T00:00:00Z"), at("2026-11-07T12:00:00Z")),
+            ]
+        );
+        assert_eq!(plan.scan.outside(&[]).len(), 1);
+        let all: Vec<i64> = plan.scan.whole_days().collect();
+        assert_eq!(plan.scan.outside(&all).len(), 2);
+    }
+
+    #[test]
+    fn a_day_closes_after_the_margin_and_late_entries_bump_it_before_then() {
+        let day = unix_day(at("2026-11-04T12:00:00Z"));
+        assert!(!day_closed(day, at("2026-11-05T00:14:59Z")));
+        assert!(day_closed(day, at("2026-11-05T00:15:00Z")));
+        let in_day = at("2026-11-04T23:59:00Z");
+        // Stored well before the day ends: no bump (the day cannot be cached yet) ...
+        assert!(!bumps_day(in_day, at("2026-11-04T23:44:59Z")));
+        // ... from 15 minutes before its end on, and ever after: a bump.
+        assert!(bumps_day(in_day, at("2026-11-04T23:45:00Z")));
+        assert!(bumps_day(in_day, at("2026-12-01T00:00:00Z")));
+        // Whatever the clocks, a day is never closed while an entry could still skip its bump.
+        for minutes in -60..60 {
+            let now = at("2026-11-05T00:00:00Z") + Duration::minutes(minutes);
+            assert!(!day_closed(day, now) || bumps_day(in_day, now - Duration::minutes(29)));
+        }
+    }
+
+    #[test]
+    fn the_shape_ignores_the_period_and_the_order_of_filter_values() {
+        let mut a = query(
+            Some(WindowSize::Day),
+            "UTC",
+            "2026-11-01T00:00:00Z",
+            "2026-11-08T00:00:00Z",
+        );
+        a.subjects = vec!["bob".into(), "alice".into()];
+        a.filters = BTreeMap::from([("model".into(), vec!["b".into(), "a".into()])]);
+        let mut b = a.clone();
+        b.from = at("2026-10-01T00:00:00Z");
+        b.subjects.reverse();
+        b.filters
+            .insert("model".into(), vec!["a".into(), "b".into()]);
+        let m = meter(Aggregation::Sum);
+        let shape = a.plan(&m).unwrap().scan.shape();
+        assert_eq!(shape, b.plan(&m).unwrap().scan.shape());
+        assert_eq!(shape.len(), 64);
+        // Anything that changes the cells changes the shape.
+        let mut c = a.clone();
+        c.group_by = vec!["model".into()];
+        assert_ne!(shape, c.plan(&m).unwrap().scan.shape());
+        let mut d = a.clone();
+        d.window = Some(WindowSize::Hour);
+        assert_ne!(shape, d.plan(&m).unwrap().scan.shape());
+        assert_ne!(
+            shape,
+            a.plan(&meter(Aggregation::Max)).unwrap().scan.shape()
+        );
+    }
+
+    #[test]
+    fn cached_cells_read_back_as_written() {
+        let cells = vec![
+            UsageCell {
+                bucket: Some(86_400),
+                subject: Some("alice".into()),
+                groups: vec![Some("a".into()), None],
+                count: 3,
+                sum: Some(dec!(1.5)),
+                latest: Some((at("2026-11-04T10:00:00.123456Z"), dec!(-2))),
+                ..UsageCell::default()
+            },
+            UsageCell {
+                count: 1,
+                distinct: Some("u-1".into()),
+                ..UsageCell::default()
+            },
+        ];
+        let text = UsageCell::encode_day(&cells).unwrap();
+        assert_eq!(UsageCell::decode_day(&text), Some(cells));
+        assert_eq!(UsageCell::decode_day("{\"not\": \"cells\"}"), None);
     }
 }

@@ -7,7 +7,10 @@
 use chrono::{DateTime, Duration, DurationRound, SecondsFormat, Utc};
 use purser::config::Config;
 use purser_domain::auth::TenantScope;
-use purser_domain::metering::{Aggregation, CorrectionChange, NewMeter, ValuePath};
+use purser_domain::metering::query::{Tz, unix_day};
+use purser_domain::metering::{
+    Aggregation, CorrectionChange, NewMeter, UsageCell, UsageQuery, ValuePath,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -20,6 +23,7 @@ on_both_backends!(
     usage_exports_as_csv,
     each_aggregation_folds_the_events,
     corrections_change_usage_and_as_of_shows_the_old_total,
+    past_days_are_answered_from_the_day_cache_until_they_change,
     meters_and_events_are_private_to_their_tenant,
     keys_need_the_access_the_route_needs,
 );
@@ -1332,6 +1336,154 @@ async fn corrections_change_usage_and_as_of_shows_the_old_total(app: TestApp) {
         rows(day, &by_subject),
         expect(&[(0, 1440, "alice", "", "15")])
     );
+}
+
+async fn past_days_are_answered_from_the_day_cache_until_they_change(app: TestApp) {
+    let tenant = Tenant::create(&app, "Day cache").await;
+    let other = Tenant::create(&app, "Day cache, other").await;
+    for t in [&tenant, &other] {
+        t.meter(
+            &app,
+            "tokens",
+            "llm.tokens",
+            Aggregation::Sum,
+            Some("$.tokens"),
+            &[],
+        )
+        .await;
+    }
+    let day = day0();
+    let now = Utc::now();
+    let events = vec![
+        event(
+            "c1",
+            "llm.tokens",
+            "alice",
+            day + minutes(60),
+            json!({ "tokens": 10 }),
+        ),
+        event(
+            "c2",
+            "llm.tokens",
+            "bob",
+            day + Duration::days(1) + minutes(60),
+            json!({ "tokens": 20 }),
+        ),
+        event(
+            "c3",
+            "llm.tokens",
+            "bob",
+            now - minutes(1),
+            json!({ "tokens": 5 }),
+        ),
+    ];
+    let (status, _) = post_batch(&app, &tenant.admin, &events).await;
+    assert_eq!(status, StatusCode::OK);
+    let (from, to) = (day, now + Duration::hours(1));
+    assert_eq!(total(&app, &tenant.reader, "tokens", from, to).await, "35");
+
+    // The query cached its two closed days (today is scanned every time).
+    let store = &app.platform.store;
+    let shape = meter_shape(&app, &tenant, from, to).await;
+    let first = unix_day(day);
+    let cached = || store.usage_days(tenant.scope(), "llm.tokens", &shape, first..first + 2);
+    let days = cached().await.unwrap();
+    let sums: Vec<_> = days
+        .iter()
+        .map(|day| {
+            day.cells
+                .as_ref()
+                .map(|cells| cells[0].sum.unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(sums, [Some("10".to_owned()), Some("20".to_owned())]);
+
+    // Asked again, the first day is answered from the cache: an answer planted there shows.
+    let planted = UsageCell {
+        count: 1,
+        sum: Some(1000.into()),
+        ..UsageCell::default()
+    };
+    store
+        .cache_usage_day(
+            tenant.scope(),
+            "llm.tokens",
+            &shape,
+            first,
+            days[0].version,
+            &[planted],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        total(&app, &tenant.reader, "tokens", from, to).await,
+        "1025"
+    );
+    // The other tenant asks the same question of its own (empty) days.
+    assert_eq!(total(&app, &other.reader, "tokens", from, to).await, "0");
+
+    // A late event in that day moves its version: the day is scanned again.
+    let late = event(
+        "c4",
+        "llm.tokens",
+        "alice",
+        day + minutes(120),
+        json!({ "tokens": 1 }),
+    );
+    let (status, _) = post_batch(&app, &tenant.server, &[late]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(total(&app, &tenant.reader, "tokens", from, to).await, "36");
+
+    // So does a correction of the second day, once that day is cached again.
+    assert_eq!(total(&app, &tenant.reader, "tokens", from, to).await, "36");
+    assert!(cached().await.unwrap()[1].cells.is_some());
+    app.platform
+        .metering
+        .correct(
+            tenant.scope(),
+            SOURCE,
+            "c2",
+            CorrectionChange::Amend {
+                subject: None,
+                time: None,
+                data: Some(json!({ "tokens": 25 })),
+            },
+            "recounted",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(total(&app, &tenant.reader, "tokens", from, to).await, "41");
+    assert_eq!(total(&app, &tenant.reader, "tokens", from, to).await, "41");
+}
+
+/// The cache key of the `tokens` meter's plain total over `[from, to)`.
+async fn meter_shape(
+    app: &TestApp,
+    tenant: &Tenant,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> String {
+    let meter = app
+        .platform
+        .metering
+        .meter(tenant.scope(), "tokens")
+        .await
+        .unwrap();
+    UsageQuery {
+        from,
+        to,
+        window: None,
+        time_zone: Tz::UTC,
+        subjects: vec![],
+        filters: Default::default(),
+        group_by: vec![],
+        as_of: None,
+    }
+    .plan(&meter)
+    .unwrap()
+    .scan
+    .shape()
 }
 
 async fn meters_and_events_are_private_to_their_tenant(app: TestApp) {
