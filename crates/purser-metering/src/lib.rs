@@ -19,7 +19,7 @@
 
 pub mod http;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use purser_domain::id::{MeterId, TenantId};
 use purser_domain::metering::event::event_key;
 use purser_domain::metering::{
     CorrectionChange, Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, Rated, TimeBounds,
-    UsageCell, UsageDay, UsageEntry, UsageQuery, UsageRow, UsageScan,
+    UsageCell, UsageEntry, UsageQuery, UsageRow, UsageScan,
 };
 use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::Store;
@@ -371,34 +371,44 @@ impl Metering {
     }
 
     /// Runs `scan`: each closed UTC day wholly inside its period from the day cache when the
-    /// day has not changed since it was cached, otherwise scanned (and cached); the rest of the
-    /// period (its ragged ends, the days not closed yet) scanned. Scans run [`SCAN_PARALLELISM`]
-    /// at a time. A failure to cache costs the next query a scan, not this one its answer.
+    /// day has not changed since it was cached; the other closed days scanned in runs of
+    /// consecutive days, [`SCAN_PARALLELISM`] at a time, and cached per day; the rest of the
+    /// period (its ragged ends, the days not closed yet) scanned. A failure to cache costs the
+    /// next query a scan, not this one its answer.
     async fn aggregate(&self, scope: TenantScope, scan: &UsageScan) -> Result<Vec<UsageCell>> {
         let days = scan.whole_days();
+        let shape = scan.shape();
         let known = if days.is_empty() {
             Vec::new()
         } else {
             self.store
-                .usage_days(scope, &scan.event_type, &scan.shape(), days)
+                .usage_days(scope, &scan.event_type, &shape, days)
                 .await?
         };
         let mut cells = Vec::new();
-        let mut pieces = Vec::new();
+        let mut stale = Vec::new();
         for day in &known {
             match &day.cells {
                 Some(cached) => cells.extend_from_slice(cached),
-                None => pieces.push((scan.over_day(day.day), Some(day))),
+                None => stale.push((day.day, day.version)),
             }
         }
         let covered: Vec<i64> = known.iter().map(|day| day.day).collect();
-        pieces.extend(scan.outside(&covered).into_iter().map(|rest| (rest, None)));
-        let shape = scan.shape();
+        let mut pieces: Vec<(UsageScan, &[(i64, i64)])> = scan
+            .outside(&covered)
+            .into_iter()
+            .map(|rest| (rest, &[][..]))
+            .collect();
+        pieces.extend(
+            day_runs(&stale, SCAN_PARALLELISM)
+                .into_iter()
+                .map(|run| (scan.over_days(run[0].0..run[run.len() - 1].0 + 1), run)),
+        );
         // The futures are made first, so that the stream holds no closure (which would make
         // the handler's future fail to be `Send` for every lifetime).
         let scans: Vec<_> = pieces
             .into_iter()
-            .map(|(piece, day)| self.scan_piece(scope, piece, day, &shape))
+            .map(|(piece, days)| self.scan_piece(scope, piece, days, &shape))
             .collect();
         let mut scans = stream::iter(scans).buffer_unordered(SCAN_PARALLELISM);
         while let Some(piece) = scans.next().await {
@@ -407,31 +417,40 @@ impl Metering {
         Ok(cells)
     }
 
-    /// Scans one piece of a usage scan; a closed day's cells are cached under `shape` at the
-    /// version read before the scan.
+    /// Scans one piece of a usage scan. When the piece is a run of closed days (`days`: each
+    /// with the version read before the scan), each day's cells are cached under `shape` at its
+    /// version; days without usage are not (scanning them again costs next to nothing).
     async fn scan_piece(
         &self,
         scope: TenantScope,
         piece: UsageScan,
-        day: Option<&UsageDay>,
+        days: &[(i64, i64)],
         shape: &str,
     ) -> Result<Vec<UsageCell>> {
         let cells = self.store.aggregate_usage(scope, &piece).await?;
-        if let Some(day) = day
-            && cells.len() <= MAX_CACHED_CELLS
-            && let Err(error) = self
+        if days.is_empty() {
+            return Ok(cells);
+        }
+        let mut by_day: BTreeMap<i64, Vec<UsageCell>> = BTreeMap::new();
+        for cell in &cells {
+            if let Some(day) = cell.day() {
+                by_day.entry(day).or_default().push(cell.clone());
+            }
+        }
+        for (day, version) in days {
+            let Some(day_cells) = by_day.get(day) else {
+                continue;
+            };
+            if day_cells.len() > MAX_CACHED_CELLS {
+                continue;
+            }
+            if let Err(error) = self
                 .store
-                .cache_usage_day(
-                    scope,
-                    &piece.event_type,
-                    shape,
-                    day.day,
-                    day.version,
-                    &cells,
-                )
+                .cache_usage_day(scope, &piece.event_type, shape, *day, *version, day_cells)
                 .await
-        {
-            tracing::warn!(code = %error.code(), "caching a day of usage failed: {error}");
+            {
+                tracing::warn!(code = %error.code(), "caching a day of usage failed: {error}");
+            }
         }
         Ok(cells)
     }
@@ -543,5 +562,48 @@ impl Forget for Metering {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+    }
+}
+
+/// Splits `days` (ascending Unix days, each with its version) into runs of consecutive days,
+/// cutting long runs so that the work spreads over `parallelism` scans: at most
+/// `ceil(len / parallelism)` days per run.
+fn day_runs(days: &[(i64, i64)], parallelism: usize) -> Vec<&[(i64, i64)]> {
+    let longest = days.len().div_ceil(parallelism.max(1)).max(1);
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for at in 1..=days.len() {
+        let ends = at == days.len() || days[at].0 != days[at - 1].0 + 1 || at - start == longest;
+        if ends {
+            runs.push(&days[start..at]);
+            start = at;
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::day_runs;
+
+    #[test]
+    fn stale_days_are_scanned_in_runs_spread_over_the_parallel_scans() {
+        let days = |list: &[i64]| list.iter().map(|d| (*d, 0)).collect::<Vec<_>>();
+        let starts = |runs: Vec<&[(i64, i64)]>| {
+            runs.iter()
+                .map(|run| run.iter().map(|(d, _)| *d).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        };
+        // A month of stale days: two runs of 15, one per scan.
+        let month: Vec<i64> = (100..130).collect();
+        let runs = starts(day_runs(&days(&month), 2));
+        assert_eq!(runs, [(100..115).collect::<Vec<_>>(), (115..130).collect()]);
+        // Gaps (cached days) cut runs too.
+        assert_eq!(
+            starts(day_runs(&days(&[1, 2, 3, 7, 8, 20]), 2)),
+            [vec![1, 2, 3], vec![7, 8], vec![20]]
+        );
+        assert!(day_runs(&[], 2).is_empty());
+        assert_eq!(starts(day_runs(&days(&[5]), 2)), [vec![5]]);
     }
 }

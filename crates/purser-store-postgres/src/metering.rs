@@ -12,6 +12,11 @@
 //! (the path as a `text[]`), cast to `numeric` (exact) when they are JSON numbers or plain
 //! decimal strings, and everything else is skipped, so a query never fails on an event's data.
 //! Results cross as text and are parsed into `Decimal`s.
+//!
+//! Usage answers of closed days are cached per query shape (`usage_day_cache`) under the day's
+//! version (`usage_day_versions`, see migration 0009). The insert statement bumps the versions
+//! of the closed days its new events fall in, in a CTE over the rows it inserted, with the
+//! database's clock (`now()`, the statement's start), so no instance's clock decides it.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;

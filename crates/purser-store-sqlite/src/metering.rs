@@ -17,6 +17,10 @@
 //! `LIMIT -1`, which SQLite runs as a co-routine feeding the next instead of inlining it:
 //! inlined, each step's expressions would be copied into every use, JSON lookups included
 //! (measured: 20 times slower).
+//!
+//! Usage answers of closed days are cached per query shape (`usage_day_cache`) under the day's
+//! version (`usage_day_versions`, see migration 0009); a write transaction that stores events
+//! or a correction in closed days bumps their versions before it commits.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};

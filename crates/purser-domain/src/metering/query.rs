@@ -15,6 +15,7 @@
 //!    the set of distinct values, `LATEST` by event time.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 pub use chrono_tz::Tz;
@@ -159,6 +160,11 @@ pub struct UsageDay {
 }
 
 impl UsageCell {
+    /// The Unix day of the cell's bucket (`None` for a scan without buckets).
+    pub fn day(&self) -> Option<i64> {
+        self.bucket.map(|bucket| bucket.div_euclid(DAY_SECONDS))
+    }
+
     /// A day's cells as a store caches them.
     pub fn encode_day(cells: &[UsageCell]) -> Result<String> {
         serde_json::to_string(cells).map_err(|e| Error::internal("encoding usage cells", e))
@@ -206,7 +212,7 @@ impl UsageScan {
 
     /// The Unix days wholly inside the scan's period: the ones whose answers may be cached.
     /// Empty for an `as_of` scan (it reads entries as they were, not as they are).
-    pub fn whole_days(&self) -> std::ops::Range<i64> {
+    pub fn whole_days(&self) -> Range<i64> {
         if self.as_of.is_some() {
             return 0..0;
         }
@@ -224,9 +230,14 @@ impl UsageScan {
         }
     }
 
-    /// This scan over one Unix day.
-    pub fn over_day(&self, day: i64) -> UsageScan {
-        self.over(day_start(day), day_start(day + 1))
+    /// This scan over the Unix days `days`, its cells split by day at least (a scan without
+    /// windows gets day buckets; every fine bucket divides a day), so that each cell belongs to
+    /// one day: see [`UsageCell::day`].
+    pub fn over_days(&self, days: Range<i64>) -> UsageScan {
+        UsageScan {
+            bucket_seconds: Some(self.bucket_seconds.unwrap_or(DAY_SECONDS as u32)),
+            ..self.over(day_start(days.start), day_start(days.end))
+        }
     }
 
     /// The scans covering the rest of the period when the Unix days `covered` (ascending,

@@ -64,6 +64,22 @@ impl Tenant {
         }
     }
 
+    /// A tenant with the `tokens` meter: the SUM of `$.tokens` over `llm.tokens` events.
+    async fn with_tokens_meter(app: &TestApp, name: &str) -> Self {
+        let tenant = Self::create(app, name).await;
+        tenant
+            .meter(
+                app,
+                "tokens",
+                "llm.tokens",
+                Aggregation::Sum,
+                Some("$.tokens"),
+                &[],
+            )
+            .await;
+        tenant
+    }
+
     fn scope(&self) -> TenantScope {
         TenantScope::trusted(self.id.parse().unwrap())
     }
@@ -245,7 +261,7 @@ fn minutes(n: i64) -> Duration {
     Duration::minutes(n)
 }
 
-fn at(value: &Value) -> DateTime<Utc> {
+pub(crate) fn at(value: &Value) -> DateTime<Utc> {
     value
         .as_str()
         .unwrap_or_else(|| panic!("{value} is not a time"))
@@ -255,10 +271,9 @@ fn at(value: &Value) -> DateTime<Utc> {
 
 /// A usage row, compactly: window start and end (minutes from `origin`), subject (`-` when
 /// not grouped), groups as `name=value` (`name=-` for no value), value.
-type Row = (i64, i64, String, String, String);
+pub(crate) type Row = (i64, i64, String, String, String);
 
 fn row(origin: DateTime<Utc>, row: &Value) -> Row {
-    let minutes = |v: &Value| (at(v) - origin).num_minutes();
     let groups = row["groups"]
         .as_object()
         .unwrap_or_else(|| panic!("no groups object in {row}"))
@@ -266,6 +281,12 @@ fn row(origin: DateTime<Utc>, row: &Value) -> Row {
         .map(|(name, value)| format!("{name}={}", value.as_str().unwrap_or("-")))
         .collect::<Vec<_>>()
         .join(",");
+    compact_row(origin, row, groups)
+}
+
+/// A usage row of either API (the JSON answer's or GraphQL's), its groups already compacted.
+pub(crate) fn compact_row(origin: DateTime<Utc>, row: &Value, groups: String) -> Row {
+    let minutes = |v: &Value| (at(v) - origin).num_minutes();
     (
         minutes(&row["windowStart"]),
         minutes(&row["windowEnd"]),
@@ -284,7 +305,7 @@ fn rows(origin: DateTime<Utc>, answer: &Value) -> Vec<Row> {
         .collect()
 }
 
-fn expect(rows: &[(i64, i64, &str, &str, &str)]) -> Vec<Row> {
+pub(crate) fn expect(rows: &[(i64, i64, &str, &str, &str)]) -> Vec<Row> {
     rows.iter()
         .map(|(start, end, subject, groups, value)| {
             (
@@ -339,17 +360,7 @@ fn error_of(body: &Value) -> (&str, &str) {
 }
 
 async fn single_events_are_stored_once_and_refused_with_their_code(app: TestApp) {
-    let tenant = Tenant::create(&app, "Single").await;
-    tenant
-        .meter(
-            &app,
-            "tokens",
-            "llm.tokens",
-            Aggregation::Sum,
-            Some("$.tokens"),
-            &[],
-        )
-        .await;
+    let tenant = Tenant::with_tokens_meter(&app, "Single").await;
     let day = day0();
     let first = event(
         "e-1",
@@ -491,17 +502,7 @@ async fn single_events_are_stored_once_and_refused_with_their_code(app: TestApp)
 }
 
 async fn batches_answer_each_event_and_store_only_the_valid_ones(app: TestApp) {
-    let tenant = Tenant::create(&app, "Batches").await;
-    tenant
-        .meter(
-            &app,
-            "tokens",
-            "llm.tokens",
-            Aggregation::Sum,
-            Some("$.tokens"),
-            &[],
-        )
-        .await;
+    let tenant = Tenant::with_tokens_meter(&app, "Batches").await;
     let day = day0();
     let t = |m| day + minutes(m);
     let earlier = event("before", "llm.tokens", "c0", t(10), json!({ "tokens": 3 }));
@@ -1213,17 +1214,7 @@ async fn each_aggregation_folds_the_events(app: TestApp) {
 }
 
 async fn corrections_change_usage_and_as_of_shows_the_old_total(app: TestApp) {
-    let tenant = Tenant::create(&app, "Corrections").await;
-    tenant
-        .meter(
-            &app,
-            "tokens",
-            "llm.tokens",
-            Aggregation::Sum,
-            Some("$.tokens"),
-            &[],
-        )
-        .await;
+    let tenant = Tenant::with_tokens_meter(&app, "Corrections").await;
     let day = day0();
     let (from, to) = (day, day + Duration::days(1));
     let events = vec![
@@ -1339,19 +1330,8 @@ async fn corrections_change_usage_and_as_of_shows_the_old_total(app: TestApp) {
 }
 
 async fn past_days_are_answered_from_the_day_cache_until_they_change(app: TestApp) {
-    let tenant = Tenant::create(&app, "Day cache").await;
-    let other = Tenant::create(&app, "Day cache, other").await;
-    for t in [&tenant, &other] {
-        t.meter(
-            &app,
-            "tokens",
-            "llm.tokens",
-            Aggregation::Sum,
-            Some("$.tokens"),
-            &[],
-        )
-        .await;
-    }
+    let tenant = Tenant::with_tokens_meter(&app, "Day cache").await;
+    let other = Tenant::with_tokens_meter(&app, "Day cache, other").await;
     let day = day0();
     let now = Utc::now();
     let events = vec![

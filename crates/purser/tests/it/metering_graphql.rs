@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{TestApp, error_codes, on_both_backends};
+use crate::metering::{Row, at, compact_row, expect};
 
 on_both_backends!(
     meters_are_created_listed_priced_and_archived,
@@ -171,18 +172,9 @@ fn hours(n: i64) -> Duration {
     Duration::hours(n)
 }
 
-fn at(value: &Value) -> DateTime<Utc> {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("{value} is not a time"))
-        .parse()
-        .unwrap()
-}
-
 /// A usage row, compactly: window start and end (minutes from `origin`), subject, groups as
 /// `name=value` (`name=-` for no value), value.
-fn row(origin: DateTime<Utc>, row: &Value) -> (i64, i64, String, String, String) {
-    let minutes = |v: &Value| (at(v) - origin).num_minutes();
+fn row(origin: DateTime<Utc>, row: &Value) -> Row {
     let groups = row["groups"]
         .as_array()
         .unwrap()
@@ -196,27 +188,7 @@ fn row(origin: DateTime<Utc>, row: &Value) -> (i64, i64, String, String, String)
         })
         .collect::<Vec<_>>()
         .join(",");
-    (
-        minutes(&row["windowStart"]),
-        minutes(&row["windowEnd"]),
-        row["subject"].as_str().unwrap_or("-").to_owned(),
-        groups,
-        row["value"].as_str().unwrap().to_owned(),
-    )
-}
-
-fn expect_rows(rows: &[(i64, i64, &str, &str, &str)]) -> Vec<(i64, i64, String, String, String)> {
-    rows.iter()
-        .map(|(start, end, subject, groups, value)| {
-            (
-                *start,
-                *end,
-                (*subject).to_owned(),
-                (*groups).to_owned(),
-                (*value).to_owned(),
-            )
-        })
-        .collect()
+    compact_row(origin, row, groups)
 }
 
 /// Runs `usage` with `variables` (`meter`, `from`, `to` and any others); answers the report.
@@ -848,7 +820,7 @@ async fn usage_is_windowed_grouped_and_filtered(app: TestApp) {
     assert_eq!(report["corrections"], json!([]));
     assert_eq!(
         usage_rows(&app, &admin, day0, base.clone()).await,
-        expect_rows(&[(0, 2 * 1440, "-", "", "219.5")])
+        expect(&[(0, 2 * 1440, "-", "", "219.5")])
     );
 
     // Per day and subject.
@@ -860,7 +832,7 @@ async fn usage_is_windowed_grouped_and_filtered(app: TestApp) {
             with(json!({ "window": "DAY", "groupBy": ["subject"] }))
         )
         .await,
-        expect_rows(&[
+        expect(&[
             (0, 1440, "alice", "", "150"),
             (0, 1440, "bob", "", "30"),
             (1440, 2880, "alice", "", "20"),
@@ -871,7 +843,7 @@ async fn usage_is_windowed_grouped_and_filtered(app: TestApp) {
     // Per model, over the whole period; e6 has none.
     assert_eq!(
         usage_rows(&app, &admin, day0, with(json!({ "groupBy": ["model"] }))).await,
-        expect_rows(&[
+        expect(&[
             (0, 2880, "-", "model=-", "7"),
             (0, 2880, "-", "model=claude", "50"),
             (0, 2880, "-", "model=gpt", "162.5"),
@@ -890,7 +862,7 @@ async fn usage_is_windowed_grouped_and_filtered(app: TestApp) {
             }))
         )
         .await,
-        expect_rows(&[
+        expect(&[
             (0, 2880, "-", "model=claude", "50"),
             (0, 2880, "-", "model=gpt", "112.5"),
         ])
@@ -905,7 +877,7 @@ async fn usage_is_windowed_grouped_and_filtered(app: TestApp) {
             with(json!({ "subjects": ["bob"], "groupBy": ["subject", "region", "model"] }))
         )
         .await,
-        expect_rows(&[
+        expect(&[
             (0, 2880, "bob", "model=-,region=-", "7"),
             (0, 2880, "bob", "model=claude,region=eu", "30"),
             (0, 2880, "bob", "model=gpt,region=eu", "12.5"),
@@ -921,7 +893,7 @@ async fn usage_is_windowed_grouped_and_filtered(app: TestApp) {
             json!({ "meter": "llm-tokens", "from": day0, "to": day0 + hours(6), "window": "HOUR" })
         )
         .await,
-        expect_rows(&[
+        expect(&[
             (60, 120, "-", "", "100"),
             (120, 180, "-", "", "50"),
             (180, 240, "-", "", "30"),
@@ -938,7 +910,7 @@ async fn usage_is_windowed_grouped_and_filtered(app: TestApp) {
             with(json!({ "window": "DAY", "tz": "Asia/Kolkata" }))
         )
         .await,
-        expect_rows(&[(-330, 1110, "-", "", "180"), (1110, 2550, "-", "", "39.5"),])
+        expect(&[(-330, 1110, "-", "", "180"), (1110, 2550, "-", "", "39.5"),])
     );
     // A period without events has no rows.
     let empty = usage(
@@ -1021,7 +993,7 @@ async fn usage_of_each_aggregation(app: TestApp) {
             json!({ "meter": slug, "from": from, "to": to }),
         )
         .await;
-        assert_eq!(rows, expect_rows(&[(0, 60, "-", "", total)]), "{slug}");
+        assert_eq!(rows, expect(&[(0, 60, "-", "", total)]), "{slug}");
         let rows = usage_rows(
             &app,
             &admin,
@@ -1031,7 +1003,7 @@ async fn usage_of_each_aggregation(app: TestApp) {
         .await;
         assert_eq!(
             rows,
-            expect_rows(&[
+            expect(&[
                 (0, 60, "-", "route=/a", per_route[0]),
                 (0, 60, "-", "route=/b", per_route[1]),
             ]),
@@ -1048,7 +1020,7 @@ async fn usage_of_each_aggregation(app: TestApp) {
     .await;
     assert_eq!(
         rows,
-        expect_rows(&[(5, 6, "-", "", "20"), (10, 11, "-", "", "10")])
+        expect(&[(5, 6, "-", "", "20"), (10, 11, "-", "", "10")])
     );
 }
 
@@ -1164,7 +1136,7 @@ async fn corrections_show_in_history_usage_and_as_of(app: TestApp) {
     let before = usage_rows(&app, &admin, day0, period.clone()).await;
     assert_eq!(
         before,
-        expect_rows(&[(0, 1440, "alice", "", "150"), (0, 1440, "bob", "", "30")])
+        expect(&[(0, 1440, "alice", "", "150"), (0, 1440, "bob", "", "30")])
     );
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let as_of = Utc::now();
@@ -1275,7 +1247,7 @@ async fn corrections_show_in_history_usage_and_as_of(app: TestApp) {
         .collect();
     assert_eq!(
         rows,
-        expect_rows(&[(0, 1440, "alice", "", "45"), (0, 1440, "bob", "", "50")])
+        expect(&[(0, 1440, "alice", "", "45"), (0, 1440, "bob", "", "50")])
     );
     // ... and lists the corrections, newest first.
     let corrections: Vec<(&str, i64, &str)> = report["corrections"]
@@ -1305,7 +1277,7 @@ async fn corrections_show_in_history_usage_and_as_of(app: TestApp) {
     hourly["groupBy"] = json!([]);
     assert_eq!(
         usage_rows(&app, &admin, day0, hourly).await,
-        expect_rows(&[(120, 180, "-", "", "50"), (300, 360, "-", "", "45")])
+        expect(&[(120, 180, "-", "", "50"), (300, 360, "-", "", "45")])
     );
 
     // As of before the corrections, the numbers are the ones reported then, with no corrections.
@@ -1530,7 +1502,7 @@ async fn tenants_cannot_reach_each_others_meters_or_events(app: TestApp) {
         json!({ "meter": "llm-tokens", "from": from, "to": to }),
     )
     .await;
-    assert_eq!(rows, expect_rows(&[(0, 1440, "-", "", "100")]));
+    assert_eq!(rows, expect(&[(0, 1440, "-", "", "100")]));
     // The operator reads A's, naming it.
     let data = app
         .graphql_ok(
@@ -1562,7 +1534,7 @@ async fn read_only_keys_read_meters_but_cannot_change_them(app: TestApp) {
         json!({ "meter": "llm-tokens", "from": day0, "to": day0 + Duration::days(1) }),
     )
     .await;
-    assert_eq!(rows, expect_rows(&[(0, 1440, "-", "", "100")]));
+    assert_eq!(rows, expect(&[(0, 1440, "-", "", "100")]));
     app.graphql_ok(&reader, HISTORY, json!({ "source": SOURCE, "id": "e1" }))
         .await;
 
