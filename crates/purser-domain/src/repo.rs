@@ -498,8 +498,8 @@ pub trait MeteringRepository: Send + Sync {
 
     /// The closed days (by the store's clock, see [`day_closed`]) among the Unix days `days`,
     /// ascending: each with its version now and, when an answer for `shape` is cached at that
-    /// version, its cells. Storing an event or a correction in a day that is closed, or about
-    /// to close ([`bumps_day`]), bumps the day's version in the same transaction.
+    /// version, its cells. Storing an event or a correction in a day that ended over half an
+    /// hour ago ([`bumps_day`]) bumps the day's version in the same transaction.
     ///
     /// [`day_closed`]: crate::metering::query::day_closed
     /// [`bumps_day`]: crate::metering::query::bumps_day

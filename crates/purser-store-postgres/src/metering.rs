@@ -15,8 +15,9 @@
 //!
 //! Usage answers of closed days are cached per query shape (`usage_day_cache`) under the day's
 //! version (`usage_day_versions`, see migration 0009). The insert statement bumps the versions
-//! of the closed days its new events fall in, in a CTE over the rows it inserted, with the
-//! database's clock (`now()`, the statement's start), so no instance's clock decides it.
+//! of the days its new events fall in that ended over half an hour ago (`bumps_day`), in a CTE
+//! over the rows it inserted, with the database's clock (`now()`, the statement's start), so no
+//! instance's clock decides it.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -26,7 +27,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use purser_domain::auth::TenantScope;
 use purser_domain::id::{MeterId, TenantId};
-use purser_domain::metering::query::CLOSED_DAY_MARGIN_SECONDS;
+use purser_domain::metering::query::{CLOSED_DAY_MARGIN_SECONDS, WRITE_SLACK_SECONDS};
 use purser_domain::metering::{
     Aggregation, EntryKind, Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, UsageCell,
     UsageDay, UsageEntry, UsageScan, ValuePath,
@@ -276,8 +277,8 @@ impl MeteringRepository for PgStore {
             times.push(event.time);
             data.push(json_text(&event.data, "encoding an event's data")?);
         }
-        // The stored events of closed days (late ones) bump their days' versions in the same
-        // statement, days in order (concurrent batches lock them in one order: no deadlock).
+        // The stored events of days that ended over half an hour ago (late ones) bump their
+        // days' versions in the same statement, days in order (concurrent batches lock them in one order: no deadlock).
         let inserted: Vec<(String, String)> = sqlx::query_as(
             "WITH stored AS (
                  INSERT INTO usage_events (tenant_id, source, event_id, revision, kind,
@@ -293,8 +294,8 @@ impl MeteringRepository for PgStore {
                  SELECT DISTINCT $1::uuid, event_type,
                      floor(extract(epoch FROM time) / 86400)::bigint, 1::bigint
                  FROM stored
-                 WHERE (floor(extract(epoch FROM time) / 86400) + 1) * 86400
-                     <= extract(epoch FROM now()) + $9
+                 WHERE (floor(extract(epoch FROM time) / 86400) + 1) * 86400 + $9
+                     <= extract(epoch FROM now()) + $10
                  ORDER BY 2, 3
                  ON CONFLICT (tenant_id, event_type, day) DO UPDATE SET version = v.version + 1)
              SELECT source, event_id FROM stored",
@@ -308,6 +309,7 @@ impl MeteringRepository for PgStore {
         .bind(data)
         .bind(recorded_at)
         .bind(CLOSED_DAY_MARGIN_SECONDS)
+        .bind(WRITE_SLACK_SECONDS)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error("storing usage events"))?;
@@ -428,7 +430,8 @@ impl MeteringRepository for PgStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error("storing a usage correction"))?;
-        // The days of the entry replaced and of its correction, when closed (or closing).
+        // The days of the entry replaced and of its correction, when they ended over half an hour
+        // ago.
         sqlx::query(
             "INSERT INTO usage_day_versions AS v (tenant_id, event_type, day, version)
              SELECT DISTINCT $1::uuid, e.event_type, floor(extract(epoch FROM e.time) / 86400)::bigint,
@@ -436,8 +439,8 @@ impl MeteringRepository for PgStore {
              FROM usage_events e
              WHERE e.tenant_id = $1 AND e.source = $2 AND e.event_id = $3
                AND e.revision IN ($4, $4 + 1)
-               AND (floor(extract(epoch FROM e.time) / 86400) + 1) * 86400
-                   <= extract(epoch FROM now()) + $5
+               AND (floor(extract(epoch FROM e.time) / 86400) + 1) * 86400 + $5
+                   <= extract(epoch FROM now()) + $6
              ORDER BY 2, 3
              ON CONFLICT (tenant_id, event_type, day) DO UPDATE SET version = v.version + 1",
         )
@@ -446,6 +449,7 @@ impl MeteringRepository for PgStore {
         .bind(&correction.id)
         .bind(previous)
         .bind(CLOSED_DAY_MARGIN_SECONDS)
+        .bind(WRITE_SLACK_SECONDS)
         .execute(&mut *tx)
         .await
         .map_err(db_error("marking corrected usage days"))?;

@@ -20,7 +20,8 @@
 //!
 //! Usage answers of closed days are cached per query shape (`usage_day_cache`) under the day's
 //! version (`usage_day_versions`, see migration 0009); a write transaction that stores events
-//! or a correction in closed days bumps their versions before it commits.
+//! or a correction in days that ended over half an hour ago bumps their versions before it
+//! commits.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -205,11 +206,9 @@ fn stale_correction() -> Error {
     )
 }
 
-/// The text of the JSON value at `path` in `data`, as a dimension groups and filters by: a
-/// string's content, other scalars (and objects, arrays) as JSON; NULL for JSON null and for
-/// nothing there. Like PostgreSQL's `#>>`, except that it prints numbers as the event wrote them.
-/// Bumps the versions of the closed (or closing) days among the entries' (event type, time),
-/// at `now` by this machine's clock, inside the write transaction that stores them.
+/// Bumps the versions of the days among the entries' (event type, time) that ended over half an
+/// hour before `now` by this machine's clock (`bumps_day`), inside the write transaction that
+/// stores them.
 async fn bump_days<'a>(
     tx: &mut Transaction<'static, Sqlite>,
     scope: TenantScope,
@@ -238,6 +237,9 @@ async fn bump_days<'a>(
     Ok(())
 }
 
+/// The text of the JSON value at `path` in `data`, as a dimension groups and filters by: a
+/// string's content, other scalars (and objects, arrays) as JSON; NULL for JSON null and for
+/// nothing there. Like PostgreSQL's `#>>`, except that it prints numbers as the event wrote them.
 fn push_dimension(q: &mut QueryBuilder<Sqlite>, path: &ValuePath) {
     let path = path.sqlite_path();
     q.push("CASE json_type(data, ")

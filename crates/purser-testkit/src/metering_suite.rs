@@ -1634,3 +1634,28 @@ pub async fn metering_late_entries_and_corrections_move_a_closed_days_version(
         [(day, 2, None), (day + 1, 2, None)]
     );
 }
+
+/// For each backend's own test of which writes touch `usage_day_versions` (a table the
+/// [`Store`] trait does not show for days still open): stores, for a new tenant, an event of
+/// now, one of 25 minutes ago (perhaps of the day that just ended: within the half hour a write
+/// may take) and one of three days ago. Returns the tenant and the Unix day of the last, the
+/// only day whose version the writes may bump.
+pub async fn store_live_and_late_events(store: &Arc<dyn Store>) -> (TenantScope, i64) {
+    let scope = TenantScope::trusted(tenant(store, "Metering Live Acme").await);
+    let now = Utc::now();
+    let late = now - Duration::days(3);
+    let events: Vec<NewUsageEvent> = [now, now - Duration::minutes(25), late]
+        .into_iter()
+        .enumerate()
+        .map(|(n, time)| NewUsageEvent {
+            time,
+            ..event(&format!("live-{n}"), "alice", "00:00", json!({"n": 1}))
+        })
+        .collect();
+    let stored = store
+        .insert_usage_events(scope, &events, now)
+        .await
+        .unwrap();
+    assert_eq!(stored, [true, true, true]);
+    (scope, unix_day(late))
+}

@@ -127,10 +127,16 @@ pub struct UsageCell {
 pub const DAY_SECONDS: i64 = 86_400;
 
 /// A UTC day is *closed*, and its usage answers may be cached, once it ended this long ago by
-/// the store's clock. Storing an event or a correction in a day that ends less than this far in
-/// the store's future bumps the day's version, so that no transaction in flight across the
-/// day's end (or a clock a little off) can add to a day whose answer is already cached.
-pub const CLOSED_DAY_MARGIN_SECONDS: i64 = 900;
+/// the store's clock.
+pub const CLOSED_DAY_MARGIN_SECONDS: i64 = 3_600;
+
+/// How long a write may take, from the clock reading it decides by to its commit, and still be
+/// seen by every answer cached for its day. Storing an event or a correction in a day that
+/// closes less than this far in the store's future (so: a day that ended more than half an hour
+/// ago) bumps the day's version, so no cached answer outlives it; an entry stored sooner after
+/// its day's end (the traffic of the moment, a batch sent a little late) writes nothing but
+/// itself, so live ingestion never waits on a day's version row.
+pub const WRITE_SLACK_SECONDS: i64 = 1_800;
 
 /// The Unix day (days since 1970-01-01 UTC) holding `at`.
 pub fn unix_day(at: DateTime<Utc>) -> i64 {
@@ -138,9 +144,10 @@ pub fn unix_day(at: DateTime<Utc>) -> i64 {
 }
 
 /// Whether storing an entry timed `at`, at `now` by the store's clock, must bump its day's
-/// version: the day ends at most [`CLOSED_DAY_MARGIN_SECONDS`] after `now`.
+/// version: the day closes at most [`WRITE_SLACK_SECONDS`] after `now`.
 pub fn bumps_day(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    (unix_day(at) + 1) * DAY_SECONDS <= now.timestamp() + CLOSED_DAY_MARGIN_SECONDS
+    (unix_day(at) + 1) * DAY_SECONDS + CLOSED_DAY_MARGIN_SECONDS
+        <= now.timestamp() + WRITE_SLACK_SECONDS
 }
 
 /// Whether the Unix day `day` is closed at `now` by the store's clock.
@@ -785,18 +792,22 @@ mod tests {
     #[test]
     fn a_day_closes_after_the_margin_and_late_entries_bump_it_before_then() {
         let day = unix_day(at("2026-11-04T12:00:00Z"));
-        assert!(!day_closed(day, at("2026-11-05T00:14:59Z")));
-        assert!(day_closed(day, at("2026-11-05T00:15:00Z")));
+        assert!(!day_closed(day, at("2026-11-05T00:59:59Z")));
+        assert!(day_closed(day, at("2026-11-05T01:00:00Z")));
         let in_day = at("2026-11-04T23:59:00Z");
-        // Stored well before the day ends: no bump (the day cannot be cached yet) ...
-        assert!(!bumps_day(in_day, at("2026-11-04T23:44:59Z")));
-        // ... from 15 minutes before its end on, and ever after: a bump.
-        assert!(bumps_day(in_day, at("2026-11-04T23:45:00Z")));
+        // Stored before the day ends or within half an hour after: no bump (the day cannot be
+        // cached before such a write commits) ...
+        assert!(!bumps_day(in_day, at("2026-11-04T23:59:30Z")));
+        assert!(!bumps_day(in_day, at("2026-11-05T00:29:59Z")));
+        // ... from half an hour after its end on, and ever after: a bump.
+        assert!(bumps_day(in_day, at("2026-11-05T00:30:00Z")));
         assert!(bumps_day(in_day, at("2026-12-01T00:00:00Z")));
-        // Whatever the clocks, a day is never closed while an entry could still skip its bump.
-        for minutes in -60..60 {
+        // A day is never closed while a write that started up to the slack earlier, and so
+        // may not have committed yet, skipped its bump.
+        for minutes in -120..120 {
             let now = at("2026-11-05T00:00:00Z") + Duration::minutes(minutes);
-            assert!(!day_closed(day, now) || bumps_day(in_day, now - Duration::minutes(29)));
+            let started = now - Duration::seconds(WRITE_SLACK_SECONDS);
+            assert!(!day_closed(day, now) || bumps_day(in_day, started));
         }
     }
 

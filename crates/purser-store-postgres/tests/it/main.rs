@@ -32,6 +32,26 @@ mod metering {
     purser_testkit::metering_suite!(super::fresh_store);
 }
 
+/// Events of the moment write no day version (concurrent live batches never queue on one row);
+/// a late event bumps its own day's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_late_events_bump_a_days_version() {
+    let (store, database) = fresh_store().await;
+    let (scope, late_day) =
+        purser_testkit::metering_suite::store_live_and_late_events(&store).await;
+    let pg = PgStore::connect(database.url(), &PgStoreOptions::default())
+        .await
+        .unwrap();
+    let versions: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT day, version FROM usage_day_versions WHERE tenant_id = $1 ORDER BY day",
+    )
+    .bind(scope.tenant_id().as_uuid())
+    .fetch_all(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(versions, [(late_day, 1)]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_at_once_migrate_once() {
     let database = TestDatabase::create().await;

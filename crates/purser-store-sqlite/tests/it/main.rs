@@ -80,6 +80,28 @@ async fn urls_must_name_sqlite() {
     store.migrate().await.unwrap();
 }
 
+/// Events of the moment write no day version (a write transaction stays short); a late event
+/// bumps its own day's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_late_events_bump_a_days_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open_dir(dir.path(), &SqliteStoreOptions::default())
+        .await
+        .unwrap();
+    sqlite.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+    let (scope, late_day) =
+        purser_testkit::metering_suite::store_live_and_late_events(&store).await;
+    let versions: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT day, version FROM usage_day_versions WHERE tenant_id = $1 ORDER BY day",
+    )
+    .bind(scope.tenant_id().as_uuid())
+    .fetch_all(sqlite.pool())
+    .await
+    .unwrap();
+    assert_eq!(versions, [(late_day, 1)]);
+}
+
 /// The ledger's rules hold in the database itself, whatever code writes to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_refuses_unbalanced_or_rewritten_transfers() {
