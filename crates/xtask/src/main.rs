@@ -59,8 +59,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The checkout `cargo xtask` was run in. `cargo run` names this crate's folder in the
+/// environment; the path compiled in is only a fallback, since one binary serves every checkout
+/// that shares a `CARGO_TARGET_DIR` (cargo reuses it when sources are older than the build) and
+/// must not build or test another checkout than the caller's.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.join("../..")
 }
 
 fn cargo() -> Command {
