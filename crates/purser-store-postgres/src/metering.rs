@@ -467,8 +467,8 @@ impl MeteringRepository for PgStore {
         limit: u32,
     ) -> Result<Vec<UsageEntry>> {
         // Corrections whose own time is in the period, and corrections of entries whose time
-        // was (a superseded entry's successor is its correction): both found through the scan
-        // index, without an index of their own.
+        // was (a superseded entry's successor is its correction): each found through a partial
+        // index of its own (migration 0011), without reading the period's events.
         sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {ENTRY_COLUMNS} FROM usage_events
              WHERE tenant_id = $1 AND (source, event_id, revision) IN (
