@@ -489,16 +489,25 @@ impl PartDb {
                 }
             }
             Db::Sqlite(_) => {
-                let bytes: u64 = std::fs::read_dir(sqlite_data_dir(&self.dir))
+                // Each file apart: the WAL's share tells how far checkpoints kept up.
+                let mut files: Vec<(String, u64)> = std::fs::read_dir(sqlite_data_dir(&self.dir))
                     .map(|entries| {
                         entries
                             .flatten()
-                            .filter_map(|e| e.metadata().ok())
-                            .map(|m| m.len())
-                            .sum()
+                            .filter_map(|e| {
+                                let len = e.metadata().ok()?.len();
+                                Some((e.file_name().to_string_lossy().into_owned(), len))
+                            })
+                            .collect()
                     })
                     .unwrap_or_default();
-                format!("database files {}", mib(bytes))
+                files.sort();
+                let total: u64 = files.iter().map(|(_, len)| len).sum();
+                let each: Vec<String> = files
+                    .iter()
+                    .map(|(name, len)| format!("{name} {}", mib(*len)))
+                    .collect();
+                format!("database files {} ({})", mib(total), each.join(", "))
             }
         }
     }

@@ -560,18 +560,23 @@ impl MeteringRepository for SqliteStore {
     ) -> Result<Vec<UsageEntry>> {
         // Corrections whose own time is in the period, and corrections of entries whose time
         // was (a superseded entry's successor is its correction): each found through a partial
-        // index of its own (migration 0011), without reading the period's events.
+        // index of its own (migration 0011), without reading the period's events. A join, not
+        // `(source, event_id, revision) IN (...)`: SQLite answers that by reading every entry
+        // of the tenant and testing each against the list.
         sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM usage_events
-             WHERE tenant_id = $1 AND (source, event_id, revision) IN (
-                 SELECT source, event_id, revision FROM usage_events
+            "SELECT {ENTRY_COLUMNS} FROM (
+                 SELECT source AS c_source, event_id AS c_id, revision AS c_revision
+                 FROM usage_events
                  WHERE tenant_id = $1 AND event_type = $2 AND time >= $3 AND time < $4
                    AND revision > 0
                  UNION
                  SELECT source, event_id, revision + 1 FROM usage_events
                  WHERE tenant_id = $1 AND event_type = $2 AND time >= $3 AND time < $4
-                   AND superseded_at IS NOT NULL)
-               AND ($5 IS NULL OR recorded_at <= $5)
+                   AND superseded_at IS NOT NULL) AS c
+             JOIN usage_events
+                 ON tenant_id = $1 AND source = c_source AND event_id = c_id
+                    AND revision = c_revision
+             WHERE ($5 IS NULL OR recorded_at <= $5)
              ORDER BY recorded_at DESC, source DESC, event_id DESC, revision DESC
              LIMIT $6"
         )))
