@@ -5,6 +5,7 @@
 //! epoch (UTC), so ordering and time arithmetic stay in integers. The database runs in WAL mode
 //! with `synchronous = FULL`: a committed write survives a power cut, as money requires.
 
+mod checkpoint;
 mod credits;
 mod error;
 mod grants;
@@ -17,6 +18,7 @@ mod tenants;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,11 +32,13 @@ use sqlx::sqlite::{
 /// The file the embedded default keeps inside its data folder.
 pub const DATABASE_FILE: &str = "purser.sqlite3";
 
-/// How the pool is sized and how long a writer waits on a lock.
+/// How the pool is sized, how long a writer waits on a lock, and how large the write-ahead
+/// log may grow before the store empties it (see `checkpoint.rs`).
 #[derive(Debug, Clone)]
 pub struct SqliteStoreOptions {
     pub max_connections: u32,
     pub busy_timeout: Duration,
+    pub wal_limit_bytes: u64,
 }
 
 impl Default for SqliteStoreOptions {
@@ -42,6 +46,7 @@ impl Default for SqliteStoreOptions {
         Self {
             max_connections: 8,
             busy_timeout: Duration::from_secs(10),
+            wal_limit_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -50,6 +55,7 @@ impl Default for SqliteStoreOptions {
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -86,10 +92,16 @@ impl SqliteStore {
             .busy_timeout(options.busy_timeout);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(|e| Error::unavailable("opening the SQLite database", e))?;
-        Ok(Self { pool })
+        let checkpointer = checkpoint::Checkpointer::start(&connect, options.wal_limit_bytes)
+            .await
+            .map_err(|e| Error::unavailable("opening the SQLite database", e))?;
+        Ok(Self {
+            pool,
+            _checkpointer: checkpointer.map(Arc::new),
+        })
     }
 
     /// Applies pending migrations. SQLite's file lock serialises concurrent migrators.

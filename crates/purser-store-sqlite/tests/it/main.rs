@@ -80,6 +80,57 @@ async fn urls_must_name_sqlite() {
     store.migrate().await.unwrap();
 }
 
+/// Sustained writes do not grow the write-ahead log without end: past its limit the store
+/// empties it (SQLite alone would keep the file at its largest size, and under concurrent
+/// writers never restart it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_ahead_log_is_emptied_past_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteStoreOptions {
+        wal_limit_bytes: 1024 * 1024,
+        ..SqliteStoreOptions::default()
+    };
+    let sqlite = SqliteStore::open_dir(dir.path(), &options).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE filler (b BLOB NOT NULL)")
+        .execute(sqlite.pool())
+        .await
+        .unwrap();
+    // Four writers, 16 MiB in all: well past SQLite's own checkpoint point (1,000 pages).
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = sqlite.pool().clone();
+            tokio::spawn(async move {
+                for _ in 0..32 {
+                    sqlx::query("INSERT INTO filler (b) VALUES (randomblob(131072))")
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let log = dir.path().join("purser.sqlite3-wal");
+    let size = || std::fs::metadata(&log).map_or(0, |meta| meta.len());
+    let mut waited = 0;
+    while size() > options.wal_limit_bytes && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert!(
+        size() <= options.wal_limit_bytes,
+        "the log still holds {} bytes",
+        size()
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM filler")
+        .fetch_one(sqlite.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 128, "every write is still there");
+}
+
 /// Events of the moment write no day version (a write transaction stays short); a late event
 /// bumps its own day's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
