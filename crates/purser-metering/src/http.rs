@@ -540,6 +540,18 @@ fn correction_json(entry: &UsageEntry) -> CorrectionAnswer<'_> {
     }
 }
 
+/// A subject or dimension value (text from events, so from anyone who can send one) as a CSV
+/// cell a spreadsheet shows as text: one starting like a formula (`=`, `+`, `-`, `@`, a tab or a
+/// carriage return) gets a leading `'`, as OWASP advises against CSV injection. Windows and
+/// values are written by Purser and left alone.
+fn spreadsheet_text(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
 /// `window_start,window_end,subject,<dimensions grouped by...>,value`, RFC 4180. Without a
 /// `window`, the one window is the period. `subject` is empty unless grouped by subject.
 fn usage_csv(query: &UsageQuery, report: &UsageReport) -> Result<Response, Error> {
@@ -562,13 +574,11 @@ fn usage_csv(query: &UsageQuery, report: &UsageReport) -> Result<Response, Error
         let mut record = vec![
             local(row.window_start, tz),
             local(row.window_end, tz),
-            row.subject.clone().unwrap_or_default(),
+            spreadsheet_text(row.subject.clone().unwrap_or_default()),
         ];
-        record.extend(
-            dimensions
-                .iter()
-                .map(|name| row.groups.get(*name).cloned().flatten().unwrap_or_default()),
-        );
+        record.extend(dimensions.iter().map(|name| {
+            spreadsheet_text(row.groups.get(*name).cloned().flatten().unwrap_or_default())
+        }));
         record.push(row.value.to_string());
         writer.write_record(&record).map_err(csv_error)?;
     }
@@ -601,6 +611,23 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
         preferred_format(&headers)
+    }
+
+    #[test]
+    fn text_that_a_spreadsheet_would_run_is_quoted() {
+        for risky in [
+            "=HYPERLINK(\"http://x\")",
+            "+1+2",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            assert_eq!(spreadsheet_text(risky.into()), format!("'{risky}"));
+        }
+        for plain in ["alice", "0xabc", "gpt-4o", "", "1.5", "'quoted"] {
+            assert_eq!(spreadsheet_text(plain.into()), plain);
+        }
     }
 
     #[test]

@@ -1094,6 +1094,50 @@ async fn usage_exports_as_csv(app: TestApp) {
         content_type.starts_with("application/json"),
         "{content_type}"
     );
+
+    // A subject or dimension a spreadsheet would run as a formula opens as text; JSON keeps it.
+    let formulas = Tenant::create(&app, "CSV formulas").await;
+    formulas
+        .meter(
+            &app,
+            "tokens",
+            "llm.tokens",
+            Aggregation::Sum,
+            Some("$.tokens"),
+            &[("model", "$.model")],
+        )
+        .await;
+    let events = vec![event(
+        "f1",
+        "llm.tokens",
+        "=HYPERLINK(\"http://evil.example\")",
+        day + minutes(60),
+        json!({ "tokens": 4, "model": "@SUM(A1)" }),
+    )];
+    let (status, _) = post_batch(&app, &formulas.admin, &events).await;
+    assert_eq!(status, StatusCode::OK);
+    let query = format!(
+        "{}&groupBy=subject,model",
+        period(day, day + Duration::days(1))
+    );
+    let json = usage(&app, &formulas.reader, "tokens", &query).await;
+    assert_eq!(
+        json["rows"][0]["subject"],
+        "=HYPERLINK(\"http://evil.example\")"
+    );
+    let (_, _, csv) = usage_raw(
+        &app,
+        &formulas.reader,
+        "tokens",
+        &format!("{query}&format=csv"),
+        None,
+    )
+    .await;
+    let records = parse_csv(&csv);
+    assert_eq!(
+        records[1][2..],
+        ["'=HYPERLINK(\"http://evil.example\")", "'@SUM(A1)", "4"]
+    );
 }
 
 async fn each_aggregation_folds_the_events(app: TestApp) {
