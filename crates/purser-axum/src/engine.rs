@@ -46,6 +46,20 @@ pub const RESOURCE_MISMATCH: &str = "payment_for_another_resource";
 /// The header naming the verified payer on the request a handler or upstream receives.
 pub const PAYER_HEADER: &str = "x-purser-payer";
 
+/// The payer as handlers and upstreams are told it, one spelling per wallet however it came: an
+/// EVM address (`0x` and 40 hex digits) in lower case (a payment names it checksummed, a
+/// sign-in in lower case), anything else (a Solana address, where case matters) as it is.
+pub fn payer_name(payer: &str) -> String {
+    let evm = payer.len() == 42
+        && payer.starts_with("0x")
+        && payer[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if evm {
+        payer.to_ascii_lowercase()
+    } else {
+        payer.to_owned()
+    }
+}
+
 /// When to settle, relative to running the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -596,4 +610,30 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::payer_name;
+
+    #[test]
+    fn an_evm_payer_has_one_spelling_and_others_keep_theirs() {
+        let checksummed = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+        assert_eq!(
+            payer_name(checksummed),
+            "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc"
+        );
+        assert_eq!(
+            payer_name(&payer_name(checksummed)),
+            payer_name(checksummed)
+        );
+        // A Solana address (base58, case matters) and anything not an address stay as they are.
+        for other in [
+            "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM",
+            "0xABC",
+            "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BZ",
+        ] {
+            assert_eq!(payer_name(other), other);
+        }
+    }
 }

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use tokio::sync::RwLock;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::engine::{Offer, PAYER_HEADER, Paywall, Reply, SettleTiming, Settled};
+use crate::engine::{Offer, PAYER_HEADER, Paywall, Reply, SettleTiming, Settled, payer_name};
 use crate::entitlement::{Entitled, EntitlementCheck, has_payment};
 use purser_x402::header::lowercase::PURSER_SESSION;
 
@@ -392,10 +392,11 @@ where
 /// Hands the handler the payer (or the signed-in wallet): the [`Payer`] extension and the
 /// `X-Purser-Payer` header.
 fn set_payer(request: &mut Request<Body>, payer: &str) {
-    if let Ok(value) = HeaderValue::from_str(payer) {
+    let payer = payer_name(payer);
+    if let Ok(value) = HeaderValue::from_str(&payer) {
         request.headers_mut().insert(PAYER_HEADER, value);
     }
-    request.extensions_mut().insert(Payer(payer.to_owned()));
+    request.extensions_mut().insert(Payer(payer));
 }
 
 fn request_url(request: &Request<Body>) -> String {

@@ -18,7 +18,7 @@ pub mod layer;
 
 pub use engine::{
     Admitted, MemoryReplayGuard, Offer, PAYER_HEADER, Paywall, ReplayGuard, Reply, SettleTiming,
-    Settled,
+    Settled, payer_name,
 };
 pub use entitlement::EntitlementCheck;
 pub use facilitator::{Facilitator, FacilitatorError, HttpFacilitator};

@@ -250,7 +250,7 @@ async fn nginx_decision(state: &AccessState, mut parts: Parts) -> Result<Respons
     let allow = |payer: &str, headers: HeaderMap| {
         let mut response = StatusCode::OK.into_response();
         response.headers_mut().extend(headers);
-        if let Ok(payer) = HeaderValue::from_str(payer) {
+        if let Ok(payer) = HeaderValue::from_str(&purser_axum::payer_name(payer)) {
             response
                 .headers_mut()
                 .insert(purser_axum::PAYER_HEADER, payer);

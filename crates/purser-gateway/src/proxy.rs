@@ -21,7 +21,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use http::Request;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use purser_axum::{PAYER_HEADER, PathPattern, Reply, SettleTiming, Settled};
+use purser_axum::{PAYER_HEADER, PathPattern, Reply, SettleTiming, Settled, payer_name};
 use purser_domain::ErrorCode;
 use purser_domain::id::ResourceId;
 use purser_entitlement::SESSION_HEADER;
@@ -300,7 +300,7 @@ async fn forward(
     ] {
         headers.remove(name);
     }
-    if let Ok(value) = HeaderValue::from_str(payer) {
+    if let Ok(value) = HeaderValue::from_str(&payer_name(payer)) {
         headers.insert(PAYER_HEADER, value);
     }
     if let Some(addr) = client_addr {

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 
 use http::{HeaderMap, StatusCode};
-use purser_axum::{PAYER_HEADER, Reply, SettleTiming};
+use purser_axum::{PAYER_HEADER, Reply, SettleTiming, payer_name};
 use purser_domain::Error;
 use purser_x402::header::lowercase;
 use serde_json::Value;
@@ -167,7 +167,7 @@ fn overwrite(key: &str, value: &str) -> HeaderValueOption {
 }
 
 fn allow(payer: &str, settle_token: Option<&str>, paid: &HeaderMap) -> CheckResponse {
-    let mut headers = vec![overwrite(PAYER_HEADER, payer)];
+    let mut headers = vec![overwrite(PAYER_HEADER, &payer_name(payer))];
     // Credentials the client showed Purser never reach the upstream.
     let mut headers_to_remove = vec![
         lowercase::PAYMENT_SIGNATURE.to_owned(),

@@ -196,7 +196,14 @@ async fn usage_raw(
     if let Some(accept) = accept {
         request = request.header("accept", accept);
     }
-    let response = request.send().await.expect("GET usage");
+    // Once more on a connection the server closed: after a 413 answered before the body was
+    // read, the server closes that keep-alive connection, and the pool may hand it out again
+    // before it sees the close (a GET is safe to send twice).
+    let response = match request.try_clone().expect("a GET clones").send().await {
+        Ok(response) => response,
+        Err(e) if e.is_request() || e.is_connect() => request.send().await.expect("GET usage"),
+        Err(e) => panic!("GET usage: {e}"),
+    };
     let status = response.status();
     let content_type = response
         .headers()
