@@ -828,8 +828,8 @@ async fn start_upstream(purser_url: String, key: String) -> anyhow::Result<Strin
                         "id": uuid::Uuid::now_v7().to_string(),
                         "source": FORECAST_SOURCE,
                         "type": FORECAST_EVENT,
-                        // One subject per wallet, however its address is cased.
-                        "subject": payer.to_ascii_lowercase(),
+                        // One subject per wallet: the gateway names it in lower case.
+                        "subject": payer,
                         "data": { "city": city },
                     });
                     let sent = http
