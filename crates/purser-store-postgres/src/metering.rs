@@ -278,7 +278,8 @@ impl MeteringRepository for PgStore {
             data.push(json_text(&event.data, "encoding an event's data")?);
         }
         // The stored events of days that ended over half an hour ago (late ones) bump their
-        // days' versions in the same statement, days in order (concurrent batches lock them in one order: no deadlock).
+        // days' versions in the same statement, days in order (concurrent batches lock them in
+        // one order: no deadlock).
         let inserted: Vec<(String, String)> = sqlx::query_as(
             "WITH stored AS (
                  INSERT INTO usage_events (tenant_id, source, event_id, revision, kind,

@@ -1635,13 +1635,22 @@ pub async fn metering_late_entries_and_corrections_move_a_closed_days_version(
     );
 }
 
-/// For each backend's own test of which writes touch `usage_day_versions` (a table the
-/// [`Store`] trait does not show for days still open): stores, for a new tenant, an event of
-/// now, one of 25 minutes ago (perhaps of the day that just ended: within the half hour a write
-/// may take) and one of three days ago. Returns the tenant and the Unix day of the last, the
-/// only day whose version the writes may bump.
-pub async fn store_live_and_late_events(store: &Arc<dyn Store>) -> (TenantScope, i64) {
-    let scope = TenantScope::trusted(tenant(store, "Metering Live Acme").await);
+/// A tenant's rows of `usage_day_versions` as (day, version), ascending: what
+/// [`only_late_events_bump_a_days_version`] reads through each backend's own pool (the
+/// [`Store`] trait does not show the versions of days still open). Binds the tenant's UUID.
+pub const DAY_VERSIONS_SQL: &str =
+    "SELECT day, version FROM usage_day_versions WHERE tenant_id = $1 ORDER BY day";
+
+/// Events of the moment write no day version (concurrent live batches never queue on one row);
+/// a late event bumps its own day's. Stores, for a new tenant, an event of now, one of 25
+/// minutes ago (perhaps of the day that just ended: within the half hour a write may take) and
+/// one of three days ago; `versions` reads the tenant's rows with [`DAY_VERSIONS_SQL`].
+pub async fn only_late_events_bump_a_days_version<F, Fut>(store: Arc<dyn Store>, versions: F)
+where
+    F: FnOnce(uuid::Uuid) -> Fut,
+    Fut: std::future::Future<Output = Vec<(i64, i64)>>,
+{
+    let scope = TenantScope::trusted(tenant(&store, "Metering Live Acme").await);
     let now = Utc::now();
     let late = now - Duration::days(3);
     let events: Vec<NewUsageEvent> = [now, now - Duration::minutes(25), late]
@@ -1657,5 +1666,8 @@ pub async fn store_live_and_late_events(store: &Arc<dyn Store>) -> (TenantScope,
         .await
         .unwrap();
     assert_eq!(stored, [true, true, true]);
-    (scope, unix_day(late))
+    assert_eq!(
+        versions(scope.tenant_id().as_uuid()).await,
+        [(unix_day(late), 1)]
+    );
 }

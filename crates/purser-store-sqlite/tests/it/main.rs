@@ -7,12 +7,18 @@ use purser_domain::repo::Store;
 use purser_store_sqlite::{SqliteStore, SqliteStoreOptions};
 use tempfile::TempDir;
 
-async fn fresh_store() -> (Arc<dyn Store>, TempDir) {
+/// A migrated store in a folder of its own, for tests that also reach into the database.
+async fn fresh_sqlite() -> (SqliteStore, TempDir) {
     let dir = tempfile::tempdir().expect("temporary folder");
     let store = SqliteStore::open_dir(dir.path(), &SqliteStoreOptions::default())
         .await
         .expect("open SQLite");
     store.migrate().await.expect("migrate");
+    (store, dir)
+}
+
+async fn fresh_store() -> (Arc<dyn Store>, TempDir) {
+    let (store, dir) = fresh_sqlite().await;
     (Arc::new(store), dir)
 }
 
@@ -135,32 +141,24 @@ async fn the_write_ahead_log_is_emptied_past_its_limit() {
 /// bumps its own day's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_late_events_bump_a_days_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open_dir(dir.path(), &SqliteStoreOptions::default())
-        .await
-        .unwrap();
-    sqlite.migrate().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
-    let (scope, late_day) =
-        purser_testkit::metering_suite::store_live_and_late_events(&store).await;
-    let versions: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT day, version FROM usage_day_versions WHERE tenant_id = $1 ORDER BY day",
+    let (sqlite, _dir) = fresh_sqlite().await;
+    purser_testkit::metering_suite::only_late_events_bump_a_days_version(
+        Arc::new(sqlite.clone()),
+        |tenant| async move {
+            sqlx::query_as(purser_testkit::metering_suite::DAY_VERSIONS_SQL)
+                .bind(tenant)
+                .fetch_all(sqlite.pool())
+                .await
+                .unwrap()
+        },
     )
-    .bind(scope.tenant_id().as_uuid())
-    .fetch_all(sqlite.pool())
-    .await
-    .unwrap();
-    assert_eq!(versions, [(late_day, 1)]);
+    .await;
 }
 
 /// The ledger's rules hold in the database itself, whatever code writes to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_refuses_unbalanced_or_rewritten_transfers() {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open_dir(dir.path(), &SqliteStoreOptions::default())
-        .await
-        .unwrap();
-    sqlite.migrate().await.unwrap();
+    let (sqlite, _dir) = fresh_sqlite().await;
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
     purser_testkit::store_suite::seed_confirmed_settlement(&store).await;
     let statements = [
