@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use purser_domain::Error;
-use purser_domain::coord::{Rate, RateLimitDecision};
+use purser_domain::coord::Rate;
 
 use crate::limits::check_rate;
 
@@ -61,38 +61,71 @@ pub(crate) struct GcraStore {
     pub ttl_ms: u64,
 }
 
-/// The outcome of one attempt.
+/// The outcome of one attempt, or of taking several at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct GcraOutcome {
-    pub decision: RateLimitDecision,
-    /// `Some` when the attempt was allowed and the state must be written; a denied attempt
-    /// leaves the state as it was.
+    /// How many attempts were granted: between 0 (denied) and the number wanted.
+    pub granted: u64,
+    /// How many more attempts would be allowed right now, after the granted ones.
+    pub remaining: u64,
+    /// When nothing was granted, how long until one attempt would be.
+    pub retry_after: Duration,
+    /// `Some` when attempts were granted and the state must be written; a denial leaves the
+    /// state as it was.
     pub store: Option<GcraStore>,
 }
 
+#[cfg(test)]
+impl GcraOutcome {
+    pub fn decision(self) -> purser_domain::coord::RateLimitDecision {
+        purser_domain::coord::RateLimitDecision {
+            allowed: self.granted > 0,
+            remaining: self.remaining,
+            retry_after: self.retry_after,
+        }
+    }
+}
+
 /// Counts one attempt at `now_us` against `rate`, given the stored TAT (if any).
+#[cfg(test)]
 pub(crate) fn attempt(now_us: u64, stored_tat_us: Option<u64>, rate: GcraRate) -> GcraOutcome {
+    take(now_us, stored_tat_us, rate, 1)
+}
+
+/// Takes as many of `wanted` attempts (at least 1) as fit at `now_us` against `rate`, given
+/// the stored TAT (if any): each granted attempt moves the TAT one emission interval, so `n`
+/// attempts taken at once cost exactly what `n` single attempts would.
+pub(crate) fn take(
+    now_us: u64,
+    stored_tat_us: Option<u64>,
+    rate: GcraRate,
+    wanted: u64,
+) -> GcraOutcome {
     let interval = rate.emission_interval_us;
     let capacity = rate.capacity_us();
+    let wanted = wanted.clamp(1, rate.limit);
     let tat = stored_tat_us.map_or(now_us, |tat| tat.max(now_us));
-    let new_tat = tat.saturating_add(interval);
-    let used = new_tat - now_us;
-    if used > capacity {
+    // What the bucket holds beyond `now`, at most the capacity (a TAT stored under a larger
+    // capacity may lie further ahead).
+    let ahead = tat - now_us;
+    let fits = capacity.saturating_sub(ahead) / interval;
+    let granted = wanted.min(fits);
+    if granted == 0 {
+        // One attempt fits once the TAT is back to `now + capacity - interval`.
+        let used = ahead.saturating_add(interval);
         return GcraOutcome {
-            decision: RateLimitDecision {
-                allowed: false,
-                remaining: 0,
-                retry_after: Duration::from_micros(used - capacity),
-            },
+            granted: 0,
+            remaining: 0,
+            retry_after: Duration::from_micros(used - capacity),
             store: None,
         };
     }
+    let new_tat = tat.saturating_add(granted * interval);
+    let used = new_tat - now_us;
     GcraOutcome {
-        decision: RateLimitDecision {
-            allowed: true,
-            remaining: (capacity - used) / interval,
-            retry_after: Duration::ZERO,
-        },
+        granted,
+        remaining: capacity.saturating_sub(used) / interval,
+        retry_after: Duration::ZERO,
         store: Some(GcraStore {
             tat_us: new_tat,
             // `used` is at least one interval, so this is at least 1 (`max` covers a clock
@@ -116,7 +149,7 @@ mod tests {
     }
 
     /// Runs attempts at the given instants, threading the state through like a backend.
-    fn run(rate: GcraRate, instants: &[u64]) -> Vec<RateLimitDecision> {
+    fn run(rate: GcraRate, instants: &[u64]) -> Vec<purser_domain::coord::RateLimitDecision> {
         let mut tat = None;
         instants
             .iter()
@@ -125,7 +158,7 @@ mod tests {
                 if let Some(store) = outcome.store {
                     tat = Some(store.tat_us);
                 }
-                outcome.decision
+                outcome.decision()
             })
             .collect()
     }
@@ -190,7 +223,7 @@ mod tests {
             attempt(later, Some(store.tat_us), r),
             attempt(later, None, r)
         );
-        assert_eq!(attempt(later, None, r).decision.remaining, 2);
+        assert_eq!(attempt(later, None, r).remaining, 2);
     }
 
     #[test]
@@ -209,10 +242,10 @@ mod tests {
         let tat = first.store.map(|s| s.tat_us);
         for offset in [0, 1_000, 59_000_000] {
             let denied = attempt(NOW + offset, tat, r);
-            assert!(!denied.decision.allowed);
+            assert!(!denied.decision().allowed);
             assert_eq!(denied.store, None);
             assert_eq!(
-                denied.decision.retry_after,
+                denied.decision().retry_after,
                 Duration::from_micros(60_000_000 - offset)
             );
         }
@@ -222,15 +255,37 @@ mod tests {
     fn a_stored_tat_in_the_past_or_clock_skew_never_underflows() {
         let r = rate(2, Duration::from_secs(1));
         // A TAT far in the past (a clock that jumped forward) counts as an empty bucket.
-        assert!(attempt(NOW, Some(0), r).decision.allowed);
+        assert!(attempt(NOW, Some(0), r).decision().allowed);
         // A TAT far in the future (a clock that jumped back) denies until it is reached.
         let denied = attempt(NOW, Some(NOW + 10_000_000), r);
-        assert!(!denied.decision.allowed);
+        assert!(!denied.decision().allowed);
         assert_eq!(
-            denied.decision.retry_after,
+            denied.decision().retry_after,
             Duration::from_micros(9_500_000)
         );
         // Saturation at the top of the clock, not a panic.
         let _ = attempt(u64::MAX, Some(u64::MAX), r);
+    }
+
+    #[test]
+    fn taking_several_costs_what_single_attempts_cost() {
+        let r = rate(10, Duration::from_secs(1));
+        let four = take(NOW, None, r, 4);
+        assert_eq!((four.granted, four.remaining), (4, 6));
+        let mut tat = None;
+        for _ in 0..4 {
+            tat = attempt(NOW, tat, r).store.map(|s| s.tat_us);
+        }
+        assert_eq!(four.store.map(|s| s.tat_us), tat);
+        // Only what fits is granted; then nothing, with the wait for one attempt.
+        let rest = take(NOW, four.store.map(|s| s.tat_us), r, 100);
+        assert_eq!((rest.granted, rest.remaining), (6, 0));
+        let none = take(NOW, rest.store.map(|s| s.tat_us), r, 3);
+        assert_eq!(none.granted, 0);
+        assert_eq!(none.store, None);
+        assert_eq!(none.retry_after, Duration::from_millis(100));
+        // Wanting nothing is wanting one; wanting more than the burst is wanting the burst.
+        assert_eq!(take(NOW, None, r, 0).granted, 1);
+        assert_eq!(take(NOW, None, r, u64::MAX).granted, 10);
     }
 }

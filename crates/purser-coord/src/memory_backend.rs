@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use purser_domain::coord::{Coordination, Notification, Rate, RateLimitDecision};
+use purser_domain::coord::{Coordination, Notification, Rate, RateLimitGrant};
 use purser_domain::{Error, ErrorCode, Result};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -182,7 +182,7 @@ impl Coordination for MemoryCoordination {
         Ok(store.remove(&name).is_some())
     }
 
-    async fn rate_limit(&self, key: &str, rate: Rate) -> Result<RateLimitDecision> {
+    async fn rate_limit_take(&self, key: &str, rate: Rate, wanted: u64) -> Result<RateLimitGrant> {
         check_key("key", key)?;
         let rate = GcraRate::new(rate)?;
         let name = format!("{RATE_LIMIT_NAMESPACE}{key}");
@@ -197,14 +197,18 @@ impl Coordination for MemoryCoordination {
             }) => Some(*tat_us),
             _ => None,
         };
-        let outcome = gcra::attempt(now_us, tat_us, rate);
+        let outcome = gcra::take(now_us, tat_us, rate, wanted);
         if let Some(state) = outcome.store {
             let slot = Slot::RateLimit {
                 tat_us: state.tat_us,
             };
             store.insert(&name, slot, Duration::from_millis(state.ttl_ms), now)?;
         }
-        Ok(outcome.decision)
+        Ok(RateLimitGrant {
+            granted: outcome.granted,
+            remaining: outcome.remaining,
+            retry_after: outcome.retry_after,
+        })
     }
 
     async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {

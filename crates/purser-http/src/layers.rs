@@ -1,12 +1,18 @@
-//! The layers around every Purser router, outermost first: panic containment, request id,
-//! tracing span, metrics, error envelope, timeout, body limit.
+//! The layers around every Purser router, outermost first: panic containment, request id
+//! (the caller's when well-formed, else a fresh one), tracing span, metrics, error envelope,
+//! URL and header limits, rate limits, in-flight limit per route, timeout, body limit.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::middleware;
-use http::{HeaderName, Request, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use http::{HeaderName, HeaderValue, Request, header};
+use purser_domain::ErrorCode;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -15,15 +21,25 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::envelope_framework_errors;
+use crate::error::{envelope_framework_errors, error_response};
+use crate::ratelimit::RateLimiter;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Limits that apply to every request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// The longest URL (path and query) accepted; longer is `414 uri_too_long`.
+    pub max_url_bytes: usize,
+    /// The most header bytes (names and values) accepted; more is `431 headers_too_large`.
+    pub max_header_bytes: usize,
+    /// Requests in flight at once on one route (by template); one more is answered
+    /// `503 overloaded` at once rather than queued.
+    pub max_in_flight_per_route: usize,
+    /// Rate limits, when any are configured.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Default for HttpLimits {
@@ -31,8 +47,110 @@ impl Default for HttpLimits {
         Self {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            max_url_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_in_flight_per_route: 512,
+            rate_limiter: None,
         }
     }
+}
+
+/// The most characters a caller's `x-request-id` may have to be kept.
+pub const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Whether a caller's request id is kept: 1 to [`MAX_REQUEST_ID_CHARS`] of letters, digits and
+/// `-_.:` (what UUIDs, ULIDs and tracing ids use). Anything else is replaced by a fresh id, so
+/// what reaches the logs is bounded and plain.
+pub fn is_acceptable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=MAX_REQUEST_ID_CHARS).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn drop_unacceptable_request_id<B>(mut request: Request<B>) -> Request<B> {
+    if request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .is_some_and(|v| !is_acceptable_request_id(v))
+    {
+        request.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    request
+}
+
+/// Refuses URLs and header sets over the limits, with the envelope.
+async fn bound_request_head(
+    max_url_bytes: usize,
+    max_header_bytes: usize,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let url_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if url_bytes > max_url_bytes {
+        return error_response(
+            ErrorCode::UriTooLong,
+            &format!("the URL is {url_bytes} bytes; the limit is {max_url_bytes}"),
+        );
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > max_header_bytes {
+        return error_response(
+            ErrorCode::HeadersTooLarge,
+            &format!("the headers are {header_bytes} bytes; the limit is {max_header_bytes}"),
+        );
+    }
+    next.run(request).await
+}
+
+/// Requests in flight per route template (a closed set: the router's routes, and
+/// `unmatched`).
+#[derive(Debug, Default)]
+struct InFlight {
+    limit: usize,
+    routes: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl InFlight {
+    fn route(&self, template: &str) -> Arc<Semaphore> {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(route) = routes.get(template) {
+            return route.clone();
+        }
+        let route = Arc::new(Semaphore::new(self.limit.max(1)));
+        routes.insert(template.to_owned(), route.clone());
+        route
+    }
+}
+
+async fn limit_in_flight(
+    in_flight: Arc<InFlight>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let template = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let Ok(_permit) = in_flight.route(template).try_acquire_owned() else {
+        let mut response = error_response(
+            ErrorCode::Overloaded,
+            "this route has as many requests in flight as it allows; retry shortly",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    next.run(request).await
 }
 
 /// A handler panicked: a bug. Log it, answer the envelope, keep serving.
@@ -48,7 +166,11 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respo
 
 /// Wraps `router` in the shared layers. Unknown routes answer `route_not_found`.
 pub fn apply(router: Router, limits: HttpLimits) -> Router {
-    let router = router
+    let in_flight = Arc::new(InFlight {
+        limit: limits.max_in_flight_per_route,
+        routes: Mutex::default(),
+    });
+    let mut router = router
         .fallback(crate::error::route_not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
@@ -56,6 +178,19 @@ pub fn apply(router: Router, limits: HttpLimits) -> Router {
             http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
+        .layer(middleware::from_fn(move |request, next| {
+            limit_in_flight(in_flight.clone(), request, next)
+        }));
+    if let Some(limiter) = limits.rate_limiter.clone() {
+        router = router.layer(middleware::from_fn(move |request, next| {
+            crate::ratelimit::enforce(limiter.clone(), request, next)
+        }));
+    }
+    let (max_url_bytes, max_header_bytes) = (limits.max_url_bytes, limits.max_header_bytes);
+    let router = router
+        .layer(middleware::from_fn(move |request, next| {
+            bound_request_head(max_url_bytes, max_header_bytes, request, next)
+        }))
         .layer(middleware::from_fn(envelope_framework_errors))
         .layer(middleware::from_fn(crate::metrics::track));
     router.layer(
@@ -65,6 +200,7 @@ pub fn apply(router: Router, limits: HttpLimits) -> Router {
                 header::AUTHORIZATION,
                 header::COOKIE,
             ]))
+            .map_request(drop_unacceptable_request_id)
             .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
             .layer(
@@ -83,4 +219,51 @@ pub fn apply(router: Router, limits: HttpLimits) -> Router {
                 }),
             ),
     )
+}
+
+/// The guards for a router that streams bodies and keeps its own timeouts (the gateway's
+/// proxy): URL and header limits, rate limits, in-flight limit, and the request id.
+pub fn guard(router: Router, limits: &HttpLimits) -> Router {
+    let in_flight = Arc::new(InFlight {
+        limit: limits.max_in_flight_per_route,
+        routes: Mutex::default(),
+    });
+    let mut router = router.layer(middleware::from_fn(move |request, next| {
+        limit_in_flight(in_flight.clone(), request, next)
+    }));
+    if let Some(limiter) = limits.rate_limiter.clone() {
+        router = router.layer(middleware::from_fn(move |request, next| {
+            crate::ratelimit::enforce(limiter.clone(), request, next)
+        }));
+    }
+    let (max_url_bytes, max_header_bytes) = (limits.max_url_bytes, limits.max_header_bytes);
+    router
+        .layer(middleware::from_fn(move |request, next| {
+            bound_request_head(max_url_bytes, max_header_bytes, request, next)
+        }))
+        .layer(
+            ServiceBuilder::new()
+                .map_request(drop_unacceptable_request_id)
+                .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER)),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_only_when_plain_and_short() {
+        let ok = |s: &str| is_acceptable_request_id(&HeaderValue::from_str(s).unwrap());
+        assert!(ok("0190f3a2-7b1c-7d2e-9f00-123456789abc"));
+        assert!(ok("req_01HZX.trace:7"));
+        assert!(!ok(""));
+        assert!(!ok("has space"));
+        assert!(!ok("quote\"inside"));
+        assert!(!ok(&"a".repeat(MAX_REQUEST_ID_CHARS + 1)));
+        assert!(ok(&"a".repeat(MAX_REQUEST_ID_CHARS)));
+        let raw = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert!(!is_acceptable_request_id(&raw));
+    }
 }

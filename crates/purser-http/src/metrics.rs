@@ -44,18 +44,45 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// A method as a label: the standard ones by name, any other as `other` (a client may send any
+/// token as a method; labels come from closed sets only).
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// A status as a label: the code when it is a real HTTP status (100-599), else `other`.
+fn status_label(status: http::StatusCode) -> String {
+    if (100..600).contains(&status.as_u16()) {
+        status.as_u16().to_string()
+    } else {
+        "other".to_owned()
+    }
+}
+
 /// Middleware: counts requests and records their latency, labelled by method, route template
 /// (never the raw path, which would explode the label set) and status.
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    let status = status_label(response.status());
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());

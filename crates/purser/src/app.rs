@@ -19,6 +19,7 @@ use purser_gateway::access::AccessState;
 use purser_gateway::proxy::Proxy;
 use purser_http::layers::HttpLimits;
 use purser_http::ops::OpsState;
+use purser_http::ratelimit::RateLimiter;
 use purser_metering::Metering;
 use purser_metering::http::MeteringState;
 use purser_registry::discovery::DiscoveryState;
@@ -104,6 +105,8 @@ pub struct Platform {
     /// Announces cached facts that changed, and applies other instances' announcements.
     pub invalidator: Arc<Invalidator>,
     pub metering: Arc<Metering>,
+    /// Rate limits on every public route, when `[rate_limits]` enables them.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Platform {
@@ -158,6 +161,13 @@ impl Platform {
             Arc::new(rails),
             config.facilitator.clone(),
         )?);
+        let rate_limiter = RateLimiter::new(
+            &config.rate_limits,
+            coordination.clone(),
+            authenticator.clone(),
+        )
+        .map_err(|why| anyhow::anyhow!("rate_limits: {why}"))?
+        .map(Arc::new);
         let gateway = Gateway::new(
             store.clone(),
             coordination.clone(),
@@ -176,7 +186,20 @@ impl Platform {
             gateway,
             invalidator,
             metering,
+            rate_limiter,
         })
+    }
+
+    /// The limits every request of `config`'s listeners is held to.
+    pub fn http_limits(&self, config: &Config) -> HttpLimits {
+        HttpLimits {
+            max_body_bytes: config.server.max_body_bytes,
+            request_timeout: config.server.request_timeout(),
+            max_url_bytes: config.server.max_url_bytes,
+            max_header_bytes: config.server.max_header_bytes,
+            max_in_flight_per_route: config.server.max_in_flight_per_route,
+            rate_limiter: self.rate_limiter.clone(),
+        }
     }
 
     /// Every service's routes behind the shared layers.
@@ -198,10 +221,7 @@ impl Platform {
             },
             config.graphql.graphiql,
         ));
-        let limits = HttpLimits {
-            max_body_bytes: config.server.max_body_bytes,
-            request_timeout: config.server.request_timeout(),
-        };
+        let limits = self.http_limits(config);
         let facilitator = purser_facilitator::router(FacilitatorState {
             facilitator: self.facilitator.clone(),
             authenticator: self.authenticator.clone(),
@@ -235,7 +255,7 @@ impl Platform {
             purser_metering::http::ingest_router(metering.clone()),
             HttpLimits {
                 max_body_bytes: config.metering.max_body_bytes,
-                ..limits
+                ..limits.clone()
             },
         )
         .reset_fallback();
@@ -252,14 +272,19 @@ impl Platform {
         .merge(events)
     }
 
-    /// The gateway's proxy, when it has a listener to serve.
+    /// The gateway's proxy, when it has a listener to serve, behind the guards of every
+    /// public listener (URL and header limits, rate limits, in-flight limit, request ids);
+    /// bodies stream, and each route keeps its own timeout.
     pub fn proxy(&self, config: &Config) -> anyhow::Result<Option<Router>> {
         if config.gateway.listen.is_none() && config.gateway.routes.is_empty() {
             return Ok(None);
         }
         let proxy =
             Proxy::new(self.gateway.clone(), &config.gateway).map_err(anyhow::Error::msg)?;
-        Ok(Some(proxy.router()))
+        Ok(Some(purser_http::layers::guard(
+            proxy.router(),
+            &self.http_limits(config),
+        )))
     }
 }
 
@@ -330,6 +355,8 @@ pub async fn serve_with(
                 gateway_listener,
                 proxy,
                 stop.clone(),
+                config.server.shutdown_grace(),
+                config.server.connection_limits(),
             )))
         }
         _ => None,
@@ -357,6 +384,7 @@ pub async fn serve_with(
             let _ = stopping.send(true);
         },
         config.server.shutdown_grace(),
+        config.server.connection_limits(),
     )
     .await?;
     let _ = reconciler.await;
@@ -429,19 +457,25 @@ async fn release_stale_reservations(
     }
 }
 
-/// Serves the gateway's proxy until `stop` turns true. Requests carry the client's address for
-/// `X-Forwarded-For`.
+/// Serves the gateway's proxy until `stop` turns true, with the connection limits of every
+/// listener. Requests carry the client's address for `X-Forwarded-For`.
 async fn serve_gateway(
     listener: TcpListener,
     proxy: Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    grace: std::time::Duration,
+    limits: purser_http::serve::ConnectionLimits,
 ) {
-    let service = proxy.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
+    let served = purser_http::serve::serve(
+        listener,
+        proxy,
+        async move {
             let _ = stop.wait_for(|stopping| *stopping).await;
-        })
-        .await;
+        },
+        grace,
+        limits,
+    )
+    .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "the gateway stopped");
     }

@@ -29,6 +29,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub entitlements: EntitlementsConfig,
     pub metering: MeteringConfig,
+    pub rate_limits: purser_http::ratelimit::RateLimitConfig,
     /// The chains Purser settles on (`[[rails]]` tables); see `purser_chain::config`.
     pub rails: Vec<purser_chain::config::RailConfig>,
 }
@@ -44,15 +45,42 @@ pub struct ServerConfig {
     pub request_timeout_seconds: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_seconds: u64,
+    /// The longest URL (path and query), in bytes.
+    pub max_url_bytes: usize,
+    /// The most header bytes (names and values) of one request.
+    pub max_header_bytes: usize,
+    /// The most headers of one request.
+    pub max_headers: usize,
+    /// Requests in flight at once on one route; more are answered `overloaded` at once.
+    pub max_in_flight_per_route: usize,
+    /// Connections open at once, on each listener.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (IPv6: one /64), on each listener.
+    pub max_connections_per_address: usize,
+    /// How long a client may take to send a request's head (and a kept-alive connection may
+    /// wait for its next request).
+    pub header_read_timeout_seconds: u64,
+    /// A connection on which nothing moved this long is closed.
+    pub idle_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        let http = purser_http::layers::HttpLimits::default();
+        let connections = purser_http::serve::ConnectionLimits::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8402)),
-            max_body_bytes: 1024 * 1024,
-            request_timeout_seconds: 30,
+            max_body_bytes: http.max_body_bytes,
+            request_timeout_seconds: http.request_timeout.as_secs(),
             shutdown_grace_seconds: 30,
+            max_url_bytes: http.max_url_bytes,
+            max_header_bytes: http.max_header_bytes,
+            max_headers: connections.max_headers,
+            max_in_flight_per_route: http.max_in_flight_per_route,
+            max_connections: connections.max_connections,
+            max_connections_per_address: connections.max_connections_per_address,
+            header_read_timeout_seconds: connections.header_read_timeout.as_secs(),
+            idle_timeout_seconds: connections.idle_timeout.as_secs(),
         }
     }
 }
@@ -289,6 +317,25 @@ impl ServerConfig {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
     }
+
+    /// The bounds on each listener's connections. The idle timeout is kept above the request
+    /// timeout, so that a request working quietly is never cut off as idle.
+    pub fn connection_limits(&self) -> purser_http::serve::ConnectionLimits {
+        let idle = self
+            .idle_timeout_seconds
+            .max(self.request_timeout_seconds + 5);
+        purser_http::serve::ConnectionLimits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(idle),
+            max_headers: self.max_headers,
+            // The URL and the headers, with room for the request line and line ends; the
+            // layers refuse either over its own limit with the envelope first.
+            max_head_bytes: self.max_url_bytes + self.max_header_bytes + 8 * 1024,
+            ..purser_http::serve::ConnectionLimits::default()
+        }
+    }
 }
 
 /// A configuration error: what is wrong, and at which key.
@@ -332,6 +379,52 @@ impl Config {
         }
         if self.server.shutdown_grace_seconds > 3600 {
             return fail("server.shutdown_grace_seconds", "must be at most 3600");
+        }
+        let server = &self.server;
+        let ranges: [(&str, usize, usize, usize); 6] = [
+            ("server.max_url_bytes", server.max_url_bytes, 256, 60 * 1024),
+            (
+                "server.max_header_bytes",
+                server.max_header_bytes,
+                1024,
+                1024 * 1024,
+            ),
+            ("server.max_headers", server.max_headers, 8, 1000),
+            (
+                "server.max_in_flight_per_route",
+                server.max_in_flight_per_route,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.max_connections",
+                server.max_connections,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.max_connections_per_address",
+                server.max_connections_per_address,
+                1,
+                1_000_000,
+            ),
+        ];
+        for (path, value, low, high) in ranges {
+            if !(low..=high).contains(&value) {
+                return fail(path, &format!("must be between {low} and {high}"));
+            }
+        }
+        if server.header_read_timeout_seconds == 0 || server.header_read_timeout_seconds > 3600 {
+            return fail(
+                "server.header_read_timeout_seconds",
+                "must be between 1 and 3600",
+            );
+        }
+        if server.idle_timeout_seconds == 0 || server.idle_timeout_seconds > 86_400 {
+            return fail("server.idle_timeout_seconds", "must be between 1 and 86400");
+        }
+        if let Err((path, why)) = self.rate_limits.check() {
+            return fail(&path, &why);
         }
         if let Some(url) = &self.storage.database_url {
             let url = url.expose_secret();

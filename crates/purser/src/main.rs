@@ -4,6 +4,9 @@ use clap::Parser;
 use purser::cli::{self, Cli};
 use purser::config::Config;
 
+/// How long the process waits, after serving stopped, for tasks still running.
+const RUNTIME_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn main() -> ExitCode {
     // TLS for RPC, Redis and trace export runs on ring; install it before any client exists.
     purser_chain::rails::ensure_crypto_provider();
@@ -35,7 +38,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(cli::run(cli.command, config, &mut std::io::stdout()));
-    drop(runtime);
+    // Serving drained or gave up on its connections within the grace period already; what is
+    // left (a task stuck in a blocking call) must not hold the process.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
     telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use purser_domain::coord::{Coordination, Notification, Rate, RateLimitDecision};
+use purser_domain::coord::{Coordination, Notification, Rate, RateLimitGrant};
 use purser_domain::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
@@ -289,30 +289,35 @@ impl Coordination for RedisCoordination {
         Ok(removed > 0)
     }
 
-    async fn rate_limit(&self, key: &str, rate: Rate) -> Result<RateLimitDecision> {
+    async fn rate_limit_take(&self, key: &str, rate: Rate, wanted: u64) -> Result<RateLimitGrant> {
         check_key("key", key)?;
         let rate = GcraRate::new(rate)?;
         let key = format!("{}{RATE_LIMIT_NAMESPACE}{key}", self.key_prefix);
         let mut connection = self.connection.clone();
         // EVALSHA, falling back to loading the script when Redis does not have it yet.
-        let (allowed, remaining, retry_after_us): (i64, i64, i64) = self
+        let (granted, remaining, retry_after_us): (i64, i64, i64) = self
             .rate_limit_script
             .key(key)
             .arg(rate.emission_interval_us)
             .arg(rate.limit)
+            .arg(wanted.clamp(1, rate.limit))
             .invoke_async(&mut connection)
             .await
             .map_err(|err| command_error("rate limit script", err))?;
-        let (Ok(remaining), Ok(retry_after_us)) =
-            (u64::try_from(remaining), u64::try_from(retry_after_us))
-        else {
+        let (Ok(granted), Ok(remaining), Ok(retry_after_us)) = (
+            u64::try_from(granted),
+            u64::try_from(remaining),
+            u64::try_from(retry_after_us),
+        ) else {
             return Err(Error::internal(
                 "redis rate limit script failed",
-                format!("negative answer: remaining {remaining}, retry after {retry_after_us} µs"),
+                format!(
+                    "negative answer: granted {granted}, remaining {remaining}, retry after {retry_after_us} µs"
+                ),
             ));
         };
-        Ok(RateLimitDecision {
-            allowed: allowed == 1,
+        Ok(RateLimitGrant {
+            granted,
             remaining,
             retry_after: Duration::from_micros(retry_after_us),
         })

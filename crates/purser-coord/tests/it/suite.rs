@@ -25,6 +25,7 @@ macro_rules! suite {
             delete_removes_and_says_whether_it_existed,
             rate_limit_allows_a_burst_then_denies_then_recovers,
             rate_limit_keys_are_independent,
+            rate_limit_take_grants_what_fits_and_shares_the_bucket,
             rate_limits_and_values_do_not_collide,
             publish_reaches_every_subscriber_in_order,
             subscribers_see_only_their_channel,
@@ -183,6 +184,30 @@ pub async fn rate_limit_keys_are_independent(factory: &impl Factory) {
     let other = ok(coord.rate_limit("b", rate).await);
     assert!(other.allowed);
     assert_eq!(other.remaining, 1);
+}
+
+pub async fn rate_limit_take_grants_what_fits_and_shares_the_bucket(factory: &impl Factory) {
+    let coord = factory.isolated().await;
+    let rate = Rate {
+        limit: 10,
+        window: MINUTE,
+    };
+    let lease = ok(coord.rate_limit_take("lease", rate, 4).await);
+    assert_eq!((lease.granted, lease.remaining), (4, 6), "{lease:?}");
+    // Single attempts and leases draw on one bucket.
+    assert!(ok(coord.rate_limit("lease", rate).await).allowed);
+    let rest = ok(coord.rate_limit_take("lease", rate, 100).await);
+    assert_eq!((rest.granted, rest.remaining), (5, 0), "{rest:?}");
+    let none = ok(coord.rate_limit_take("lease", rate, 3).await);
+    assert_eq!(none.granted, 0);
+    // One attempt frees every 6 s: the wait is about that, never more.
+    assert!(
+        none.retry_after > Duration::ZERO && none.retry_after <= Duration::from_secs(6),
+        "{none:?}"
+    );
+    assert!(!ok(coord.rate_limit("lease", rate).await).allowed);
+    // Wanting nothing is wanting one.
+    assert_eq!(ok(coord.rate_limit_take("other", rate, 0).await).granted, 1);
 }
 
 pub async fn rate_limits_and_values_do_not_collide(factory: &impl Factory) {

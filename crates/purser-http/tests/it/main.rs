@@ -5,12 +5,24 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use purser_http::layers::{self, HttpLimits};
+use purser_http::serve::ConnectionLimits;
 use serde_json::Value;
+
+mod connections;
 
 async fn spawn(
     router: Router,
     shutdown: tokio::sync::oneshot::Receiver<()>,
     grace: Duration,
+) -> (String, tokio::task::JoinHandle<bool>) {
+    spawn_with(router, shutdown, grace, ConnectionLimits::default()).await
+}
+
+async fn spawn_with(
+    router: Router,
+    shutdown: tokio::sync::oneshot::Receiver<()>,
+    grace: Duration,
+    limits: ConnectionLimits,
 ) -> (String, tokio::task::JoinHandle<bool>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -22,6 +34,7 @@ async fn spawn(
                 let _ = shutdown.await;
             },
             grace,
+            limits,
         )
         .await
         .unwrap()
@@ -111,6 +124,7 @@ async fn framework_errors_carry_codes() {
     let limits = HttpLimits {
         max_body_bytes: 64,
         request_timeout: Duration::from_millis(200),
+        ..HttpLimits::default()
     };
     let (base, _server) = spawn(app(limits), stopped, Duration::from_secs(1)).await;
     let client = purser_testkit::http_client();

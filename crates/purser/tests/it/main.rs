@@ -11,6 +11,7 @@ mod grpc;
 mod harness;
 mod instances;
 mod interop;
+mod limits;
 mod metering;
 mod metering_graphql;
 mod nginx;
