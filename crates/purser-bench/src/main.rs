@@ -78,6 +78,15 @@ struct Args {
     /// `postgres://postgres@127.0.0.1:5432/test`) instead of the embedded SQLite.
     #[arg(long)]
     postgres: bool,
+    /// Purser's coordination on the Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`,
+    /// under a key prefix of the run's own) instead of in its process.
+    #[arg(long)]
+    redis: bool,
+    /// Purser's `[rate_limits]`: `enforced` counts every request against limits set above
+    /// any load the harness makes (what a production instance pays for them), `off` disables
+    /// them, `absent` writes no table (for a `purser` older than rate limits).
+    #[arg(long, value_enum, default_value_t = RateLimits::Enforced)]
+    rate_limits: RateLimits,
     /// Measured `/verify` requests per target and concurrency (facilitators).
     #[arg(long, default_value_t = 2_000)]
     verify_requests: usize,
@@ -177,6 +186,13 @@ struct Args {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RateLimits {
+    Enforced,
+    Off,
+    Absent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Suite {
     /// `/verify` and `/settle`: Purser beside a peer facilitator.
     Facilitators,
@@ -226,6 +242,7 @@ fn default_peer() -> PathBuf {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    targets::set_shared_config(shared_config(&args));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -239,6 +256,30 @@ fn main() -> anyhow::Result<()> {
         (None, Suite::Entitlements) => runtime.block_on(entitlements::run(args)),
         (None, Suite::Metering) => runtime.block_on(metering::run(args)),
     }
+}
+
+/// What every `purser` the run starts is configured with besides its own settings: its
+/// coordination and its rate limits.
+fn shared_config(args: &Args) -> String {
+    let mut toml = String::new();
+    if args.redis {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("purser-bench-{}:", std::process::id());
+        toml.push_str(&format!(
+            "[coordination]\nredis_url = {url:?}\nkey_prefix = {prefix:?}\n\n"
+        ));
+    }
+    match args.rate_limits {
+        // One a microsecond, the most a limit may be: never reached by this harness, so every
+        // request is counted (in leases) and none refused.
+        RateLimits::Enforced => toml.push_str(
+            "[rate_limits]\nper_address_per_minute = 60000000\nper_key_per_minute = 60000000\n\
+             per_tenant_per_minute = 60000000\n\n",
+        ),
+        RateLimits::Off => toml.push_str("[rate_limits]\nenabled = false\n\n"),
+        RateLimits::Absent => {}
+    }
+    toml
 }
 
 /// The devnet of one chain (anvil, automine, chain id 84532) with Purser's EIP-3009 token,

@@ -120,6 +120,14 @@ pub fn sqlite_data_dir(dir: &Path) -> PathBuf {
     dir.join("purser-data")
 }
 
+/// Configuration shared by every `purser` of the run (coordination, rate limits), set once.
+static SHARED_CONFIG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets what every `purser` the run starts is configured with besides its own settings.
+pub fn set_shared_config(toml: String) {
+    let _ = SHARED_CONFIG.set(toml);
+}
+
 /// Where Purser keeps its data for the run.
 pub enum PurserStorage {
     /// The embedded default: SQLite in the run's folder.
@@ -199,7 +207,9 @@ impl PurserSetup {
              [server]\nlisten = \"127.0.0.1:{port}\"\n\n\
              [storage]\n{storage_toml}\n\
              [telemetry]\nlog_filter = \"info\"\n\n\
-             {rails}"
+             {shared}\
+             {rails}",
+            shared = SHARED_CONFIG.get().map_or("", String::as_str),
         );
         std::fs::write(&config, &base_config)?;
         std::fs::write(dir.join("purser.log"), "")?;

@@ -223,3 +223,54 @@ async fn instances_share_their_limits_through_redis() {
     }
     drop(stops);
 }
+
+/// The gateway's own listener is guarded like the main one: rate limits per address, and URL
+/// limits with the envelope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_listener_is_limited_too() {
+    use purser_gateway::GatewayRoute;
+    let mut config = limited(3, 0, 0, 0);
+    config.gateway.routes = vec![GatewayRoute {
+        host: None,
+        path: "/paid/*".into(),
+        // Nothing listens on the discard port: nothing here reaches an upstream.
+        upstream: "http://127.0.0.1:9".into(),
+        resource: purser_domain::id::ResourceId::new().to_string(),
+        settle: Default::default(),
+        timeout_seconds: Some(2),
+        upstream_http2: false,
+    }];
+    let app = TestApp::start_with(Backends::Embedded, config.clone()).await;
+    let proxy = app.platform.proxy(&config).unwrap().expect("a gateway");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(purser_http::serve::serve(
+        listener,
+        proxy,
+        std::future::pending(),
+        std::time::Duration::from_secs(1),
+        config.server.connection_limits(),
+    ));
+    let long = format!("{gateway}/paid/{}", "a".repeat(10 * 1024));
+    let response = app.client.get(long).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::URI_TOO_LONG);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "uri_too_long");
+    // The refused URL was not counted: three requests pass the limit of three.
+    for _ in 0..3 {
+        let response = app
+            .client
+            .get(format!("{gateway}/paid/thing"))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let response = app
+        .client
+        .get(format!("{gateway}/paid/thing"))
+        .send()
+        .await
+        .unwrap();
+    assert_limited(response).await;
+}
