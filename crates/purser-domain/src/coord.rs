@@ -49,7 +49,7 @@ pub enum Notification {
 }
 
 /// Keys and channels are namespaced by the implementation (a configured prefix); callers pass
-/// names such as `siwx:nonce:<value>`.
+/// names such as `siwx:used:<nonce>`.
 #[async_trait]
 pub trait Coordination: Send + Sync {
     /// Stores `value` under `key` for `ttl` unless the key exists. True when it was stored.

@@ -1,15 +1,20 @@
 //! Sign-In-With-X: the challenge a 402 carries, and the check of the `SIGN-IN-WITH-X` header
 //! that answers it.
 //!
-//! A challenge holds a fresh nonce, remembered in coordination (Redis, or the process on the
-//! embedded default) for [`SignInConfig::nonce_ttl`]. A sign-in is accepted when, in this
-//! order: the header decodes; its domain is the request's host and the request's URL starts with
-//! its URI; it is issued at most [`SignInConfig::max_age`] ago and not in the future; it has not
-//! expired and is valid already; its chain is one Purser settles on; its signature over the
+//! A challenge holds a fresh nonce that stores nothing: it carries its issue time, randomness
+//! and a MAC binding it to the tenant and the domain (module `nonce`), under a key every instance
+//! shares through coordination (Redis, or the process on the embedded default). Anyone may ask
+//! for challenges; none costs storage. A sign-in is accepted when, in this order: the header
+//! decodes; its domain is the request's host and the request's URL starts with its URI; it is
+//! issued at most [`SignInConfig::max_age`] ago and not in the future; it has not expired and is
+//! valid already; its chain is one Purser settles on; its nonce was issued here for this tenant
+//! and domain at most [`SignInConfig::nonce_ttl`] ago and is unused; its signature over the
 //! EIP-4361 text of its fields is the address's (an EOA by EIP-191, a contract wallet by
 //! ERC-1271 through the chain, a wallet not yet deployed by ERC-6492 only through an allowlisted
-//! factory); and its nonce, issued here and unused, is burned. Each refusal has its own code;
-//! none is logged with the signature.
+//! factory); and last its nonce is burned (`siwx:used:<nonce>`, put if absent for the nonce's
+//! remaining lifetime), so that a nonce is used once across instances, a refused sign-in does not
+//! spend it, and coordination holds only what sign-ins that passed every check put there. Each
+//! refusal has its own code; none is logged with the signature.
 
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -23,15 +28,18 @@ use purser_domain::coord::Coordination;
 use purser_domain::id::TenantId;
 use purser_domain::{Error, ErrorCode, Result};
 use purser_x402::siwx::{self, SiwxInfo, SiwxOffer, SiwxPayload, SupportedChain};
-use rand::Rng as _;
-use rand::distr::Alphanumeric;
+
+mod nonce;
+
+use nonce::Nonces;
 
 /// How sign-ins are offered and judged.
 #[derive(Debug, Clone)]
 pub struct SignInConfig {
     /// The oldest `issuedAt` accepted (the SDK's default: five minutes).
     pub max_age: Duration,
-    /// How long an offered nonce stays usable; also the offer's `expirationTime`.
+    /// How long an offered nonce stays usable (also the offer's `expirationTime`), and how long
+    /// a used one is remembered at most.
     pub nonce_ttl: Duration,
     /// The statement the client signs.
     pub statement: String,
@@ -58,7 +66,7 @@ pub struct SignedIn {
 /// Offers and verifies sign-ins.
 #[derive(Clone)]
 pub struct SignIn {
-    coordination: Arc<dyn Coordination>,
+    nonces: Nonces,
     rails: Arc<Rails>,
     config: SignInConfig,
 }
@@ -74,16 +82,6 @@ impl std::fmt::Debug for SignIn {
 /// How far in the future an `issuedAt` or `notBefore` may lie: clocks of instances differ.
 pub const CLOCK_LEEWAY_SECONDS: i64 = 30;
 
-/// Where offered nonces live in coordination.
-fn nonce_key(nonce: &str) -> String {
-    format!("siwx:nonce:{nonce}")
-}
-
-/// What an offered nonce is good for: one tenant, one domain.
-fn nonce_binding(tenant: TenantId, domain: &str) -> String {
-    format!("{tenant}|{}", domain.to_ascii_lowercase())
-}
-
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Error {
     Error::new(code, message.into())
 }
@@ -95,7 +93,7 @@ impl SignIn {
         config: SignInConfig,
     ) -> Self {
         Self {
-            coordination,
+            nonces: Nonces::new(coordination, config.nonce_ttl),
             rails,
             config,
         }
@@ -121,19 +119,8 @@ impl SignIn {
             .map_err(|e| Error::invalid_input(format!("{url:?} is not an absolute URL: {e}")))?;
         let domain = authority(&parsed)
             .ok_or_else(|| Error::invalid_input(format!("{url:?} has no host")))?;
-        let nonce: String = rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(24)
-            .map(char::from)
-            .collect();
-        self.coordination
-            .put(
-                &nonce_key(&nonce),
-                nonce_binding(tenant, &domain).as_bytes(),
-                self.config.nonce_ttl,
-            )
-            .await?;
         let now = Utc::now();
+        let nonce = self.nonces.issue(tenant, &domain, now).await?;
         let expires = now + chrono::Duration::from_std(self.config.nonce_ttl).unwrap_or_default();
         Ok(SiwxOffer {
             info: SiwxInfo {
@@ -210,19 +197,21 @@ impl SignIn {
                 "the signature is not 0x-prefixed hex",
             )
         })?;
-        // A nonce this Purser did not issue, for this tenant and domain, is refused before
-        // anything costs a call to the chain.
+        // A nonce this Purser did not issue, for this tenant and domain, an expired one and a
+        // used one are refused before anything costs a call to the chain.
         let nonce_refused = || {
             refuse(
                 ErrorCode::SignInNonceInvalid,
                 "the nonce was not issued here for this merchant, has expired, or was used already",
             )
         };
-        let binding = nonce_binding(tenant, &payload.domain);
-        let key = nonce_key(&payload.nonce);
-        if self.coordination.get(&key).await?.as_deref() != Some(binding.as_bytes()) {
+        let Some(nonce) = self
+            .nonces
+            .check(&payload.nonce, tenant, &payload.domain, now)
+            .await?
+        else {
             return Err(nonce_refused());
-        }
+        };
         let address = Address::from(message.address);
         let digest = eip191_hash_message(message.to_string());
         // A key's own signature is checked offline; only contract wallets need the chain.
@@ -255,7 +244,7 @@ impl SignIn {
         }
         // Last, so that only a valid sign-in spends its nonce; atomic, so of concurrent
         // replays one wins.
-        if self.coordination.take(&key).await?.as_deref() != Some(binding.as_bytes()) {
+        if !self.nonces.burn(&nonce).await? {
             return Err(nonce_refused());
         }
         Ok(SignedIn {

@@ -4,6 +4,7 @@
 
 pub mod config;
 mod reconcile;
+mod replay;
 mod routes;
 mod service;
 

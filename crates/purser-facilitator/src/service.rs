@@ -29,6 +29,7 @@ use purser_x402::{
 use sha2::{Digest, Sha256};
 
 use crate::config::FacilitatorConfig;
+use crate::replay::settles;
 
 /// A waiting settlement looks at its record and the chain after this, then twice as long
 /// each time, up to [`POLL_INTERVAL_MAX`]: a receipt that is there at once is seen at once,
@@ -61,6 +62,16 @@ pub(crate) struct Prepared {
 impl Prepared {
     pub fn payer(&self) -> String {
         self.transfer.payer()
+    }
+
+    /// The authorization's key: unique per settlement.
+    pub fn authorization_key(&self) -> Result<AuthorizationKey> {
+        AuthorizationKey::new(
+            &self.rail.network,
+            &format!("{:#x}", self.asset.address),
+            &format!("{:#x}", self.transfer.from),
+            &hex_of(self.transfer.nonce.as_slice()),
+        )
     }
 
     pub fn requirement(&self) -> Result<ExactRequirement<'_>, (Reason, String)> {
@@ -349,7 +360,12 @@ impl Facilitator {
                     ));
                 }
                 PaymentIdentifierClaim::Same(record) => {
-                    if let Some(stored) = record.response {
+                    // The payload hash does not cover the requirements: the stored response
+                    // answers only a request for what was settled. Anything else goes on as a
+                    // new payment, which settle_request refuses on the taken authorization.
+                    if let Some(stored) = record.response
+                        && self.settled_as_asked(scope, &request).await?.is_some()
+                    {
                         return serde_json::from_str(&stored)
                             .map_err(|e| Error::internal("reading a stored settle response", e));
                     }
@@ -391,12 +407,7 @@ impl Facilitator {
                 );
             }
         };
-        let key = AuthorizationKey::new(
-            &prepared.rail.network,
-            &format!("{:#x}", prepared.asset.address),
-            &format!("{:#x}", prepared.transfer.from),
-            &hex_of(prepared.transfer.nonce.as_slice()),
-        )?;
+        let key = prepared.authorization_key()?;
         let new = NewSettlement {
             id: SettlementId::new(),
             tenant_id: scope.tenant_id(),
@@ -413,22 +424,78 @@ impl Facilitator {
         let settlement = match self.store.claim_settlement(new).await? {
             Claim::Created(settlement) => self.drive(settlement, &prepared).await?,
             Claim::Existing(existing) => {
-                if existing.tenant_id != scope.tenant_id()
-                    || !same_authorization(&existing, &prepared)
-                {
-                    return Ok(SettleResponse::failed(
-                        Reason::InvalidExactEvmNonceAlreadyUsed,
-                        network_label,
-                        Some(prepared.payer()),
-                    )
-                    .with_message(
-                        "this authorization is already being settled for another payment",
-                    ));
+                if !settles(&existing, scope.tenant_id(), &prepared) {
+                    return Ok(self.refuse_taken(&prepared).await);
                 }
                 self.join(existing, &prepared).await?
             }
         };
         Ok(respond(&settlement, &prepared))
+    }
+
+    /// The scope's settlement of the request's authorization, when it settled what the request
+    /// asks for (see [`crate::replay`]); `None` for anything else, including a request that
+    /// would be refused before its authorization is looked at.
+    async fn settled_as_asked(
+        &self,
+        scope: TenantScope,
+        request: &FacilitatorRequest,
+    ) -> Result<Option<Settlement>> {
+        let Preparation::Ready(prepared) = self.prepare(request)? else {
+            return Ok(None);
+        };
+        let settlement = self
+            .store
+            .find_settlement_by_authorization(scope, &prepared.authorization_key()?)
+            .await?;
+        Ok(settlement.filter(|s| settles(s, scope.tenant_id(), &prepared)))
+    }
+
+    /// The scope's settlement of `payload`'s authorization, when it settled `requirements` (the
+    /// rule of [`crate::replay`]): for callers in process that answer a settled payment again
+    /// without settling it (the gateway's credit top-ups). `None` when there is no such
+    /// settlement, or when it settled something else.
+    pub async fn settled_as_requested(
+        &self,
+        scope: TenantScope,
+        payload: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> Result<Option<Settlement>> {
+        let request = FacilitatorRequest::V2(purser_x402::facilitator::VerifyRequest {
+            x402_version: Some(purser_x402::V2),
+            payment_payload: payload.clone(),
+            payment_requirements: requirements.clone(),
+        });
+        self.settled_as_asked(scope, &request).await
+    }
+
+    /// The answer to a request for an authorization that was settled for something else (or
+    /// by another tenant): judged as a new payment would be, so it gets the reason a new one
+    /// gets (another amount, another recipient); when it would pass (the first settlement is
+    /// not on chain yet, or differs only in what the chain does not check), the authorization
+    /// is taken all the same.
+    async fn refuse_taken(&self, prepared: &Prepared) -> SettleResponse {
+        let payer = Some(prepared.payer());
+        let network = prepared.network_label.clone();
+        let verdict = match prepared.requirement() {
+            Ok(requirement) => {
+                prepared
+                    .rail
+                    .verify_exact(&prepared.transfer, &requirement, unix_now())
+                    .await
+            }
+            Err((reason, message)) => Ok(Verdict::Invalid { reason, message }),
+        };
+        match verdict {
+            Ok(Verdict::Invalid { reason, message }) => {
+                SettleResponse::failed(versioned(reason, prepared.version), network, payer)
+                    .with_message(message)
+            }
+            Ok(Verdict::Valid) | Err(_) => {
+                SettleResponse::failed(Reason::InvalidExactEvmNonceAlreadyUsed, network, payer)
+                    .with_message("this authorization is already being settled for another payment")
+            }
+        }
     }
 
     /// Takes a freshly claimed settlement to an outcome, or to `pending`.
@@ -845,14 +912,6 @@ fn versioned(reason: Reason, version: X402Version) -> Reason {
         }
         (reason, _) => reason,
     }
-}
-
-/// Whether a claimed settlement is for the same signed authorization as this request.
-fn same_authorization(existing: &Settlement, prepared: &Prepared) -> bool {
-    serde_json::from_str::<PaymentPayload>(&existing.payload)
-        .ok()
-        .and_then(|payload| payload.exact_evm().ok())
-        .is_some_and(|exact| ExactTransfer::from_payload(&exact) == prepared.transfer)
 }
 
 /// The `/settle` answer for a settlement's current state.

@@ -6,9 +6,11 @@
 //! Purser's facilitator and adds the amount to the payer's credit with that merchant, on the
 //! ledger, once per settlement: presenting the same payment again answers the same top-up and
 //! moves nothing (the spent authorization is not verified anew; the stored settlement of the
-//! same signed authorization answers). Credit is issued only for a confirmed settlement: when the outcome is not
-//! known yet, the answer is 202 with the settlement's id, and the same payment presented once it
-//! has confirmed collects the credit.
+//! same signed authorization answers, when the facilitator finds it settled for this top-up's
+//! requirements: for another amount or merchant the payment is refused as a new one would be).
+//! Credit is issued only for a confirmed settlement: when the outcome is not known yet, the
+//! answer is 202 with the settlement's id, and the same payment presented once it has confirmed
+//! collects the credit.
 //!
 //! Any x402 client pays it; the balance is then spent by usage-priced calls through the
 //! entitlement check's reservations (see [`crate::entitled`]).
@@ -32,7 +34,7 @@ use purser_domain::tenant::TenantStatus;
 use purser_domain::{Error, ErrorCode};
 use purser_http::ApiError;
 use purser_registry::challenge;
-use purser_x402::v2::{JsonObject, PaymentPayload, PaymentRequired, ResourceInfo};
+use purser_x402::v2::{JsonObject, PaymentRequired, ResourceInfo};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -71,12 +73,22 @@ async fn top_up(
     let scope = TenantScope::trusted(tenant);
     let offer = offer(&state, scope, &query, amount, &parts).await?;
     let store = state.gateway.store();
-    // A payment presented before: its settlement answers again, without verifying an
-    // authorization that is spent by now.
+    // A payment presented before for this very top-up: its settlement answers again, without
+    // verifying an authorization that is spent by now. The facilitator decides whether the
+    // settlement is this top-up's (the same authorization, settled for these requirements);
+    // one settled for another amount or merchant goes on as a new payment and is refused.
     if let Ok(Some((payload, _))) = purser_axum::engine::read_payment(&offer, &parts.headers)
+        && let Some(requirements) = offer
+            .required
+            .accepts
+            .iter()
+            .find(|o| purser_x402::matching::accepted_matches(o, &payload.accepted))
         && let Ok(key) = authorization_key(&payload)
-        && let Some(settlement) = store.find_settlement_by_authorization(scope, &key).await?
-        && same_signed_payload(&settlement.payload, &payload)
+        && let Some(settlement) = state
+            .gateway
+            .facilitator
+            .settled_as_requested(scope, &payload, requirements)
+            .await?
         && !matches!(
             settlement.status,
             SettlementStatus::Failed | SettlementStatus::Rejected
@@ -107,13 +119,6 @@ async fn top_up(
         .await?
         .ok_or_else(|| Error::new(ErrorCode::Internal, "a settled top-up has no settlement"))?;
     credit(&state, scope, &settlement, &key, headers).await
-}
-
-/// Whether a stored settlement's payload carries the same signed authorization as `presented`.
-fn same_signed_payload(stored: &str, presented: &PaymentPayload) -> bool {
-    serde_json::from_str::<serde_json::Value>(stored).is_ok_and(|stored| {
-        stored["payload"] == serde_json::Value::Object(presented.payload.clone())
-    })
 }
 
 /// The credit a settlement buys: added once it is confirmed (202 until then), answered with

@@ -33,6 +33,8 @@ on_both_backends!(
     bad_payments_get_their_reasons_and_move_nothing,
     fifty_concurrent_settles_make_one_transfer,
     payment_identifiers_replay_or_conflict,
+    a_settlement_answers_only_the_requirements_it_settled,
+    payment_identifiers_answer_only_the_requirements_they_settled,
 );
 
 async fn a_payment_is_verified_settled_and_booked_once(backend: Backend) {
@@ -707,4 +709,204 @@ async fn verify_refuses_what_settle_would_refuse_for_its_identifier() {
             .contains("payment-identifier"),
         "{verified}"
     );
+}
+
+/// What the fixture's tenant has settled, and what moved on chain for it: a replay that is
+/// refused must leave all of it as it was.
+struct Settled {
+    settlements: Vec<purser_domain::settlement::Settlement>,
+    merchant: U256,
+    signer_transactions: u64,
+    receivable: Amount,
+}
+
+async fn settled_state(fixture: &Fixture) -> Settled {
+    let settlements = fixture
+        .store
+        .list_settlements(
+            purser_domain::auth::TenantScope::trusted(fixture.tenant),
+            purser_domain::page::PageRequest::first(10).unwrap(),
+        )
+        .await
+        .unwrap()
+        .items;
+    let signer_transactions = fixture
+        .chain()
+        .provider()
+        .get_transaction_count(fixture.devnet.accounts().settlement_signer.address())
+        .await
+        .unwrap();
+    Settled {
+        settlements,
+        merchant: fixture.token_balance(fixture.merchant).await,
+        signer_transactions,
+        receivable: fixture.ledger_receivable().await,
+    }
+}
+
+fn assert_unchanged(what: &str, before: &Settled, after: &Settled) {
+    assert_eq!(
+        after.settlements, before.settlements,
+        "{what}: the settlement is unchanged"
+    );
+    assert_eq!(after.merchant, before.merchant, "{what}: nothing moved");
+    assert_eq!(
+        after.signer_transactions, before.signer_transactions,
+        "{what}: nothing was broadcast"
+    );
+    assert_eq!(
+        after.receivable, before.receivable,
+        "{what}: nothing booked"
+    );
+}
+
+/// Each way of asking for something else with a payment settled as `body`: what is bent, the
+/// request, and the reason a new payment of that shape gets.
+fn other_requirements(
+    fixture: &Fixture,
+    body: &Value,
+    settled_value: u128,
+) -> Vec<(&'static str, Value, &'static str)> {
+    let bent = |path: &str, value: Value| {
+        let mut b = body.clone();
+        b["paymentRequirements"][path] = value;
+        b
+    };
+    let other_merchant = fixture.payer(1).address().to_checksum(None);
+    let v1 = {
+        let requirements = &body["paymentRequirements"];
+        json!({
+            "x402Version": 1,
+            "paymentPayload": {
+                "x402Version": 1,
+                "scheme": "exact",
+                "network": "base-sepolia",
+                "payload": body["paymentPayload"]["payload"],
+            },
+            "paymentRequirements": {
+                "scheme": "exact",
+                "network": "base-sepolia",
+                "maxAmountRequired": (settled_value * 10).to_string(),
+                "resource": "https://merchant.example/dearer",
+                "description": "a dearer thing",
+                "payTo": requirements["payTo"],
+                "maxTimeoutSeconds": requirements["maxTimeoutSeconds"],
+                "asset": requirements["asset"],
+                "extra": requirements["extra"],
+            },
+        })
+    };
+    vec![
+        (
+            "a higher amount",
+            bent("amount", json!((settled_value * 10).to_string())),
+            "invalid_exact_evm_payload_authorization_value_mismatch",
+        ),
+        (
+            "a lower amount",
+            bent("amount", json!((settled_value - 1).to_string())),
+            "invalid_exact_evm_payload_authorization_value_mismatch",
+        ),
+        (
+            "another payTo",
+            bent("payTo", json!(other_merchant)),
+            "invalid_exact_evm_recipient_mismatch",
+        ),
+        (
+            "a higher amount, in x402 v1",
+            v1,
+            "invalid_exact_evm_authorization_value",
+        ),
+        (
+            "the same transfer under another timeout",
+            bent("maxTimeoutSeconds", json!(60)),
+            "invalid_exact_evm_nonce_already_used",
+        ),
+        (
+            "the same transfer with another extra",
+            bent(
+                "extra",
+                json!({
+                    "name": body["paymentRequirements"]["extra"]["name"],
+                    "version": body["paymentRequirements"]["extra"]["version"],
+                    "assetTransferMethod": "eip3009",
+                }),
+            ),
+            "invalid_exact_evm_nonce_already_used",
+        ),
+    ]
+}
+
+/// A settled authorization presented again for other requirements (another amount, another
+/// `payTo`, anything else that was settled) is judged as a new payment would be and refused
+/// with its reason, never answered with the settlement's success; the settlement stays as it
+/// was and nothing is sent. A true retry still gets the stored success, addresses in any case.
+async fn a_settlement_answers_only_the_requirements_it_settled(backend: Backend) {
+    let fixture = Fixture::start(Setup::new(backend)).await;
+    let payer = fixture.payer(0);
+    let payment = fixture.payment(payer, 4_000);
+    let body = payment.body(payer, fixture.chain().chain_id());
+    let (_, settled) = fixture.post("settle", &body).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    let before = settled_state(&fixture).await;
+    assert_eq!(before.settlements.len(), 1);
+    assert_eq!(before.signer_transactions, 1);
+
+    for (what, other, reason) in other_requirements(&fixture, &body, 4_000) {
+        let (status, answer) = fixture.post("settle", &other).await;
+        assert_eq!(status, 200, "{what}: {answer}");
+        assert_eq!(answer["success"], false, "{what}: {answer}");
+        assert_eq!(answer["errorReason"], reason, "{what}: {answer}");
+        assert_eq!(answer["transaction"], "", "{what}: {answer}");
+        assert_unchanged(what, &before, &settled_state(&fixture).await);
+    }
+
+    // A true retry: the stored success, also with the same addresses in lower case.
+    let (_, again) = fixture.post("settle", &body).await;
+    assert_eq!(again, settled);
+    let mut lower = body.clone();
+    for field in ["payTo", "asset"] {
+        let address = lower["paymentRequirements"][field]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        lower["paymentRequirements"][field] = json!(address);
+    }
+    let (_, again) = fixture.post("settle", &lower).await;
+    assert_eq!(again, settled);
+    assert_unchanged("true retries", &before, &settled_state(&fixture).await);
+}
+
+/// The payment-identifier extension answers its stored response only to the requirements it
+/// was settled for: the same payload (so the same identifier record) for other requirements is
+/// judged as a new payment and refused, and the stored response stays for true retries.
+async fn payment_identifiers_answer_only_the_requirements_they_settled(backend: Backend) {
+    let fixture = Fixture::start(Setup::new(backend)).await;
+    let payer = fixture.payer(0);
+    let mut payment = fixture.payment(payer, 4_000);
+    payment.extensions = Some(json!({
+        "payment-identifier": { "info": { "required": true, "id": "pay_requirements_0123456789" }, "schema": {} }
+    }));
+    let body = payment.body(payer, fixture.chain().chain_id());
+    let (_, settled) = fixture.post("settle", &body).await;
+    assert_eq!(settled["success"], true, "{settled}");
+    let before = settled_state(&fixture).await;
+
+    // The v1 case carries no extensions: it is the claim of the authorization that answers it.
+    for (what, other, reason) in other_requirements(&fixture, &body, 4_000)
+        .into_iter()
+        .filter(|(_, other, _)| other["x402Version"] == 2)
+    {
+        let (status, answer) = fixture.post("settle", &other).await;
+        assert_eq!(status, 200, "{what}: {answer}");
+        assert_eq!(answer["success"], false, "{what}: {answer}");
+        assert_eq!(answer["errorReason"], reason, "{what}: {answer}");
+        assert_eq!(answer["transaction"], "", "{what}: {answer}");
+        assert_unchanged(what, &before, &settled_state(&fixture).await);
+    }
+
+    let (status, again) = fixture.post("settle", &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(again, settled, "a true retry gets the stored response");
+    assert_unchanged("a true retry", &before, &settled_state(&fixture).await);
 }

@@ -19,6 +19,7 @@ on_both_backend_pairs!(
     entitlement_checks_answer_grants_credit_and_denials,
     sdk_client_signs_in_to_the_native_layer,
     sdk_client_tops_up_credit_then_spends_it,
+    a_top_up_payment_answers_only_its_own_top_up,
 );
 
 /// The gateway in front of `upstream`, pricing `/weather/*` with a resource that grants
@@ -947,4 +948,80 @@ async fn sdk_client_tops_up_credit_then_spends_it(backends: Backends) {
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], code, "{url}: {error}");
     }
+}
+
+/// A top-up payment answers only the top-up it paid for: presented again for a top-up of
+/// another amount, in either x402 version, it is refused with a 402 (the facilitator finds its
+/// settlement settled for other requirements) and nothing is credited or moved; presented for
+/// its own top-up, it answers the same credit.
+async fn a_top_up_payment_answers_only_its_own_top_up(backends: Backends) {
+    use purser_domain::credits::CreditKey;
+    use purser_domain::money::Amount;
+
+    let fx = Interop::start(backends).await;
+    fx.publish("https://api.example.com/llm/complete", "Completions")
+        .await;
+    let scope = TenantScope::trusted(fx.tenant);
+    let asset = format!("{:#x}", fx.chain().token().address);
+    let payer = format!("{:#x}", fx.payer().address());
+    let key = CreditKey::new(&payer, NETWORK, &asset).unwrap();
+    let top_up_url = |amount: u128| {
+        fx.app.url(&format!(
+            "/v1/credits/top-up?tenant={}&network={NETWORK}&amount={amount}",
+            fx.tenant
+        ))
+    };
+    let client = reqwest::Client::new();
+    let unpaid = client.get(top_up_url(30_000)).send().await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    let required = purser_x402::header::decode_payment_required(
+        unpaid.headers()["payment-required"].to_str().unwrap(),
+    )
+    .unwrap();
+    let v2 = fx.sign_for(&required, purser_chain::devnet::payment::now() + 300);
+    let paid = client
+        .get(top_up_url(30_000))
+        .header("payment-signature", &v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), 200);
+    let paid: Value = paid.json().await.unwrap();
+    assert_eq!(paid["status"], "credited", "{paid}");
+    assert_eq!(paid["available"], "30000", "{paid}");
+    // The same signed authorization as a v1 client sends it.
+    let payload = purser_x402::header::decode_payment_signature(&v2).unwrap();
+    let v1 = purser_x402::header::encode_json(&json!({
+        "x402Version": 1,
+        "scheme": "exact",
+        "network": "base-sepolia",
+        "payload": payload.payload,
+    }));
+    let merchant_before = fx.balance(fx.merchant()).await;
+
+    for (what, header, value) in [("v2", "payment-signature", &v2), ("v1", "x-payment", &v1)] {
+        let dearer = client
+            .get(top_up_url(90_000))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        let status = dearer.status();
+        let body = dearer.text().await.unwrap();
+        assert_eq!(status, 402, "{what}: a dearer top-up is not paid: {body}");
+        let own = client
+            .get(top_up_url(30_000))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(own.status(), 200, "{what}");
+        let own: Value = own.json().await.unwrap();
+        assert_eq!(own["status"], "credited", "{what}: {own}");
+        assert_eq!(own["settlementId"], paid["settlementId"], "{what}: {own}");
+        assert_eq!(own["available"], "30000", "{what}: credited once: {own}");
+    }
+    let balance = fx.app.store.credit_balance(scope, &key).await.unwrap();
+    assert_eq!(balance.available, Amount::from_atomic(30_000));
+    assert_eq!(fx.balance(fx.merchant()).await, merchant_before);
 }
