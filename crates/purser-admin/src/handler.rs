@@ -2,8 +2,10 @@
 //! before execution, and every error in the answer carrying `extensions.code`.
 //!
 //! Status codes: 200 for executed requests (field errors included); 400 for requests that did
-//! not parse or validate; 401 for a bad API key; 415 for bodies refused unread; 413, in the
-//! platform's error envelope like every route, for bodies over the limit.
+//! not parse or validate, or passed a limit of `GraphqlLimits` (`query_too_large`,
+//! `query_too_deep`, checked before the parser sees the document); 401 for a bad API key; 415
+//! for bodies refused unread; 413, in the platform's error envelope like every route, for
+//! bodies over the limit.
 
 use async_graphql::{Request, Response as GqlResponse, ServerError};
 use axum::body::Bytes;
@@ -17,7 +19,7 @@ use http::{HeaderMap, StatusCode, header};
 use purser_domain::ErrorCode;
 use serde_json::json;
 
-use crate::AdminState;
+use crate::{AdminState, GraphqlLimits, bounds};
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
@@ -68,13 +70,30 @@ async fn execute(
         }
         Err(rejection) => return errors_response(ErrorCode::MalformedJson, &rejection.body_text()),
     };
-    let request = match parse_request(&body) {
-        Ok(request) => request,
-        Err(message) => return errors_response(ErrorCode::MalformedJson, &message),
-    };
-    if let Err(err) = async_graphql::parser::parse_query(&request.query) {
-        return errors_response(ErrorCode::GraphqlParseError, &err.to_string());
+    // Every dimension of the request is bounded before async-graphql parses or validates it
+    // (see `bounds`); each step is linear in what the one before bounded.
+    if let Err(refusal) = bounds::check_json_nesting(&body, &state.limits) {
+        return errors_response(refusal.code, &refusal.message);
     }
+    let mut request = match parse_request(&body, &state.limits) {
+        Ok(request) => request,
+        Err(Refused::Malformed(message)) => {
+            return errors_response(ErrorCode::MalformedJson, &message);
+        }
+        Err(Refused::Bounds(refusal)) => return errors_response(refusal.code, &refusal.message),
+    };
+    if let Err(refusal) = bounds::check_document_text(&request.query, &state.limits) {
+        return errors_response(refusal.code, &refusal.message);
+    }
+    let document = match async_graphql::parser::parse_query(&request.query) {
+        Ok(document) => document,
+        Err(err) => return errors_response(ErrorCode::GraphqlParseError, &err.to_string()),
+    };
+    if let Err(refusal) = bounds::check_document(&document, &state.limits) {
+        return errors_response(refusal.code, &refusal.message);
+    }
+    // Parsed once: execution takes this document rather than parsing the text again.
+    request.set_parsed_query(document);
     let principal = match purser_http::auth::principal_of(&parts, &state.authenticator).await {
         Ok(principal) => principal,
         Err(err) => {
@@ -108,18 +127,31 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Decodes one GraphQL request. Batches (a JSON array) are refused: they multiply the cost of
-/// one HTTP request past the complexity limit.
-fn parse_request(body: &[u8]) -> Result<Request, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+/// Why a body is not a request: not one (`malformed_json`), or over a limit.
+enum Refused {
+    Malformed(String),
+    Bounds(bounds::Refusal),
+}
+
+/// Decodes one GraphQL request, its `variables` and `extensions` within the limits. Batches (a
+/// JSON array) are refused: they multiply the cost of one HTTP request past the complexity
+/// limit.
+fn parse_request(body: &[u8], limits: &GraphqlLimits) -> Result<Request, Refused> {
+    let malformed = Refused::Malformed;
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| malformed(format!("the body is not JSON: {e}")))?;
     if value.is_array() {
-        return Err("batched requests are not supported; send one request per POST".to_owned());
+        return Err(malformed(
+            "batched requests are not supported; send one request per POST".to_owned(),
+        ));
     }
     if !value.get("query").is_some_and(serde_json::Value::is_string) {
-        return Err("the request has no `query` string".to_owned());
+        return Err(malformed("the request has no `query` string".to_owned()));
     }
-    serde_json::from_value(value).map_err(|e| format!("the body is not a GraphQL request: {e}"))
+    let carried = ["variables", "extensions"].map(|key| value.get(key));
+    bounds::check_json_values(carried.into_iter().flatten(), limits).map_err(Refused::Bounds)?;
+    serde_json::from_value(value)
+        .map_err(|e| malformed(format!("the body is not a GraphQL request: {e}")))
 }
 
 /// Gives every error a code. Resolver errors have theirs already; what async-graphql reports

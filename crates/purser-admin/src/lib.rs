@@ -3,6 +3,7 @@
 //! data through the domain's repository traits and the services (registry, metering), and
 //! knows no SQL.
 
+mod bounds;
 mod context;
 mod error;
 mod grants;
@@ -28,13 +29,56 @@ pub use handler::router;
 
 pub type AdminSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
 
-/// Limits on what one GraphQL request may ask for.
+/// Limits on what one GraphQL request may ask for, one for every dimension of a request.
+///
+/// The size limits are checked before async-graphql parses or validates a document (module
+/// `bounds`), so that the work done on any request is linear in a small bounded size: its
+/// text first (bytes, tokens, bracket nesting), then the parsed document (operations,
+/// fragments, fields and aliases once fragments are expanded, directives, input values), then
+/// the variables. `max_depth` and `max_complexity` are async-graphql's own, checked during
+/// validation.
 #[derive(Debug, Clone, Copy)]
 pub struct GraphqlLimits {
-    /// Deepest nesting of selections. The standard introspection query needs 13.
+    /// Deepest nesting of selections. The standard introspection query needs 13 (14 with
+    /// graphql-js 17's nine levels of `ofType`).
     pub max_depth: usize,
     /// Largest total cost; a connection field costs its page size times its selection.
     pub max_complexity: usize,
+    /// Longest document, in bytes.
+    pub max_document_bytes: usize,
+    /// Most tokens in a document (names, punctuators, numbers, strings; not whitespace,
+    /// commas or comments).
+    pub max_tokens: usize,
+    /// Deepest nesting of `{`, `[` and `(` in the document's text, outside strings and
+    /// comments. This is what keeps the recursive parser's stack small; at most
+    /// [`Self::MAX_NESTING`].
+    pub max_nesting: usize,
+    /// Deepest nesting of list and object values written in the document (arguments,
+    /// directive arguments, default values).
+    pub max_input_depth: usize,
+    /// Most fields once every fragment spread is replaced by its fragment, over all
+    /// operations (and over each fragment on its own).
+    pub max_fields: usize,
+    /// Most aliased fields once fragments are expanded, counted as `max_fields` is.
+    pub max_aliases: usize,
+    /// Most operations in one document.
+    pub max_operations: usize,
+    /// Most fragment definitions in one document.
+    pub max_fragments: usize,
+    /// Most directives written in one document.
+    pub max_directives: usize,
+    /// Deepest nesting of the `variables` (and `extensions`) JSON; the object itself is 1.
+    pub max_variables_depth: usize,
+    /// Most JSON values (objects, arrays and scalars alike) in `variables` and `extensions`.
+    pub max_variables_nodes: usize,
+}
+
+impl GraphqlLimits {
+    /// The most `max_nesting`, `max_input_depth` and `max_variables_depth` may allow: the
+    /// parser recurses once per level of brackets, and a worker's stack is 2 MiB. A few
+    /// hundred levels overflowed it (which aborts the process); 64 is what async-graphql's
+    /// parser allows selections.
+    pub const MAX_NESTING: usize = 64;
 }
 
 impl Default for GraphqlLimits {
@@ -42,6 +86,17 @@ impl Default for GraphqlLimits {
         Self {
             max_depth: 16,
             max_complexity: 2_000,
+            max_document_bytes: 64 * 1024,
+            max_tokens: 10_000,
+            max_nesting: 32,
+            max_input_depth: 16,
+            max_fields: 2_000,
+            max_aliases: 200,
+            max_operations: 20,
+            max_fragments: 100,
+            max_directives: 50,
+            max_variables_depth: 16,
+            max_variables_nodes: 10_000,
         }
     }
 }
@@ -53,6 +108,7 @@ pub struct AdminState {
     pub authenticator: Arc<Authenticator>,
     /// Serve GraphiQL on `GET /graphql`.
     pub graphiql: bool,
+    pub limits: GraphqlLimits,
 }
 
 impl AdminState {
@@ -74,6 +130,7 @@ impl AdminState {
                 .finish(),
             authenticator,
             graphiql,
+            limits,
         }
     }
 }

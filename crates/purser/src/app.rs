@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use purser_admin::{AdminState, GraphqlLimits};
+use purser_admin::AdminState;
 use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
 use purser_coord::{MemoryCoordination, RedisCoordination};
@@ -215,10 +215,7 @@ impl Platform {
             self.metering.clone(),
             self.authenticator.clone(),
             self.invalidator.clone(),
-            GraphqlLimits {
-                max_depth: config.graphql.max_depth,
-                max_complexity: config.graphql.max_complexity,
-            },
+            config.graphql.limits(),
             config.graphql.graphiql,
         ));
         let limits = self.http_limits(config);

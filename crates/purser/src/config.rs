@@ -129,11 +129,24 @@ impl Default for CoordinationConfig {
     }
 }
 
+/// `[graphql]`: the admin API's limits (see `purser_admin::GraphqlLimits`, which documents
+/// each) and GraphiQL.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GraphqlConfig {
     pub max_depth: usize,
     pub max_complexity: usize,
+    pub max_document_bytes: usize,
+    pub max_tokens: usize,
+    pub max_nesting: usize,
+    pub max_input_depth: usize,
+    pub max_fields: usize,
+    pub max_aliases: usize,
+    pub max_operations: usize,
+    pub max_fragments: usize,
+    pub max_directives: usize,
+    pub max_variables_depth: usize,
+    pub max_variables_nodes: usize,
     /// Serve GraphiQL on `GET /graphql`.
     pub graphiql: bool,
 }
@@ -144,8 +157,72 @@ impl Default for GraphqlConfig {
         Self {
             max_depth: limits.max_depth,
             max_complexity: limits.max_complexity,
+            max_document_bytes: limits.max_document_bytes,
+            max_tokens: limits.max_tokens,
+            max_nesting: limits.max_nesting,
+            max_input_depth: limits.max_input_depth,
+            max_fields: limits.max_fields,
+            max_aliases: limits.max_aliases,
+            max_operations: limits.max_operations,
+            max_fragments: limits.max_fragments,
+            max_directives: limits.max_directives,
+            max_variables_depth: limits.max_variables_depth,
+            max_variables_nodes: limits.max_variables_nodes,
             graphiql: true,
         }
+    }
+}
+
+impl GraphqlConfig {
+    pub fn limits(&self) -> purser_admin::GraphqlLimits {
+        purser_admin::GraphqlLimits {
+            max_depth: self.max_depth,
+            max_complexity: self.max_complexity,
+            max_document_bytes: self.max_document_bytes,
+            max_tokens: self.max_tokens,
+            max_nesting: self.max_nesting,
+            max_input_depth: self.max_input_depth,
+            max_fields: self.max_fields,
+            max_aliases: self.max_aliases,
+            max_operations: self.max_operations,
+            max_fragments: self.max_fragments,
+            max_directives: self.max_directives,
+            max_variables_depth: self.max_variables_depth,
+            max_variables_nodes: self.max_variables_nodes,
+        }
+    }
+
+    /// Each limit with its key and the largest value allowed. The nesting limits are capped:
+    /// the parser recurses once per level, on a worker's 2 MiB stack.
+    fn bounds(&self) -> [(&'static str, usize, usize); 13] {
+        let nesting = purser_admin::GraphqlLimits::MAX_NESTING;
+        [
+            ("graphql.max_depth", self.max_depth, usize::MAX),
+            ("graphql.max_complexity", self.max_complexity, usize::MAX),
+            (
+                "graphql.max_document_bytes",
+                self.max_document_bytes,
+                usize::MAX,
+            ),
+            ("graphql.max_tokens", self.max_tokens, usize::MAX),
+            ("graphql.max_nesting", self.max_nesting, nesting),
+            ("graphql.max_input_depth", self.max_input_depth, nesting),
+            ("graphql.max_fields", self.max_fields, usize::MAX),
+            ("graphql.max_aliases", self.max_aliases, usize::MAX),
+            ("graphql.max_operations", self.max_operations, usize::MAX),
+            ("graphql.max_fragments", self.max_fragments, usize::MAX),
+            ("graphql.max_directives", self.max_directives, usize::MAX),
+            (
+                "graphql.max_variables_depth",
+                self.max_variables_depth,
+                nesting,
+            ),
+            (
+                "graphql.max_variables_nodes",
+                self.max_variables_nodes,
+                usize::MAX,
+            ),
+        ]
     }
 }
 
@@ -468,11 +545,13 @@ impl Config {
                 "must be 1 to 64 printable ASCII characters",
             );
         }
-        if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
-            return fail(
-                "graphql.max_depth",
-                "and graphql.max_complexity must be positive",
-            );
+        for (path, value, max) in self.graphql.bounds() {
+            if value == 0 {
+                return fail(path, "must be positive");
+            }
+            if value > max {
+                return fail(path, &format!("must be at most {max}"));
+            }
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
             && !endpoint.starts_with("http://")
@@ -612,6 +691,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("servr"), "{err}");
+    }
+
+    #[test]
+    fn graphql_limits_are_keys_of_their_own_checked_at_start_up() {
+        let config = load(
+            "[graphql]\nmax_tokens = 500\nmax_fields = 30\n",
+            &[("PURSER__GRAPHQL__MAX_VARIABLES_NODES", "99")],
+        )
+        .unwrap();
+        let limits = config.graphql.limits();
+        assert_eq!(limits.max_tokens, 500);
+        assert_eq!(limits.max_fields, 30);
+        assert_eq!(limits.max_variables_nodes, 99);
+        assert_eq!(
+            limits.max_nesting,
+            purser_admin::GraphqlLimits::default().max_nesting
+        );
+        for (toml, key) in [
+            ("max_operations = 0", "graphql.max_operations"),
+            ("max_document_bytes = 0", "graphql.max_document_bytes"),
+            ("max_nesting = 65", "graphql.max_nesting"),
+            ("max_input_depth = 1000", "graphql.max_input_depth"),
+            ("max_variables_depth = 100", "graphql.max_variables_depth"),
+        ] {
+            let err = load(&format!("[graphql]\n{toml}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let err = load("[graphql]\nmax_tokenz = 1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_tokenz"), "{err}");
     }
 
     #[test]

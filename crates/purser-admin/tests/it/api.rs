@@ -32,6 +32,10 @@ pub struct TestApi {
 
 impl TestApi {
     pub async fn start() -> Self {
+        Self::start_with_limits(GraphqlLimits::default()).await
+    }
+
+    pub async fn start_with_limits(limits: GraphqlLimits) -> Self {
         let database = TestDatabase::create().await;
         let pg = PgStore::connect(database.url(), &PgStoreOptions::default())
             .await
@@ -62,7 +66,7 @@ impl TestApi {
             metering,
             authenticator,
             invalidator,
-            GraphqlLimits::default(),
+            limits,
             false,
         );
         let api = Self {
@@ -73,6 +77,11 @@ impl TestApi {
         };
         let operator = api.key(None, Role::Operator).await;
         Self { operator, ..api }
+    }
+
+    /// The admin router, without the platform's layers.
+    pub fn router(&self) -> Router {
+        self.router.clone()
     }
 
     /// Creates a tenant directly in the store.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 mod api;
 mod grants;
+mod limits;
 mod registry;
 
 fn committed_schema_path() -> PathBuf {

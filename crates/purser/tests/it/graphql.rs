@@ -17,6 +17,7 @@ on_both_backends!(
     suspended_tenants_keys_stop_working,
     malformed_requests_get_codes,
     limits_refuse_deep_and_complex_queries,
+    attacks_on_the_parser_are_refused_while_health_checks_answer,
     tenant_names_conflict_with_a_code,
     secrets_are_shown_once,
     settlements_and_the_ledger_are_readable,
@@ -881,6 +882,128 @@ async fn limits_refuse_deep_and_complex_queries(app: TestApp) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_codes(&body), ["query_too_complex"], "{body}");
+}
+
+/// Fragments `F0` to `F30`, each spreading the next twice: 2^30 fields once expanded, which
+/// async-graphql's validation expanded, synchronously, for minutes.
+fn fragment_bomb() -> String {
+    let mut document = String::from("{ ...F0 }\n");
+    for level in 0..30 {
+        let next = level + 1;
+        document += &format!("fragment F{level} on Query {{ ...F{next} ...F{next} }}\n");
+    }
+    document + "fragment F30 on Query { __typename }\n"
+}
+
+/// Two fragment bombs in flight held both of the app's workers (this harness runs two), so
+/// health checks went unanswered; a list 500 deep overflowed a worker's stack and aborted the
+/// process. The requests are made from a thread and runtime of their own, as another machine's
+/// would be, so that a stuck server fails this test instead of stalling its client too.
+async fn attacks_on_the_parser_are_refused_while_health_checks_answer(app: TestApp) {
+    let base = app.base.clone();
+    let token = app.operator_token.clone();
+    let outcome = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(attacks_from_elsewhere(base, token));
+    })
+    .join();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn attacks_from_elsewhere(base: String, token: String) {
+    let within = std::time::Duration::from_secs(10);
+    let client = purser_testkit::http_client();
+    let post = |query: String| {
+        let request = client
+            .post(format!("{base}/graphql"))
+            .json(&json!({ "query": query }))
+            .timeout(within);
+        async move {
+            let response = request.send().await.expect("an answer in time");
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.expect("a JSON answer"),
+            )
+        }
+    };
+    let bombs: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(post(fragment_bomb())))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let health = client
+        .get(format!("{base}/healthz"))
+        .timeout(within)
+        .send()
+        .await
+        .expect("a health check answered while two bombs are in flight");
+    assert_eq!(health.status(), StatusCode::OK);
+    for bomb in bombs {
+        let (status, body) = bomb.await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error_codes(&body), ["query_too_large"], "{body}");
+    }
+    for depth in [500, 100_000] {
+        let list = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let (status, body) =
+            post(format!("{{ tenants(first: {list}) {{ nodes {{ id }} }} }}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error_codes(&body), ["query_too_deep"], "{body}");
+    }
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    // And the keyed API works as before.
+    let viewer = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({ "query": "{ viewer { role } }" }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = viewer.json().await.unwrap();
+    assert_eq!(body["data"]["viewer"]["role"], "OPERATOR", "{body}");
+}
+
+/// `[graphql]`'s limits reach the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_limits_come_from_the_configuration() {
+    let mut config = purser::config::Config::default();
+    config.graphql.max_aliases = 2;
+    config.graphql.max_nesting = 4;
+    let app = TestApp::start_with(crate::harness::Backends::Embedded, config).await;
+    let (status, body) = app
+        .graphql(None, "{ a: __typename b: __typename }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .graphql(
+            None,
+            "{ a: __typename b: __typename c: __typename }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_codes(&body), ["query_too_large"], "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("graphql.max_aliases") && message.contains('2'),
+        "{message}"
+    );
+    let (_, body) = app
+        .graphql(
+            None,
+            "{ __type(name: \"Query\") { fields { type { ofType { name } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_codes(&body), ["query_too_deep"], "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("graphql.max_nesting"), "{message}");
 }
 
 async fn tenant_names_conflict_with_a_code(app: TestApp) {
