@@ -95,7 +95,7 @@ impl Default for GraphqlLimits {
             max_operations: 20,
             max_fragments: 100,
             max_directives: 50,
-            max_variables_depth: 16,
+            max_variables_depth: 32,
             max_variables_nodes: 10_000,
         }
     }

@@ -67,7 +67,7 @@ error_codes! {
     SignInUnsupportedChain = (400, "sign_in_unsupported_chain", "the sign-in names a chain this Purser does not accept sign-ins from"),
     GraphqlParseError = (400, "graphql_parse_error", "the GraphQL document does not parse"),
     GraphqlValidationFailed = (400, "graphql_validation_failed", "the GraphQL document does not validate against the schema"),
-    QueryTooDeep = (400, "query_too_deep", "the GraphQL query nests deeper than the configured limit"),
+    QueryTooDeep = (400, "query_too_deep", "the GraphQL query nests deeper than a configured limit (selections, brackets of the document, or list and object values)"),
     QueryTooComplex = (400, "query_too_complex", "the GraphQL query is more complex than the configured limit"),
     QueryTooLarge = (400, "query_too_large", "the GraphQL request exceeds a size limit (bytes, tokens, fields or aliases once fragments are expanded, fragments, operations, directives, or the size and nesting of its variables); the message names the limit"),
     MalformedHttp = (400, "malformed_http", "the request is not valid HTTP: its request line or a header could not be parsed"),
