@@ -162,6 +162,11 @@ impl Registry {
     /// Removes the tenant's payout address on `network`. Published resources keep their
     /// `payTo`; new versions and publishing need the network enabled again.
     pub async fn remove_payout_address(&self, scope: TenantScope, network: &str) -> Result<bool> {
+        // No network with a control character was ever enabled (and PostgreSQL refuses NUL
+        // even to compare with).
+        if network.chars().any(char::is_control) {
+            return Ok(false);
+        }
         self.store.remove_payout_address(scope, network).await
     }
 

@@ -1242,6 +1242,18 @@ async fn text_with_nul_is_refused_with_the_field_named(app: TestApp) {
             "{case}: {body}"
         );
     }
+    // A value no row can hold is not asked of the store (PostgreSQL refuses NUL even to
+    // compare with): there is no such payout address.
+    let data = app
+        .graphql_ok(
+            &app.operator_token,
+            "mutation($tenant: ID) {
+                removePayoutAddress(tenantId: $tenant, network: \"eip155:1\\u0000\")
+            }",
+            json!({ "tenant": tenant }),
+        )
+        .await;
+    assert_eq!(data["removePayoutAddress"], json!(false), "{data}");
     // Nothing was stored: the tenant has no meter, resource or key.
     let data = app
         .graphql_ok(
