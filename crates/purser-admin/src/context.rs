@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_graphql::{Context, ID};
-use purser_domain::auth::Principal;
+use purser_domain::auth::{Access, KeyOwner, Principal, TenantScope};
 use purser_domain::coord::Invalidator;
 use purser_domain::repo::Store;
 use purser_domain::{Error, ErrorCode};
@@ -47,4 +47,32 @@ pub fn parse_id<T: FromStr<Err = Error>>(id: &ID) -> GqlResult<T> {
 
 pub fn parse_optional_id<T: FromStr<Err = Error>>(id: Option<&ID>) -> GqlResult<Option<T>> {
     id.map(parse_id).transpose()
+}
+
+/// The tenant the caller may act on, for `access`: a tenant key's own (naming another is
+/// `forbidden`), or the one an operator names in `tenant_id`, which must exist (`not_found`).
+pub async fn scope(
+    ctx: &Context<'_>,
+    tenant_id: Option<&ID>,
+    access: Access,
+) -> GqlResult<TenantScope> {
+    let principal = principal(ctx)?;
+    let requested = parse_optional_id(tenant_id)?;
+    Ok(principal
+        .checked_scope(store(ctx).as_ref(), requested, access)
+        .await?)
+}
+
+/// Whose keys the caller manages, for `access`, as [`scope`] decides it; operators naming no
+/// tenant manage the platform's keys.
+pub async fn key_owner(
+    ctx: &Context<'_>,
+    tenant_id: Option<&ID>,
+    access: Access,
+) -> GqlResult<KeyOwner> {
+    let principal = principal(ctx)?;
+    let requested = parse_optional_id(tenant_id)?;
+    Ok(principal
+        .checked_key_owner(store(ctx).as_ref(), requested, access)
+        .await?)
 }

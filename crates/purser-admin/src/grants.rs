@@ -9,7 +9,7 @@ use purser_domain::entitlement::{self, GrantFilter, GrantScope};
 use purser_domain::id::GrantId;
 use purser_domain::{Error, time};
 
-use crate::context::{invalidator, parse_id, parse_optional_id, principal, store};
+use crate::context::{invalidator, parse_id, parse_optional_id, principal, scope, store};
 use crate::error::GqlResult;
 use crate::pagination::{IdCursor, RelayArgs, connection};
 
@@ -107,7 +107,7 @@ impl GrantsQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> GqlResult<Connection<IdCursor, Grant>> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         let request = RelayArgs {
             first,
             after,
@@ -141,7 +141,7 @@ impl GrantsMutation {
         tenant_id: Option<ID>,
     ) -> GqlResult<Grant> {
         let principal = principal(ctx)?;
-        let scope = principal.scope(parse_optional_id(tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Write).await?;
         let revoked = store(ctx)
             .revoke_grant(scope, parse_id(&id)?, time::now())
             .await?

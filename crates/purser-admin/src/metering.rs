@@ -22,7 +22,7 @@ use purser_domain::{ErrorCode, time};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::context::{metering, parse_id, parse_optional_id, principal};
+use crate::context::{metering, parse_id, principal, scope};
 use crate::error::{GqlError, GqlResult};
 use crate::pagination::{IdCursor, RelayArgs, connection};
 use crate::payments::Amount;
@@ -714,7 +714,7 @@ impl MeteringQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> GqlResult<Connection<IdCursor, Meter>> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         let request = RelayArgs {
             first,
             after,
@@ -735,7 +735,7 @@ impl MeteringQuery {
         tenant_id: Option<ID>,
         slug: String,
     ) -> GqlResult<Meter> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         Ok(Meter(metering(ctx).meter(scope, &slug).await?))
     }
 
@@ -759,7 +759,7 @@ impl MeteringQuery {
         #[graphql(default)] group_by: Vec<String>,
         as_of: Option<DateTime<Utc>>,
     ) -> GqlResult<UsageReport> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         let query = UsageQuery {
             from,
             to,
@@ -786,7 +786,7 @@ impl MeteringQuery {
         to: DateTime<Utc>,
         #[graphql(default)] subjects: Vec<String>,
     ) -> GqlResult<Vec<RatedUsage>> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         let rated = metering(ctx)
             .rate(scope, &meter, from, to, subjects)
             .await?;
@@ -802,7 +802,7 @@ impl MeteringQuery {
         source: String,
         id: String,
     ) -> GqlResult<Vec<UsageEntry>> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         let history = metering(ctx).history(scope, &source, &id).await?;
         Ok(history.into_iter().map(UsageEntry).collect())
     }
@@ -817,7 +817,7 @@ impl MeteringMutation {
     /// Creates a meter. Events of its type ingested from now on must carry its value.
     async fn create_meter(&self, ctx: &Context<'_>, input: CreateMeterInput) -> GqlResult<Meter> {
         let principal = principal(ctx)?;
-        let scope = principal.scope(parse_optional_id(input.tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, input.tenant_id.as_ref(), Access::Write).await?;
         let meter = metering(ctx)
             .create_meter(scope, input.into_domain()?)
             .await?;
@@ -834,7 +834,7 @@ impl MeteringMutation {
         price: Option<MeterPriceInput>,
     ) -> GqlResult<Meter> {
         let principal = principal(ctx)?;
-        let scope = principal.scope(parse_optional_id(tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Write).await?;
         let price = price.map(|price| price.into_domain("price")).transpose()?;
         let meter = metering(ctx)
             .set_price(scope, parse_id(&meter_id)?, price)
@@ -852,7 +852,7 @@ impl MeteringMutation {
         meter_id: ID,
     ) -> GqlResult<Meter> {
         let principal = principal(ctx)?;
-        let scope = principal.scope(parse_optional_id(tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Write).await?;
         let meter = metering(ctx)
             .archive_meter(scope, parse_id(&meter_id)?)
             .await?;
@@ -876,7 +876,7 @@ impl MeteringMutation {
         data: Option<Json<Value>>,
     ) -> GqlResult<UsageEntry> {
         let principal = principal(ctx)?;
-        let scope = principal.scope(parse_optional_id(tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Write).await?;
         let change = CorrectionChange::Amend {
             subject,
             time,
@@ -900,7 +900,7 @@ impl MeteringMutation {
         reason: String,
     ) -> GqlResult<UsageEntry> {
         let principal = principal(ctx)?;
-        let scope = principal.scope(parse_optional_id(tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Write).await?;
         let entry = metering(ctx)
             .correct(
                 scope,

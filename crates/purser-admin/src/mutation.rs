@@ -4,7 +4,7 @@ use purser_domain::auth::{Access, KeyOwner, mint_api_key};
 use purser_domain::coord::Invalidation;
 use purser_domain::tenant::{NewTenant, TenantName, TenantUpdate};
 
-use crate::context::{invalidator, parse_id, parse_optional_id, principal, store};
+use crate::context::{invalidator, key_owner, parse_id, principal, store};
 use crate::error::GqlResult;
 use crate::grants::GrantsMutation;
 use crate::metering::MeteringMutation;
@@ -74,8 +74,7 @@ impl AdminMutation {
         let principal = principal(ctx)?;
         let role = input.role.into();
         principal.may_grant(role)?;
-        let owner =
-            principal.key_owner(parse_optional_id(input.tenant_id.as_ref())?, Access::Write)?;
+        let owner = key_owner(ctx, input.tenant_id.as_ref(), Access::Write).await?;
         let tenant_id = match owner {
             KeyOwner::Platform => None,
             KeyOwner::Tenant(scope) => Some(scope.tenant_id()),
@@ -96,8 +95,7 @@ impl AdminMutation {
         input: RevokeApiKeyInput,
     ) -> GqlResult<ApiKey> {
         let principal = principal(ctx)?;
-        let owner =
-            principal.key_owner(parse_optional_id(input.tenant_id.as_ref())?, Access::Write)?;
+        let owner = key_owner(ctx, input.tenant_id.as_ref(), Access::Write).await?;
         let revoked = store(ctx)
             .revoke_api_key(owner, parse_id(&input.id)?, purser_domain::time::now())
             .await?

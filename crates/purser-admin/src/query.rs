@@ -3,7 +3,7 @@ use async_graphql::{Context, ID, Object};
 use purser_domain::auth::{Access, Principal};
 use purser_domain::id::TenantId;
 
-use crate::context::{parse_id, parse_optional_id, principal, store};
+use crate::context::{key_owner, parse_id, principal, scope, store};
 use crate::error::{GqlError, GqlResult};
 use crate::grants::GrantsQuery;
 use crate::metering::MeteringQuery;
@@ -35,7 +35,7 @@ impl AdminQuery {
 
     /// One tenant. Tenant keys read their own (and may omit `id`); operators read any.
     async fn tenant(&self, ctx: &Context<'_>, id: Option<ID>) -> GqlResult<Tenant> {
-        let scope = principal(ctx)?.scope(parse_optional_id(id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, id.as_ref(), Access::Read).await?;
         store(ctx)
             .get_tenant(scope.tenant_id())
             .await?
@@ -85,8 +85,7 @@ impl AdminQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> GqlResult<Connection<IdCursor, ApiKey>> {
-        let owner =
-            principal(ctx)?.key_owner(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let owner = key_owner(ctx, tenant_id.as_ref(), Access::Read).await?;
         let request = RelayArgs {
             first,
             after,
@@ -118,7 +117,7 @@ impl PaymentsQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> GqlResult<Connection<IdCursor, Settlement>> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         let request = RelayArgs {
             first,
             after,
@@ -139,7 +138,7 @@ impl PaymentsQuery {
         id: ID,
         tenant_id: Option<ID>,
     ) -> GqlResult<Settlement> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         store(ctx)
             .find_settlement(scope, parse_id(&id)?)
             .await?
@@ -153,7 +152,7 @@ impl PaymentsQuery {
         ctx: &Context<'_>,
         tenant_id: Option<ID>,
     ) -> GqlResult<Vec<LedgerBalance>> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         let balances = store(ctx).account_balances(scope).await?;
         Ok(balances.into_iter().map(LedgerBalance::from).collect())
     }

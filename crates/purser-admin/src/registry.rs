@@ -12,7 +12,7 @@ use purser_registry::challenge::{ChallengeRequest, payment_required};
 use purser_registry::{AcceptDraft, AssetInfo, ResourceDraft, ResourcePatch};
 use serde_json::Value;
 
-use crate::context::{parse_id, parse_optional_id, principal, registry, store};
+use crate::context::{parse_id, principal, registry, scope, store};
 use crate::error::{GqlError, GqlResult};
 use crate::pagination::{IdCursor, RelayArgs, connection};
 use crate::payments::Amount;
@@ -613,7 +613,7 @@ impl RegistryQuery {
         ctx: &Context<'_>,
         tenant_id: Option<ID>,
     ) -> GqlResult<Vec<PayoutAddress>> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         let addresses = store(ctx).payout_addresses(scope).await?;
         Ok(addresses.into_iter().map(PayoutAddress).collect())
     }
@@ -633,7 +633,7 @@ impl RegistryQuery {
         last: Option<i32>,
         before: Option<String>,
     ) -> GqlResult<Connection<IdCursor, Resource>> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         let request = RelayArgs {
             first,
             after,
@@ -656,7 +656,7 @@ impl RegistryQuery {
         id: ID,
         tenant_id: Option<ID>,
     ) -> GqlResult<Option<Resource>> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Read)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
         let resource = store(ctx).find_resource(scope, parse_id(&id)?).await?;
         Ok(resource.map(Resource))
     }
@@ -674,8 +674,7 @@ impl RegistryMutation {
         ctx: &Context<'_>,
         input: SetPayoutAddressInput,
     ) -> GqlResult<PayoutAddress> {
-        let scope =
-            principal(ctx)?.scope(parse_optional_id(input.tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, input.tenant_id.as_ref(), Access::Write).await?;
         let address = registry(ctx)
             .set_payout_address(scope, &input.network, &input.address)
             .await?;
@@ -689,7 +688,7 @@ impl RegistryMutation {
         tenant_id: Option<ID>,
         network: String,
     ) -> GqlResult<bool> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Write).await?;
         Ok(registry(ctx).remove_payout_address(scope, &network).await?)
     }
 
@@ -699,8 +698,7 @@ impl RegistryMutation {
         ctx: &Context<'_>,
         input: CreateResourceInput,
     ) -> GqlResult<Resource> {
-        let scope =
-            principal(ctx)?.scope(parse_optional_id(input.tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, input.tenant_id.as_ref(), Access::Write).await?;
         let draft = ResourceDraft {
             kind: input.kind.into(),
             url: input.url,
@@ -735,8 +733,7 @@ impl RegistryMutation {
         ctx: &Context<'_>,
         input: UpdateResourceInput,
     ) -> GqlResult<Resource> {
-        let scope =
-            principal(ctx)?.scope(parse_optional_id(input.tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, input.tenant_id.as_ref(), Access::Write).await?;
         let id = parse_id(&input.id)?;
         let patch = ResourcePatch {
             expected_version: input.expected_version,
@@ -769,7 +766,7 @@ impl RegistryMutation {
         id: ID,
         tenant_id: Option<ID>,
     ) -> GqlResult<Resource> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Write).await?;
         let resource = registry(ctx)
             .publish_resource(scope, parse_id(&id)?)
             .await?;
@@ -783,7 +780,7 @@ impl RegistryMutation {
         id: ID,
         tenant_id: Option<ID>,
     ) -> GqlResult<Resource> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Write).await?;
         let resource = registry(ctx)
             .unpublish_resource(scope, parse_id(&id)?)
             .await?;
@@ -797,7 +794,7 @@ impl RegistryMutation {
         id: ID,
         tenant_id: Option<ID>,
     ) -> GqlResult<Resource> {
-        let scope = principal(ctx)?.scope(parse_optional_id(tenant_id.as_ref())?, Access::Write)?;
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Write).await?;
         let resource = registry(ctx)
             .archive_resource(scope, parse_id(&id)?)
             .await?;

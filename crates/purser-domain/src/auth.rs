@@ -21,14 +21,12 @@ use subtle::ConstantTimeEq;
 use crate::error::{Error, ErrorCode, Result};
 use crate::id::{ApiKeyId, TenantId};
 use crate::macros::string_enum;
-use crate::repo::ApiKeyRepository;
+use crate::repo::{ApiKeyRepository, Store, TenantRepository};
 use crate::tenant::TenantStatus;
 
 const TOKEN_SCHEME: &str = "psk_";
 const PREFIX_BYTES: usize = 8;
 const SECRET_BYTES: usize = 32;
-/// The longest key name, in characters.
-pub const API_KEY_NAME_MAX_CHARS: usize = 100;
 
 string_enum!(
     /// What a key may do.
@@ -133,11 +131,7 @@ pub fn mint_api_key(
         ));
     }
     let name = name.trim();
-    if name.chars().count() > API_KEY_NAME_MAX_CHARS || name.chars().any(char::is_control) {
-        return Err(Error::invalid_input(format!(
-            "key name must be at most {API_KEY_NAME_MAX_CHARS} printable characters"
-        )));
-    }
+    crate::text::API_KEY_NAME.check("key name", name)?;
     let mut rng = rand::rng();
     let mut prefix_bytes = [0u8; PREFIX_BYTES];
     let mut secret_bytes = [0u8; SECRET_BYTES];
@@ -209,9 +203,9 @@ impl Principal {
         }
     }
 
-    /// The tenant this principal may act on, for `access`. Operators name the tenant; tenant
-    /// keys get their own tenant, and naming any other is refused.
-    pub fn scope(&self, requested: Option<TenantId>, access: Access) -> Result<TenantScope> {
+    /// Which tenant this principal may act on, for `access`: its own (a tenant key, which
+    /// belongs to a tenant that exists), or the one an operator names, not yet known to exist.
+    fn resolve(&self, requested: Option<TenantId>, access: Access) -> Result<Resolved> {
         if !self.role.allows(access) {
             return Err(Error::forbidden(format!(
                 "a {} key cannot {}",
@@ -224,27 +218,73 @@ impl Principal {
             )));
         }
         match (self.tenant_id, requested) {
-            (None, Some(tenant)) => Ok(TenantScope(tenant)),
+            (None, Some(tenant)) => Ok(Resolved::Named(tenant)),
             (None, None) => Err(Error::invalid_input(
                 "operator keys must name the tenant (`tenantId`)",
             )),
-            (Some(own), None) => Ok(TenantScope(own)),
-            (Some(own), Some(tenant)) if own == tenant => Ok(TenantScope(own)),
+            (Some(own), None) => Ok(Resolved::Own(TenantScope(own))),
+            (Some(own), Some(tenant)) if own == tenant => Ok(Resolved::Own(TenantScope(own))),
             (Some(_), Some(_)) => Err(Error::forbidden(
                 "a tenant key can only act on its own tenant",
             )),
         }
     }
-}
 
-impl Principal {
+    /// A tenant key's own tenant, for `access`; naming any other tenant is refused. A
+    /// tenant's keys exist only while it does (a foreign key; tenants are never deleted), so
+    /// this needs no lookup. A tenant an *operator* names must be checked to exist: that is
+    /// [`Self::checked_scope`] or [`Authenticator::scope`], and this answers `internal` for
+    /// it (a caller that skipped the check is a bug, and gets no scope).
+    pub fn scope(&self, requested: Option<TenantId>, access: Access) -> Result<TenantScope> {
+        match self.resolve(requested, access)? {
+            Resolved::Own(scope) => Ok(scope),
+            Resolved::Named(_) => Err(unchecked_tenant()),
+        }
+    }
+
+    /// The tenant this principal may act on, for `access`: a tenant key's own (naming another
+    /// is `forbidden`), or the one an operator names, which must exist (`not_found`
+    /// otherwise). One lookup in `tenants` per call that names a tenant;
+    /// [`Authenticator::scope`] remembers the tenants it found.
+    pub async fn checked_scope(
+        &self,
+        tenants: &dyn TenantRepository,
+        requested: Option<TenantId>,
+        access: Access,
+    ) -> Result<TenantScope> {
+        match self.resolve(requested, access)? {
+            Resolved::Own(scope) => Ok(scope),
+            Resolved::Named(tenant) => match tenants.get_tenant(tenant).await? {
+                Some(_) => Ok(TenantScope(tenant)),
+                None => Err(Error::not_found(TenantId::WHAT)),
+            },
+        }
+    }
+
     /// Whose keys this principal manages, for `access`: operators name a tenant, or none for
-    /// the platform's own keys; tenant keys get their own tenant's.
+    /// the platform's own keys; tenant keys get their own tenant's. Like [`Self::scope`], a
+    /// tenant an operator names needs [`Self::checked_key_owner`] (this answers `internal`).
     pub fn key_owner(&self, requested: Option<TenantId>, access: Access) -> Result<KeyOwner> {
         if self.is_operator() && requested.is_none() {
             return Ok(KeyOwner::Platform);
         }
         self.scope(requested, access).map(KeyOwner::Tenant)
+    }
+
+    /// Like [`Self::key_owner`], with the tenant an operator names checked to exist, as
+    /// [`Self::checked_scope`] does.
+    pub async fn checked_key_owner(
+        &self,
+        tenants: &dyn TenantRepository,
+        requested: Option<TenantId>,
+        access: Access,
+    ) -> Result<KeyOwner> {
+        if self.is_operator() && requested.is_none() {
+            return Ok(KeyOwner::Platform);
+        }
+        self.checked_scope(tenants, requested, access)
+            .await
+            .map(KeyOwner::Tenant)
     }
 
     /// Whether this principal may create a key with `role`: operators may create any; tenant
@@ -264,6 +304,20 @@ impl Principal {
             )))
         }
     }
+}
+
+/// What [`Principal::resolve`] found.
+enum Resolved {
+    Own(TenantScope),
+    Named(TenantId),
+}
+
+fn unchecked_tenant() -> Error {
+    Error::internal(
+        "scoping a tenant an operator names",
+        "a named tenant's scope comes from Principal::checked_scope or Authenticator::scope, \
+         which check that it exists",
+    )
 }
 
 /// Proof that the holder may touch one tenant's rows. Repositories take it for every
@@ -299,22 +353,32 @@ struct CheckedKey {
     checked: std::time::Instant,
 }
 
+/// How many tenants found to exist are remembered at most.
+const KNOWN_TENANT_ENTRIES: usize = 10_000;
+
 /// Checks presented API keys: against the database, then from memory for [`KEY_CACHE_TTL`],
 /// so the hot paths (payment checks on every request) do not read the database per request.
+/// Also scopes principals to the tenants they name ([`Self::scope`]), remembering the tenants
+/// found to exist: tenants are never deleted (a trigger refuses it on both backends), so a
+/// tenant once found exists for good and the memory needs no expiry, only a size cap.
 pub struct Authenticator {
     keys: Arc<dyn ApiKeyRepository>,
+    tenants: Arc<dyn TenantRepository>,
     last_used_resolution: Duration,
     checked: std::sync::Mutex<std::collections::HashMap<String, CheckedKey>>,
     cache_ttl: std::time::Duration,
+    known_tenants: std::sync::Mutex<std::collections::HashSet<TenantId>>,
 }
 
 impl Authenticator {
-    pub fn new(keys: Arc<dyn ApiKeyRepository>) -> Self {
+    pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
-            keys,
+            keys: store.clone(),
+            tenants: store,
             last_used_resolution: Duration::seconds(60),
             checked: std::sync::Mutex::default(),
             cache_ttl: KEY_CACHE_TTL,
+            known_tenants: std::sync::Mutex::default(),
         }
     }
 
@@ -365,6 +429,56 @@ impl crate::coord::Forget for Authenticator {
 }
 
 impl Authenticator {
+    /// The tenant `principal` may act on, for `access`, as [`Principal::checked_scope`]
+    /// answers it: a tenant an operator names must exist (`not_found`), and is looked up once
+    /// per instance.
+    pub async fn scope(
+        &self,
+        principal: &Principal,
+        requested: Option<TenantId>,
+        access: Access,
+    ) -> Result<TenantScope> {
+        match principal.resolve(requested, access)? {
+            Resolved::Own(scope) => Ok(scope),
+            Resolved::Named(tenant) => {
+                self.known_tenant(tenant).await?;
+                Ok(TenantScope(tenant))
+            }
+        }
+    }
+
+    /// Like [`Principal::checked_key_owner`], with the tenants found remembered.
+    pub async fn key_owner(
+        &self,
+        principal: &Principal,
+        requested: Option<TenantId>,
+        access: Access,
+    ) -> Result<KeyOwner> {
+        if principal.is_operator() && requested.is_none() {
+            return Ok(KeyOwner::Platform);
+        }
+        self.scope(principal, requested, access)
+            .await
+            .map(KeyOwner::Tenant)
+    }
+
+    /// `not_found` unless the tenant exists.
+    async fn known_tenant(&self, tenant: TenantId) -> Result<()> {
+        let known = || self.known_tenants.lock().unwrap_or_else(|p| p.into_inner());
+        if known().contains(&tenant) {
+            return Ok(());
+        }
+        if self.tenants.get_tenant(tenant).await?.is_none() {
+            return Err(Error::not_found(TenantId::WHAT));
+        }
+        let mut known = known();
+        if known.len() >= KNOWN_TENANT_ENTRIES {
+            known.clear();
+        }
+        known.insert(tenant);
+        Ok(())
+    }
+
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let invalid = || Error::new(ErrorCode::InvalidApiKey, "the API key is not valid");
         let prefix = token_prefix(token).ok_or_else(invalid)?;
@@ -502,12 +616,21 @@ mod tests {
         assert!(server.scope(None, Access::Read).is_err());
         assert!(server.scope(None, Access::Facilitate).is_ok());
         let operator = key(Role::Operator, None);
+        // A tenant an operator names is checked to exist elsewhere (the store suite); a scope
+        // for it that skipped the check is never minted.
         assert_eq!(
             operator
                 .scope(Some(other), Access::Write)
-                .unwrap()
-                .tenant_id(),
-            other
+                .unwrap_err()
+                .code(),
+            ErrorCode::Internal
+        );
+        assert_eq!(
+            operator
+                .key_owner(Some(other), Access::Write)
+                .unwrap_err()
+                .code(),
+            ErrorCode::Internal
         );
         assert_eq!(
             operator.scope(None, Access::Read).unwrap_err().code(),

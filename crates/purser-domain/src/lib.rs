@@ -16,6 +16,7 @@ pub mod registry;
 pub mod repo;
 pub mod settlement;
 pub mod tenant;
+pub mod text;
 pub mod time;
 
 pub use error::{Error, ErrorCode, Result};

@@ -10,7 +10,10 @@
 //!
 //! Validation that needs more than the standard library (URLs, JSON Schema, EIP-55 checksums)
 //! happens in `purser-registry` before anything reaches a repository; the types here hold
-//! values that passed it.
+//! values that passed it. What every stored text and JSON value must be ([`crate::text`]: no
+//! NUL, no control characters in one-line fields, bounded lengths and nesting) is checked here,
+//! by `check` on [`NewResource`], [`ResourceChange`] and [`LearnedResource`], which the registry
+//! calls before storing and both stores call again.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::id::{ResourceId, TenantId};
 use crate::macros::string_enum;
 use crate::money::Amount;
+use crate::text::{self, JsonRule, Length, TextRule};
 
 string_enum!(
     /// What a resource is called through.
@@ -175,6 +179,84 @@ pub struct ResourceMetadata {
     pub icon_url: Option<String>,
 }
 
+impl ResourceMetadata {
+    /// Checks each field against [`crate::text`]'s rules: `invalid_input` naming it.
+    pub fn check(&self) -> Result<()> {
+        text::RESOURCE_NAME.check("name", &self.name)?;
+        text::RESOURCE_DESCRIPTION.check("description", &self.description)?;
+        if let Some(mime_type) = &self.mime_type {
+            text::MIME_TYPE.check("mimeType", mime_type)?;
+        }
+        if let Some(service_name) = &self.service_name {
+            text::SERVICE_NAME.check("serviceName", service_name)?;
+        }
+        for tag in &self.tags {
+            text::TAG.check("a tag", tag)?;
+        }
+        if let Some(icon_url) = &self.icon_url {
+            text::URL.check("iconUrl", icon_url)?;
+        }
+        Ok(())
+    }
+}
+
+/// A term a payer signs against (scheme, network, asset, `payTo`, the token's EIP-712 name
+/// and version): one line, possibly empty (a learned token may declare no EIP-712 domain).
+const PAYMENT_TERM: TextRule = TextRule::single_line(Length::Bytes(256)).or_empty();
+/// How much deeper than its documents a whole spec nests (the spec object, `price`, one
+/// `accepts` entry...).
+const SPEC_LEVELS: usize = 4;
+
+impl VersionSpec {
+    /// Checks what the version stores (as JSON) against [`crate::text`]'s rules:
+    /// `invalid_input` naming the field. Schemas, examples and a learned `bazaar` extension
+    /// are [`text::DOCUMENT`]s; the terms are one-line text; and nothing anywhere in the spec
+    /// holds `\u0000` (a USD price, say, is stored as given until it is converted).
+    pub fn check(&self) -> Result<()> {
+        for (field, document) in [
+            ("inputSchema", &self.input_schema),
+            ("outputSchema", &self.output_schema),
+            ("inputExample", &self.input_example),
+            ("outputExample", &self.output_example),
+            ("bazaar", &self.bazaar),
+        ] {
+            if let Some(document) = document {
+                text::DOCUMENT.check(field, document)?;
+            }
+        }
+        for accept in &self.accepts {
+            for (field, term) in [
+                ("an accepted scheme", &accept.scheme),
+                ("an accepted network", &accept.network),
+                ("an accepted asset", &accept.asset),
+                ("an accepted payTo", &accept.pay_to),
+                ("an accepted asset's EIP-712 name", &accept.eip712_name),
+                (
+                    "an accepted asset's EIP-712 version",
+                    &accept.eip712_version,
+                ),
+            ] {
+                PAYMENT_TERM.check(field, term)?;
+            }
+        }
+        let whole = serde_json::to_value(self)
+            .map_err(|e| Error::internal("encoding a resource version", e))?;
+        JsonRule {
+            max_depth: text::DOCUMENT.max_depth + SPEC_LEVELS,
+        }
+        .check("the resource's terms", &whole)
+    }
+}
+
+/// Checks what identifies a listing: its URL and, for MCP, its tool name.
+fn check_listing(url: &str, tool: Option<&str>) -> Result<()> {
+    text::URL.check("url", url)?;
+    if let Some(tool) = tool {
+        text::TOOL_NAME.check("toolName", tool)?;
+    }
+    Ok(())
+}
+
 /// A resource with its current version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
@@ -302,6 +384,15 @@ pub struct NewResource {
     pub at: DateTime<Utc>,
 }
 
+impl NewResource {
+    /// Checks every stored text and JSON value against [`crate::text`]'s rules.
+    pub fn check(&self) -> Result<()> {
+        check_listing(&self.url, self.tool.as_deref())?;
+        self.metadata.check()?;
+        self.spec.check()
+    }
+}
+
 /// A change to an existing resource: new metadata, and a new version when `spec` is set.
 #[derive(Debug, Clone)]
 pub struct ResourceChange {
@@ -311,6 +402,14 @@ pub struct ResourceChange {
     /// The caller read this version; a concurrent change since then is a conflict.
     pub expected_version: u32,
     pub at: DateTime<Utc>,
+}
+
+impl ResourceChange {
+    /// Checks every stored text and JSON value against [`crate::text`]'s rules.
+    pub fn check(&self) -> Result<()> {
+        self.metadata.check()?;
+        self.spec.as_ref().map_or(Ok(()), VersionSpec::check)
+    }
 }
 
 /// A resource learned from a settled payment's `bazaar` extension. Keyed by tenant, kind, URL
@@ -326,6 +425,15 @@ pub struct LearnedResource {
     pub spec: VersionSpec,
     pub search_fields: String,
     pub at: DateTime<Utc>,
+}
+
+impl LearnedResource {
+    /// Checks every stored text and JSON value against [`crate::text`]'s rules.
+    pub fn check(&self) -> Result<()> {
+        check_listing(&self.url, self.tool.as_deref())?;
+        self.metadata.check()?;
+        self.spec.check()
+    }
 }
 
 /// Filters shared by catalog listing and search. Every field is honoured by both backends.

@@ -5,9 +5,7 @@ use chrono::{DateTime, Utc};
 use crate::error::Error;
 use crate::id::TenantId;
 use crate::macros::string_enum;
-
-/// The longest tenant name, in characters.
-pub const TENANT_NAME_MAX_CHARS: usize = 100;
+use crate::text;
 
 string_enum!(
     /// What kind of organisation a tenant is.
@@ -25,26 +23,15 @@ string_enum!(
     }
 );
 
-/// A validated tenant name: trimmed, 1 to 100 characters, no control characters.
+/// A validated tenant name: trimmed, then [`text::TENANT_NAME`] (1 to 100 characters, one
+/// line, no control characters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantName(String);
 
 impl TenantName {
     pub fn parse(raw: &str) -> Result<Self, Error> {
         let name = raw.trim();
-        if name.is_empty() {
-            return Err(Error::invalid_input("tenant name must not be empty"));
-        }
-        if name.chars().count() > TENANT_NAME_MAX_CHARS {
-            return Err(Error::invalid_input(format!(
-                "tenant name must be at most {TENANT_NAME_MAX_CHARS} characters"
-            )));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(Error::invalid_input(
-                "tenant name must not contain control characters",
-            ));
-        }
+        text::TENANT_NAME.check("tenant name", name)?;
         Ok(Self(name.to_owned()))
     }
 
@@ -105,6 +92,7 @@ mod tests {
         assert_eq!(TenantName::parse("ACME").unwrap().normalized(), "acme");
         assert!(TenantName::parse("   ").is_err());
         assert!(TenantName::parse("a\u{0}b").is_err());
+        assert!(TenantName::parse("a\nb").is_err());
         assert!(TenantName::parse(&"x".repeat(101)).is_err());
         assert!(TenantName::parse(&"é".repeat(100)).is_ok());
     }

@@ -5,7 +5,8 @@
 //!   array). A stored single event answers 202, a duplicate 200 (an idempotent retry), a
 //!   rejected one the error envelope with the event's code. A batch answers 200 with an outcome
 //!   per event, in order. The answer is sent after the store committed. Keys: `tenant_admin`
-//!   and `resource_server` (and operators, naming `tenantId`).
+//!   and `resource_server` (and operators, naming `tenantId`: `not_found` when there is no such
+//!   tenant).
 //! - `GET /v1/meters/{meter}/query`: a meter's usage per window, subject and dimension, as
 //!   JSON or CSV (`Accept: text/csv` or `format=csv`). Keys that read the tenant.
 //!
@@ -109,13 +110,18 @@ fn mode_of(headers: &HeaderMap) -> Result<Mode, Error> {
 }
 
 /// The tenant events are sent for: a `tenant_admin` key's or a `resource_server` key's own
-/// (resource servers report the usage they serve), or the one an operator names.
-fn ingest_scope(principal: &Principal, tenant: Option<TenantId>) -> Result<TenantScope, Error> {
+/// (resource servers report the usage they serve), or the one an operator names, which must
+/// exist (`not_found`).
+async fn ingest_scope(
+    authenticator: &Authenticator,
+    principal: &Principal,
+    tenant: Option<TenantId>,
+) -> Result<TenantScope, Error> {
     let access = match principal.role {
         Role::ResourceServer => Access::Facilitate,
         Role::Operator | Role::TenantAdmin | Role::TenantRead => Access::Write,
     };
-    principal.scope(tenant, access)
+    authenticator.scope(principal, tenant, access).await
 }
 
 /// The `tenantId` parameter, the only one `POST /v1/events` takes.
@@ -214,7 +220,8 @@ async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let scope = ingest_scope(&principal, ingest_tenant(raw.as_deref())?)?;
+    let tenant = ingest_tenant(raw.as_deref())?;
+    let scope = ingest_scope(&state.authenticator, &principal, tenant).await?;
     let mode = mode_of(&headers)?;
     let events = match mode {
         Mode::Single => vec![
@@ -441,7 +448,10 @@ async fn query(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = usage_params(raw.as_deref().unwrap_or_default())?;
-    let scope = principal.scope(params.tenant, Access::Read)?;
+    let scope = state
+        .authenticator
+        .scope(&principal, params.tenant, Access::Read)
+        .await?;
     let report = state.metering.query(scope, &slug, &params.query).await?;
     Ok(
         match params.format.unwrap_or_else(|| preferred_format(&headers)) {

@@ -5,9 +5,11 @@
 //!
 //! - **ingest**: CloudEvents are read and checked one by one (shape, time bounds, the meters of
 //!   their type), and the valid ones of a batch are stored in one transaction, deduplicated per
-//!   tenant on (`source`, `id`) forever. Each event gets its own answer; an invalid one stores
-//!   nothing and costs the others nothing. The answer is given only after the transaction
-//!   commits, so an acknowledged event is durable.
+//!   tenant on (`source`, `id`) forever. Each event gets its own answer; an invalid one (which
+//!   includes text the stores would not keep alike, see [`purser_domain::text`]) stores
+//!   nothing and costs the others nothing, and so does one the store refuses all the same (the
+//!   batch is then stored one event at a time). The answer is given only after the
+//!   transaction commits, so an acknowledged event is durable.
 //! - **query**: a meter's usage per window, subject and dimension (see
 //!   [`purser_domain::metering::query`]), with the corrections recorded in the period.
 //! - **correct**: amend or void an event, with a reason; the original entry stays.
@@ -35,6 +37,7 @@ use purser_domain::metering::{
 };
 use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::Store;
+use purser_domain::text;
 use purser_domain::{Error, ErrorCode, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -256,13 +259,48 @@ impl Metering {
                 }),
             }
         }
-        if !valid.is_empty() {
-            let stored = self.store.insert_usage_events(scope, &valid, now).await?;
-            for (position, stored) in positions.into_iter().zip(stored) {
-                if !stored {
-                    outcomes[position].status = EventStatus::Duplicate;
+        if valid.is_empty() {
+            return Ok(outcomes);
+        }
+        match self.store.insert_usage_events(scope, &valid, now).await {
+            Ok(stored) => {
+                for (position, stored) in positions.into_iter().zip(stored) {
+                    if !stored {
+                        outcomes[position].status = EventStatus::Duplicate;
+                    }
                 }
             }
+            // Every event passed the checks, so this should not happen; if the store refuses
+            // the batch all the same (a row it will not keep), the events are stored one at a
+            // time, so that the refused one is answered as such and the others are stored.
+            Err(error) if refused_rows(&error) => {
+                tracing::warn!(
+                    tenant = %scope.tenant_id(),
+                    events = valid.len(),
+                    code = %error.code(),
+                    error = %error.chain(),
+                    "the store refused a checked batch of usage events; storing them one at a time"
+                );
+                for (event, position) in valid.iter().zip(positions) {
+                    let one = std::slice::from_ref(event);
+                    match self.store.insert_usage_events(scope, one, now).await {
+                        Ok(stored) if stored.first() == Some(&true) => {}
+                        Ok(_) => outcomes[position].status = EventStatus::Duplicate,
+                        Err(error) if refused_rows(&error) => {
+                            if error.is_server_error() {
+                                tracing::error!(error = %error.chain(), "the store refused a usage event");
+                            }
+                            outcomes[position].status = EventStatus::Rejected;
+                            outcomes[position].error = Some(OutcomeError {
+                                code: error.code(),
+                                message: error.public_message().to_owned(),
+                            });
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+            Err(error) => return Err(error),
         }
         Ok(outcomes)
     }
@@ -271,6 +309,7 @@ impl Metering {
     /// (`source`, `id`), never checked against the tenant's meters (Purser's own events have a
     /// fixed shape). Answers whether it was new.
     pub async fn record(&self, scope: TenantScope, event: NewUsageEvent) -> Result<bool> {
+        event.check()?;
         let stored = self
             .store
             .insert_usage_events(scope, std::slice::from_ref(&event), Utc::now())
@@ -278,8 +317,12 @@ impl Metering {
         Ok(stored.first().copied().unwrap_or(false))
     }
 
-    /// The meter with `slug` (`not_found`, also for another tenant's).
+    /// The meter with `slug` (`not_found`, also for another tenant's, and for what is no
+    /// slug at all).
     pub async fn meter(&self, scope: TenantScope, slug: &str) -> Result<Meter> {
+        if !purser_domain::metering::meter::is_slug(slug) {
+            return Err(Error::not_found("meter"));
+        }
         self.store
             .find_meter_by_slug(scope, slug)
             .await?
@@ -462,6 +505,10 @@ impl Metering {
         source: &str,
         id: &str,
     ) -> Result<Vec<UsageEntry>> {
+        // No event is stored with a `source` or `id` that breaks the text rules.
+        if text::EVENT_SOURCE.fault(source).is_some() || text::EVENT_ID.fault(id).is_some() {
+            return Err(Error::not_found("usage event"));
+        }
         let entries = self.store.usage_event_history(scope, source, id).await?;
         if entries.is_empty() {
             return Err(Error::not_found("usage event"));
@@ -563,6 +610,17 @@ impl Forget for Metering {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
     }
+}
+
+/// Whether a store's refusal of a batch of checked events may be about some of its rows, so
+/// that storing them one at a time answers each: a refused value (`invalid_input`,
+/// `malformed_cloudevent`) or an unexpected failure (`internal`). A missing tenant or an
+/// unreachable database fails every event alike and answers the request.
+fn refused_rows(error: &Error) -> bool {
+    matches!(
+        error.code(),
+        ErrorCode::InvalidInput | ErrorCode::MalformedCloudEvent | ErrorCode::Internal
+    )
 }
 
 /// Splits `days` (ascending Unix days, each with its version) into runs of consecutive days,

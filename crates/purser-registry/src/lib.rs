@@ -30,6 +30,7 @@ use purser_domain::registry::{
     ResourceKind, ResourceMetadata, ResourceOrigin, ResourceStatus, VersionSpec,
 };
 use purser_domain::repo::Store;
+use purser_domain::text;
 use purser_domain::{Error, ErrorCode, Result};
 use purser_x402::PaymentPayload;
 use serde_json::Value;
@@ -161,6 +162,11 @@ impl Registry {
     /// Removes the tenant's payout address on `network`. Published resources keep their
     /// `payTo`; new versions and publishing need the network enabled again.
     pub async fn remove_payout_address(&self, scope: TenantScope, network: &str) -> Result<bool> {
+        // No network with a control character was ever enabled (and PostgreSQL refuses NUL
+        // even to compare with).
+        if network.chars().any(char::is_control) {
+            return Ok(false);
+        }
         self.store.remove_payout_address(scope, network).await
     }
 
@@ -287,20 +293,22 @@ impl Registry {
             Ok(Some(d)) => d,
             Err(reason) => return Ok(Some(BazaarOutcome::Rejected(reason))),
         };
-        let resource = self
-            .store
-            .learn_resource(LearnedResource {
-                tenant_id: scope.tenant_id(),
-                kind: discovered.kind,
-                url: discovered.url,
-                method: discovered.method,
-                tool: discovered.tool,
-                metadata: discovered.metadata,
-                spec: discovered.spec,
-                search_fields: discovered.search_fields,
-                at: Utc::now(),
-            })
-            .await?;
+        let learned = LearnedResource {
+            tenant_id: scope.tenant_id(),
+            kind: discovered.kind,
+            url: discovered.url,
+            method: discovered.method,
+            tool: discovered.tool,
+            metadata: discovered.metadata,
+            spec: discovered.spec,
+            search_fields: discovered.search_fields,
+            at: Utc::now(),
+        };
+        // What a payment declares is stored only if both stores would keep it alike.
+        if let Err(refused) = learned.check() {
+            return Ok(Some(BazaarOutcome::Rejected(refused.message().to_owned())));
+        }
+        let resource = self.store.learn_resource(learned).await?;
         Ok(Some(BazaarOutcome::Cataloged(resource.id)))
     }
 
@@ -340,6 +348,7 @@ impl Registry {
 
     /// Every check on a draft; answers what is stored.
     async fn validate(&self, scope: TenantScope, draft: &ResourceDraft) -> Result<Valid> {
+        text::URL.check("url", &draft.url)?;
         let template = validate::resource_url(&draft.url)?;
         let (method, tool) = match draft.kind {
             ResourceKind::Http => {
@@ -403,22 +412,21 @@ impl Registry {
         };
 
         let metadata = ResourceMetadata {
-            name: validate::text(&draft.name, "name", validate::MAX_NAME_CHARS, false)?,
+            name: validate::text(&draft.name, "name", text::RESOURCE_NAME)?,
             description: validate::text(
                 &draft.description,
                 "description",
-                validate::MAX_DESCRIPTION_CHARS,
-                true,
+                text::RESOURCE_DESCRIPTION,
             )?,
             mime_type: draft
                 .mime_type
                 .as_deref()
-                .map(|m| validate::text(m, "mimeType", 100, false))
+                .map(|m| validate::text(m, "mimeType", text::MIME_TYPE))
                 .transpose()?,
             service_name: draft
                 .service_name
                 .as_deref()
-                .map(|s| validate::text(s, "serviceName", 64, false))
+                .map(|s| validate::text(s, "serviceName", text::SERVICE_NAME))
                 .transpose()?,
             tags: tags(&draft.tags)?,
             icon_url: draft
@@ -431,6 +439,16 @@ impl Registry {
         // Input: an object of query parameters for GET-like methods and MCP tools; any JSON
         // body otherwise.
         let input_must_be_object = !takes_body;
+        for (field, document) in [
+            ("inputSchema", &draft.input_schema),
+            ("outputSchema", &draft.output_schema),
+            ("inputExample", &draft.input_example),
+            ("outputExample", &draft.output_example),
+        ] {
+            if let Some(document) = document {
+                text::DOCUMENT.check(field, document)?;
+            }
+        }
         let mut words = Vec::new();
         for (schema, example, what) in [
             (&draft.input_schema, &draft.input_example, "input"),
@@ -541,7 +559,7 @@ impl Registry {
             ));
         }
 
-        Ok(Valid {
+        let valid = Valid {
             url: template.url(),
             method,
             tool,
@@ -559,7 +577,11 @@ impl Registry {
                 repeat_access: draft.repeat_access.clone(),
             },
             search_fields: words.join(" "),
-        })
+        };
+        // The rest of what is stored (a USD price kept as given, say) follows the text rules
+        // too.
+        valid.spec.check()?;
+        Ok(valid)
     }
 }
 
@@ -581,7 +603,7 @@ fn tags(raw: &[String]) -> Result<Vec<String>> {
     }
     let mut tags: Vec<String> = Vec::new();
     for tag in raw {
-        let tag = validate::text(tag, "tag", validate::MAX_TAG_CHARS, false)?;
+        let tag = validate::text(tag, "tag", text::TAG)?;
         if !tags.iter().any(|t| t.eq_ignore_ascii_case(&tag)) {
             tags.push(tag);
         }

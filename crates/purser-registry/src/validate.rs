@@ -6,15 +6,19 @@ use std::collections::BTreeMap;
 
 use alloy_primitives::Address;
 use purser_domain::money::{Amount, Money};
+use purser_domain::text::{self as rules, TextRule};
 use purser_domain::{Error, ErrorCode, Result};
 use serde_json::Value;
 use url::Url;
 
-/// The longest URL a resource may have.
+/// The longest URL a resource may have ([`purser_domain::text::URL`]).
 pub const MAX_URL_CHARS: usize = 2048;
+/// [`purser_domain::text::RESOURCE_NAME`]'s limit.
 pub const MAX_NAME_CHARS: usize = 120;
+/// [`purser_domain::text::RESOURCE_DESCRIPTION`]'s limit.
 pub const MAX_DESCRIPTION_CHARS: usize = 4000;
 pub const MAX_TAGS: usize = 16;
+/// [`purser_domain::text::TAG`]'s limit.
 pub const MAX_TAG_CHARS: usize = 40;
 /// The largest JSON Schema or example accepted, serialised.
 pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
@@ -350,18 +354,20 @@ pub async fn meter_call_price(
     meter: &str,
     units: rust_decimal::Decimal,
 ) -> Result<rust_decimal::Decimal> {
-    let found = store
-        .find_meter_by_slug(scope, meter)
-        .await?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorCode::InvalidPrice,
-                format!(
-                    "the tenant has no meter `{}` to price calls with",
-                    clip(meter, 64)
-                ),
-            )
-        })?;
+    let found = if purser_domain::metering::meter::is_slug(meter) {
+        store.find_meter_by_slug(scope, meter).await?
+    } else {
+        None
+    };
+    let found = found.ok_or_else(|| {
+        Error::new(
+            ErrorCode::InvalidPrice,
+            format!(
+                "the tenant has no meter `{}` to price calls with",
+                clip(meter, 64)
+            ),
+        )
+    })?;
     let price = found.price.as_ref().ok_or_else(|| {
         Error::new(
             ErrorCode::InvalidPrice,
@@ -413,30 +419,16 @@ pub fn atomic_price(
     Ok(amount)
 }
 
-/// Trims `raw` and checks it is 1 to `max` characters with no control characters.
-pub fn text(raw: &str, what: &str, max: usize, allow_empty: bool) -> Result<String> {
+/// Trims `raw` and checks it against `rule` (one of [`purser_domain::text`]'s), naming `what`.
+pub fn text(raw: &str, what: &str, rule: TextRule) -> Result<String> {
     let value = raw.trim();
-    if value.is_empty() && !allow_empty {
-        return Err(Error::invalid_input(format!("{what} must not be empty")));
-    }
-    if value.chars().count() > max {
-        return Err(Error::invalid_input(format!(
-            "{what} must be at most {max} characters"
-        )));
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(Error::invalid_input(format!(
-            "{what} must not contain control characters"
-        )));
-    }
+    rule.check(what, value)?;
     Ok(value.to_owned())
 }
 
 /// An icon URL: absolute https (or http), no credentials.
 pub fn icon_url(raw: &str) -> Result<String> {
+    rules::URL.check("iconUrl", raw.trim())?;
     let url = Url::parse(raw.trim())
         .ok()
         .filter(|u| {
@@ -464,6 +456,42 @@ pub fn clip(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn limits_here_are_the_domains() {
+        use purser_domain::text::Length;
+        assert_eq!(rules::URL.max, Length::Chars(MAX_URL_CHARS));
+        assert_eq!(rules::RESOURCE_NAME.max, Length::Chars(MAX_NAME_CHARS));
+        assert_eq!(
+            rules::RESOURCE_DESCRIPTION.max,
+            Length::Chars(MAX_DESCRIPTION_CHARS)
+        );
+        assert_eq!(rules::TAG.max, Length::Chars(MAX_TAG_CHARS));
+    }
+
+    #[test]
+    fn text_is_trimmed_and_follows_its_rule() {
+        assert_eq!(
+            text(" Weather ", "name", rules::RESOURCE_NAME).unwrap(),
+            "Weather"
+        );
+        for bad in ["a\u{0}b", "a\tb", "a\nb", ""] {
+            let err = text(bad, "name", rules::RESOURCE_NAME).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidInput, "{bad:?}");
+            assert!(err.message().contains("name"), "{}", err.message());
+        }
+        assert_eq!(
+            text(
+                "line\n\tindented",
+                "description",
+                rules::RESOURCE_DESCRIPTION
+            )
+            .unwrap(),
+            "line\n\tindented"
+        );
+        assert!(text("a\u{0}", "description", rules::RESOURCE_DESCRIPTION).is_err());
+        assert!(icon_url("https://x.example/\u{0}.png").is_err());
+    }
 
     #[test]
     fn addresses_must_carry_their_checksum() {

@@ -326,6 +326,7 @@ impl RegistryRepository for PgStore {
     }
 
     async fn create_resource(&self, new: NewResource) -> Result<Resource> {
+        new.check()?;
         let mut tx = self
             .pool
             .begin()
@@ -426,6 +427,7 @@ impl RegistryRepository for PgStore {
         id: ResourceId,
         change: ResourceChange,
     ) -> Result<Option<Resource>> {
+        change.check()?;
         let mut tx = self
             .pool
             .begin()
@@ -515,6 +517,7 @@ impl RegistryRepository for PgStore {
     }
 
     async fn learn_resource(&self, learned: LearnedResource) -> Result<Resource> {
+        learned.check()?;
         let key = resource_key(
             learned.kind,
             &learned.url,

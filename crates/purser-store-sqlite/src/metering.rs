@@ -369,6 +369,10 @@ impl MeteringRepository for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        // Both stores refuse what the text rules refuse, before any SQL.
+        for event in events {
+            event.check()?;
+        }
         // Each key once: its first occurrence in the batch wins.
         let mut first = HashMap::with_capacity(events.len());
         let mut batch = Vec::with_capacity(events.len());
@@ -457,6 +461,7 @@ impl MeteringRepository for SqliteStore {
         correction: &NewCorrection,
         recorded_at: DateTime<Utc>,
     ) -> Result<UsageEntry> {
+        correction.check()?;
         let previous = check_correction(correction)?;
         let tenant = scope.tenant_id().as_uuid();
         // The write lock from the start: a concurrent correction of the same event runs after

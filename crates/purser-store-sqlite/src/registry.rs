@@ -324,6 +324,7 @@ impl RegistryRepository for SqliteStore {
     }
 
     async fn create_resource(&self, new: NewResource) -> Result<Resource> {
+        new.check()?;
         let mut tx = self.begin_write().await?;
         let m = &new.metadata;
         sqlx::query(
@@ -420,6 +421,7 @@ impl RegistryRepository for SqliteStore {
         id: ResourceId,
         change: ResourceChange,
     ) -> Result<Option<Resource>> {
+        change.check()?;
         let mut tx = self.begin_write().await?;
         let Some(current) = fetch_resource(&mut tx, id, Some(scope.tenant_id())).await? else {
             return Ok(None);
@@ -499,6 +501,7 @@ impl RegistryRepository for SqliteStore {
     }
 
     async fn learn_resource(&self, learned: LearnedResource) -> Result<Resource> {
+        learned.check()?;
         let key = resource_key(
             learned.kind,
             &learned.url,

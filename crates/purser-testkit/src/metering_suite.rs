@@ -53,6 +53,8 @@ macro_rules! metering_suite {
             metering_meters_are_per_tenant_with_unique_slugs,
             metering_meters_are_listed_priced_and_archived,
             metering_late_entries_and_corrections_move_a_closed_days_version,
+            metering_text_the_stores_would_not_keep_alike_is_refused,
+            metering_writes_for_a_tenant_that_does_not_exist_are_not_found,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -1669,5 +1671,234 @@ where
     assert_eq!(
         versions(scope.tenant_id().as_uuid()).await,
         [(unix_day(late), 1)]
+    );
+}
+
+/// Text and JSON that one backend would keep and the other refuse (NUL: PostgreSQL's `text`
+/// and `jsonb` refuse it, SQLite keeps it) are refused alike by the domain's constructors and,
+/// for events, corrections and meters built any other way, by both stores before any SQL,
+/// storing nothing; what both keep alike (other control characters inside `data` strings, any
+/// script) is read back as written.
+pub async fn metering_text_the_stores_would_not_keep_alike_is_refused(store: Arc<dyn Store>) {
+    let scope = TenantScope::trusted(tenant(&store, "Metering Text").await);
+    let recorded = at("03:00");
+    let history = |id: &'static str| {
+        let store = store.clone();
+        async move { store.usage_event_history(scope, SOURCE, id).await.unwrap() }
+    };
+
+    // Read from CloudEvents: refused with the attribute named.
+    let cloud_event = |subject: &str, data: Value| {
+        json!({
+            "specversion": "1.0", "id": "ce", "source": SOURCE, "type": CALLS,
+            "subject": subject, "time": "2026-03-01T00:10:00Z", "data": data,
+        })
+    };
+    for (sent, says) in [
+        (cloud_event("a\u{0}", json!({})), "`subject`"),
+        (cloud_event("a\u{1b}", json!({})), "`subject`"),
+        (cloud_event("a", json!({"n": "\u{0}"})), "`data`"),
+        (cloud_event("a", json!({"\u{0}": 1})), "`data`"),
+    ] {
+        let err = NewUsageEvent::from_cloud_event(sent, recorded).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::MalformedCloudEvent, "{says}");
+        assert!(err.message().contains(says), "{}", err.message());
+    }
+
+    // Built another way: the store refuses the batch whole, and stores none of it.
+    let good = |id: &str| event(id, "alice", "00:10", json!({"n": 1}));
+    let mut deep = json!(1);
+    for _ in 0..40 {
+        deep = json!([deep]);
+    }
+    for (bad, says) in [
+        (
+            event("bad", "alice", "00:10", json!({"note": "a\u{0}b"})),
+            "`data`",
+        ),
+        (
+            event("bad", "alice", "00:10", json!({"k\u{0}": 1})),
+            "`data`",
+        ),
+        (event("bad", "alice", "00:10", deep), "`data`"),
+        (event("bad", "al\u{0}ice", "00:10", json!({})), "`subject`"),
+        (event("bad", "al\nice", "00:10", json!({})), "`subject`"),
+        (event("b\u{0}d", "alice", "00:10", json!({})), "`id`"),
+        (
+            typed_event("t\u{0}", "bad", "alice", "00:10", json!({})),
+            "`type`",
+        ),
+    ] {
+        let err = store
+            .insert_usage_events(scope, &[good("g1"), bad, good("g2")], recorded)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::MalformedCloudEvent, "{says}");
+        assert!(err.message().contains(says), "{}", err.message());
+        assert!(history("g1").await.is_empty(), "{says}");
+        assert!(history("g2").await.is_empty(), "{says}");
+    }
+
+    // What both keep alike is read back as written.
+    let kept = json!({
+        "note": "tab\there, bell\u{7}, newline\n, escape\u{1b}",
+        "ключ": "値 🚀",
+        "nested": [{"deep": [1, 2.5, "x"]}],
+    });
+    let stored = event("kept", "Ünïcödé 顧客", "00:20", kept.clone());
+    assert_eq!(
+        store
+            .insert_usage_events(scope, std::slice::from_ref(&stored), recorded)
+            .await
+            .unwrap(),
+        [true]
+    );
+    let entries = history("kept").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].data, kept);
+    assert_eq!(entries[0].subject, "Ünïcödé 顧客");
+
+    // Corrections: refused by the constructor, and by the store when built another way.
+    let current = entries[0].clone();
+    for (change, reason, says) in [
+        (CorrectionChange::Void, "typo\u{0}", "`reason`"),
+        (
+            CorrectionChange::Amend {
+                subject: Some("bob\u{0}".into()),
+                time: None,
+                data: None,
+            },
+            "r",
+            "`subject`",
+        ),
+        (
+            CorrectionChange::Amend {
+                subject: None,
+                time: None,
+                data: Some(json!({"n": "\u{0}"})),
+            },
+            "r",
+            "`data`",
+        ),
+    ] {
+        let err = NewCorrection::of(&current, change, reason).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput, "{says}");
+        assert!(err.message().contains(says), "{}", err.message());
+    }
+    let valid = NewCorrection::of(&current, CorrectionChange::Void, "test\ntraffic").unwrap();
+    for tampered in [
+        NewCorrection {
+            reason: "x\u{0}".into(),
+            ..valid.clone()
+        },
+        NewCorrection {
+            data: json!({"n": "\u{0}"}),
+            kind: EntryKind::Amendment,
+            ..valid.clone()
+        },
+    ] {
+        let err = store
+            .correct_usage_event(scope, &tampered, recorded)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput, "{}", err.message());
+    }
+    assert_eq!(history("kept").await.len(), 1, "no correction was stored");
+    let voided = store
+        .correct_usage_event(scope, &valid, recorded)
+        .await
+        .unwrap();
+    assert_eq!(voided.reason.as_deref(), Some("test\ntraffic"));
+
+    // Meters: refused by their validation, which both stores run too.
+    type Break = fn(&mut NewMeter);
+    let breaks: [(Break, &str); 4] = [
+        (|m| m.name = "Calls\u{0}".into(), "`name`"),
+        (|m| m.name = "Calls\r".into(), "`name`"),
+        (|m| m.description = Some("x\u{0}".into()), "`description`"),
+        (|m| m.event_type = "api\u{0}".into(), "`eventType`"),
+    ];
+    for (break_it, says) in breaks {
+        let mut meter = new_meter("calls", Aggregation::Count, None);
+        break_it(&mut meter);
+        let err = store
+            .create_meter(scope, &meter, recorded)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput, "{says}");
+        assert!(err.message().contains(says), "{}", err.message());
+    }
+    assert_eq!(
+        ValuePath::parse("$['a\u{0}']").unwrap_err().code(),
+        ErrorCode::InvalidJsonPath
+    );
+    assert!(
+        store
+            .list_meters(scope, true, PageRequest::first(10).unwrap())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // A query for a value no event can hold is refused before the store.
+    let meter = meter(&store, scope, Aggregation::Count, None).await;
+    let mut query = query(None);
+    query.subjects = vec!["al\u{0}ice".into()];
+    assert_eq!(
+        query.plan(&meter).unwrap_err().code(),
+        ErrorCode::InvalidUsageQuery
+    );
+}
+
+/// Usage events and meters of a tenant that does not exist are `not_found`, and nothing is
+/// stored: PostgreSQL's `usage_events` has no foreign key to `tenants` and looks the tenant up
+/// once per batch instead; SQLite's has one.
+pub async fn metering_writes_for_a_tenant_that_does_not_exist_are_not_found(store: Arc<dyn Store>) {
+    let missing = TenantScope::trusted(purser_domain::id::TenantId::new());
+    let batch = [
+        event("ghost-1", "alice", "00:10", json!({"n": 1})),
+        event("ghost-2", "bob", "00:20", json!({"n": 2})),
+    ];
+    let err = store
+        .insert_usage_events(missing, &batch, at("03:00"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{}", err.message());
+    assert!(err.message().contains("tenant"), "{}", err.message());
+    for id in ["ghost-1", "ghost-2"] {
+        assert!(
+            store
+                .usage_event_history(missing, SOURCE, id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let err = store
+        .create_meter(
+            missing,
+            &new_meter("calls", Aggregation::Count, None),
+            at("00:00"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{}", err.message());
+    assert!(
+        store
+            .list_meters(missing, true, PageRequest::first(10).unwrap())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // A tenant that exists stores the same batch.
+    let real = TenantScope::trusted(tenant(&store, "Metering Real").await);
+    assert_eq!(
+        store
+            .insert_usage_events(real, &batch, at("03:00"))
+            .await
+            .unwrap(),
+        [true, true]
     );
 }

@@ -584,3 +584,210 @@ pub async fn probes_mark_health_and_hide_late(store: Arc<dyn Store>) {
     assert!(!r.hidden && r.unhealthy_since.is_none());
     assert_eq!(r.health, ResourceHealth::Healthy);
 }
+
+/// Text and JSON that one backend would keep and the other refuse (NUL: PostgreSQL's `text`
+/// and `jsonb` refuse it, SQLite keeps it) are refused by both, before any SQL, with
+/// `invalid_input` naming the field; what both keep alike (other control characters inside
+/// JSON strings, multi-line descriptions, any script) is read back as written.
+pub async fn resources_refuse_text_the_stores_would_not_keep_alike(store: Arc<dyn Store>) {
+    let a = tenant(&store, "Text A").await;
+    let scope = TenantScope::trusted(a);
+    let nul_spec = |field: &str| {
+        let mut spec = spec(BASE, PAY_A, 1000);
+        let bad = serde_json::json!({"type": "object", "description": "a\u{0}b"});
+        match field {
+            "inputSchema" => spec.input_schema = Some(bad),
+            "outputExample" => spec.output_example = Some(serde_json::json!({"k\u{0}": 1})),
+            "bazaar" => spec.bazaar = Some(serde_json::json!({"info": ["\u{0}"]})),
+            "an accepted asset's EIP-712 name" => spec.accepts[0].eip712_name = "USD\u{0}C".into(),
+            "the resource's terms" => {
+                spec.price = PriceSpec::Usd {
+                    usd: "0.01\u{0}".into(),
+                }
+            }
+            _ => unreachable!("{field}"),
+        }
+        spec
+    };
+    type Break = fn(&mut NewResource);
+    let breaks: Vec<(Break, &str)> = vec![
+        (|r| r.metadata.name = "Weather\u{0}".into(), "name"),
+        (|r| r.metadata.name = "Weather\tnow".into(), "name"),
+        (|r| r.metadata.description = "a\u{0}".into(), "description"),
+        (|r| r.metadata.description = "a\r\nb".into(), "description"),
+        (
+            |r| r.metadata.tags = vec!["ok".into(), "b\u{7}".into()],
+            "a tag",
+        ),
+        (
+            |r| r.metadata.mime_type = Some("text/\u{0}".into()),
+            "mimeType",
+        ),
+        (|r| r.url = "https://api.example/\u{0}".into(), "url"),
+        (
+            |r| {
+                r.kind = ResourceKind::Mcp;
+                r.method = None;
+                r.tool = Some("tool\u{0}".into());
+            },
+            "toolName",
+        ),
+    ];
+    for (break_it, field) in breaks {
+        let mut resource = new_resource(a, "https://api.example/text", ResourceStatus::Draft);
+        break_it(&mut resource);
+        let err = store.create_resource(resource).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            ErrorCode::InvalidInput,
+            "{field}: {}",
+            err.message()
+        );
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+    for field in [
+        "inputSchema",
+        "outputExample",
+        "bazaar",
+        "an accepted asset's EIP-712 name",
+        "the resource's terms",
+    ] {
+        let mut resource = new_resource(a, "https://api.example/text", ResourceStatus::Draft);
+        resource.spec = nul_spec(field);
+        let err = store.create_resource(resource).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            ErrorCode::InvalidInput,
+            "{field}: {}",
+            err.message()
+        );
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+    // Nesting is bounded too.
+    let mut deep = serde_json::json!(1);
+    for _ in 0..65 {
+        deep = serde_json::json!([deep]);
+    }
+    let mut resource = new_resource(a, "https://api.example/text", ResourceStatus::Draft);
+    resource.spec.output_example = Some(deep);
+    let err = store.create_resource(resource).await.unwrap_err();
+    assert!(err.message().contains("outputExample"), "{}", err.message());
+    assert!(
+        store
+            .list_resources(scope, None, PageRequest::first(10).unwrap())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing refused was stored"
+    );
+
+    // What both keep alike comes back as written.
+    let mut resource = new_resource(a, "https://api.example/text", ResourceStatus::Draft);
+    resource.metadata.name = "Météo 東京 🌦".into();
+    resource.metadata.description = "line one\n\tline two".into();
+    resource.spec.output_example =
+        Some(serde_json::json!({"note": "tab\there, bell\u{7}, newline\n", "ключ": "значение"}));
+    let created = store.create_resource(resource.clone()).await.unwrap();
+    assert_eq!(created.metadata, resource.metadata);
+    assert_eq!(created.current.spec, resource.spec);
+    let read = store
+        .find_resource(scope, created.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.metadata, resource.metadata);
+    assert_eq!(read.current.spec, resource.spec);
+
+    // A change and a learned listing are checked alike.
+    let mut changed = spec(BASE, PAY_A, 2000);
+    changed.input_schema = Some(serde_json::json!({"title": "\u{0}"}));
+    let err = store
+        .change_resource(
+            scope,
+            created.id,
+            ResourceChange {
+                metadata: created.metadata.clone(),
+                spec: Some(changed),
+                search_fields: String::new(),
+                expected_version: 1,
+                at: Utc::now(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput, "{}", err.message());
+    assert_eq!(
+        store
+            .resource_versions(scope, created.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let mut learned_spec = spec(BASE, PAY_A, 10);
+    learned_spec.bazaar = Some(serde_json::json!({"info": {"input": {"toolName": "x\u{0}"}}}));
+    let err = store
+        .learn_resource(LearnedResource {
+            tenant_id: a,
+            kind: ResourceKind::Http,
+            url: "https://third.example/text".into(),
+            method: Some("GET".into()),
+            tool: None,
+            metadata: metadata("Learned", "", &[]),
+            spec: learned_spec,
+            search_fields: String::new(),
+            at: Utc::now(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput, "{}", err.message());
+    assert!(err.message().contains("bazaar"), "{}", err.message());
+}
+
+/// A write naming a tenant that does not exist is `not_found` (a foreign key, mapped by each
+/// store), and stores nothing.
+pub async fn registry_writes_for_a_tenant_that_does_not_exist_are_not_found(store: Arc<dyn Store>) {
+    let missing = TenantId::new();
+    let scope = TenantScope::trusted(missing);
+    let err = store
+        .set_payout_address(scope, BASE, PAY_A, Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{}", err.message());
+    assert!(err.message().contains("tenant"), "{}", err.message());
+    let err = store
+        .create_resource(new_resource(
+            missing,
+            "https://api.example/nobody",
+            ResourceStatus::Draft,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{}", err.message());
+    assert!(err.message().contains("tenant"), "{}", err.message());
+    let err = store
+        .learn_resource(LearnedResource {
+            tenant_id: missing,
+            kind: ResourceKind::Http,
+            url: "https://third.example/nobody".into(),
+            method: Some("GET".into()),
+            tool: None,
+            metadata: metadata("Nobody", "", &[]),
+            spec: spec(BASE, PAY_A, 10),
+            search_fields: String::new(),
+            at: Utc::now(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{}", err.message());
+    assert!(store.payout_addresses(scope).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_resources(scope, None, PageRequest::first(10).unwrap())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}

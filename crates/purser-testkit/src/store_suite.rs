@@ -57,6 +57,10 @@ macro_rules! store_suite {
             catalog_lists_searches_and_filters,
             learning_keeps_one_listing_per_key,
             probes_mark_health_and_hide_late,
+            resources_refuse_text_the_stores_would_not_keep_alike,
+            registry_writes_for_a_tenant_that_does_not_exist_are_not_found,
+            names_refuse_nul_and_control_characters_and_keep_any_script,
+            operators_scope_only_tenants_that_exist,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -1311,4 +1315,127 @@ pub async fn settlements_are_listed_per_tenant(store: Arc<dyn Store>) {
         other.items.iter().map(|s| s.id).collect::<Vec<_>>(),
         vec![theirs]
     );
+}
+
+/// Names follow the text rules (`purser_domain::text`) before any store sees them: NUL, which
+/// PostgreSQL refuses and SQLite keeps, and every other control character are refused alike,
+/// while any script is kept and read back as written.
+pub async fn names_refuse_nul_and_control_characters_and_keep_any_script(store: Arc<dyn Store>) {
+    assert_eq!(
+        TenantName::parse("\t").unwrap_err().code(),
+        ErrorCode::InvalidInput
+    );
+    for bad in ["Acme\u{0}", "Ac\u{7}me", "Acme\nCorp", "Ac\u{85}me"] {
+        let err = TenantName::parse(bad).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput, "{bad:?}");
+        assert!(err.message().contains("tenant name"), "{}", err.message());
+        let err = mint_api_key(None, Role::Operator, bad).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput, "{bad:?}");
+        assert!(err.message().contains("key name"), "{}", err.message());
+    }
+    let name = "Café 東京 🚀 \u{200d}Ünïcödé";
+    let created = tenant(&store, name).await;
+    assert_eq!(created.name, name);
+    assert_eq!(
+        store.get_tenant(created.id).await.unwrap().unwrap().name,
+        name
+    );
+    let (record, _) = mint_api_key(Some(created.id), Role::TenantRead, " clé 🔑 ").unwrap();
+    store.insert_api_key(record.clone()).await.unwrap();
+    let read = store
+        .get_api_key(owner(&created), record.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.name, "clé 🔑");
+}
+
+/// A tenant an operator names is checked to exist: `not_found` otherwise, with or without the
+/// authenticator's memory; a tenant key's own tenant needs no look-up, and another is
+/// `forbidden` whether it exists or not. A scope for a named tenant is never minted unchecked.
+pub async fn operators_scope_only_tenants_that_exist(store: Arc<dyn Store>) {
+    use purser_domain::auth::Access;
+
+    let acme = tenant(&store, "Acme").await;
+    let globex = tenant(&store, "Globex").await;
+    let missing = TenantId::new();
+    let (_, operator_token) = key(&store, None, Role::Operator).await;
+    let (_, admin_token) = key(&store, Some(acme.id), Role::TenantAdmin).await;
+    let auth = Authenticator::new(store.clone());
+    let operator = auth.authenticate(operator_token.expose()).await.unwrap();
+    let admin = auth.authenticate(admin_token.expose()).await.unwrap();
+
+    for _ in 0..2 {
+        // The second time, from memory.
+        let scope = auth
+            .scope(&operator, Some(acme.id), Access::Write)
+            .await
+            .unwrap();
+        assert_eq!(scope.tenant_id(), acme.id);
+        let err = auth
+            .scope(&operator, Some(missing), Access::Read)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::NotFound, "{}", err.message());
+        assert!(err.message().contains("tenant"), "{}", err.message());
+    }
+    let checked = operator
+        .checked_scope(store.as_ref(), Some(globex.id), Access::Read)
+        .await
+        .unwrap();
+    assert_eq!(checked.tenant_id(), globex.id);
+    assert_eq!(
+        operator
+            .checked_scope(store.as_ref(), Some(missing), Access::Read)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        operator
+            .scope(Some(acme.id), Access::Read)
+            .unwrap_err()
+            .code(),
+        ErrorCode::Internal,
+        "an unchecked scope for a named tenant is never minted"
+    );
+    assert_eq!(
+        auth.key_owner(&operator, None, Access::Write)
+            .await
+            .unwrap(),
+        KeyOwner::Platform
+    );
+    assert_eq!(
+        auth.key_owner(&operator, Some(missing), Access::Write)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        operator
+            .checked_key_owner(store.as_ref(), Some(missing), Access::Write)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotFound
+    );
+
+    assert_eq!(
+        auth.scope(&admin, None, Access::Write)
+            .await
+            .unwrap()
+            .tenant_id(),
+        acme.id
+    );
+    for other in [globex.id, missing] {
+        assert_eq!(
+            auth.scope(&admin, Some(other), Access::Read)
+                .await
+                .unwrap_err()
+                .code(),
+            ErrorCode::Forbidden
+        );
+    }
 }

@@ -5,6 +5,11 @@
 //! `subject` (the customer or payer: required here, although optional in CloudEvents), `time`
 //! (RFC 3339; the receipt time when absent) and `data` (JSON; `data_base64` cannot be
 //! metered). Extension attributes are allowed and not kept.
+//!
+//! What is kept follows [`crate::text`]: `id`, `source`, `type` and `subject` are one line
+//! without control characters ([`text::EVENT_ID`] and the rest), and `data` holds no `\u0000`
+//! and nests at most [`text::EVENT_DATA`] deep. An event that breaks them is
+//! `malformed_cloudevent`, naming the attribute, like any other malformed event.
 
 use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,11 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::macros::string_enum;
-
-const MAX_ID_LEN: usize = 256;
-const MAX_SOURCE_LEN: usize = 512;
-const MAX_TYPE_LEN: usize = 256;
-const MAX_SUBJECT_LEN: usize = 256;
+use crate::text::{self, TextFault, TextRule};
 
 /// A validated usage event, ready to store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,26 +44,38 @@ pub fn event_key(value: &Value) -> (Option<&str>, Option<&str>) {
     )
 }
 
+/// A string attribute as sent: `None` when absent (or null) and not `required`.
 fn text_attribute<'a>(
     event: &'a Map<String, Value>,
     name: &str,
-    max: usize,
     required: bool,
 ) -> Result<Option<&'a str>> {
     match event.get(name) {
         None | Some(Value::Null) if !required => Ok(None),
         None | Some(Value::Null) => Err(malformed(format!("the event has no `{name}`"))),
-        Some(Value::String(text)) if text.is_empty() => {
-            Err(malformed(format!("the event's `{name}` is empty")))
-        }
-        Some(Value::String(text)) if text.len() > max => Err(malformed(format!(
-            "the event's `{name}` is longer than {max} bytes"
-        ))),
-        Some(Value::String(text)) if text.chars().any(char::is_control) => Err(malformed(format!(
-            "the event's `{name}` contains a control character"
-        ))),
         Some(Value::String(text)) => Ok(Some(text)),
         Some(_) => Err(malformed(format!("the event's `{name}` is not a string"))),
+    }
+}
+
+/// `malformed_cloudevent` when attribute `name`'s `value` breaks `rule`.
+fn check_attribute(name: &str, value: &str, rule: TextRule) -> Result<()> {
+    let Some(fault) = rule.fault(value) else {
+        return Ok(());
+    };
+    Err(malformed(match fault {
+        TextFault::Empty => format!("the event's `{name}` is empty"),
+        TextFault::TooLong(max) => format!("the event's `{name}` is longer than {max}"),
+        TextFault::Nul => format!("the event's `{name}` contains NUL (U+0000)"),
+        TextFault::Control(_) => format!("the event's `{name}` contains a control character"),
+    }))
+}
+
+/// `malformed_cloudevent` when the event's `data` holds `\u0000` or nests too deep.
+fn check_data(data: &Value) -> Result<()> {
+    match text::EVENT_DATA.fault(data) {
+        None => Ok(()),
+        Some(fault) => Err(malformed(fault.describe("the event's `data`"))),
     }
 }
 
@@ -83,17 +96,11 @@ impl NewUsageEvent {
             }
             _ => return Err(malformed("the event has no string `specversion`")),
         }
-        let id = text_attribute(&event, "id", MAX_ID_LEN, true)?.unwrap_or_default();
-        let source = text_attribute(&event, "source", MAX_SOURCE_LEN, true)?.unwrap_or_default();
-        if source.chars().any(char::is_whitespace) {
-            return Err(malformed(
-                "the event's `source` is not a URI-reference (it has whitespace)",
-            ));
-        }
-        let event_type = text_attribute(&event, "type", MAX_TYPE_LEN, true)?.unwrap_or_default();
-        let subject = text_attribute(&event, "subject", MAX_SUBJECT_LEN, true)?
-            .ok_or_else(|| malformed("the event has no `subject` (the customer it is usage of)"))?;
-        let time = match text_attribute(&event, "time", 64, false)? {
+        let id = text_attribute(&event, "id", true)?.unwrap_or_default();
+        let source = text_attribute(&event, "source", true)?.unwrap_or_default();
+        let event_type = text_attribute(&event, "type", true)?.unwrap_or_default();
+        let subject = text_attribute(&event, "subject", true)?.unwrap_or_default();
+        let time = match text_attribute(&event, "time", false)? {
             None => received_at,
             Some(time) => DateTime::parse_from_rfc3339(time)
                 .map_err(|_| malformed("the event's `time` is not an RFC 3339 timestamp"))?
@@ -101,7 +108,7 @@ impl NewUsageEvent {
         };
         // Both stores keep microseconds: what is read back is what was stored.
         let time = time.trunc_subsecs(6);
-        if let Some(content_type) = text_attribute(&event, "datacontenttype", 128, false)? {
+        if let Some(content_type) = text_attribute(&event, "datacontenttype", false)? {
             let essence = content_type
                 .split(';')
                 .next()
@@ -111,7 +118,11 @@ impl NewUsageEvent {
             if essence != "application/json" && !essence.ends_with("+json") {
                 return Err(malformed(format!(
                     "the event's datacontenttype `{}` is not JSON; Purser meters JSON data",
-                    content_type.chars().take(64).collect::<String>()
+                    content_type
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(64)
+                        .collect::<String>()
                 )));
             }
         }
@@ -127,14 +138,33 @@ impl NewUsageEvent {
             subject.to_owned(),
         );
         let data = event.remove("data").unwrap_or(Value::Null);
-        Ok(Self {
+        let event = Self {
             source,
             id,
             event_type,
             subject,
             time,
             data,
-        })
+        };
+        event.check()?;
+        Ok(event)
+    }
+
+    /// Checks what is stored of the event against [`crate::text`]'s rules:
+    /// `malformed_cloudevent` naming the attribute. [`Self::from_cloud_event`] answers only
+    /// events that pass; both stores check every event they are handed again, so an event
+    /// built another way is refused by both alike.
+    pub fn check(&self) -> Result<()> {
+        check_attribute("id", &self.id, text::EVENT_ID)?;
+        check_attribute("source", &self.source, text::EVENT_SOURCE)?;
+        if self.source.chars().any(char::is_whitespace) {
+            return Err(malformed(
+                "the event's `source` is not a URI-reference (it has whitespace)",
+            ));
+        }
+        check_attribute("type", &self.event_type, text::EVENT_TYPE)?;
+        check_attribute("subject", &self.subject, text::EVENT_SUBJECT)?;
+        check_data(&self.data)
     }
 }
 
@@ -235,12 +265,11 @@ pub struct NewCorrection {
     pub reason: String,
 }
 
-const MAX_REASON_LEN: usize = 1000;
-
 impl NewCorrection {
     /// The correction of `current` (the event's current entry) by `change`, for `reason`.
     /// `event_voided` when the event was voided; `invalid_input` for an empty reason or an
-    /// amendment that changes nothing.
+    /// amendment that changes nothing, and for a reason, subject or data that breaks
+    /// [`crate::text`]'s rules (naming it).
     pub fn of(current: &UsageEntry, change: CorrectionChange, reason: &str) -> Result<Self> {
         if current.kind == EntryKind::Void {
             return Err(Error::new(
@@ -249,11 +278,7 @@ impl NewCorrection {
             ));
         }
         let reason = reason.trim();
-        if reason.is_empty() || reason.len() > MAX_REASON_LEN {
-            return Err(Error::invalid_input(
-                "a correction needs a reason of 1 to 1000 bytes",
-            ));
-        }
+        text::CORRECTION_REASON.check("a correction's `reason`", reason)?;
         let (kind, subject, time, data) = match change {
             CorrectionChange::Void => (
                 EntryKind::Void,
@@ -266,14 +291,11 @@ impl NewCorrection {
                 time,
                 data,
             } => {
-                if let Some(subject) = &subject
-                    && (subject.is_empty()
-                        || subject.len() > MAX_SUBJECT_LEN
-                        || subject.chars().any(char::is_control))
-                {
-                    return Err(Error::invalid_input(
-                        "an amended subject must be 1 to 256 bytes without control characters",
-                    ));
+                if let Some(subject) = &subject {
+                    text::EVENT_SUBJECT.check("an amended `subject`", subject)?;
+                }
+                if let Some(data) = &data {
+                    text::EVENT_DATA.check("an amended `data`", data)?;
                 }
                 let subject = subject.unwrap_or_else(|| current.subject.clone());
                 let time = time.unwrap_or(current.time);
@@ -296,6 +318,14 @@ impl NewCorrection {
             data,
             reason: reason.to_owned(),
         })
+    }
+
+    /// Checks what the correction stores against [`crate::text`]'s rules (`invalid_input`
+    /// naming the field), as [`Self::of`] does; both stores check again before writing.
+    pub fn check(&self) -> Result<()> {
+        text::CORRECTION_REASON.check("a correction's `reason`", &self.reason)?;
+        text::EVENT_SUBJECT.check("an amended `subject`", &self.subject)?;
+        text::EVENT_DATA.check("an amended `data`", &self.data)
     }
 }
 
@@ -441,6 +471,103 @@ mod tests {
         }
         let err = NewUsageEvent::from_cloud_event(json!([1]), now()).unwrap_err();
         assert_eq!(err.code(), ErrorCode::MalformedCloudEvent);
+    }
+
+    #[test]
+    fn what_would_be_stored_follows_the_text_rules() {
+        let mut deep = json!(1);
+        for _ in 0..33 {
+            deep = json!([deep]);
+        }
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("subject", json!("bob\u{0}"), "`subject` contains NUL"),
+            (
+                "subject",
+                json!("bob\u{7}"),
+                "`subject` contains a control character",
+            ),
+            (
+                "subject",
+                json!("bob\n"),
+                "`subject` contains a control character",
+            ),
+            ("id", json!("\u{0}"), "`id` contains NUL"),
+            ("source", json!("//x/\u{0}"), "`source` contains NUL"),
+            (
+                "type",
+                json!("t\u{85}"),
+                "`type` contains a control character",
+            ),
+            (
+                "data",
+                json!({"note": "a\u{0}b"}),
+                "`data` holds a string with NUL",
+            ),
+            (
+                "data",
+                json!({"n\u{0}": 1}),
+                "`data` holds a member name with NUL",
+            ),
+            ("data", json!([{"a": ["\u{0}"]}]), "at `/0/a/0`"),
+            ("data", deep, "more than 32 deep"),
+        ];
+        for (attribute, value, says) in cases {
+            let mut sent = event();
+            sent[attribute] = value;
+            let err = NewUsageEvent::from_cloud_event(sent, now()).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::MalformedCloudEvent, "{says}");
+            assert!(
+                err.message().contains(says),
+                "{} lacks {says}",
+                err.message()
+            );
+        }
+        // Other control characters inside data strings are kept (JSON escapes them).
+        let mut sent = event();
+        sent["data"] = json!({"tokens": 1, "note": "tab\there\u{1}\n"});
+        let read = NewUsageEvent::from_cloud_event(sent, now()).unwrap();
+        read.check().unwrap();
+        // An event built another way is checked the same way.
+        let built = NewUsageEvent {
+            subject: "a\u{0}".into(),
+            ..read.clone()
+        };
+        assert_eq!(
+            built.check().unwrap_err().code(),
+            ErrorCode::MalformedCloudEvent
+        );
+    }
+
+    #[test]
+    fn corrections_follow_the_text_rules() {
+        let amend = |subject: Option<&str>, data: Option<Value>| CorrectionChange::Amend {
+            subject: subject.map(str::to_owned),
+            time: None,
+            data,
+        };
+        for (change, reason, says) in [
+            (amend(Some("a\u{0}"), None), "r", "`subject`"),
+            (amend(Some("a\tb"), None), "r", "`subject`"),
+            (amend(None, Some(json!({"n": "\u{0}"}))), "r", "`data`"),
+            (CorrectionChange::Void, "bad\u{0}reason", "`reason`"),
+            (CorrectionChange::Void, "bad\rreason", "`reason`"),
+            (CorrectionChange::Void, &"r".repeat(1001), "`reason`"),
+        ] {
+            let err = NewCorrection::of(&entry(), change, reason).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidInput, "{says}");
+            assert!(err.message().contains(says), "{}", err.message());
+        }
+        // A reason may span lines.
+        let void = NewCorrection::of(&entry(), CorrectionChange::Void, "test\ntraffic").unwrap();
+        void.check().unwrap();
+        let tampered = NewCorrection {
+            reason: "x\u{0}".into(),
+            ..void
+        };
+        assert_eq!(
+            tampered.check().unwrap_err().code(),
+            ErrorCode::InvalidInput
+        );
     }
 
     #[test]

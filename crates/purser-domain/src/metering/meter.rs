@@ -12,6 +12,7 @@ use crate::id::{MeterId, TenantId};
 use crate::macros::string_enum;
 use crate::metering::path::ValuePath;
 use crate::metering::price::MeterPrice;
+use crate::text;
 
 string_enum!(
     /// How a meter folds the values of a window's events into one.
@@ -61,7 +62,9 @@ pub struct NewMeter {
     pub price: Option<MeterPrice>,
 }
 
-fn is_slug(slug: &str) -> bool {
+/// Whether `slug` is a meter slug: `[a-z0-9][a-z0-9_-]{0,62}`. A lookup by anything else
+/// finds nothing, and need not ask a store.
+pub fn is_slug(slug: &str) -> bool {
     let bytes = slug.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
@@ -86,22 +89,14 @@ impl NewMeter {
                 "a meter slug is 1 to 63 characters of a-z, 0-9, `_` and `-`, starting with a letter or digit",
             ));
         }
-        if self.name.trim().is_empty() || self.name.len() > 200 {
-            return Err(Error::invalid_input("a meter name is 1 to 200 bytes"));
+        if self.name.trim().is_empty() {
+            return Err(Error::invalid_input("a meter's `name` must not be empty"));
         }
-        if self.description.as_ref().is_some_and(|d| d.len() > 2000) {
-            return Err(Error::invalid_input(
-                "a meter description is at most 2000 bytes",
-            ));
+        text::METER_NAME.check("a meter's `name`", &self.name)?;
+        if let Some(description) = &self.description {
+            text::METER_DESCRIPTION.check("a meter's `description`", description)?;
         }
-        if self.event_type.is_empty()
-            || self.event_type.len() > 256
-            || self.event_type.chars().any(char::is_control)
-        {
-            return Err(Error::invalid_input(
-                "a meter's event type is 1 to 256 bytes without control characters",
-            ));
-        }
+        text::EVENT_TYPE.check("a meter's `eventType`", &self.event_type)?;
         match (self.aggregation.needs_value(), &self.value) {
             (true, None) => {
                 return Err(Error::invalid_input(format!(
@@ -267,6 +262,26 @@ mod tests {
         m.group_by
             .insert("subject".into(), ValuePath::parse("$.s").unwrap());
         assert!(m.validate().is_err());
+        type Break = fn(&mut NewMeter);
+        let breaks: [(Break, &str); 6] = [
+            (|m| m.name = "Tokens\u{0}".into(), "`name`"),
+            (|m| m.name = "Tokens\n".into(), "`name`"),
+            (|m| m.name = " ".into(), "`name`"),
+            (|m| m.description = Some("a\u{0}".into()), "`description`"),
+            (|m| m.event_type = "llm\u{0}".into(), "`eventType`"),
+            (|m| m.event_type = String::new(), "`eventType`"),
+        ];
+        for (break_it, says) in breaks {
+            let mut m = meter(Aggregation::Count, None);
+            break_it(&mut m);
+            let err = m.validate().unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidInput, "{says}");
+            assert!(err.message().contains(says), "{}", err.message());
+        }
+        // A description may span lines.
+        let mut m = meter(Aggregation::Count, None);
+        m.description = Some("tokens in\n\tand out".into());
+        m.validate().unwrap();
     }
 
     #[test]

@@ -300,6 +300,18 @@ impl UsageQuery {
         if self.subjects.len() > MAX_FILTER_VALUES {
             return Err(invalid("at most 100 subjects may be filtered on"));
         }
+        // No stored event holds NUL (see `crate::text`), and PostgreSQL refuses it even to
+        // compare with.
+        if self
+            .subjects
+            .iter()
+            .chain(self.filters.values().flatten())
+            .any(|value| value.contains('\0'))
+        {
+            return Err(invalid(
+                "a subject or filter value contains NUL (U+0000), which no event holds",
+            ));
+        }
         let dimension = |name: &str| -> Result<ValuePath> {
             meter.group_by.get(name).cloned().ok_or_else(|| {
                 invalid(format!(
@@ -671,6 +683,11 @@ mod tests {
         q.group_by = vec![];
         q.filters.insert("model".into(), vec![]);
         assert!(q.plan(&m).is_err());
+        q.filters.insert("model".into(), vec!["gpt\u{0}".into()]);
+        assert!(q.plan(&m).unwrap_err().message().contains("NUL"));
+        q.filters.clear();
+        q.subjects = vec!["\u{0}".into()];
+        assert!(q.plan(&m).unwrap_err().message().contains("NUL"));
         assert!(parse_time_zone("Mars/Olympus").is_err());
     }
 

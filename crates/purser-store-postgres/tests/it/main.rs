@@ -197,3 +197,39 @@ async fn the_database_refuses_overdrafts_and_rewritten_reservations() {
         );
     }
 }
+
+/// Tenants are never deleted, nor given another id (migration 0012): storing usage events
+/// looks the tenant up once per batch rather than through a foreign key, which is exact only
+/// while a tenant that exists goes on existing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_deleting_a_tenant() {
+    use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
+
+    let (store, database) = fresh_store().await;
+    let tenant = store
+        .create_tenant(NewTenant::new(
+            TenantName::parse("Kept").unwrap(),
+            TenantKind::Merchant,
+        ))
+        .await
+        .unwrap();
+    let pg = PgStore::connect(database.url(), &PgStoreOptions::default())
+        .await
+        .unwrap();
+    for statement in [
+        "DELETE FROM tenants",
+        "UPDATE tenants SET id = gen_random_uuid()",
+        "TRUNCATE tenants CASCADE",
+    ] {
+        let err = sqlx::query(statement).execute(pg.pool()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("never deleted"),
+            "{statement}: {err}"
+        );
+    }
+    sqlx::query("UPDATE tenants SET status = 'suspended'")
+        .execute(pg.pool())
+        .await
+        .unwrap();
+    assert!(store.get_tenant(tenant.id).await.unwrap().is_some());
+}

@@ -337,3 +337,40 @@ async fn the_credits_migration_keeps_the_ledger() {
     .await
     .unwrap();
 }
+
+/// Tenants are never deleted, nor given another id (migration 0012), as on PostgreSQL, where
+/// storing usage events relies on it; here the foreign keys refuse it only for tenants that
+/// own rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_deleting_a_tenant() {
+    use purser_domain::repo::TenantRepository as _;
+    use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
+
+    let (store, _dir) = fresh_sqlite().await;
+    let tenant = store
+        .create_tenant(NewTenant::new(
+            TenantName::parse("Kept").unwrap(),
+            TenantKind::Merchant,
+        ))
+        .await
+        .unwrap();
+    for statement in [
+        "DELETE FROM tenants",
+        "UPDATE tenants SET id = randomblob(16)",
+    ] {
+        let err = sqlx::query(statement)
+            .execute(store.pool())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("never deleted"),
+            "{statement}: {err}"
+        );
+    }
+    // Everything else about a tenant still changes.
+    sqlx::query("UPDATE tenants SET status = 'suspended'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(store.get_tenant(tenant.id).await.unwrap().is_some());
+}

@@ -21,6 +21,8 @@ on_both_backends!(
     tenant_names_conflict_with_a_code,
     secrets_are_shown_once,
     settlements_and_the_ledger_are_readable,
+    operators_naming_a_tenant_that_does_not_exist_get_not_found,
+    text_with_nul_is_refused_with_the_field_named,
 );
 
 const CREATE_TENANT: &str =
@@ -1154,4 +1156,240 @@ async fn raw_exchange(app: &TestApp, request: &[u8]) -> (u16, Value) {
         body
     };
     (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+/// An operator naming a tenant that does not exist is told `not_found` (never `internal`, from
+/// a foreign key), by mutations and reads alike, and nothing is stored for it.
+async fn operators_naming_a_tenant_that_does_not_exist_get_not_found(app: TestApp) {
+    use purser_domain::auth::{KeyOwner, TenantScope};
+    use purser_domain::page::PageRequest;
+
+    let missing = purser_domain::id::TenantId::new();
+    let operations = [
+        (
+            "createApiKey",
+            "mutation($tenant: ID) {
+                createApiKey(input: { tenantId: $tenant, role: TENANT_ADMIN, name: \"k\" }) { secret }
+            }",
+        ),
+        (
+            "createMeter",
+            "mutation($tenant: ID) {
+                createMeter(input: { tenantId: $tenant, slug: \"calls\", name: \"Calls\",
+                    eventType: \"api.call\", aggregation: COUNT }) { id }
+            }",
+        ),
+        (
+            "createResource",
+            "mutation($tenant: ID) {
+                createResource(input: { tenantId: $tenant, type: HTTP,
+                    url: \"https://api.example.com/weather\", name: \"Weather\",
+                    price: { usd: \"0.01\" } }) { id }
+            }",
+        ),
+        (
+            "setPayoutAddress",
+            "mutation($tenant: ID) {
+                setPayoutAddress(input: { tenantId: $tenant, network: \"eip155:84532\",
+                    address: \"0x209693Bc6afc0C5328bA36FaF03C514EF312287C\" }) { network }
+            }",
+        ),
+        (
+            "voidUsageEvent",
+            "mutation($tenant: ID) {
+                voidUsageEvent(tenantId: $tenant, source: \"s\", id: \"i\", reason: \"r\") { revision }
+            }",
+        ),
+        ("tenant", "query($tenant: ID) { tenant(id: $tenant) { id } }"),
+        (
+            "apiKeys",
+            "query($tenant: ID) { apiKeys(tenantId: $tenant) { nodes { id } } }",
+        ),
+        (
+            "meters",
+            "query($tenant: ID) { meters(tenantId: $tenant) { nodes { id } } }",
+        ),
+        (
+            "resources",
+            "query($tenant: ID) { resources(tenantId: $tenant) { nodes { id } } }",
+        ),
+        (
+            "settlements",
+            "query($tenant: ID) { settlements(tenantId: $tenant) { nodes { id } } }",
+        ),
+        (
+            "ledgerBalances",
+            "query($tenant: ID) { ledgerBalances(tenantId: $tenant) { network } }",
+        ),
+        (
+            "payoutAddresses",
+            "query($tenant: ID) { payoutAddresses(tenantId: $tenant) { network } }",
+        ),
+        (
+            "grants",
+            "query($tenant: ID) { grants(tenantId: $tenant) { nodes { id } } }",
+        ),
+    ];
+    for (field, document) in operations {
+        let (status, body) = app
+            .graphql(
+                Some(&app.operator_token),
+                document,
+                json!({ "tenant": missing.to_string() }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{field}: {body}");
+        assert_eq!(error_codes(&body), ["not_found"], "{field}: {body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("tenant"),
+            "{field}: {body}"
+        );
+    }
+    // Nothing was written for it.
+    let scope = TenantScope::trusted(missing);
+    let page = PageRequest::first(100).unwrap();
+    let store = &app.store;
+    assert!(
+        store
+            .list_api_keys(KeyOwner::Tenant(scope), true, page)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_meters(scope, true, page)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_resources(scope, None, page)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(store.payout_addresses(scope).await.unwrap().is_empty());
+}
+
+/// Text with NUL (which PostgreSQL's `text` and `jsonb` refuse and SQLite keeps) or other
+/// control characters is refused before any store sees it, with `invalid_input` naming the
+/// field, on both backends.
+async fn text_with_nul_is_refused_with_the_field_named(app: TestApp) {
+    let tenant = create_tenant(&app, "Text").await;
+    let cases = [
+        (
+            "createTenant name",
+            "mutation { createTenant(input: { name: \"a\\u0000b\" }) { id } }",
+            "name",
+        ),
+        (
+            "updateTenant name",
+            "mutation($tenant: ID!) { updateTenant(input: { id: $tenant, name: \"a\\u0007b\" }) { id } }",
+            "name",
+        ),
+        (
+            "createApiKey name",
+            "mutation($tenant: ID) {
+                createApiKey(input: { tenantId: $tenant, role: TENANT_READ, name: \"k\\u0000\" }) { secret }
+            }",
+            "name",
+        ),
+        (
+            "createMeter name",
+            "mutation($tenant: ID) {
+                createMeter(input: { tenantId: $tenant, slug: \"calls\", name: \"Calls\\u0000\",
+                    eventType: \"api.call\", aggregation: COUNT }) { id }
+            }",
+            "name",
+        ),
+        (
+            "createMeter description",
+            "mutation($tenant: ID) {
+                createMeter(input: { tenantId: $tenant, slug: \"calls\", name: \"Calls\",
+                    description: \"x\\u0000y\", eventType: \"api.call\", aggregation: COUNT }) { id }
+            }",
+            "description",
+        ),
+        (
+            "createMeter name with a bell",
+            "mutation($tenant: ID) {
+                createMeter(input: { tenantId: $tenant, slug: \"calls\", name: \"Calls\\u0007\",
+                    eventType: \"api.call\", aggregation: COUNT }) { id }
+            }",
+            "name",
+        ),
+        (
+            "createResource inputSchema",
+            "mutation($tenant: ID) {
+                createResource(input: { tenantId: $tenant, type: HTTP,
+                    url: \"https://api.example.com/weather\", name: \"Weather\",
+                    inputSchema: { type: \"object\", description: \"a\\u0000b\" },
+                    price: { usd: \"0.01\" } }) { id }
+            }",
+            "inputSchema",
+        ),
+        (
+            "createResource outputExample key",
+            "mutation($tenant: ID) {
+                createResource(input: { tenantId: $tenant, type: HTTP,
+                    url: \"https://api.example.com/weather\", name: \"Weather\",
+                    outputExample: { ok: { deep: [\"\\u0000\"] } },
+                    price: { usd: \"0.01\" } }) { id }
+            }",
+            "outputExample",
+        ),
+    ];
+    for (case, document, field) in cases {
+        let (status, body) = app
+            .graphql(
+                Some(&app.operator_token),
+                document,
+                json!({ "tenant": tenant }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{case}: {body}");
+        assert_eq!(error_codes(&body), ["invalid_input"], "{case}: {body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(field),
+            "{case}: {body}"
+        );
+    }
+    // A value no row can hold is not asked of the store (PostgreSQL refuses NUL even to
+    // compare with): there is no such payout address.
+    let data = app
+        .graphql_ok(
+            &app.operator_token,
+            "mutation($tenant: ID) {
+                removePayoutAddress(tenantId: $tenant, network: \"eip155:1\\u0000\")
+            }",
+            json!({ "tenant": tenant }),
+        )
+        .await;
+    assert_eq!(data["removePayoutAddress"], json!(false), "{data}");
+    // Nothing was stored: the tenant has no meter, resource or key.
+    let data = app
+        .graphql_ok(
+            &app.operator_token,
+            "query($tenant: ID) {
+                meters(tenantId: $tenant, includeArchived: true) { nodes { id } }
+                resources(tenantId: $tenant) { nodes { id } }
+                apiKeys(tenantId: $tenant) { nodes { id } }
+            }",
+            json!({ "tenant": tenant }),
+        )
+        .await;
+    for list in ["meters", "resources", "apiKeys"] {
+        assert_eq!(data[list]["nodes"], json!([]), "{list}: {data}");
+    }
 }

@@ -36,6 +36,11 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     /// The PostgreSQL database's name, on the production backends.
     pub database_name: Option<String>,
+    /// The database itself, for tests that reach past the store (one of the two is set).
+    #[allow(dead_code)] // used by some test modules, not all
+    pub pg_pool: Option<sqlx::PgPool>,
+    #[allow(dead_code)] // used by some test modules, not all
+    pub sqlite_pool: Option<sqlx::SqlitePool>,
     /// The services, sharing the running app's store, coordination and rails.
     #[allow(dead_code)] // used by some test modules, not all
     pub platform: Platform,
@@ -61,6 +66,7 @@ impl TestApp {
     ) -> Self {
         let mut guards: Vec<Box<dyn Any + Send>> = Vec::new();
         let mut database_name = None;
+        let (mut pg_pool, mut sqlite_pool) = (None, None);
         let (store, coordination): (Arc<dyn Store>, Arc<dyn Coordination>) = match backends {
             Backends::Embedded => {
                 let dir = tempfile::tempdir().unwrap();
@@ -68,6 +74,7 @@ impl TestApp {
                     .await
                     .unwrap();
                 store.migrate().await.unwrap();
+                sqlite_pool = Some(store.pool().clone());
                 guards.push(Box::new(dir));
                 (Arc::new(store), Arc::new(MemoryCoordination::new()))
             }
@@ -77,6 +84,7 @@ impl TestApp {
                     .await
                     .unwrap();
                 store.migrate().await.unwrap();
+                pg_pool = Some(store.pool().clone());
                 database_name = Some(database.name().to_owned());
                 guards.push(Box::new(database));
                 let prefix = format!("{}:", purser_testkit::unique_name("purser_it"));
@@ -114,6 +122,8 @@ impl TestApp {
             config,
             store: store_for_tests,
             database_name,
+            pg_pool,
+            sqlite_pool,
             platform: platform_for_tests,
             shutdown: Some(shutdown),
             server: Some(server),

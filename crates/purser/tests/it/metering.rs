@@ -26,6 +26,9 @@ on_both_backends!(
     past_days_are_answered_from_the_day_cache_until_they_change,
     meters_and_events_are_private_to_their_tenant,
     keys_need_the_access_the_route_needs,
+    an_event_with_nul_is_refused_alone_and_its_neighbours_are_stored,
+    events_for_a_tenant_that_does_not_exist_are_not_found,
+    a_row_the_store_refuses_is_rejected_alone,
 );
 
 mod limits {
@@ -1711,4 +1714,252 @@ async fn keys_need_the_access_the_route_needs(app: TestApp) {
     );
     // Refused keys stored nothing.
     assert_eq!(total(&app, &tenant.reader, "calls", from, to).await, "2");
+}
+
+/// A batch whose middle event carries a NUL (in its data, a data key, or its subject): that
+/// event alone is refused, and the two around it are stored and acknowledged. PostgreSQL
+/// refuses NUL in `text` and `\u0000` in `jsonb`, SQLite keeps both: the validation before the
+/// store makes them answer alike.
+async fn an_event_with_nul_is_refused_alone_and_its_neighbours_are_stored(app: TestApp) {
+    let tenant = Tenant::with_tokens_meter(&app, "Nul").await;
+    let day = day0();
+    let t = |m| day + minutes(m);
+    let nul_subject = event(
+        "s-2",
+        "llm.tokens",
+        "bob\u{0}",
+        t(2),
+        json!({ "tokens": 20 }),
+    );
+    let runs = [
+        (
+            "d",
+            event(
+                "d-2",
+                "llm.tokens",
+                "bob",
+                t(2),
+                json!({ "tokens": 20, "note": "a\u{0}b" }),
+            ),
+        ),
+        (
+            "k",
+            event(
+                "k-2",
+                "llm.tokens",
+                "bob",
+                t(2),
+                json!({ "tokens": 20, "x\u{0}": 1 }),
+            ),
+        ),
+        ("s", nul_subject),
+    ];
+    for (run, (prefix, middle)) in runs.into_iter().enumerate() {
+        let first = format!("{prefix}-1");
+        let third = format!("{prefix}-3");
+        let batch = vec![
+            event(&first, "llm.tokens", "alice", t(1), json!({ "tokens": 1 })),
+            middle.clone(),
+            event(
+                &third,
+                "llm.tokens",
+                "carol",
+                t(3),
+                json!({ "tokens": 300 }),
+            ),
+        ];
+        let (status, answer) = post_batch(&app, &tenant.admin, &batch).await;
+        assert_eq!(status, StatusCode::OK, "{prefix}: {answer}");
+        let outcomes: Vec<(&str, &str)> = answer["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{prefix}: {answer}"))
+            .iter()
+            .map(|o| {
+                (
+                    o["status"].as_str().unwrap(),
+                    o["error"]["code"].as_str().unwrap_or("-"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("accepted", "-"),
+                ("rejected", "malformed_cloudevent"),
+                ("accepted", "-")
+            ],
+            "{prefix}: {answer}"
+        );
+        assert!(
+            answer["events"][1]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(if prefix == "s" { "`subject`" } else { "`data`" }),
+            "{prefix}: {answer}"
+        );
+        // Exactly the two good events are stored, each run adding 1 + 300.
+        for (id, stored) in [
+            (first.as_str(), 1),
+            (&format!("{prefix}-2"), 0),
+            (&third, 1),
+        ] {
+            let history = app
+                .store
+                .usage_event_history(tenant.scope(), SOURCE, id)
+                .await
+                .unwrap();
+            assert_eq!(history.len(), stored, "{id}");
+        }
+        let expected = (301 * (run + 1)).to_string();
+        assert_eq!(
+            total(&app, &tenant.reader, "tokens", day, day + Duration::days(1)).await,
+            expected,
+            "{prefix}"
+        );
+        // Sent alone, the event is refused with the same code.
+        let (status, body) = post_one(&app, &tenant.admin, &middle).await;
+        assert_eq!(
+            (status, error_of(&body).0),
+            (StatusCode::BAD_REQUEST, "malformed_cloudevent"),
+            "{prefix}: {body}"
+        );
+    }
+}
+
+/// An operator naming a tenant that does not exist stores nothing and is told `not_found`, on
+/// both backends (PostgreSQL's `usage_events` has no foreign key to `tenants`).
+async fn events_for_a_tenant_that_does_not_exist_are_not_found(app: TestApp) {
+    let missing = purser_domain::id::TenantId::new();
+    let day = day0();
+    let ghost = event("ghost", "llm.tokens", "alice", day, json!({ "tokens": 1 }));
+    let url = app.url(&format!("/v1/events?tenantId={missing}"));
+    for (content_type, body) in [
+        (SINGLE, ghost.to_string()),
+        (BATCH, Value::from(vec![ghost.clone()]).to_string()),
+    ] {
+        let response = app
+            .client
+            .post(&url)
+            .bearer_auth(&app.operator_token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            (status, error_of(&body).0),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{content_type}: {body}"
+        );
+    }
+    let stored = app
+        .store
+        .usage_event_history(TenantScope::trusted(missing), SOURCE, "ghost")
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+    // Reading usage of a tenant that does not exist is `not_found` too.
+    let (status, error) = usage_error(
+        &app,
+        &app.operator_token,
+        "tokens",
+        &format!(
+            "{}&tenantId={missing}",
+            period(day, day + Duration::days(1))
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found")),
+        "{error}"
+    );
+}
+
+/// Defence in depth: should the store refuse a row that passed every check (here, a trigger
+/// planted in the database refuses one subject), the batch is stored one event at a time, so
+/// that event alone is rejected, with the store's code, and its neighbours are stored.
+async fn a_row_the_store_refuses_is_rejected_alone(app: TestApp) {
+    let tenant = Tenant::with_tokens_meter(&app, "Refused").await;
+    if let Some(pool) = &app.pg_pool {
+        sqlx::raw_sql(
+            "CREATE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.subject = 'refused-by-store' THEN
+                     RAISE EXCEPTION 'refused' USING ERRCODE = 'character_not_in_repertoire';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_row BEFORE INSERT ON usage_events
+                 FOR EACH ROW EXECUTE FUNCTION refuse_row();",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    if let Some(pool) = &app.sqlite_pool {
+        sqlx::raw_sql(
+            "CREATE TRIGGER refuse_row BEFORE INSERT ON usage_events
+             WHEN NEW.subject = 'refused-by-store'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let day = day0();
+    let batch = vec![
+        event(
+            "r-1",
+            "llm.tokens",
+            "alice",
+            day + minutes(1),
+            json!({ "tokens": 1 }),
+        ),
+        event(
+            "r-2",
+            "llm.tokens",
+            "refused-by-store",
+            day + minutes(2),
+            json!({ "tokens": 20 }),
+        ),
+        event(
+            "r-3",
+            "llm.tokens",
+            "carol",
+            day + minutes(3),
+            json!({ "tokens": 300 }),
+        ),
+        // A duplicate in the batch is still answered as one.
+        event(
+            "r-1",
+            "llm.tokens",
+            "alice",
+            day + minutes(1),
+            json!({ "tokens": 1 }),
+        ),
+    ];
+    let (status, answer) = post_batch(&app, &tenant.admin, &batch).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let statuses: Vec<&str> = answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["accepted", "rejected", "accepted", "duplicate"],
+        "{answer}"
+    );
+    // PostgreSQL's refusal of a character is `invalid_input`; anything else the store says is
+    // `internal`, its text only in the log.
+    let code = answer["events"][1]["error"]["code"].as_str().unwrap();
+    assert!(matches!(code, "invalid_input" | "internal"), "{answer}");
+    assert_eq!(
+        total(&app, &tenant.reader, "tokens", day, day + Duration::days(1)).await,
+        "301"
+    );
 }
