@@ -166,6 +166,20 @@ impl TextRule {
     }
 }
 
+/// The most characters of an outcome's message kept with a settlement.
+pub const OUTCOME_MESSAGE_MAX_CHARS: usize = 1000;
+
+/// Text Purser records but did not write (a node's error, a peer's answer) made fit to store
+/// and show on both backends: every control character but none becomes a space, and it is cut
+/// to `max_chars` characters. Nothing is refused: such text describes what happened, and
+/// losing the record of a settlement's outcome over a stray byte would be worse.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .take(max_chars)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 // The rules, per kind of text. Lengths that PostgreSQL also checks (meters) are in bytes, as
 // its `octet_length` checks are.
 
@@ -452,6 +466,21 @@ mod tests {
         assert_eq!(
             DOCUMENT.fault(&deep),
             Some(JsonFault::TooDeep { max_depth: 64 })
+        );
+    }
+
+    #[test]
+    fn recorded_text_is_made_printable_not_refused() {
+        assert_eq!(
+            printable("node said:\0 no\r\nway", 100),
+            "node said:  no  way"
+        );
+        assert_eq!(printable("ünïcødé", 3), "ünï");
+        assert_eq!(printable("", 10), "");
+        assert!(
+            TextRule::single_line(Length::Chars(100))
+                .fault(&printable("a\u{85}\u{7f}b", 100))
+                .is_none()
         );
     }
 }

@@ -349,7 +349,7 @@ impl SettlementRepository for PgStore {
             id,
             "status = 'rejected', error_reason = $3, error_message = $4",
             "'received', 'verified'",
-            |q| q.bind(reason.to_owned()).bind(message.to_owned()),
+            |q| q.bind(reason.to_owned()).bind(outcome_message(message)),
         )
         .await
     }
@@ -495,7 +495,7 @@ impl SettlementRepository for PgStore {
             id,
             "status = 'pending', error_message = $3",
             "'submitted'",
-            |q| q.bind(message.to_owned()),
+            |q| q.bind(outcome_message(message)),
         )
         .await
     }
@@ -546,7 +546,7 @@ impl SettlementRepository for PgStore {
         .bind(id.as_uuid())
         .bind(tx_hash)
         .bind(reason)
-        .bind(message)
+        .bind(outcome_message(message))
         .bind(purser_domain::time::now())
         .fetch_optional(&mut *tx)
         .await
@@ -650,4 +650,9 @@ impl SettlementRepository for PgStore {
 pub(crate) fn parse_amount(text: &str) -> Result<Amount> {
     text.parse()
         .map_err(|e| corrupt_row("decoding an amount", e))
+}
+
+/// A settlement's outcome message as stored: printable, and of bounded length.
+fn outcome_message(message: &str) -> String {
+    purser_domain::text::printable(message, purser_domain::text::OUTCOME_MESSAGE_MAX_CHARS)
 }

@@ -388,7 +388,7 @@ impl SettlementRepository for SqliteStore {
             id,
             "status = 'rejected', error_reason = $3, error_message = $4",
             "'received', 'verified'",
-            |q| q.bind(reason.to_owned()).bind(message.to_owned()),
+            |q| q.bind(reason.to_owned()).bind(outcome_message(message)),
         )
         .await
     }
@@ -533,7 +533,7 @@ impl SettlementRepository for SqliteStore {
             id,
             "status = 'pending', error_message = $3",
             "'submitted'",
-            |q| q.bind(message.to_owned()),
+            |q| q.bind(outcome_message(message)),
         )
         .await
     }
@@ -576,7 +576,7 @@ impl SettlementRepository for SqliteStore {
         let (tx_hash, reason, message) = (
             tx_hash.map(str::to_owned),
             reason.to_owned(),
-            message.to_owned(),
+            outcome_message(message),
         );
         self.resolve(id, SettlementStatus::Failed, move |tx| {
             Box::pin(async move {
@@ -675,4 +675,9 @@ impl SettlementRepository for SqliteStore {
         .map_err(db_error("storing a payment response"))?;
         Ok(())
     }
+}
+
+/// A settlement's outcome message as stored: printable, and of bounded length.
+fn outcome_message(message: &str) -> String {
+    purser_domain::text::printable(message, purser_domain::text::OUTCOME_MESSAGE_MAX_CHARS)
 }

@@ -61,6 +61,7 @@ macro_rules! store_suite {
             registry_writes_for_a_tenant_that_does_not_exist_are_not_found,
             names_refuse_nul_and_control_characters_and_keep_any_script,
             operators_scope_only_tenants_that_exist,
+            outcome_messages_from_outside_are_stored_printable,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -1001,6 +1002,26 @@ pub async fn transitions_are_guarded(store: Arc<dyn Store>) {
     assert_eq!(again.error_reason, None);
     let missing = store.mark_verified(SettlementId::new()).await.unwrap_err();
     assert_eq!(missing.code(), ErrorCode::NotFound);
+}
+
+/// A node's error text may hold anything, NUL included; the outcome it explains is recorded on
+/// both backends alike, printable and bounded, rather than lost.
+pub async fn outcome_messages_from_outside_are_stored_printable(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await;
+    let settlement = created(&store, new_settlement(acme.id, 6, 9)).await;
+    let raw = format!("node said \0 and \u{1b}[31m{}", "x".repeat(5000));
+    let rejected = store
+        .reject_settlement(settlement.id, "unexpected_settle_error", &raw)
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, SettlementStatus::Rejected);
+    let stored = rejected.error_message.unwrap();
+    assert!(stored.starts_with("node said   and  [31m"), "{stored}");
+    assert_eq!(
+        stored.chars().count(),
+        purser_domain::text::OUTCOME_MESSAGE_MAX_CHARS
+    );
+    assert!(!stored.chars().any(char::is_control));
 }
 
 pub async fn signer_nonce_leases_are_unique_and_follow_the_chain(store: Arc<dyn Store>) {

@@ -134,7 +134,28 @@ impl Platform {
         for rail in rails.iter() {
             tracing::info!(network = %rail.network, assets = rail.assets.len(), signers = rail.signers().len(), "rail ready");
         }
-        Self::from_parts(database.into_store(), coordination, rails, config)
+        let platform = Self::from_parts(database.into_store(), coordination, rails, config)?;
+        platform.check_anonymous_tenant(config).await?;
+        Ok(platform)
+    }
+
+    /// Anonymous settlements belong to `facilitator.anonymous_tenant`: it must exist, which
+    /// only the database can say, so it is checked here rather than with the configuration.
+    async fn check_anonymous_tenant(&self, config: &Config) -> anyhow::Result<()> {
+        let Some(scope) = self.facilitator.anonymous_scope() else {
+            return Ok(());
+        };
+        if self.store.get_tenant(scope.tenant_id()).await?.is_none() {
+            anyhow::bail!(
+                "invalid configuration: `facilitator.anonymous_tenant` names no tenant ({}); create it with `purser tenant create` first",
+                config
+                    .facilitator
+                    .anonymous_tenant
+                    .as_deref()
+                    .unwrap_or_default()
+            );
+        }
+        Ok(())
     }
 
     /// The services over opened storage, coordination and rails, as `config` sets them up.

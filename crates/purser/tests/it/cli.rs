@@ -204,6 +204,26 @@ fn bad_configuration_stops_start_up_naming_the_key() {
     );
 }
 
+/// Anonymous settlements must belong to a tenant that exists: `serve` refuses to start for
+/// one that does not, naming the key, instead of failing each settlement later.
+#[test]
+fn an_anonymous_tenant_that_does_not_exist_stops_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = purser_domain::id::TenantId::new().to_string();
+    let output = run(
+        dir.path(),
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            ("PURSER__FACILITATOR__ALLOW_ANONYMOUS", "true"),
+            ("PURSER__FACILITATOR__ANONYMOUS_TENANT", &missing),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("facilitator.anonymous_tenant"), "{stderr}");
+    assert!(stderr.contains(&missing), "{stderr}");
+}
+
 #[test]
 fn bootstrap_commands_refuse_bad_input() {
     let dir = tempfile::tempdir().unwrap();
