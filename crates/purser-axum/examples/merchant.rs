@@ -32,7 +32,7 @@ use purser_axum::{
     EntitlementCheck, ExactPrice, HttpFacilitator, MemoryReplayGuard, Payer, Paywall, PaywallLayer,
     RegistryOffer, SettleTiming,
 };
-use purser_domain::money::Amount;
+use purser_core::money::Amount;
 use serde_json::{Value, json};
 
 /// What the app needs to know about Purser and its prices.
@@ -48,7 +48,7 @@ pub struct MerchantConfig {
 }
 
 /// The merchant's app with its paywall.
-pub fn app(config: &MerchantConfig) -> Result<Router, purser_domain::Error> {
+pub fn app(config: &MerchantConfig) -> Result<Router, purser_core::Error> {
     let facilitator = HttpFacilitator::new(format!(
         "{}/facilitator",
         config.purser_url.trim_end_matches('/')

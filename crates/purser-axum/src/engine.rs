@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use purser_domain::ErrorCode;
+use purser_core::ErrorCode;
 use purser_x402::exact_evm::ExactEvmPayload;
 use purser_x402::facilitator::SettleResponse;
 use purser_x402::header::{self, lowercase as lower};
@@ -485,7 +485,7 @@ pub fn read_payment(
             })
             .transpose()
     };
-    let bad = |e: purser_domain::Error| Reply::error(e.code(), e.message());
+    let bad = |e: purser_core::Error| Reply::error(e.code(), e.message());
     if let Some(value) = text(lower::PAYMENT_SIGNATURE)? {
         let payload = header::decode_payment_signature(value).map_err(bad)?;
         return Ok(Some((payload, Version::V2)));

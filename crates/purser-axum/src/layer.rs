@@ -102,7 +102,7 @@ impl RegistryOffer {
                     Ok(offer.clone())
                 }
                 None => Err(Reply::error(
-                    purser_domain::ErrorCode::Unavailable,
+                    purser_core::ErrorCode::Unavailable,
                     "this route's price could not be read from the registry",
                 )),
             },

@@ -24,7 +24,7 @@ pub use entitlement::EntitlementCheck;
 pub use facilitator::{Facilitator, FacilitatorError, HttpFacilitator};
 pub use layer::{OfferSource, PathPattern, Payer, PaywallLayer, RegistryOffer};
 
-use purser_domain::money::Amount;
+use purser_core::money::Amount;
 use purser_x402::Network;
 use purser_x402::v2::{JsonObject, PaymentRequired, PaymentRequirements, ResourceInfo};
 use serde::Deserialize;
@@ -62,7 +62,7 @@ fn default_timeout() -> u64 {
 
 impl ExactPrice {
     /// The requirements a client pays against.
-    pub fn requirements(&self) -> Result<PaymentRequirements, purser_domain::Error> {
+    pub fn requirements(&self) -> Result<PaymentRequirements, purser_core::Error> {
         let mut extra = JsonObject::new();
         extra.insert("name".into(), Value::String(self.eip712_name.clone()));
         extra.insert("version".into(), Value::String(self.eip712_version.clone()));
@@ -80,7 +80,7 @@ impl ExactPrice {
 
     /// An offer of this price for a resource described by `description`. Its URL is the
     /// request's, unless set on the returned offer.
-    pub fn offer(&self, description: &str) -> Result<Offer, purser_domain::Error> {
+    pub fn offer(&self, description: &str) -> Result<Offer, purser_core::Error> {
         let mut resource = ResourceInfo::new(String::new());
         resource.description = Some(description.to_owned());
         Ok(Offer::new(PaymentRequired {

@@ -5,12 +5,9 @@ pub mod auth;
 pub mod coord;
 pub mod credits;
 pub mod entitlement;
-pub mod error;
-pub mod id;
 pub mod ledger;
 mod macros;
 pub mod metering;
-pub mod money;
 pub mod page;
 pub mod registry;
 pub mod repo;
@@ -19,4 +16,7 @@ pub mod tenant;
 pub mod text;
 pub mod time;
 
-pub use error::{Error, ErrorCode, Result};
+// The error table, money and ids live in `purser-core`, which the wire types and the
+// merchant's tower layer use without the rest of the domain; here they keep their paths.
+pub use purser_core::{Error, ErrorCode, Result};
+pub use purser_core::{error, id, money};

@@ -1,4 +1,4 @@
-//! How decoding failures become [`purser_domain::Error`]s with stable codes, without echoing
+//! How decoding failures become [`purser_core::Error`]s with stable codes, without echoing
 //! hostile input.
 //!
 //! Serde reports type errors with the offending value quoted in full (`invalid type: string
@@ -11,7 +11,7 @@
 //! "malformed" code. Serde's own messages start with fixed words ("invalid type", "missing
 //! field", ...), so input cannot forge a sentinel.
 
-use purser_domain::{Error, ErrorCode};
+use purser_core::{Error, ErrorCode};
 
 /// Prefix of every network parse error raised inside deserialization.
 pub(crate) const INVALID_NETWORK: &str = "invalid network";

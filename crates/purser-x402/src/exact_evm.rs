@@ -13,8 +13,8 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use purser_domain::money::Amount;
-use purser_domain::{Error, ErrorCode};
+use purser_core::money::Amount;
+use purser_core::{Error, ErrorCode};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 

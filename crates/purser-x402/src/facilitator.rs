@@ -18,8 +18,8 @@
 
 use std::collections::BTreeMap;
 
-use purser_domain::money::Amount;
-use purser_domain::{Error, ErrorCode};
+use purser_core::money::Amount;
+use purser_core::{Error, ErrorCode};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;

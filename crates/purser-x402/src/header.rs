@@ -24,7 +24,7 @@
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use purser_domain::{Error, ErrorCode};
+use purser_core::{Error, ErrorCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;

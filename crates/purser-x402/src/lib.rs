@@ -20,7 +20,7 @@
 //! - [`matching`]: does a payload's `accepted` match what the server offered?
 //! - [`siwx`]: the `sign-in-with-x` offer and the `SIGN-IN-WITH-X` header.
 //!
-//! Errors are [`purser_domain::Error`]s with codes from the domain table:
+//! Errors are [`purser_core::Error`]s with codes from the domain table:
 //! `malformed_payment_header`, `malformed_json`, `unsupported_x402_version`, `invalid_network`,
 //! `invalid_payment_payload`, `invalid_payment_identifier`.
 
@@ -60,10 +60,10 @@ pub use version::{V1, V2, X402Version};
 /// quote at most a short prefix of the input.
 pub fn decode_json_body<T: serde::de::DeserializeOwned>(
     body: &[u8],
-) -> Result<T, purser_domain::Error> {
+) -> Result<T, purser_core::Error> {
     serde_json::from_slice(body).map_err(|e| {
         error::from_serde(
-            purser_domain::ErrorCode::MalformedJson,
+            purser_core::ErrorCode::MalformedJson,
             "invalid JSON body",
             &e,
         )

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use purser_domain::{Error, ErrorCode};
+use purser_core::{Error, ErrorCode};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{INVALID_NETWORK, snippet};

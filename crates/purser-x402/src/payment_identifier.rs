@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use purser_domain::{Error, ErrorCode};
+use purser_core::{Error, ErrorCode};
 use serde_json::Value;
 
 use crate::error::snippet;

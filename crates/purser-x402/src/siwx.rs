@@ -108,7 +108,7 @@ pub struct SiwxPayload {
 }
 
 /// Decodes a `SIGN-IN-WITH-X` header value; failures are `malformed_payment_header`.
-pub fn decode(value: &str) -> Result<SiwxPayload, purser_domain::Error> {
+pub fn decode(value: &str) -> Result<SiwxPayload, purser_core::Error> {
     header::decode_header(SIGN_IN_WITH_X, value, None)
 }
 
@@ -193,7 +193,7 @@ mod tests {
             let err = decode(&bad).unwrap_err();
             assert_eq!(
                 err.code(),
-                purser_domain::ErrorCode::MalformedPaymentHeader,
+                purser_core::ErrorCode::MalformedPaymentHeader,
                 "{bad}: {err}"
             );
         }

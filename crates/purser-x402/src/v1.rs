@@ -9,8 +9,8 @@
 //! `mimeType`, `outputSchema` and `extra` may be absent or `null`; `description` must be a
 //! string but may be empty. Unknown fields are kept in `other`, as in [`crate::v2`].
 
-use purser_domain::Error;
-use purser_domain::money::Amount;
+use purser_core::Error;
+use purser_core::money::Amount;
 use serde::{Deserialize, Serialize};
 
 use crate::network::Network;
@@ -130,7 +130,7 @@ impl PaymentPayloadV1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use purser_domain::ErrorCode;
+    use purser_core::ErrorCode;
     use serde_json::json;
 
     fn requirements() -> PaymentRequirementsV1 {

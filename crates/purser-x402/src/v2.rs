@@ -13,7 +13,7 @@
 //! keys such as `serviceName` that older spec text does not know. A key in `other` that names
 //! a declared field would be written twice; decoding never puts one there.
 
-use purser_domain::money::Amount;
+use purser_core::money::Amount;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

@@ -2,7 +2,7 @@
 //! prefix of what was sent.
 
 use base64::Engine as _;
-use purser_domain::{Error, ErrorCode};
+use purser_core::{Error, ErrorCode};
 use purser_x402::header::{self, MAX_DECODED_HEADER_BYTES};
 use purser_x402::{
     FacilitatorRequest, PaymentIdentifier, PaymentPayload, SettleResponse, decode_json_body,

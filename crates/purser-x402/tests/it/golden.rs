@@ -3,7 +3,7 @@
 //! order differs: serde_json sorts object keys and our structs fix field order).
 
 use base64::Engine as _;
-use purser_domain::money::Amount;
+use purser_core::money::Amount;
 use purser_x402::header::{self, PAYMENT_SIGNATURE, X_PAYMENT};
 use purser_x402::{
     FacilitatorRequest, Network, PaymentIdentifier, PaymentPayload, PaymentPayloadV1,

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
-use purser_domain::money::Amount;
+use purser_core::money::Amount;
 use purser_x402::exact_evm::{Bytes32, Eip3009Authorization, EvmAddress, HexSignature};
 use purser_x402::header;
 use purser_x402::network::{MAX_SAFE_INTEGER, V1_NETWORKS};
@@ -365,7 +365,7 @@ where
 }
 
 /// Whatever the outcome, no panic and a bounded message.
-fn bounded<T>(r: Result<T, purser_domain::Error>) -> Result<(), TestCaseError> {
+fn bounded<T>(r: Result<T, purser_core::Error>) -> Result<(), TestCaseError> {
     if let Err(e) = r {
         prop_assert!(
             e.message().chars().count() <= MAX_MESSAGE_CHARS,
