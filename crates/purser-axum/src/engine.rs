@@ -262,6 +262,14 @@ impl ReplayGuard for MemoryReplayGuard {
     }
 }
 
+/// What claiming a payment in the replay guard found.
+struct Claimed {
+    /// The keys this request holds, given up if it is not served.
+    keys: Vec<String>,
+    /// The same payment identifier with the same payload was claimed before: a retry.
+    retry: bool,
+}
+
 /// The engine: a facilitator and a replay guard.
 #[derive(Clone)]
 pub struct Paywall {
@@ -340,9 +348,25 @@ impl Paywall {
             .payment_identifier()
             .require(offer.payment_identifier_required)
             .map_err(|e| Reply::error(e.code(), e.message()))?;
-        let claims = self
+        let claimed = self
             .claim(&payload, payment_id.as_ref().map(|p| p.as_str()))
             .await?;
+        if claimed.retry
+            && let Ok(exact) = payload.exact_evm()
+        {
+            // A retry of a payment admitted before (same identifier, same payload): its
+            // authorization may be settled already, so verifying it again would refuse it.
+            // The facilitator answers its settlement's first outcome, for these requirements
+            // only; nothing is settled twice.
+            return Ok(Admitted {
+                payer: exact.authorization.from.to_lowercase(),
+                payload,
+                requirements,
+                version,
+                claims: Vec::new(),
+            });
+        }
+        let claims = claimed.keys;
         let verdict = self.facilitator.verify(&payload, &requirements).await;
         let refused = match verdict {
             Ok(v) if v.is_valid => {
@@ -426,7 +450,7 @@ impl Paywall {
         &self,
         payload: &PaymentPayload,
         payment_id: Option<&str>,
-    ) -> Result<Vec<String>, Reply> {
+    ) -> Result<Claimed, Reply> {
         let hash = payload_hash(payload);
         let (key, value, ttl) = match payment_id {
             // Retries of one payment share the id and the payload: the same claim value.
@@ -434,7 +458,10 @@ impl Paywall {
             None => {
                 let Some((key, valid_before)) = authorization_key(payload) else {
                     // Not an exact EVM payload: verification will say what is wrong.
-                    return Ok(Vec::new());
+                    return Ok(Claimed {
+                        keys: Vec::new(),
+                        retry: false,
+                    });
                 };
                 let ttl = valid_before
                     .saturating_sub(unix_now())
@@ -443,10 +470,16 @@ impl Paywall {
             }
         };
         match self.guard.claim(&key, &value, ttl).await {
-            Ok(None) => Ok(vec![key]),
+            Ok(None) => Ok(Claimed {
+                keys: vec![key],
+                retry: false,
+            }),
             Ok(Some(existing)) if payment_id.is_some() && existing == value => {
                 // A retry of the same payment: the facilitator answers its first outcome.
-                Ok(Vec::new())
+                Ok(Claimed {
+                    keys: Vec::new(),
+                    retry: true,
+                })
             }
             Ok(Some(_)) if payment_id.is_some() => Err(Reply::error(
                 ErrorCode::PaymentIdentifierConflict,

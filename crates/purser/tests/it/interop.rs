@@ -39,6 +39,7 @@ on_both_backend_pairs!(
     sdk_express_server_uses_purser_and_fetch_pays_it,
     bazaar_clients_find_merchant_and_learned_resources,
     sdk_clients_pay_through_the_gateway,
+    a_retry_with_its_payment_identifier_is_served_and_settled_once,
     sdk_client_pays_through_the_native_layer,
     sdk_client_pays_the_example_merchant,
 );
@@ -815,6 +816,104 @@ impl Interop {
             .await
         });
     }
+}
+
+/// A client that lost the answer retries its payment with the same `payment-identifier`: the
+/// gateway serves it again with the first settlement's answer, and nothing moves twice. The
+/// same identifier with another payload is refused before the upstream runs.
+async fn a_retry_with_its_payment_identifier_is_served_and_settled_once(backends: Backends) {
+    let fx = Interop::start(backends).await;
+    let upstream = Upstream::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    let weather = fx
+        .publish(&format!("{gateway}/weather/:city"), "Weather")
+        .await;
+    fx.serve_gateway(listener, &upstream, &[("/weather/*", weather)]);
+    let url = format!("{gateway}/weather/porto");
+    let client = purser_testkit::http_client();
+    let unpaid = client.get(&url).send().await.unwrap();
+    assert_eq!(unpaid.status(), 402);
+    let required = purser_x402::header::decode_payment_required(
+        unpaid.headers()["payment-required"].to_str().unwrap(),
+    )
+    .unwrap();
+    let valid_before = purser_domain::time::now().timestamp() as u64 + 300;
+    // The identifier travels in the payload's extensions; the signature covers only the
+    // authorization, so adding it after signing is what an SDK client's retry looks like.
+    let with_id = |header: String, id: &str| {
+        let mut payload = Value::Object(
+            purser_x402::header::decode_json_object("payment-signature", &header).unwrap(),
+        );
+        payload["extensions"]["payment-identifier"] = json!({ "info": { "id": id } });
+        purser_x402::header::encode_json(&payload)
+    };
+    let payment = with_id(
+        fx.sign_for(&required, valid_before),
+        "retry_7f3a_0123456789",
+    );
+    let merchant_before = fx.balance(fx.merchant()).await;
+
+    let first = client
+        .get(&url)
+        .header("payment-signature", &payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let first_receipt = first.headers()["payment-response"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let retried = client
+        .get(&url)
+        .header("payment-signature", &payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200, "a retry is served again");
+    let retried_receipt = retried.headers()["payment-response"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let decode = |receipt: &str| -> Value {
+        Value::Object(purser_x402::header::decode_json_object("payment-response", receipt).unwrap())
+    };
+    let (first_receipt, retried_receipt) = (decode(&first_receipt), decode(&retried_receipt));
+    assert_eq!(first_receipt["success"], true, "{first_receipt}");
+    assert_eq!(
+        retried_receipt["transaction"], first_receipt["transaction"],
+        "the retry answers the first settlement"
+    );
+    fx.assert_transaction_succeeded(first_receipt["transaction"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        fx.balance(fx.merchant()).await,
+        merchant_before + U256::from(PRICE),
+        "paid once"
+    );
+    assert_eq!(
+        upstream.calls(),
+        2,
+        "both the request and its retry were served"
+    );
+
+    // The same identifier on another payment is refused before the upstream.
+    let other = with_id(
+        fx.sign_for(&required, valid_before),
+        "retry_7f3a_0123456789",
+    );
+    let conflict = client
+        .get(&url)
+        .header("payment-signature", &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conflict.status(), 409);
+    let body: Value = conflict.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payment_identifier_conflict");
+    assert_eq!(upstream.calls(), 2);
+    fx.app.stop().await;
 }
 
 /// The price of what [`Interop::publish`] lists, in atomic units ($0.01).
