@@ -46,10 +46,8 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256, keccak256};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use purser_chain::devnet::payment::Payment;
-use purser_chain::devnet::{
-    ANVIL_VERSION, Devnet, DevnetChainSpec, DevnetOptions, Mining, TestAccount,
-};
+use purser_devnet::payment::Payment;
+use purser_devnet::{ANVIL_VERSION, Devnet, DevnetChainSpec, DevnetOptions, Mining, TestAccount};
 
 use crate::load::Operation;
 use crate::stats::{PhaseResult, cpu_time, ms};
@@ -341,7 +339,7 @@ impl Bench<'_> {
                 let mut payment = Payment::new(chain, payer, pay_to, self.args.value);
                 // Valid for an hour rather than the SDK's usual minutes: a slow phase must not
                 // see its last authorizations expire before it reaches them.
-                payment.valid_before = purser_chain::devnet::payment::now() + 3_600;
+                payment.valid_before = purser_devnet::payment::now() + 3_600;
                 serde_json::to_vec(&payment.body(payer, chain.chain_id()))
                     .expect("a body serializes")
             })

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use anyhow::{Context, anyhow, bail, ensure};
-use purser_chain::devnet::payment::{Payment, now, random_nonce};
-use purser_chain::devnet::{ANVIL_VERSION, Devnet, TestAccount};
+use purser_devnet::payment::{Payment, now, random_nonce};
+use purser_devnet::{ANVIL_VERSION, Devnet, TestAccount};
 use purser_x402::PaymentRequired;
 use purser_x402::header::{
     PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, decode_payment_required,

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use purser_chain::devnet::{Devnet, TestAccount};
+use purser_devnet::{Devnet, TestAccount};
 use tokio::process::{Child, Command};
 
 use crate::rpc_count::RpcCounter;

@@ -11,11 +11,9 @@ use purser_domain::auth::{Role, mint_api_key};
 use purser_domain::id::TenantId;
 use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
 
-use purser_chain::devnet;
-
 use crate::app::{self, Database, Platform};
 use crate::config::Config;
-use crate::demo;
+use crate::demo_application::DemoApplication;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -160,12 +158,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match command {
         Command::Demo(args) => {
-            let options = demo::DemoOptions {
+            let options = purser_demo::DemoOptions {
                 listen: args.listen,
                 gateway_listen: args.gateway_listen,
                 keep_serving: !args.exit,
             };
-            demo::run(options, out, purser_http::serve::shutdown_signal()).await?;
+            purser_demo::run::<DemoApplication>(
+                options,
+                out,
+                purser_http::serve::shutdown_signal(),
+            )
+            .await?;
             Ok(())
         }
         Command::Serve(args) => {
@@ -188,11 +191,11 @@ pub async fn run(
             dir,
             no_canonical_usdc,
         }) => {
-            let options = devnet::DevnetOptions {
+            let options = purser_devnet::DevnetOptions {
                 canonical_usdc: !no_canonical_usdc,
-                ..devnet::DevnetOptions::default()
+                ..purser_devnet::DevnetOptions::default()
             };
-            let manifest = devnet::up(&dir, options).await?;
+            let manifest = purser_devnet::up(&dir, options).await?;
             for chain in &manifest.chains {
                 writeln!(
                     out,
@@ -220,7 +223,7 @@ pub async fn run(
             Ok(())
         }
         Command::Devnet(DevnetCommand::Down { dir }) => {
-            let outcome = devnet::down(&dir).await?;
+            let outcome = purser_devnet::down(&dir).await?;
             writeln!(
                 out,
                 "stopped {} chain(s) in {}",

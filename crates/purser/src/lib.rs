@@ -4,5 +4,5 @@
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod demo;
+pub mod demo_application;
 pub mod telemetry;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
-use purser_chain::devnet::Mining;
 use purser_chain::rails::Rails;
+use purser_devnet::Mining;
 use purser_domain::auth::TenantScope;
 use purser_domain::money::Amount;
 use purser_domain::settlement::SettlementStatus;

@@ -96,8 +96,8 @@ async fn bad_payments_get_their_reasons_and_move_nothing(backend: Backend) {
     let chain_id = fixture.chain().chain_id();
     let merchant_before = fixture.token_balance(fixture.merchant).await;
     let base = fixture.payment(payer, 5_000);
-    let broke = purser_chain::devnet::TestAccount::from_private_key(crate::support::random_nonce())
-        .unwrap();
+    let broke =
+        purser_devnet::TestAccount::from_private_key(crate::support::random_nonce()).unwrap();
 
     let cases: Vec<(&str, Value, &str)> = vec![
         (

@@ -6,11 +6,9 @@ use std::sync::Arc;
 
 use alloy::primitives::{Address, U256};
 use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
-use purser_chain::devnet::{
-    Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, Mining, TestAccount,
-};
 use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
+use purser_devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, Mining, TestAccount};
 use purser_domain::auth::{Authenticator, Role, TenantScope, mint_api_key};
 use purser_domain::id::TenantId;
 use purser_domain::ledger::AccountKind;
@@ -284,7 +282,7 @@ pub fn fast_rpc() -> RpcPolicy {
     }
 }
 
-pub use purser_chain::devnet::payment::{Payment, now, random_nonce};
+pub use purser_devnet::payment::{Payment, now, random_nonce};
 
 impl Fixture {
     /// `value` from `payer` to the fixture's merchant.

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
-use purser_chain::devnet::payment::Payment;
-use purser_chain::devnet::{Devnet, DevnetChainSpec, DevnetOptions, Mining};
+use purser_devnet::payment::Payment;
+use purser_devnet::{Devnet, DevnetChainSpec, DevnetOptions, Mining};
 use purser_domain::auth::TenantScope;
 use purser_domain::ledger::AccountKind;
 use purser_domain::money::Amount;

@@ -259,7 +259,7 @@ async fn contract_wallet_signs_in_with_erc1271(backends: Backends) {
 /// The `SIGN-IN-WITH-X` header a wallet sends in answer to the 402 `required`, signed by `key`.
 pub(crate) fn sign_in_header(
     required: &purser_x402::PaymentRequired,
-    key: &purser_chain::devnet::TestAccount,
+    key: &purser_devnet::TestAccount,
 ) -> String {
     let offer: purser_x402::siwx::SiwxOffer =
         serde_json::from_value(required.extensions.as_ref().unwrap()["sign-in-with-x"].clone())
@@ -978,7 +978,7 @@ async fn a_top_up_payment_answers_only_its_own_top_up(backends: Backends) {
         unpaid.headers()["payment-required"].to_str().unwrap(),
     )
     .unwrap();
-    let v2 = fx.sign_for(&required, purser_chain::devnet::payment::now() + 300);
+    let v2 = fx.sign_for(&required, purser_devnet::payment::now() + 300);
     let paid = client
         .get(top_up_url(30_000))
         .header("payment-signature", &v2)

@@ -15,9 +15,9 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use purser::config::Config;
 use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
-use purser_chain::devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, TestAccount};
 use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
+use purser_devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, TestAccount};
 use purser_domain::auth::{Role, TenantScope, mint_api_key};
 use purser_domain::id::TenantId;
 use purser_domain::ledger::AccountKind;
@@ -681,7 +681,7 @@ impl Interop {
         required: &purser_x402::PaymentRequired,
         valid_before: u64,
     ) -> String {
-        use purser_chain::devnet::payment::{Payment, random_nonce};
+        use purser_devnet::payment::{Payment, random_nonce};
         let offer = &required.accepts[0];
         let payment = Payment {
             valid_before,
@@ -1033,8 +1033,8 @@ async fn sdk_clients_pay_through_the_gateway(backends: Backends) {
     let faro = format!("{gateway}/weather/faro");
     let elsewhere = challenge_at(format!("{gateway}/broken/faro")).await;
     let here = challenge_at(faro.clone()).await;
-    let in_an_hour = purser_chain::devnet::payment::now() + 3_600;
-    let an_hour_ago = purser_chain::devnet::payment::now() - 3_600;
+    let in_an_hour = purser_devnet::payment::now() + 3_600;
+    let an_hour_ago = purser_devnet::payment::now() - 3_600;
     for (what, payment, error) in [
         (
             "a payment for another route",

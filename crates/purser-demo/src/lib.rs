@@ -7,6 +7,12 @@
 //!
 //! The agent speaks plain HTTP to Purser, as any client would: nothing in it reaches into the
 //! process but its wallet, which is one of the devnet's public test accounts.
+//!
+//! The demo runs the real application, which the binary assembles: it is written against
+//! [`Application`], which `purser` implements with its own wiring (so this crate does not
+//! depend on the binary's, which depends on this one for `purser demo`). Like the devnet it
+//! stands on, it is a development tool that no library crate Purser runs in production
+//! depends on.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -17,11 +23,10 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use anyhow::{Context as _, anyhow, bail, ensure};
 use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
-use purser_chain::devnet::payment::{Payment, now, random_nonce};
-use purser_chain::devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, TestAccount};
 use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
-use purser_coord::MemoryCoordination;
+use purser_devnet::payment::{Payment, now, random_nonce};
+use purser_devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, TestAccount};
 use purser_domain::auth::{Role, TenantScope, mint_api_key};
 use purser_domain::entitlement::RepeatAccess;
 use purser_domain::id::{ResourceId, TenantId};
@@ -31,8 +36,9 @@ use purser_domain::page::PageRequest;
 use purser_domain::registry::{PriceSpec, ResourceKind};
 use purser_domain::repo::Store;
 use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
-use purser_gateway::{GatewayConfig, GatewayRoute};
-use purser_registry::{AcceptDraft, ResourceDraft};
+use purser_gateway::GatewayRoute;
+use purser_metering::Metering;
+use purser_registry::{AcceptDraft, Registry, ResourceDraft};
 use purser_x402::header::{
     PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, SIGN_IN_WITH_X, decode_payment_required,
     decode_payment_response, encode_json,
@@ -41,9 +47,6 @@ use purser_x402::siwx::SiwxOffer;
 use purser_x402::{PaymentRequired, PaymentRequirements};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-
-use crate::app::{self, Database, Platform};
-use crate::config::Config;
 
 /// The demo API's price, in US dollars.
 const PRICE_USD: &str = "0.01";
@@ -54,6 +57,34 @@ const FORECAST_SOURCE: &str = "//demo-weather/forecasts";
 const QUERY: &str = "weather forecast";
 /// The city the agent asks about.
 const CITY: &str = "lisbon";
+
+/// Purser as the demo runs it: the application the binary assembles, on its embedded defaults.
+/// The `purser` crate implements it for `purser demo`.
+pub trait Application: Sized + Send + 'static {
+    /// Opens Purser on its embedded defaults (SQLite in `data_dir`, migrated; in-process
+    /// coordination), settling on `rails`, with the registry's prober allowed to look at
+    /// loopback addresses, where the demo's API lives.
+    fn open(data_dir: &Path, rails: Rails) -> impl Future<Output = anyhow::Result<Self>> + Send;
+
+    /// The storage every service shares.
+    fn store(&self) -> Arc<dyn Store>;
+
+    /// The registry, to onboard the merchant.
+    fn registry(&self) -> &Registry;
+
+    /// Metering, to define the merchant's meters.
+    fn metering(&self) -> &Metering;
+
+    /// Serves Purser's API on `listener`, and the gateway with `routes` on `gateway_listener`,
+    /// until `shutdown` resolves; then drains.
+    fn serve(
+        self,
+        listener: TcpListener,
+        gateway_listener: TcpListener,
+        routes: Vec<GatewayRoute>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
 
 /// Where the demo listens, and whether it stays up afterwards.
 #[derive(Debug, Clone)]
@@ -100,9 +131,9 @@ pub struct DemoReport {
     pub rated_forecast_cost: String,
 }
 
-/// Runs the demo: sets everything up, walks the agent through, prints each step on `out`, then
-/// serves until `shutdown` resolves (or returns at once without `keep_serving`).
-pub async fn run(
+/// Runs the demo on `A`: sets everything up, walks the agent through, prints each step on
+/// `out`, then serves until `shutdown` resolves (or returns at once without `keep_serving`).
+pub async fn run<A: Application>(
     options: DemoOptions,
     out: &mut (dyn Write + Send),
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -156,22 +187,11 @@ pub async fn run(
     let gateway_listener = bind(options.gateway_listen, "the gateway").await?;
     let purser_url = format!("http://{}", listener.local_addr()?);
     let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
-    let mut config = Config::default();
-    config.storage.data_dir = data.path().join("db");
-    // The demo's API lives on loopback; let the freshness prober look at it.
-    config.registry.probe_private_addresses = true;
     let rail = rail(chain, &devnet.accounts().settlement_signer, data.path())?;
     let rails = Rails::open(&[rail], RpcPolicy::default())
         .await
         .context("opening the devnet rail")?;
-    let database = Database::open(&config.storage).await?;
-    database.migrate().await?;
-    let platform = Platform::from_parts(
-        database.into_store(),
-        Arc::new(MemoryCoordination::new()),
-        rails,
-        &config,
-    )?;
+    let application = A::open(&data.path().join("db"), rails).await?;
     step(
         out,
         2,
@@ -189,7 +209,7 @@ pub async fn run(
     )?;
 
     // 3. The merchant: a tenant, a payout address, a plain API, and its price in the registry.
-    let store = platform.store.clone();
+    let store = application.store();
     let tenant = store
         .create_tenant(NewTenant::new(
             TenantName::parse("Demo Weather Co")?,
@@ -197,12 +217,12 @@ pub async fn run(
         ))
         .await?;
     let scope = TenantScope::trusted(tenant.id);
-    platform
-        .registry
+    application
+        .registry()
         .set_payout_address(scope, &chain.network(), &merchant.to_checksum(None))
         .await?;
-    let resource = platform
-        .registry
+    let resource = application
+        .registry()
         .create_resource(
             scope,
             weather_resource(&gateway_url, &chain.network()),
@@ -219,20 +239,16 @@ pub async fn run(
     .await?;
     let operator_key = mint_key(&*store, None, Role::Operator, "demo operator").await?;
     let upstream = start_upstream(purser_url.clone(), server_key.clone()).await?;
-    let meters = define_meters(&platform, scope).await?;
-    config.gateway = GatewayConfig {
-        listen: Some(gateway_url.trim_start_matches("http://").to_owned()),
-        routes: vec![GatewayRoute {
-            host: None,
-            path: "/weather/*".into(),
-            upstream: upstream.clone(),
-            resource: resource.id.to_string(),
-            settle: Default::default(),
-            timeout_seconds: Some(10),
-            upstream_http2: false,
-        }],
-        ..GatewayConfig::default()
-    };
+    let meters = define_meters(application.metering(), scope).await?;
+    let routes = vec![GatewayRoute {
+        host: None,
+        path: "/weather/*".into(),
+        upstream: upstream.clone(),
+        resource: resource.id.to_string(),
+        settle: Default::default(),
+        timeout_seconds: Some(10),
+        upstream_http2: false,
+    }];
     step(
         out,
         3,
@@ -253,16 +269,11 @@ pub async fn run(
     )?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = {
-        let config = config.clone();
-        let platform = platform.clone();
-        tokio::spawn(async move {
-            app::serve_with(&config, platform, listener, Some(gateway_listener), async {
-                let _ = stop_rx.await;
-            })
-            .await
-        })
-    };
+    let server = tokio::spawn(
+        application.serve(listener, gateway_listener, routes, async move {
+            let _ = stop_rx.await;
+        }),
+    );
 
     let agent = Agent {
         http: reqwest::Client::new(),
@@ -626,11 +637,10 @@ async fn walk(
 
 /// The merchant's meters: forecasts served (counted per city, priced per forecast after a
 /// free one), and the payments Purser settled for it (summed per network).
-async fn define_meters(platform: &Platform, scope: TenantScope) -> anyhow::Result<String> {
+async fn define_meters(metering: &Metering, scope: TenantScope) -> anyhow::Result<String> {
     use purser_domain::metering::{Aggregation, MeterPrice, NewMeter, PriceModel, ValuePath};
     use rust_decimal::Decimal;
-    platform
-        .metering
+    metering
         .create_meter(
             scope,
             NewMeter {
@@ -650,8 +660,7 @@ async fn define_meters(platform: &Platform, scope: TenantScope) -> anyhow::Resul
             },
         )
         .await?;
-    platform
-        .metering
+    metering
         .create_meter(
             scope,
             NewMeter {

@@ -12,12 +12,12 @@ use alloy::rpc::types::BlockNumberOrTag;
 use alloy::signers::{Signature, SignerSync};
 use alloy::sol_types::{SolCall, SolStruct, eip712_domain};
 use purser_chain::config::RailConfig;
-use purser_chain::devnet::contracts::{
+use purser_devnet::contracts::{
     CancelAuthorization, PurserUSD, ReceiveWithAuthorization, TestSmartWallet,
     TransferWithAuthorization,
 };
-use purser_chain::devnet::{
-    self, Devnet, DevnetChain, DevnetChainSpec, DevnetManifest, DevnetOptions, Mining, TestAccount,
+use purser_devnet::{
+    Devnet, DevnetChain, DevnetChainSpec, DevnetManifest, DevnetOptions, Mining, TestAccount,
     TokenInfo,
 };
 
@@ -182,7 +182,7 @@ async fn three_chains_with_their_fees_tokens_and_funded_payers() {
             *canonical
         );
 
-        let each = U256::from(1_000_000u64 * devnet::TOKEN_UNIT);
+        let each = U256::from(1_000_000u64 * purser_devnet::TOKEN_UNIT);
         for payer in &accounts.payers {
             assert_eq!(chain.balance_of(payer.address()).await.unwrap(), each);
             assert_eq!(
@@ -593,7 +593,7 @@ async fn the_canonical_usdc_copy_settles_authorizations_signed_for_its_address()
     // The deployed token's balances are separate.
     assert_eq!(
         chain.balance_of(payee).await.unwrap(),
-        U256::from(1_000_000u64 * devnet::TOKEN_UNIT)
+        U256::from(1_000_000u64 * purser_devnet::TOKEN_UNIT)
     );
 }
 
@@ -680,7 +680,7 @@ async fn up_writes_the_folder_and_down_stops_every_process() {
     let folder = tempfile::tempdir().unwrap();
     let dir = folder.path().join("devnet");
     let started = std::time::Instant::now();
-    let manifest = devnet::up(&dir, options(DevnetChainSpec::defaults()))
+    let manifest = purser_devnet::up(&dir, options(DevnetChainSpec::defaults()))
         .await
         .unwrap();
     eprintln!("detached three-chain devnet up in {:?}", started.elapsed());
@@ -743,17 +743,17 @@ async fn up_writes_the_folder_and_down_stops_every_process() {
 
     // `up` again answers the running devnet; with other chains it refuses.
     assert_eq!(
-        devnet::up(&dir, options(DevnetChainSpec::defaults()))
+        purser_devnet::up(&dir, options(DevnetChainSpec::defaults()))
             .await
             .unwrap(),
         manifest
     );
-    let other = devnet::up(&dir, options(vec![DevnetChainSpec::base_sepolia()]))
+    let other = purser_devnet::up(&dir, options(vec![DevnetChainSpec::base_sepolia()]))
         .await
         .unwrap_err();
     assert!(other.to_string().contains("down"), "{other}");
 
-    let outcome = devnet::down(&dir).await.unwrap();
+    let outcome = purser_devnet::down(&dir).await.unwrap();
     assert_eq!(outcome.terminated + outcome.killed, 3);
     for pid in &pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -768,12 +768,14 @@ async fn up_writes_the_folder_and_down_stops_every_process() {
     assert!(dir.join("anvil-84532.log").exists());
     // Idempotent, also for a folder that never had a devnet.
     assert_eq!(
-        devnet::down(&dir).await.unwrap(),
-        devnet::DownOutcome::default()
+        purser_devnet::down(&dir).await.unwrap(),
+        purser_devnet::DownOutcome::default()
     );
     assert_eq!(
-        devnet::down(&folder.path().join("nothing")).await.unwrap(),
-        devnet::DownOutcome::default()
+        purser_devnet::down(&folder.path().join("nothing"))
+            .await
+            .unwrap(),
+        purser_devnet::DownOutcome::default()
     );
 }
 
@@ -782,7 +784,9 @@ async fn up_replaces_a_devnet_whose_processes_died() {
     let folder = tempfile::tempdir().unwrap();
     let dir = folder.path();
     let chains = vec![DevnetChainSpec::custom(31338, "solo", 1_000_000_000)];
-    let first = devnet::up(dir, options(chains.clone())).await.unwrap();
+    let first = purser_devnet::up(dir, options(chains.clone()))
+        .await
+        .unwrap();
     let pid = first.chains[0].pid.unwrap();
     // Stop it behind the devnet's back.
     std::process::Command::new("kill")
@@ -794,10 +798,10 @@ async fn up_replaces_a_devnet_whose_processes_died() {
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let second = devnet::up(dir, options(chains)).await.unwrap();
+    let second = purser_devnet::up(dir, options(chains)).await.unwrap();
     assert_ne!(second.chains[0].pid, first.chains[0].pid);
     assert_ne!(second.chains[0].rpc_url, first.chains[0].rpc_url);
-    devnet::down(dir).await.unwrap();
+    purser_devnet::down(dir).await.unwrap();
 }
 
 #[tokio::test]
@@ -809,7 +813,7 @@ async fn a_devnet_can_write_the_same_files_for_purser_tests() {
     assert!(manifest.chains.iter().all(|c| c.pid.is_none()));
     assert_eq!(DevnetManifest::read(folder.path()).unwrap(), manifest);
     assert!(folder.path().join("purser.toml").exists());
-    devnet::down(folder.path()).await.unwrap();
+    purser_devnet::down(folder.path()).await.unwrap();
     // The devnet still runs.
     assert_eq!(
         devnet.chains()[0].provider().get_chain_id().await.unwrap(),

@@ -12,7 +12,7 @@ pub struct DevnetChainSpec {
     /// each block that uses less than half the gas limit lowers the next block's by up to
     /// 12.5%, so the levels of the default chains are a factor of ten apart to stay ordered.
     pub base_fee_wei: u128,
-    /// The chain's real testnet USDC, placed when [`super::DevnetOptions::canonical_usdc`] is on.
+    /// The chain's real testnet USDC, placed when [`crate::DevnetOptions::canonical_usdc`] is on.
     pub canonical_usdc: Option<CanonicalUsdc>,
 }
 
@@ -129,6 +129,6 @@ pub enum Mining {
     Auto,
     /// A block every so many seconds, holding transactions in the mempool in between.
     Interval { block_time_seconds: u64 },
-    /// Only when asked ([`super::DevnetChain::mine`]): transactions wait in the mempool.
+    /// Only when asked ([`crate::DevnetChain::mine`]): transactions wait in the mempool.
     Manual,
 }

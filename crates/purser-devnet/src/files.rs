@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
 
-use super::chain::{DevnetChain, TokenInfo};
-use super::{ANVIL_VERSION, DevnetAccounts, DevnetError, DevnetOptions, TestAccount};
+use crate::chain::{DevnetChain, TokenInfo};
+use crate::{ANVIL_VERSION, DevnetAccounts, DevnetError, DevnetOptions, TestAccount};
 
 pub(crate) const MANIFEST_FILE: &str = "devnet.json";
 pub(crate) const CONFIG_FILE: &str = "purser.toml";
@@ -242,7 +242,7 @@ fn toml_string(value: &str) -> String {
     quoted
 }
 
-/// `purser.toml`: one `[[rails]]` per chain, in the format of [`crate::config::RailConfig`].
+/// `purser.toml`: one `[[rails]]` per chain, in the format of [`purser_chain::config::RailConfig`].
 pub(crate) fn rails_toml(
     dir: &Path,
     manifest: &DevnetManifest,

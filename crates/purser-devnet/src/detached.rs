@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use super::anvil::{self, KillOnDrop, is_devnet_anvil, process_alive};
-use super::chain::DevnetChain;
-use super::files::{self, CONFIG_FILE, DevnetManifest, MANIFEST_FILE, signer_key_file};
-use super::{DevnetError, DevnetOptions, locate_anvil};
+use crate::anvil::{self, KillOnDrop, is_devnet_anvil, process_alive};
+use crate::chain::DevnetChain;
+use crate::files::{self, CONFIG_FILE, DevnetManifest, MANIFEST_FILE, signer_key_file};
+use crate::{DevnetError, DevnetOptions, locate_anvil};
 
 /// How long `down` waits after SIGTERM before SIGKILL.
 const TERMINATE_GRACE: Duration = Duration::from_secs(5);
@@ -159,7 +159,7 @@ async fn answers_chain_id(rpc_url: &str, chain_id: u64) -> bool {
     let Ok(url) = rpc_url.parse() else {
         return false;
     };
-    let provider = super::chain::http_provider(url, None);
+    let provider = crate::chain::http_provider(url, None);
     matches!(
         tokio::time::timeout(Duration::from_secs(2), provider.get_chain_id()).await,
         Ok(Ok(answered)) if answered == chain_id

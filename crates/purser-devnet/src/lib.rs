@@ -1,5 +1,8 @@
 //! The local devnet: anvil chains standing for Base, Arbitrum and Optimism, with Purser's
-//! EIP-3009 token deployed and test accounts funded.
+//! EIP-3009 token deployed and test accounts funded. A development tool, kept out of the crates
+//! Purser runs in production: `purser-chain` settles on any EVM chain and knows nothing of
+//! anvil; the binary reaches this crate only for `purser devnet` and `purser demo`, and the
+//! services' tests and the benchmark harness use it as a dev-dependency.
 //!
 //! Two ways to run one:
 //!

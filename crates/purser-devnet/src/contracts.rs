@@ -8,10 +8,10 @@ use alloy::primitives::Bytes;
 use serde::Deserialize;
 
 /// `contracts/out/PurserUSD.json`.
-pub const PURSER_USD_ARTEFACT: &str = include_str!("../../../../contracts/out/PurserUSD.json");
+pub const PURSER_USD_ARTEFACT: &str = include_str!("../../../contracts/out/PurserUSD.json");
 /// `contracts/out/TestSmartWallet.json`.
 pub const TEST_SMART_WALLET_ARTEFACT: &str =
-    include_str!("../../../../contracts/out/TestSmartWallet.json");
+    include_str!("../../../contracts/out/TestSmartWallet.json");
 
 /// The parts of an artefact the devnet uses.
 #[derive(Debug, Clone, Deserialize)]

@@ -5,11 +5,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::signers::SignerSync;
+use purser_chain::eip3009::ExactTransfer;
+use purser_chain::rails::Asset;
 use serde_json::{Value, json};
 
-use super::{DevnetChain, TestAccount, TokenInfo};
-use crate::eip3009::ExactTransfer;
-use crate::rails::Asset;
+use crate::{DevnetChain, TestAccount, TokenInfo};
 
 /// Unix seconds.
 pub fn now() -> u64 {

@@ -10,9 +10,9 @@ use alloy::rpc::types::{BlockNumberOrTag, TransactionReceipt, TransactionRequest
 use alloy::sol_types::{SolCall, SolConstructor};
 use serde::{Deserialize, Serialize};
 
-use super::anvil::{AttachedAnvil, Started};
-use super::contracts::{Artefact, PurserUSD, TestSmartWallet};
-use super::{DevnetAccounts, DevnetChainSpec, DevnetError, DevnetOptions, Mining, TestAccount};
+use crate::anvil::{AttachedAnvil, Started};
+use crate::contracts::{Artefact, PurserUSD, TestSmartWallet};
+use crate::{DevnetAccounts, DevnetChainSpec, DevnetError, DevnetOptions, Mining, TestAccount};
 
 /// How long [`DevnetChain::send_as`] waits for a receipt.
 const RECEIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -21,7 +21,7 @@ const RECEIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
-    #[serde(with = "super::files::checksummed")]
+    #[serde(with = "crate::files::checksummed")]
     pub address: Address,
     /// The EIP-712 domain name.
     pub name: String,
@@ -69,7 +69,7 @@ pub(crate) fn http_provider(
 ) -> DynProvider {
     // reqwest is built with rustls and no default crypto provider: building any client needs
     // one installed, even for http://.
-    crate::rails::ensure_crypto_provider();
+    purser_chain::rails::ensure_crypto_provider();
     match signer {
         Some(signer) => ProviderBuilder::new()
             .wallet(signer)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use alloy::primitives::B256;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::{DevnetAccounts, DevnetChainSpec, DevnetError, DevnetOptions, TestAccount};
+use crate::{DevnetAccounts, DevnetChainSpec, DevnetError, DevnetOptions, TestAccount};
 
 /// The anvil release the devnet runs (foundry's, from npm).
 pub const ANVIL_VERSION: &str = "1.7.1";

@@ -1,3 +1,0 @@
-//! purser-chain's integration tests, one binary with a module per area.
-
-mod devnet;
