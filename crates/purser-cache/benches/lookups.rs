@@ -137,9 +137,11 @@ fn main() {
     let wallets: Vec<Wallet> = (0..KEYS)
         .map(|i| (7, format!("0x{i:040x}").into_boxed_str()))
         .collect();
-    let grants: Arc<[u64]> = vec![1, 2, 3].into();
-    let grants_old = OldMap::new(wallets.iter().map(|w| (w.clone(), grants.clone())));
-    let grants_new = new_cache(wallets.iter().map(|w| (w.clone(), grants.clone())));
+    // Each wallet its own grants, as in the service (one shared `Arc` would make both threads
+    // fight over its reference count).
+    let grants = || -> Arc<[u64]> { vec![1, 2, 3].into() };
+    let grants_old = OldMap::new(wallets.iter().map(|w| (w.clone(), grants())));
+    let grants_new = new_cache(wallets.iter().map(|w| (w.clone(), grants())));
 
     println!("{lookups} lookups per thread and round over {KEYS} keys, median of {ROUNDS} rounds");
     println!(
