@@ -230,11 +230,50 @@ pub trait ReplayGuard: Send + Sync {
     async fn release(&self, key: &str);
 }
 
+/// How many unexpired claims a [`MemoryReplayGuard`] holds by default: about 300 MB at most.
+/// Every claim that stays is a payment that was verified and not released (paid, or pending),
+/// for as long as its authorization could be presented (a minute or two past its
+/// `validBefore`, a day for a payment identifier): a million is 11 paid requests a second with
+/// payment identifiers, sustained for a day.
+pub const MEMORY_REPLAY_GUARD_CLAIMS: usize = 1_000_000;
+
 /// A [`ReplayGuard`] in this process's memory: right for one instance. Several instances of a
 /// merchant's app need a shared guard (Purser's gateway uses Redis) or payment identifiers.
-#[derive(Debug, Default)]
+///
+/// It holds at most its cap of unexpired claims ([`MEMORY_REPLAY_GUARD_CLAIMS`] unless
+/// [`Self::with_max_claims`] says otherwise). A claim is a promise that a payment is not
+/// served twice, so none is dropped before it expires: when the guard is full of unexpired
+/// claims, a new claim is refused (the request is answered `unavailable`, the payer may retry)
+/// until some expire.
+#[derive(Debug)]
 pub struct MemoryReplayGuard {
-    claims: Mutex<HashMap<String, (String, u64)>>,
+    claims: Mutex<Claims>,
+    max_claims: usize,
+}
+
+#[derive(Debug, Default)]
+struct Claims {
+    /// Each claim's value and when it expires (Unix seconds).
+    by_key: HashMap<String, (String, u64)>,
+    /// When expired claims were last dropped (Unix seconds): at most once a second, since it
+    /// walks every claim.
+    pruned_at: u64,
+}
+
+impl Default for MemoryReplayGuard {
+    fn default() -> Self {
+        Self::with_max_claims(MEMORY_REPLAY_GUARD_CLAIMS)
+    }
+}
+
+impl MemoryReplayGuard {
+    /// A guard holding at most `max_claims` unexpired claims (at least one).
+    pub fn with_max_claims(max_claims: usize) -> Self {
+        Self {
+            claims: Mutex::default(),
+            max_claims: max_claims.max(1),
+        }
+    }
 }
 
 #[async_trait]
@@ -242,22 +281,36 @@ impl ReplayGuard for MemoryReplayGuard {
     async fn claim(&self, key: &str, value: &str, ttl: Duration) -> Result<Option<String>, String> {
         let now = unix_now();
         let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
-        if claims.len() > 10_000 {
-            claims.retain(|_, (_, until)| *until > now);
-        }
-        match claims.get(key) {
-            Some((existing, until)) if *until > now => Ok(Some(existing.clone())),
-            _ => {
-                claims.insert(key.to_owned(), (value.to_owned(), now + ttl.as_secs()));
-                Ok(None)
+        match claims.by_key.get(key) {
+            Some((existing, until)) if *until > now => return Ok(Some(existing.clone())),
+            // An expired claim of the same key is replaced: no growth.
+            Some(_) => {}
+            None if claims.by_key.len() >= self.max_claims => {
+                if claims.pruned_at < now {
+                    claims.by_key.retain(|_, (_, until)| *until > now);
+                    claims.pruned_at = now;
+                }
+                if claims.by_key.len() >= self.max_claims {
+                    return Err(format!(
+                        "the in-memory replay guard holds {} unexpired claims, its most",
+                        self.max_claims
+                    ));
+                }
             }
+            None => {}
         }
+        claims.by_key.insert(
+            key.to_owned(),
+            (value.to_owned(), now.saturating_add(ttl.as_secs())),
+        );
+        Ok(None)
     }
 
     async fn release(&self, key: &str) {
         self.claims
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .by_key
             .remove(key);
     }
 }
@@ -647,7 +700,56 @@ fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::payer_name;
+    use super::{MEMORY_REPLAY_GUARD_CLAIMS, MemoryReplayGuard, ReplayGuard, payer_name};
+    use std::time::Duration;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// Ten times as many distinct payments as the guard may hold, none expiring: it holds its
+    /// cap and refuses the rest (never dropping a live claim, which would let a payment be
+    /// served twice).
+    #[tokio::test]
+    async fn the_memory_replay_guard_holds_at_most_its_cap() {
+        assert_eq!(
+            MemoryReplayGuard::default().max_claims,
+            MEMORY_REPLAY_GUARD_CLAIMS
+        );
+        let guard = MemoryReplayGuard::with_max_claims(100);
+        let mut admitted = 0;
+        for n in 0..1_000 {
+            match guard.claim(&format!("auth:{n}"), "paid", HOUR).await {
+                Ok(None) => admitted += 1,
+                Ok(Some(_)) => panic!("a new key was taken"),
+                Err(_) => {}
+            }
+        }
+        assert_eq!(admitted, 100);
+        assert_eq!(guard.claims.lock().unwrap().by_key.len(), 100);
+        // A replay is still recognised when full; a released claim makes room.
+        assert_eq!(
+            guard.claim("auth:0", "again", HOUR).await,
+            Ok(Some("paid".to_owned()))
+        );
+        assert!(guard.claim("auth:new", "paid", HOUR).await.is_err());
+        guard.release("auth:1").await;
+        assert_eq!(guard.claim("auth:new", "paid", HOUR).await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn expired_claims_make_room() {
+        let guard = MemoryReplayGuard::with_max_claims(3);
+        for key in ["a", "b", "c"] {
+            // Expired at once.
+            assert_eq!(guard.claim(key, "paid", Duration::ZERO).await, Ok(None));
+        }
+        assert_eq!(guard.claim("d", "paid", HOUR).await, Ok(None));
+        assert_eq!(guard.claims.lock().unwrap().by_key.len(), 1);
+        // An expired claim of the same payment is replaced, whatever the count.
+        let full = MemoryReplayGuard::with_max_claims(1);
+        assert_eq!(full.claim("a", "paid", Duration::ZERO).await, Ok(None));
+        assert_eq!(full.claim("a", "paid", HOUR).await, Ok(None));
+        assert_eq!(full.claim("a", "paid", HOUR).await, Ok(Some("paid".into())));
+    }
 
     #[test]
     fn an_evm_payer_has_one_spelling_and_others_keep_theirs() {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
+use purser_cache::BoundedCache;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -343,42 +344,62 @@ impl TenantScope {
 pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many checked keys are kept in memory at most.
-const KEY_CACHE_ENTRIES: usize = 10_000;
+const KEY_CACHE_ENTRIES: u64 = 10_000;
 
-/// A key that passed the checks, remembered by the hash of the presented token.
-#[derive(Debug, Clone)]
+/// The length of a key's prefix, `psk_` and 16 hex digits.
+const PREFIX_LEN: usize = TOKEN_SCHEME.len() + PREFIX_BYTES * 2;
+
+/// A key that passed the checks, remembered by the hash of the presented token. Copied out on
+/// every hit, so it holds nothing behind a pointer.
+#[derive(Debug, Clone, Copy)]
 struct CheckedKey {
     principal: Principal,
-    prefix: String,
-    checked: std::time::Instant,
+    prefix: [u8; PREFIX_LEN],
 }
 
 /// How many tenants found to exist are remembered at most.
-const KNOWN_TENANT_ENTRIES: usize = 10_000;
+const KNOWN_TENANT_ENTRIES: u64 = 10_000;
+
+/// The checked keys, by the hash of the presented token, each trusted for `ttl`.
+fn key_cache(ttl: std::time::Duration) -> BoundedCache<String, CheckedKey> {
+    BoundedCache::builder("checked api keys", KEY_CACHE_ENTRIES)
+        .time_to_live(ttl)
+        .build()
+}
 
 /// Checks presented API keys: against the database, then from memory for [`KEY_CACHE_TTL`],
 /// so the hot paths (payment checks on every request) do not read the database per request.
 /// Also scopes principals to the tenants they name ([`Self::scope`]), remembering the tenants
 /// found to exist: tenants are never deleted (a trigger refuses it on both backends), so a
 /// tenant once found exists for good and the memory needs no expiry, only a size cap.
+///
+/// Both memories are [`BoundedCache`]s: at most `KEY_CACHE_ENTRIES` (10,000) keys and
+/// `KNOWN_TENANT_ENTRIES` (10,000) tenants, the least used evicted first. A check that began
+/// before a key's or a tenant's invalidation is not remembered (the cache's generation guard).
 pub struct Authenticator {
     keys: Arc<dyn ApiKeyRepository>,
     tenants: Arc<dyn TenantRepository>,
     last_used_resolution: Duration,
-    checked: std::sync::Mutex<std::collections::HashMap<String, CheckedKey>>,
-    cache_ttl: std::time::Duration,
-    known_tenants: std::sync::Mutex<std::collections::HashSet<TenantId>>,
+    checked: BoundedCache<String, CheckedKey>,
+    known_tenants: BoundedCache<TenantId, ()>,
 }
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_repositories(store.clone(), store)
+    }
+
+    /// Over the two repositories it reads: keys, and tenants (for [`Self::scope`]).
+    pub fn with_repositories(
+        keys: Arc<dyn ApiKeyRepository>,
+        tenants: Arc<dyn TenantRepository>,
+    ) -> Self {
         Self {
-            keys: store.clone(),
-            tenants: store,
+            keys,
+            tenants,
             last_used_resolution: Duration::seconds(60),
-            checked: std::sync::Mutex::default(),
-            cache_ttl: KEY_CACHE_TTL,
-            known_tenants: std::sync::Mutex::default(),
+            checked: key_cache(KEY_CACHE_TTL),
+            known_tenants: BoundedCache::builder("known tenants", KNOWN_TENANT_ENTRIES).build(),
         }
     }
 
@@ -391,25 +412,26 @@ impl Authenticator {
     /// How long a checked key is trusted from memory; zero checks every request against the
     /// database.
     pub fn with_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
-        self.cache_ttl = ttl;
+        self.checked = key_cache(ttl);
         self
-    }
-
-    fn remembered(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, CheckedKey>> {
-        self.checked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Forgets what was checked about the key with this prefix (it was revoked).
     pub fn forget_key(&self, prefix: &str) {
-        self.remembered().retain(|_, k| k.prefix != prefix);
+        self.checked
+            .forget_if(|_, k| k.prefix == *prefix.as_bytes());
     }
 
     /// Forgets what was checked about the tenant's keys (it was suspended or reinstated).
     pub fn forget_tenant(&self, tenant: TenantId) {
-        self.remembered()
-            .retain(|_, k| k.principal.tenant_id != Some(tenant));
+        self.checked
+            .forget_if(|_, k| k.principal.tenant_id == Some(tenant));
+    }
+
+    /// How many checked keys and known tenants are remembered (pending evictions applied).
+    #[doc(hidden)]
+    pub fn cached_entries(&self) -> (u64, u64) {
+        (self.checked.entry_count(), self.known_tenants.entry_count())
     }
 }
 
@@ -424,7 +446,7 @@ impl crate::coord::Forget for Authenticator {
     }
 
     fn forget_all(&self) {
-        self.remembered().clear();
+        self.checked.forget_all();
     }
 }
 
@@ -464,18 +486,14 @@ impl Authenticator {
 
     /// `not_found` unless the tenant exists.
     async fn known_tenant(&self, tenant: TenantId) -> Result<()> {
-        let known = || self.known_tenants.lock().unwrap_or_else(|p| p.into_inner());
-        if known().contains(&tenant) {
+        if self.known_tenants.get(&tenant).is_some() {
             return Ok(());
         }
+        let read = self.known_tenants.begin_read();
         if self.tenants.get_tenant(tenant).await?.is_none() {
             return Err(Error::not_found(TenantId::WHAT));
         }
-        let mut known = known();
-        if known.len() >= KNOWN_TENANT_ENTRIES {
-            known.clear();
-        }
-        known.insert(tenant);
+        self.known_tenants.insert(read, tenant, ());
         Ok(())
     }
 
@@ -483,30 +501,14 @@ impl Authenticator {
         let invalid = || Error::new(ErrorCode::InvalidApiKey, "the API key is not valid");
         let prefix = token_prefix(token).ok_or_else(invalid)?;
         let presented = hash_token(token);
-        if !self.cache_ttl.is_zero()
-            && let Some(key) = self.remembered().get(&presented)
-            && key.checked.elapsed() < self.cache_ttl
-        {
+        if let Some(key) = self.checked.get(&presented) {
             return Ok(key.principal);
         }
+        let read = self.checked.begin_read();
         let principal = self.check(prefix, &presented).await?;
-        if !self.cache_ttl.is_zero() {
-            let mut remembered = self.remembered();
-            if remembered.len() >= KEY_CACHE_ENTRIES {
-                let ttl = self.cache_ttl;
-                remembered.retain(|_, k| k.checked.elapsed() < ttl);
-                if remembered.len() >= KEY_CACHE_ENTRIES {
-                    remembered.clear();
-                }
-            }
-            remembered.insert(
-                presented,
-                CheckedKey {
-                    principal,
-                    prefix: prefix.to_owned(),
-                    checked: std::time::Instant::now(),
-                },
-            );
+        if let Ok(prefix) = prefix.as_bytes().try_into() {
+            self.checked
+                .insert(read, presented, CheckedKey { principal, prefix });
         }
         Ok(principal)
     }
@@ -551,6 +553,9 @@ impl Authenticator {
         })
     }
 }
+
+#[cfg(test)]
+mod authenticator_tests;
 
 #[cfg(test)]
 mod tests {

@@ -15,27 +15,33 @@
 //!   drops the wallet's entry. An entry is also dropped on its own after the configured TTL,
 //!   which bounds how long a revoked grant can still admit if an announcement is lost (a
 //!   reconnect to Redis drops every entry, see [`GrantCache::forget_all`]).
+//!
+//! The wallets are a [`BoundedCache`]: at most [`MAX_ENTRIES`] of them, the least used evicted
+//! first, and a read of the database that began before an invalidation is not kept (it may
+//! predate the change announced). The uses counted in memory are not a cache: they are owed to
+//! the database, so none is ever dropped; each is a grant found in the database, and the map is
+//! emptied every second.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use purser_cache::BoundedCache;
 use purser_domain::Result;
 use purser_domain::auth::TenantScope;
 use purser_domain::coord::{Forget, Invalidation};
 use purser_domain::entitlement::{Grant, GrantFilter, GrantScope};
 use purser_domain::id::{GrantId, ResourceId, TenantId};
 use purser_domain::page::PageRequest;
-use purser_domain::repo::Store;
+use purser_domain::repo::GrantRepository;
 
 /// How long a wallet's grants are answered from memory, by default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
 
 /// How many wallets' grants are kept at most.
-const MAX_ENTRIES: usize = 200_000;
+pub const MAX_ENTRIES: u64 = 200_000;
 
 /// The most grants read for one wallet; a wallet with more is checked in the database.
 const MAX_GRANTS_READ: u32 = 100;
@@ -44,11 +50,17 @@ type Key = (TenantId, Box<str>);
 
 /// A wallet's grants as they were read.
 struct Entry {
-    read: Instant,
     /// The grants that held when read.
     grants: Arc<[Grant]>,
     /// False when the wallet had more grants than were read.
     complete: bool,
+}
+
+/// The wallets' grants: at most `max` wallets, each for `ttl`.
+fn wallet_cache(max: u64, ttl: Duration) -> BoundedCache<Key, Arc<Entry>> {
+    BoundedCache::builder("wallet grants", max)
+        .time_to_live(ttl)
+        .build()
 }
 
 /// What the cache knows about one request.
@@ -63,11 +75,9 @@ enum Known {
 
 /// A wallet's grants per tenant, in memory, with the database as truth.
 pub struct GrantCache {
-    store: Arc<dyn Store>,
+    store: Arc<dyn GrantRepository>,
     ttl: Duration,
-    entries: Mutex<HashMap<Key, Entry>>,
-    /// Bumped by every invalidation: a read that started before one is not kept.
-    generation: AtomicU64,
+    entries: BoundedCache<Key, Arc<Entry>>,
     /// Uses of unlimited grants not yet added to the database.
     uses: Mutex<HashMap<GrantId, u32>>,
 }
@@ -83,12 +93,11 @@ impl std::fmt::Debug for GrantCache {
 impl GrantCache {
     /// A cache over `store` whose entries live `ttl`; a zero TTL reads the database on every
     /// request.
-    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn GrantRepository>, ttl: Duration) -> Self {
         Self {
             store,
             ttl,
-            entries: Mutex::default(),
-            generation: AtomicU64::new(0),
+            entries: wallet_cache(MAX_ENTRIES, ttl),
             uses: Mutex::default(),
         }
     }
@@ -146,8 +155,7 @@ impl GrantCache {
         group: Option<&str>,
         now: DateTime<Utc>,
     ) -> Option<Known> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = entries.get(key).filter(|e| e.read.elapsed() < self.ttl)?;
+        let entry = self.entries.get(key)?;
         let covers = |grant: &&Grant| match &grant.scope {
             GrantScope::Resource(id) => *id == resource,
             GrantScope::Group(name) => Some(name.as_str()) == group,
@@ -172,10 +180,10 @@ impl GrantCache {
     /// Reads the wallet's grants that hold now and keeps them, unless an invalidation arrived
     /// meanwhile (the read may predate it).
     async fn read(&self, scope: TenantScope, key: &Key, now: DateTime<Utc>) -> Result<()> {
-        if self.ttl.is_zero() {
+        if !self.entries.is_enabled() {
             return Ok(());
         }
-        let generation = self.generation.load(Ordering::Acquire);
+        let read = self.entries.begin_read();
         let page = self
             .store
             .list_grants(
@@ -189,35 +197,26 @@ impl GrantCache {
                 PageRequest::first(MAX_GRANTS_READ)?,
             )
             .await?;
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if self.generation.load(Ordering::Acquire) != generation {
-            return Ok(());
-        }
-        if entries.len() >= MAX_ENTRIES {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.read.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(
+        self.entries.insert(
+            read,
             key.clone(),
-            Entry {
-                read: Instant::now(),
+            Arc::new(Entry {
                 grants: page.items.into(),
                 complete: !page.has_more,
-            },
+            }),
         );
         Ok(())
     }
 
     /// Drops what is cached about `wallet`'s grants with `tenant`.
     pub fn forget(&self, tenant: TenantId, wallet: &str) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(tenant, Box::from(wallet)));
+        self.entries.forget(&(tenant, Box::from(wallet)));
+    }
+
+    /// How many wallets' grants are cached (pending evictions applied).
+    #[doc(hidden)]
+    pub fn cached_wallets(&self) -> u64 {
+        self.entries.entry_count()
     }
 
     /// Uses counted in memory and not yet in the database.
@@ -258,10 +257,9 @@ impl Forget for GrantCache {
 
     /// Drops every cached wallet (announcements may have been missed).
     fn forget_all(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.entries.forget_all();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,9 +10,8 @@
 //! through Purser, and within the token's lifetime at most for a resource server that trusts
 //! the token alone.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -21,6 +20,7 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use purser_cache::BoundedCache;
 use purser_domain::id::TenantId;
 use purser_domain::{Error, ErrorCode, Result};
 use serde::{Deserialize, Serialize};
@@ -202,12 +202,21 @@ pub struct Sessions {
     keys: SessionKeys,
     config: SessionConfig,
     /// Tokens whose signature checked out, with their claims: a token is immutable, so the
-    /// same bytes verify the same way until they expire (checked on every use).
-    verified: Mutex<HashMap<String, SessionClaims>>,
+    /// same bytes verify the same way until they expire (checked on every use). Each is kept
+    /// for a session's lifetime at most, which outlasts the token when it was issued with
+    /// this configuration; a token is never trusted past its own expiry all the same.
+    verified: BoundedCache<Box<str>, Arc<SessionClaims>>,
 }
 
 /// How many verified tokens are remembered at most.
-const VERIFIED_TOKENS: usize = 100_000;
+pub const VERIFIED_TOKENS: u64 = 100_000;
+
+/// Verified tokens: at most `max`, each for `ttl`.
+fn verified_cache(max: u64, ttl: Duration) -> BoundedCache<Box<str>, Arc<SessionClaims>> {
+    BoundedCache::builder("verified session tokens", max)
+        .time_to_live(ttl)
+        .build()
+}
 
 fn invalid(message: &str) -> Error {
     Error::new(ErrorCode::SessionInvalid, message.to_owned())
@@ -216,9 +225,9 @@ fn invalid(message: &str) -> Error {
 impl Sessions {
     pub fn new(keys: SessionKeys, config: SessionConfig) -> Self {
         Self {
+            verified: verified_cache(VERIFIED_TOKENS, config.ttl),
             keys,
             config,
-            verified: Mutex::default(),
         }
     }
 
@@ -259,25 +268,12 @@ impl Sessions {
     /// The claims of a token this Purser issued that is valid at `now`:
     /// `session_expired` when it has run out, `session_invalid` for anything else.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<SessionClaims> {
-        let remembered = self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(token)
-            .cloned();
-        let claims = match remembered {
+        let claims = match self.verified.get(token) {
             Some(claims) => claims,
             None => {
-                let claims = self.verify_signature(token)?;
-                let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-                if verified.len() >= VERIFIED_TOKENS {
-                    let at = now.timestamp();
-                    verified.retain(|_, c| c.exp > at);
-                    if verified.len() >= VERIFIED_TOKENS {
-                        verified.clear();
-                    }
-                }
-                verified.insert(token.to_owned(), claims.clone());
+                let read = self.verified.begin_read();
+                let claims = Arc::new(self.verify_signature(token)?);
+                self.verified.insert(read, token.into(), claims.clone());
                 claims
             }
         };
@@ -287,7 +283,7 @@ impl Sessions {
                 "the session token has expired; sign in again",
             ));
         }
-        Ok(claims)
+        Ok(SessionClaims::clone(&claims))
     }
 
     /// The token's claims once its header, key and signature check out; expiry aside.
@@ -419,5 +415,60 @@ mod tests {
             format!("{:?}", after.keys).starts_with("[\""),
             "Debug shows key ids only"
         );
+    }
+
+    /// Ten times as many distinct valid tokens as the memory holds, each verified: it holds at
+    /// most its cap, and every token still verifies. (At a cap of 20, since each token costs an
+    /// Ed25519 signature and verification; [`Sessions::new`] is checked to use
+    /// [`VERIFIED_TOKENS`].)
+    #[test]
+    fn a_flood_of_tokens_is_remembered_up_to_the_cap() {
+        let s = sessions(SessionKeys::generate().unwrap());
+        assert_eq!(s.verified.max(), VERIFIED_TOKENS);
+        let s = Sessions {
+            verified: verified_cache(20, Duration::from_secs(900)),
+            ..s
+        };
+        let now = Utc::now();
+        let tenant = TenantId::new();
+        let tokens: Vec<String> = (0..200)
+            .map(|n| {
+                let wallet = format!("0x{n:040x}");
+                s.issue(tenant, &wallet, "eip155:1", now).unwrap().0
+            })
+            .collect();
+        for token in &tokens {
+            s.verify(token, now).unwrap();
+        }
+        let held = s.verified.entry_count();
+        assert!(held <= 20, "{held} tokens remembered");
+        assert!(held > 0);
+        for token in &tokens {
+            s.verify(token, now).unwrap();
+        }
+    }
+
+    /// A verified token is remembered for a session's lifetime at most (here a second), and
+    /// refused once expired even while remembered.
+    #[test]
+    fn verified_tokens_are_forgotten_after_a_session_lifetime() {
+        let s = Sessions::new(
+            SessionKeys::generate().unwrap(),
+            SessionConfig {
+                ttl: Duration::from_secs(1),
+            },
+        );
+        let now = Utc::now();
+        let (token, _) = s.issue(TenantId::new(), "0xabc", "eip155:1", now).unwrap();
+        s.verify(&token, now).unwrap();
+        assert_eq!(s.verified.entry_count(), 1);
+        assert_eq!(
+            s.verify(&token, now + chrono::Duration::seconds(2))
+                .unwrap_err()
+                .code(),
+            ErrorCode::SessionExpired
+        );
+        std::thread::sleep(Duration::from_millis(1_200));
+        assert_eq!(s.verified.entry_count(), 0);
     }
 }

@@ -25,11 +25,11 @@ pub mod grpc;
 mod inprocess;
 pub mod proxy;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use purser_axum::{Offer, Paywall};
+use purser_cache::BoundedCache;
 use purser_domain::auth::TenantScope;
 use purser_domain::coord::{Coordination, Invalidator};
 use purser_domain::entitlement::RepeatAccess;
@@ -155,8 +155,27 @@ pub(crate) fn authorization_key(payload: &PaymentPayload) -> Result<Authorizatio
     })
 }
 
-/// Resources read recently, with when they were read.
-type PricedCache = HashMap<ResourceId, (Instant, Arc<Priced>)>;
+/// How much of resources the gateway caches at most: each weighs one plus its number of
+/// versions, so this bounds both the resources and the versions held.
+pub const PRICED_CACHE_WEIGHT: u64 = 50_000;
+
+/// How much of tenants' routes the gateway caches at most: each tenant weighs one plus its
+/// number of routes (up to 2,000 read), so this bounds both the tenants and the routes held.
+pub const ROUTE_CACHE_WEIGHT: u64 = 100_000;
+
+/// Published resources read recently, each for [`RESOURCE_CACHE_TTL`].
+type PricedCache = BoundedCache<ResourceId, Arc<Priced>>;
+
+fn weight(items: usize) -> u32 {
+    u32::try_from(items).unwrap_or(u32::MAX).saturating_add(1)
+}
+
+fn priced_cache(max: u64) -> PricedCache {
+    BoundedCache::builder("gateway resources", max)
+        .weighed_by(|_, priced: &Arc<Priced>| weight(priced.versions.len()))
+        .time_to_live(RESOURCE_CACHE_TTL)
+        .build()
+}
 
 /// A published HTTP resource's route, to find the resource a URL asks for.
 #[derive(Debug, Clone)]
@@ -184,8 +203,15 @@ impl Route {
 /// than this names the one it means.
 const MAX_ROUTE_PAGES: usize = 20;
 
-/// Each tenant's routes, with when they were read.
-type RouteCache = HashMap<TenantId, (Instant, Arc<[Route]>)>;
+/// Each tenant's routes, read recently, each for [`RESOURCE_CACHE_TTL`].
+type RouteCache = BoundedCache<TenantId, Arc<[Route]>>;
+
+fn route_cache(max: u64) -> RouteCache {
+    BoundedCache::builder("gateway routes", max)
+        .weighed_by(|_, routes: &Arc<[Route]>| weight(routes.len()))
+        .time_to_live(RESOURCE_CACHE_TTL)
+        .build()
+}
 
 /// What the gateway's parts share.
 #[derive(Clone)]
@@ -193,8 +219,8 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     facilitator: Arc<Facilitator>,
     guard: Arc<CoordReplayGuard>,
-    cache: Arc<Mutex<PricedCache>>,
-    routes: Arc<Mutex<RouteCache>>,
+    cache: Arc<PricedCache>,
+    routes: Arc<RouteCache>,
     entitlements: Entitlements,
     coordination: Arc<dyn Coordination>,
     metering: Arc<Metering>,
@@ -224,8 +250,8 @@ impl Gateway {
             facilitator,
             guard: Arc::new(CoordReplayGuard::new(coordination.clone())),
             coordination,
-            cache: Arc::default(),
-            routes: Arc::default(),
+            cache: Arc::new(priced_cache(PRICED_CACHE_WEIGHT)),
+            routes: Arc::new(route_cache(ROUTE_CACHE_WEIGHT)),
             metering,
         }
     }
@@ -241,15 +267,10 @@ impl Gateway {
     /// A published resource and its versions, from the cache when fresh. `None` when there is
     /// no such resource or it is not published; `unavailable` when the store cannot be read.
     pub async fn priced(&self, id: ResourceId) -> Result<Option<Arc<Priced>>, Error> {
-        if let Some((at, priced)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            && at.elapsed() < RESOURCE_CACHE_TTL
-        {
-            return Ok(Some(priced.clone()));
+        if let Some(priced) = self.cache.get(&id) {
+            return Ok(Some(priced));
         }
+        let read = self.cache.begin_read();
         let unavailable = |e: Error| Error::unavailable("reading a resource for the gateway", e);
         let Some(resource) = self.store.get_resource(id).await.map_err(unavailable)? else {
             return Ok(None);
@@ -265,10 +286,7 @@ impl Gateway {
         let mut resource = resource;
         self.follow_meter_price(&mut resource).await;
         let priced = Arc::new(Priced { resource, versions });
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, (Instant::now(), priced.clone()));
+        self.cache.insert(read, id, priced.clone());
         Ok(Some(priced))
     }
 
@@ -298,16 +316,10 @@ impl Gateway {
     /// The routes of the scope's published HTTP resources, from the cache when fresh (as
     /// fresh as [`RESOURCE_CACHE_TTL`]) unless `reread`.
     pub async fn routes(&self, scope: TenantScope, reread: bool) -> Result<Arc<[Route]>, Error> {
-        if !reread
-            && let Some((at, routes)) = self
-                .routes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&scope.tenant_id())
-            && at.elapsed() < RESOURCE_CACHE_TTL
-        {
-            return Ok(routes.clone());
+        if !reread && let Some(routes) = self.routes.get(&scope.tenant_id()) {
+            return Ok(routes);
         }
+        let read = self.routes.begin_read();
         let mut routes = Vec::new();
         let mut page = PageRequest::first(100)?;
         for _ in 0..MAX_ROUTE_PAGES {
@@ -334,10 +346,7 @@ impl Gateway {
             }
         }
         let routes: Arc<[Route]> = routes.into();
-        self.routes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(scope.tenant_id(), (Instant::now(), routes.clone()));
+        self.routes.insert(read, scope.tenant_id(), routes.clone());
         Ok(routes)
     }
 
@@ -602,3 +611,6 @@ impl purser_facilitator::OnSettled for Gateway {
         }
     }
 }
+
+#[cfg(test)]
+mod cache_tests;

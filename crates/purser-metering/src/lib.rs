@@ -17,16 +17,18 @@
 //!
 //! The active meters of a tenant are cached for a second per instance (ingestion checks each
 //! event against them) and forgotten at once when a meter changes on any instance
-//! ([`Invalidation::Meters`]).
+//! ([`Invalidation::Meters`]). The cache is bounded ([`METER_CACHE_WEIGHT`]: a tenant weighs
+//! one plus its active meters), and a read that began before an invalidation is not kept.
 
 pub mod http;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
+use purser_cache::BoundedCache;
 use purser_domain::auth::TenantScope;
 use purser_domain::coord::{Forget, Invalidation, Invalidator};
 use purser_domain::id::{MeterId, TenantId};
@@ -44,6 +46,9 @@ use serde_json::Value;
 
 /// How long an instance trusts its copy of a tenant's meters without an announcement.
 const METER_CACHE_TTL: Duration = Duration::from_secs(1);
+/// How much of tenants' active meters an instance caches at most: each tenant weighs one plus
+/// its number of active meters, so this bounds both the tenants and the meters held.
+pub const METER_CACHE_WEIGHT: u64 = 50_000;
 /// The most corrections a usage answer lists.
 pub const MAX_LISTED_CORRECTIONS: u32 = 100;
 /// Scans of one usage query running at once (a month is scanned a day at a time).
@@ -125,13 +130,25 @@ pub struct RatedUsage {
     pub rated: Rated,
 }
 
-type MeterCache = HashMap<TenantId, (Instant, Arc<[Meter]>)>;
+type MeterCache = BoundedCache<TenantId, Arc<[Meter]>>;
+
+/// Tenants' active meters, weighing at most `max` in all, each for [`METER_CACHE_TTL`].
+fn meter_cache(max: u64) -> MeterCache {
+    BoundedCache::builder("active meters", max)
+        .weighed_by(|_, meters: &Arc<[Meter]>| {
+            u32::try_from(meters.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1)
+        })
+        .time_to_live(METER_CACHE_TTL)
+        .build()
+}
 
 /// The metering service.
 pub struct Metering {
     store: Arc<dyn Store>,
     limits: MeteringLimits,
-    meters: Mutex<MeterCache>,
+    meters: MeterCache,
     /// Weak: the invalidator holds this service as one of its caches.
     invalidator: Mutex<Weak<Invalidator>>,
 }
@@ -149,7 +166,7 @@ impl Metering {
         Self {
             store,
             limits,
-            meters: Mutex::new(HashMap::new()),
+            meters: meter_cache(METER_CACHE_WEIGHT),
             invalidator: Mutex::new(Weak::new()),
         }
     }
@@ -169,22 +186,11 @@ impl Metering {
     }
 
     async fn active_meters(&self, scope: TenantScope) -> Result<Arc<[Meter]>> {
-        let tenant = scope.tenant_id();
-        if let Some((at, meters)) = self
-            .meters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&tenant)
-            && at.elapsed() < METER_CACHE_TTL
-        {
-            return Ok(meters.clone());
-        }
-        let meters: Arc<[Meter]> = self.store.active_meters(scope).await?.into();
         self.meters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant, (Instant::now(), meters.clone()));
-        Ok(meters)
+            .get_or_read(scope.tenant_id(), || async {
+                Ok(self.store.active_meters(scope).await?.into())
+            })
+            .await
     }
 
     async fn meters_changed(&self, tenant: TenantId) {
@@ -597,18 +603,12 @@ impl Metering {
 impl Forget for Metering {
     fn forget(&self, what: &Invalidation) {
         if let Invalidation::Meters(tenant) = what {
-            self.meters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(tenant);
+            self.meters.forget(tenant);
         }
     }
 
     fn forget_all(&self) {
-        self.meters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.meters.forget_all();
     }
 }
 
@@ -665,3 +665,6 @@ mod tests {
         assert_eq!(starts(day_runs(&days(&[5]), 2)), [vec![5]]);
     }
 }
+
+#[cfg(test)]
+mod cache_tests;
