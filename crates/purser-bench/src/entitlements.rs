@@ -548,6 +548,7 @@ async fn seed(
     let store = open_store(dir, storage).await?;
     let registry = Registry::new(
         store.clone(),
+        store.clone(),
         AssetCatalog::new([AssetInfo {
             network: NETWORK.into(),
             address: USDC.into(),

@@ -22,7 +22,7 @@ use purser_domain::auth::TenantScope;
 use purser_domain::coord::{Invalidation, Invalidator};
 use purser_domain::entitlement::{Grant, NewGrant, RepeatAccess};
 use purser_domain::id::{ResourceId, SettlementId};
-use purser_domain::repo::Store;
+use purser_domain::repo::GrantRepository;
 use purser_x402::siwx::SiwxOffer;
 
 pub use cache::GrantCache;
@@ -62,7 +62,7 @@ pub struct Proven {
 /// Grants of repeat access over the store, with sign-in in front of them.
 #[derive(Clone)]
 pub struct Entitlements {
-    store: Arc<dyn Store>,
+    grants: Arc<dyn GrantRepository>,
     invalidator: Arc<Invalidator>,
     sign_in: SignIn,
     sessions: Arc<Sessions>,
@@ -78,17 +78,17 @@ impl std::fmt::Debug for Entitlements {
 }
 
 impl Entitlements {
-    /// Grants over `store`, checked through `cache`; changes are announced to every instance
-    /// through `invalidator` (which must hold `cache`).
+    /// Grants kept in `grants`, checked through `cache`; changes are announced to every
+    /// instance through `invalidator` (which must hold `cache`).
     pub fn new(
-        store: Arc<dyn Store>,
+        grants: Arc<dyn GrantRepository>,
         invalidator: Arc<Invalidator>,
         sign_in: SignIn,
         sessions: Arc<Sessions>,
         cache: Arc<GrantCache>,
     ) -> Self {
         Self {
-            store,
+            grants,
             invalidator,
             sign_in,
             sessions,
@@ -220,7 +220,7 @@ impl Entitlements {
         at: DateTime<Utc>,
     ) -> Result<Grant> {
         let grant = self
-            .store
+            .grants
             .create_grant(NewGrant::from_policy(
                 scope.tenant_id(),
                 resource,

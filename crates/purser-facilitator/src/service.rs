@@ -13,7 +13,7 @@ use purser_chain::eip3009::{Broadcast, ExactRequirement, ExactTransfer, Verdict,
 use purser_chain::rails::{Asset, Rail, Rails};
 use purser_domain::auth::TenantScope;
 use purser_domain::id::{AttemptId, SettlementId};
-use purser_domain::repo::Store;
+use purser_domain::repo::SettlementRepository;
 use purser_domain::settlement::{
     Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, NewSettlement,
     PaymentIdentifierClaim, Settlement, SettlementStatus,
@@ -41,7 +41,7 @@ const POLL_INTERVAL_MAX: Duration = Duration::from_millis(200);
 const JOIN_GRACE: Duration = Duration::from_secs(15);
 
 pub struct Facilitator {
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn SettlementRepository>,
     pub(crate) rails: Arc<Rails>,
     pub(crate) config: FacilitatorConfig,
     anonymous: Option<TenantScope>,
@@ -136,7 +136,7 @@ pub(crate) fn payload_hash(payload: &PaymentPayload) -> Result<String> {
 
 impl Facilitator {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn SettlementRepository>,
         rails: Arc<Rails>,
         config: FacilitatorConfig,
     ) -> Result<Self> {

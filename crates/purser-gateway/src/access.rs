@@ -444,7 +444,12 @@ async fn commit_reservation(
     let id = id.parse::<CreditReservationId>()?;
     let request: CommitBody = parse(&body)?;
     let actual = Amount::parse_atomic(&request.amount)?;
-    let reservation = state.gateway.store().commit(scope, id, actual).await?;
+    let reservation = state
+        .gateway
+        .repositories()
+        .credits
+        .commit(scope, id, actual)
+        .await?;
     Ok(Json(reservation_json(&reservation)).into_response())
 }
 
@@ -455,6 +460,11 @@ async fn release_reservation(
 ) -> Result<Response, ApiError> {
     let scope = state.caller(&parts.headers).await?;
     let id = id.parse::<CreditReservationId>()?;
-    let reservation = state.gateway.store().release(scope, id).await?;
+    let reservation = state
+        .gateway
+        .repositories()
+        .credits
+        .release(scope, id)
+        .await?;
     Ok(Json(reservation_json(&reservation)).into_response())
 }

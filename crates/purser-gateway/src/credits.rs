@@ -72,7 +72,7 @@ async fn top_up(
     purser_domain::credits::check_credit_amount(amount)?;
     let scope = TenantScope::trusted(tenant);
     let offer = offer(&state, scope, &query, amount, &parts).await?;
-    let store = state.gateway.store();
+    let repositories = state.gateway.repositories();
     // A payment presented before for this very top-up: its settlement answers again, without
     // verifying an authorization that is spent by now. The facilitator decides whether the
     // settlement is this top-up's (the same authorization, settled for these requirements);
@@ -114,7 +114,8 @@ async fn top_up(
         Settled::Refused(reply) => return Ok(reply.into_response()),
     };
     let key = authorization_key(&admitted.payload)?;
-    let settlement = store
+    let settlement = repositories
+        .settlements
         .find_settlement_by_authorization(scope, &key)
         .await?
         .ok_or_else(|| Error::new(ErrorCode::Internal, "a settled top-up has no settlement"))?;
@@ -130,13 +131,14 @@ async fn credit(
     key: &AuthorizationKey,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let store = state.gateway.store();
+    let repositories = state.gateway.repositories();
     let credit = CreditKey::new(&key.payer, &key.network, &key.asset)?;
     let mut response = if settlement.status == SettlementStatus::Confirmed {
-        let topped_up = store
+        let topped_up = repositories
+            .credits
             .top_up(scope, &credit, settlement.amount, Some(settlement.id))
             .await?;
-        let balance = store.credit_balance(scope, &credit).await?;
+        let balance = repositories.credits.credit_balance(scope, &credit).await?;
         tracing::info!(tenant = %scope.tenant_id(), settlement = %settlement.id, amount = %topped_up.amount, "credit topped up");
         Json(json!({
             "status": "credited",
@@ -172,16 +174,18 @@ async fn offer(
     amount: Amount,
     parts: &Parts,
 ) -> Result<Offer, Error> {
-    let store = state.gateway.store();
+    let repositories = state.gateway.repositories();
     let not_found = || Error::not_found("tenant taking top-ups on this network");
-    let tenant = store
+    let tenant = repositories
+        .tenants
         .get_tenant(scope.tenant_id())
         .await?
         .ok_or_else(not_found)?;
     if tenant.status != TenantStatus::Active {
         return Err(not_found());
     }
-    let pay_to = store
+    let pay_to = repositories
+        .resources
         .payout_addresses(scope)
         .await?
         .into_iter()

@@ -177,7 +177,8 @@ impl AccessState {
             let key = CreditKey::new(wallet, &accept.network, &accept.asset.to_ascii_lowercase())?;
             match self
                 .gateway
-                .store()
+                .repositories()
+                .credits
                 .reserve(priced.scope(), &key, amount)
                 .await
             {
@@ -220,7 +221,7 @@ impl AccessState {
 /// (their resource server went away): every tenant's, up to 1,000 per call. Answers how many
 /// were released. A reservation resolved meanwhile by its resource server is left as it was.
 pub async fn release_stale_reservations(
-    store: &dyn purser_domain::repo::Store,
+    store: &dyn purser_domain::repo::CreditRepository,
     older_than: std::time::Duration,
 ) -> Result<usize, Error> {
     let before = purser_domain::time::now()

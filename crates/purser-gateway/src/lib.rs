@@ -37,7 +37,10 @@ use purser_domain::id::{ResourceId, TenantId};
 use purser_domain::metering::NewUsageEvent;
 use purser_domain::page::PageRequest;
 use purser_domain::registry::{PriceSpec, Resource, ResourceKind, ResourceStatus, ResourceVersion};
-use purser_domain::repo::Store;
+use purser_domain::repo::{
+    CreditRepository, GrantRepository, MeteringRepository, RegistryRepository,
+    SettlementRepository, TenantRepository,
+};
 use purser_domain::settlement::AuthorizationKey;
 use purser_domain::{Error, ErrorCode};
 use purser_entitlement::{
@@ -213,10 +216,28 @@ fn route_cache(max: u64) -> RouteCache {
         .build()
 }
 
+/// The repositories the gateway uses, each behind its own trait: whoever builds a gateway sees
+/// what it reads and writes.
+#[derive(Clone)]
+pub struct GatewayRepositories {
+    /// Whether a tenant takes top-ups (is active).
+    pub tenants: Arc<dyn TenantRepository>,
+    /// Resources, their versions and payout addresses: what is priced, and where it is paid.
+    pub resources: Arc<dyn RegistryRepository>,
+    /// The settlement a payment made, for the grant or the credit it buys.
+    pub settlements: Arc<dyn SettlementRepository>,
+    /// Grants of repeat access.
+    pub grants: Arc<dyn GrantRepository>,
+    /// Prepaid credit: top-ups, reservations, commits and releases.
+    pub credits: Arc<dyn CreditRepository>,
+    /// Meters, to price resources sold by usage.
+    pub meters: Arc<dyn MeteringRepository>,
+}
+
 /// What the gateway's parts share.
 #[derive(Clone)]
 pub struct Gateway {
-    store: Arc<dyn Store>,
+    repositories: GatewayRepositories,
     facilitator: Arc<Facilitator>,
     guard: Arc<CoordReplayGuard>,
     cache: Arc<PricedCache>,
@@ -231,7 +252,7 @@ impl Gateway {
     /// the same merchants must hold the same keys. `grants` answers a wallet's grants from
     /// memory; `invalidator` announces their changes (and must hold `grants`).
     pub fn new(
-        store: Arc<dyn Store>,
+        repositories: GatewayRepositories,
         coordination: Arc<dyn Coordination>,
         facilitator: Arc<Facilitator>,
         sessions: Arc<Sessions>,
@@ -245,8 +266,14 @@ impl Gateway {
             SignInConfig::default(),
         );
         Self {
-            entitlements: Entitlements::new(store.clone(), invalidator, sign_in, sessions, grants),
-            store,
+            entitlements: Entitlements::new(
+                repositories.grants.clone(),
+                invalidator,
+                sign_in,
+                sessions,
+                grants,
+            ),
+            repositories,
             facilitator,
             guard: Arc::new(CoordReplayGuard::new(coordination.clone())),
             coordination,
@@ -272,14 +299,21 @@ impl Gateway {
         }
         let read = self.cache.begin_read();
         let unavailable = |e: Error| Error::unavailable("reading a resource for the gateway", e);
-        let Some(resource) = self.store.get_resource(id).await.map_err(unavailable)? else {
+        let Some(resource) = self
+            .repositories
+            .resources
+            .get_resource(id)
+            .await
+            .map_err(unavailable)?
+        else {
             return Ok(None);
         };
         if resource.status != ResourceStatus::Published {
             return Ok(None);
         }
         let versions = self
-            .store
+            .repositories
+            .resources
             .resource_versions(TenantScope::trusted(resource.tenant_id), id)
             .await
             .map_err(unavailable)?;
@@ -324,7 +358,8 @@ impl Gateway {
         let mut page = PageRequest::first(100)?;
         for _ in 0..MAX_ROUTE_PAGES {
             let found = self
-                .store
+                .repositories
+                .resources
                 .list_resources(scope, Some(ResourceStatus::Published), page)
                 .await?;
             routes.extend(
@@ -350,8 +385,8 @@ impl Gateway {
         Ok(routes)
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    pub fn repositories(&self) -> &GatewayRepositories {
+        &self.repositories
     }
 
     /// Sign-in and grants of repeat access.
@@ -432,7 +467,7 @@ impl Gateway {
         };
         let scope = TenantScope::trusted(resource.tenant_id);
         let usd = match purser_registry::validate::meter_call_price(
-            self.store.as_ref(),
+            self.repositories.meters.as_ref(),
             scope,
             &meter,
             units,
@@ -528,7 +563,8 @@ impl Gateway {
         // and revoked with it should the payment fail after all.
         let settlement = match authorization_key(paid) {
             Ok(key) => self
-                .store
+                .repositories
+                .settlements
                 .find_settlement_by_authorization(priced.scope(), &key)
                 .await
                 .unwrap_or_else(|e| {

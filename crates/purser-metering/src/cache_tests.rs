@@ -2,6 +2,7 @@
 //! when told.
 
 use purser_domain::metering::{Aggregation, NewMeter};
+use purser_domain::repo::Store;
 use purser_domain::tenant::{NewTenant, TenantKind, TenantName};
 use purser_store_sqlite::{SqliteStore, SqliteStoreOptions};
 

@@ -38,7 +38,7 @@ use purser_domain::metering::{
     UsageCell, UsageEntry, UsageQuery, UsageRow, UsageScan,
 };
 use purser_domain::page::{Page, PageRequest};
-use purser_domain::repo::Store;
+use purser_domain::repo::MeteringRepository;
 use purser_domain::text;
 use purser_domain::{Error, ErrorCode, Result};
 use serde::Serialize;
@@ -146,7 +146,7 @@ fn meter_cache(max: u64) -> MeterCache {
 
 /// The metering service.
 pub struct Metering {
-    store: Arc<dyn Store>,
+    store: Arc<dyn MeteringRepository>,
     limits: MeteringLimits,
     meters: MeterCache,
     /// Weak: the invalidator holds this service as one of its caches.
@@ -162,7 +162,7 @@ impl std::fmt::Debug for Metering {
 }
 
 impl Metering {
-    pub fn new(store: Arc<dyn Store>, limits: MeteringLimits) -> Self {
+    pub fn new(store: Arc<dyn MeteringRepository>, limits: MeteringLimits) -> Self {
         Self {
             store,
             limits,
@@ -181,7 +181,7 @@ impl Metering {
         &self.limits
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn MeteringRepository> {
         &self.store
     }
 

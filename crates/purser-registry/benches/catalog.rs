@@ -266,7 +266,11 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 async fn bench(backend: &str, store: Arc<dyn Store>, resources: usize, requests: usize) {
     let seeded = seed(&store, resources).await;
-    let registry = Arc::new(Registry::new(store.clone(), AssetCatalog::default()));
+    let registry = Arc::new(Registry::new(
+        store.clone(),
+        store.clone(),
+        AssetCatalog::default(),
+    ));
     let app = router(DiscoveryState {
         registry,
         authenticator: Arc::new(Authenticator::new(store.clone())),

@@ -220,7 +220,7 @@ async fn list(
     let offset = params.offset.unwrap_or(0);
     let page = match state
         .registry
-        .store()
+        .resources()
         .catalog_list(&params.filter, offset, limit)
         .await
     {
@@ -262,7 +262,7 @@ async fn search(
     let query = params.query.as_deref().unwrap_or_default();
     let mut found = match state
         .registry
-        .store()
+        .resources()
         .catalog_search(query, &params.filter, offset, limit)
         .await
     {

@@ -29,7 +29,7 @@ use purser_domain::registry::{
     Accept, LearnedResource, NewResource, PayoutAddress, PriceSpec, Resource, ResourceChange,
     ResourceKind, ResourceMetadata, ResourceOrigin, ResourceStatus, VersionSpec,
 };
-use purser_domain::repo::Store;
+use purser_domain::repo::{MeteringRepository, RegistryRepository};
 use purser_domain::text;
 use purser_domain::{Error, ErrorCode, Result};
 use purser_x402::PaymentPayload;
@@ -127,22 +127,34 @@ impl BazaarOutcome {
     }
 }
 
+/// The registry service: resources and their versions, payout addresses, the catalog. It reads
+/// meters only to price resources sold by usage.
 pub struct Registry {
-    store: Arc<dyn Store>,
+    resources: Arc<dyn RegistryRepository>,
+    meters: Arc<dyn MeteringRepository>,
     assets: AssetCatalog,
 }
 
 impl Registry {
-    pub fn new(store: Arc<dyn Store>, assets: AssetCatalog) -> Self {
-        Self { store, assets }
+    pub fn new(
+        resources: Arc<dyn RegistryRepository>,
+        meters: Arc<dyn MeteringRepository>,
+        assets: AssetCatalog,
+    ) -> Self {
+        Self {
+            resources,
+            meters,
+            assets,
+        }
     }
 
     pub fn assets(&self) -> &AssetCatalog {
         &self.assets
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// The repository resources are kept in (the catalog routes read it directly).
+    pub fn resources(&self) -> &Arc<dyn RegistryRepository> {
+        &self.resources
     }
 
     /// Sets where the tenant is paid on `network`, which enables the network for it.
@@ -154,7 +166,7 @@ impl Registry {
     ) -> Result<PayoutAddress> {
         self.assets.asset(network, None)?;
         let address = validate::checksummed_address(address, "payout address")?;
-        self.store
+        self.resources
             .set_payout_address(scope, network, &address, Utc::now())
             .await
     }
@@ -167,7 +179,7 @@ impl Registry {
         if network.chars().any(char::is_control) {
             return Ok(false);
         }
-        self.store.remove_payout_address(scope, network).await
+        self.resources.remove_payout_address(scope, network).await
     }
 
     /// Validates and stores a new resource as a draft (or published, when `publish`).
@@ -181,7 +193,7 @@ impl Registry {
         if publish {
             self.check_publishable(scope, &valid.spec).await?;
         }
-        self.store
+        self.resources
             .create_resource(NewResource {
                 id: ResourceId::new(),
                 tenant_id: scope.tenant_id(),
@@ -211,7 +223,7 @@ impl Registry {
         patch: ResourcePatch,
     ) -> Result<Resource> {
         let current = self
-            .store
+            .resources
             .find_resource(scope, id)
             .await?
             .ok_or_else(|| Error::not_found(ResourceId::WHAT))?;
@@ -230,7 +242,7 @@ impl Registry {
         {
             self.check_publishable(scope, spec).await?;
         }
-        self.store
+        self.resources
             .change_resource(
                 scope,
                 id,
@@ -249,7 +261,7 @@ impl Registry {
     /// Lists the resource in the catalog and makes it payable.
     pub async fn publish_resource(&self, scope: TenantScope, id: ResourceId) -> Result<Resource> {
         let current = self
-            .store
+            .resources
             .find_resource(scope, id)
             .await?
             .ok_or_else(|| Error::not_found(ResourceId::WHAT))?;
@@ -274,7 +286,7 @@ impl Registry {
         id: ResourceId,
         status: ResourceStatus,
     ) -> Result<Resource> {
-        self.store
+        self.resources
             .set_resource_status(scope, id, status, Utc::now())
             .await?
             .ok_or_else(|| Error::not_found(ResourceId::WHAT))
@@ -308,7 +320,7 @@ impl Registry {
         if let Err(refused) = learned.check() {
             return Ok(Some(BazaarOutcome::Rejected(refused.message().to_owned())));
         }
-        let resource = self.store.learn_resource(learned).await?;
+        let resource = self.resources.learn_resource(learned).await?;
         Ok(Some(BazaarOutcome::Cataloged(resource.id)))
     }
 
@@ -338,7 +350,7 @@ impl Registry {
 
     async fn payout_map(&self, scope: TenantScope) -> Result<BTreeMap<String, String>> {
         Ok(self
-            .store
+            .resources
             .payout_addresses(scope)
             .await?
             .into_iter()
@@ -501,7 +513,7 @@ impl Registry {
 
         let call_usd = match &draft.price {
             PriceSpec::Meter { meter, units } => {
-                Some(validate::meter_call_price(self.store.as_ref(), scope, meter, *units).await?)
+                Some(validate::meter_call_price(self.meters.as_ref(), scope, meter, *units).await?)
             }
             _ => None,
         };

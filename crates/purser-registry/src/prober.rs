@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use purser_domain::registry::{ProbeOutcome, Resource};
-use purser_domain::repo::Store;
+use purser_domain::repo::RegistryRepository;
 use purser_domain::{Error, Result};
 use purser_x402::header::{PAYMENT_REQUIRED, decode_payment_required};
 
@@ -48,12 +48,12 @@ impl Default for ProbeConfig {
 }
 
 pub struct Prober {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RegistryRepository>,
     config: ProbeConfig,
 }
 
 impl Prober {
-    pub fn new(store: Arc<dyn Store>, config: ProbeConfig) -> Self {
+    pub fn new(store: Arc<dyn RegistryRepository>, config: ProbeConfig) -> Self {
         crate::ensure_crypto_provider();
         Self { store, config }
     }

@@ -349,7 +349,7 @@ pub fn schema_field_words(schema: &Value, out: &mut Vec<String>) {
 /// The USD price of a call to a resource priced by `meter` (a slug of the scope's meters) at
 /// `units` per call: `invalid_price` when the tenant has no such meter, or it has no price.
 pub async fn meter_call_price(
-    store: &dyn purser_domain::repo::Store,
+    store: &dyn purser_domain::repo::MeteringRepository,
     scope: purser_domain::auth::TenantScope,
     meter: &str,
     units: rust_decimal::Decimal,

@@ -14,9 +14,9 @@ use purser_domain::coord::{Coordination, Invalidator};
 use purser_domain::repo::Store;
 use purser_entitlement::GrantCache;
 use purser_facilitator::{Facilitator, FacilitatorState, Reconciler};
-use purser_gateway::Gateway;
 use purser_gateway::access::AccessState;
 use purser_gateway::proxy::Proxy;
+use purser_gateway::{Gateway, GatewayRepositories};
 use purser_http::layers::HttpLimits;
 use purser_http::ops::OpsState;
 use purser_http::ratelimit::RateLimiter;
@@ -176,7 +176,11 @@ impl Platform {
             vec![authenticator.clone(), grants.clone(), metering.clone()],
         ));
         metering.announce_through(&invalidator);
-        let registry = Arc::new(Registry::new(store.clone(), asset_catalog(&rails)));
+        let registry = Arc::new(Registry::new(
+            store.clone(),
+            store.clone(),
+            asset_catalog(&rails),
+        ));
         let facilitator = Arc::new(Facilitator::new(
             store.clone(),
             Arc::new(rails),
@@ -190,7 +194,14 @@ impl Platform {
         .map_err(|why| anyhow::anyhow!("rate_limits: {why}"))?
         .map(Arc::new);
         let gateway = Gateway::new(
-            store.clone(),
+            GatewayRepositories {
+                tenants: store.clone(),
+                resources: store.clone(),
+                settlements: store.clone(),
+                grants: store.clone(),
+                credits: store.clone(),
+                meters: store.clone(),
+            },
             coordination.clone(),
             facilitator.clone(),
             Arc::new(config.sessions.open()?),

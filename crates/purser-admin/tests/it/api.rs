@@ -50,7 +50,7 @@ impl TestApi {
             eip712_version: "2".into(),
             symbol: Some("USDC".into()),
         }]);
-        let registry = Arc::new(Registry::new(store.clone(), catalog));
+        let registry = Arc::new(Registry::new(store.clone(), store.clone(), catalog));
         let authenticator = Arc::new(Authenticator::new(store.clone()));
         let invalidator = Arc::new(Invalidator::new(
             Arc::new(purser_coord::MemoryCoordination::new()),

@@ -199,6 +199,7 @@ impl Fixture {
                 authenticator: Arc::new(Authenticator::new(store.clone())),
                 registry: Some(Arc::new(purser_registry::Registry::new(
                     store.clone(),
+                    store.clone(),
                     Default::default(),
                 ))),
                 on_settled: None,

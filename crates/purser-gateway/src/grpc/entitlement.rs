@@ -134,7 +134,8 @@ impl entitlement_v1::entitlement_service_server::EntitlementService for Entitlem
         let committed = self
             .state
             .gateway
-            .store()
+            .repositories()
+            .credits
             .commit(scope, id, actual)
             .await
             .map_err(status_of)?;
@@ -150,7 +151,8 @@ impl entitlement_v1::entitlement_service_server::EntitlementService for Entitlem
         let released = self
             .state
             .gateway
-            .store()
+            .repositories()
+            .credits
             .release(scope, id)
             .await
             .map_err(status_of)?;

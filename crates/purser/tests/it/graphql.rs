@@ -430,34 +430,35 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
     let b_settlement =
         purser_testkit::store_suite::seed_settlement_for(&app.store, tenant_b.parse().unwrap())
             .await;
-    let b_resource = purser_registry::Registry::new(app.store.clone(), Default::default())
-        .create_resource(
-            purser_domain::auth::TenantScope::trusted(tenant_b.parse().unwrap()),
-            purser_registry::ResourceDraft {
-                kind: purser_domain::registry::ResourceKind::Http,
-                url: "https://b.example/private".into(),
-                method: None,
-                tool: None,
-                name: "B's resource".into(),
-                description: String::new(),
-                mime_type: None,
-                service_name: None,
-                tags: vec![],
-                icon_url: None,
-                input_schema: None,
-                output_schema: None,
-                input_example: None,
-                output_example: None,
-                body_type: None,
-                price: purser_domain::registry::PriceSpec::Usd { usd: "0.01".into() },
-                accepts: vec![],
-                max_timeout_seconds: None,
-                repeat_access: None,
-            },
-            false,
-        )
-        .await
-        .unwrap();
+    let b_resource =
+        purser_registry::Registry::new(app.store.clone(), app.store.clone(), Default::default())
+            .create_resource(
+                purser_domain::auth::TenantScope::trusted(tenant_b.parse().unwrap()),
+                purser_registry::ResourceDraft {
+                    kind: purser_domain::registry::ResourceKind::Http,
+                    url: "https://b.example/private".into(),
+                    method: None,
+                    tool: None,
+                    name: "B's resource".into(),
+                    description: String::new(),
+                    mime_type: None,
+                    service_name: None,
+                    tags: vec![],
+                    icon_url: None,
+                    input_schema: None,
+                    output_schema: None,
+                    input_example: None,
+                    output_example: None,
+                    body_type: None,
+                    price: purser_domain::registry::PriceSpec::Usd { usd: "0.01".into() },
+                    accepts: vec![],
+                    max_timeout_seconds: None,
+                    repeat_access: None,
+                },
+                false,
+            )
+            .await
+            .unwrap();
     let b_grant = app
         .store
         .create_grant(purser_domain::entitlement::NewGrant {

@@ -80,6 +80,7 @@ impl Fixture {
 
         let registry = Registry::new(
             store.clone(),
+            store.clone(),
             AssetCatalog::new([AssetInfo {
                 network: NETWORK.into(),
                 address: USDC.into(),

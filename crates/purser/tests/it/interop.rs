@@ -397,6 +397,7 @@ async fn bazaar_clients_find_merchant_and_learned_resources(backends: Backends) 
     let merchant = fx.merchant().to_checksum(None);
     let registry = purser_registry::Registry::new(
         fx.app.store.clone(),
+        fx.app.store.clone(),
         purser_registry::AssetCatalog::new([purser_registry::AssetInfo {
             network: NETWORK.into(),
             address: token.address.to_checksum(None),
@@ -662,6 +663,7 @@ impl Interop {
     fn registry(&self) -> purser_registry::Registry {
         let token = self.chain().token().clone();
         purser_registry::Registry::new(
+            self.app.store.clone(),
             self.app.store.clone(),
             purser_registry::AssetCatalog::new([purser_registry::AssetInfo {
                 network: NETWORK.into(),
