@@ -491,3 +491,15 @@ fn epoch_time(text: &str) -> Result<DateTime<Utc>> {
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(|| Error::internal("reading aggregated usage", format!("`{text}` is no time")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_text_arrays() {
+        let path = ValuePath::parse("$.usage['input tokens'][2].n").unwrap();
+        assert_eq!(pg_path(&path), ["usage", "input tokens", "2", "n"]);
+        assert!(pg_path(&ValuePath::parse("$").unwrap()).is_empty());
+    }
+}

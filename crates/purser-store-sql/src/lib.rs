@@ -87,10 +87,6 @@ impl<D: Dialect> SqlStore<D> {
         &self.pool
     }
 
-    pub fn dialect(&self) -> &D {
-        &self.dialect
-    }
-
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -631,3 +631,17 @@ fn read_cell(row: &SqliteRow, aggregation: Aggregation, groups: usize) -> Result
     }
     Ok(cell)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_quote_every_name() {
+        let path = ValuePath::parse("$.usage['input tokens'][2].n").unwrap();
+        assert_eq!(json_path(&path), r#"$."usage"."input tokens"[2]."n""#);
+        assert_eq!(json_path(&ValuePath::parse("$").unwrap()), "$");
+        let quoted = ValuePath::parse(r#"$["it's"]"#).unwrap();
+        assert_eq!(json_path(&quoted), r#"$."it's""#);
+    }
+}
