@@ -20,7 +20,6 @@
 
 use std::collections::HashSet;
 use std::ops::Range;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use purser_domain::auth::TenantScope;
@@ -30,40 +29,20 @@ use purser_domain::metering::query::{CLOSED_DAY_MARGIN_SECONDS, WRITE_SLACK_SECO
 use purser_domain::metering::{
     Aggregation, NewCorrection, NewUsageEvent, UsageCell, UsageDay, UsageScan, ValuePath,
 };
-use purser_domain::{Error, ErrorCode, Result};
-use purser_store_sql::json_text;
-use purser_store_sql::metering::{MeteringDialect, first_occurrences, stored_outcomes};
+use purser_domain::{Error, Result};
+use purser_store_sql::metering::{
+    MeteringDialect, first_occurrences, parse_decimal, stored_outcomes, sum_overflow, value_decimal,
+};
+use purser_store_sql::{db_error, json_text};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use crate::{PgDialect, PgStore};
-use purser_store_sql::db_error;
 
 /// The largest magnitude a `Decimal` holds: values beyond it are skipped, like other values
 /// that are not numbers.
 const DECIMAL_MAX: &str = "79228162514264337593543950335";
-
-/// A decimal as PostgreSQL prints `numeric` (plain digits; scientific notation too, to be
-/// safe). `None` when it does not fit a `Decimal`.
-fn parse_decimal(text: &str) -> Option<Decimal> {
-    Decimal::from_str(text)
-        .or_else(|_| Decimal::from_scientific(text))
-        .ok()
-}
-
-fn sum_overflow() -> Error {
-    Error::new(
-        ErrorCode::InvalidUsageQuery,
-        "the sum is beyond 28 significant digits",
-    )
-}
-
-fn value_decimal(text: &str) -> Result<Decimal> {
-    // Values beyond a Decimal's range are filtered out in SQL, so this does not fail on data.
-    parse_decimal(text)
-        .ok_or_else(|| Error::internal("reading a usage value", format!("`{text}` is no decimal")))
-}
 
 /// A path as PostgreSQL's `#>`/`#>>` operators take it: a `text[]` of its segments, indices as
 /// digits (member names of digits alone are refused when a path is parsed, since these

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Display};
 use std::future::Future;
 use std::ops::Range;
+use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,6 +28,7 @@ use purser_domain::metering::{
 use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::MeteringRepository;
 use purser_domain::{Error, ErrorCode, Result};
+use rust_decimal::Decimal;
 
 use crate::{Cols, Conn, Dialect, Row, Sql, SqlStore, commit, corrupt_json, json_text, push_page};
 
@@ -190,6 +192,30 @@ pub fn stored_outcomes(
             first.get(&key) == Some(&at) && inserted.contains(&key)
         })
         .collect()
+}
+
+/// A usage value or sum as the database answers it (PostgreSQL's `numeric` text, or the exact
+/// text SQLite keeps: a JSON number's own digits or a plain decimal string), scientific
+/// notation included. `None` when it does not fit a `Decimal`.
+pub fn parse_decimal(text: &str) -> Option<Decimal> {
+    Decimal::from_str(text)
+        .or_else(|_| Decimal::from_scientific(text))
+        .ok()
+}
+
+/// A value the aggregation picked (a minimum, maximum or latest value). Values beyond a
+/// `Decimal`'s range are filtered out in SQL, so this does not fail on data.
+pub fn value_decimal(text: &str) -> Result<Decimal> {
+    parse_decimal(text)
+        .ok_or_else(|| Error::internal("reading a usage value", format!("`{text}` is no decimal")))
+}
+
+/// A sum beyond what a `Decimal` holds.
+pub fn sum_overflow() -> Error {
+    Error::new(
+        ErrorCode::InvalidUsageQuery,
+        "the sum is beyond 28 significant digits",
+    )
 }
 
 fn stale_correction() -> Error {

@@ -24,7 +24,6 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use purser_domain::auth::TenantScope;
@@ -33,8 +32,8 @@ use purser_domain::metering::query::{bumps_day, day_closed, unix_day};
 use purser_domain::metering::{
     Aggregation, NewCorrection, NewUsageEvent, UsageCell, UsageDay, UsageScan, ValuePath,
 };
-use purser_domain::{Error, ErrorCode, Result};
-use purser_store_sql::metering::{MeteringDialect, stored_outcomes};
+use purser_domain::Result;
+use purser_store_sql::metering::{MeteringDialect, stored_outcomes, sum_overflow, value_decimal};
 use purser_store_sql::{commit, db_error, json_text};
 use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteRow;
@@ -45,21 +44,6 @@ use crate::{SqliteDialect, SqliteStore, from_micros, to_micros};
 /// The largest magnitude a `Decimal` holds (as a REAL, so the bound is approximate in its 16th
 /// digit): values beyond it are skipped, like other values that are not numbers.
 const DECIMAL_MAX: &str = "7.922816251426434e28";
-
-/// A value's text as SQLite holds it: a JSON number's own digits (`1.50`, `1e-7`) or a plain
-/// decimal string. Values beyond a `Decimal`'s range are filtered out in SQL.
-fn value_decimal(text: &str) -> Result<Decimal> {
-    Decimal::from_str(text)
-        .or_else(|_| Decimal::from_scientific(text))
-        .map_err(|e| Error::internal(format!("reading a usage value `{text}`"), e))
-}
-
-fn sum_overflow() -> Error {
-    Error::new(
-        ErrorCode::InvalidUsageQuery,
-        "the sum is beyond 28 significant digits",
-    )
-}
 
 /// The sum of the six integer parts a SUM scan returns: `Σ p18·10^18 + p9·10^9 + p0 +
 /// f1·10^-9 + f2·10^-18 + f3·10^-27`.
