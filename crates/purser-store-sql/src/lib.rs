@@ -191,15 +191,12 @@ pub fn to_i64(value: u64, what: &'static str) -> Result<i64> {
 #[async_trait]
 impl<D: Dialect> StoreHealth for SqlStore<D> {
     async fn ping(&self) -> Result<()> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| Error::unavailable("pinging the database", e))?;
+        let unavailable = |e| Error::unavailable(format!("pinging {}", D::NAME), e);
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
         D::execute(&mut conn, Sql::new("SELECT 1"))
             .await
             .map(|_| ())
-            .map_err(|e| Error::unavailable("pinging the database", e))
+            .map_err(unavailable)
     }
 
     fn backend(&self) -> &'static str {

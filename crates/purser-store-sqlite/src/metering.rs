@@ -26,13 +26,13 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 
 use chrono::{DateTime, Utc};
+use purser_domain::Result;
 use purser_domain::auth::TenantScope;
 use purser_domain::metering::path::Segment;
 use purser_domain::metering::query::{bumps_day, day_closed, unix_day};
 use purser_domain::metering::{
     Aggregation, NewCorrection, NewUsageEvent, UsageCell, UsageDay, UsageScan, ValuePath,
 };
-use purser_domain::Result;
 use purser_store_sql::metering::{MeteringDialect, stored_outcomes, sum_overflow, value_decimal};
 use purser_store_sql::{commit, db_error, json_text};
 use rust_decimal::Decimal;
