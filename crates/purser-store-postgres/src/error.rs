@@ -44,58 +44,48 @@ pub(crate) const INTERNAL_FOREIGN_KEYS: &[&str] = &[
 /// value that slipped past them a refusal rather than an internal error.
 const REFUSED_CHARACTER: &[&str] = &["22021", "22P05"];
 
-pub(crate) fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |err| {
-        if let sqlx::Error::Database(db) = &err {
-            match db.constraint() {
-                Some("tenants_name_normalized_key") => {
-                    return Error::new(
-                        ErrorCode::TenantNameTaken,
-                        "a tenant with this name exists",
-                    );
-                }
-                Some("resources_tenant_key") => return purser_domain::registry::resource_taken(),
-                Some("meters_tenant_slug_key") => {
-                    return Error::new(
-                        ErrorCode::MeterSlugTaken,
-                        "the tenant has a meter with this slug",
-                    );
-                }
-                Some("credit_balances_within_u128") => {
-                    return Error::invalid_input(
-                        "the credit balance would exceed the largest supported amount",
-                    );
-                }
-                Some(name) => {
-                    if let Some((_, what)) = FOREIGN_KEYS.iter().find(|(key, _)| *key == name) {
-                        return Error::not_found(what);
-                    }
-                }
-                None => {}
+pub(crate) fn map_error(context: &'static str, err: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &err {
+        match db.constraint() {
+            Some("tenants_name_normalized_key") => {
+                return Error::new(ErrorCode::TenantNameTaken, "a tenant with this name exists");
             }
-            if db
-                .code()
-                .is_some_and(|code| REFUSED_CHARACTER.contains(&&*code))
-            {
-                tracing::warn!(context, error = %db, "the database refused a character the text rules let through");
-                return Error::invalid_input(
-                    "a text or JSON value holds a character that cannot be stored (NUL)",
+            Some("resources_tenant_key") => return purser_domain::registry::resource_taken(),
+            Some("meters_tenant_slug_key") => {
+                return Error::new(
+                    ErrorCode::MeterSlugTaken,
+                    "the tenant has a meter with this slug",
                 );
             }
+            Some("credit_balances_within_u128") => {
+                return Error::invalid_input(
+                    "the credit balance would exceed the largest supported amount",
+                );
+            }
+            Some(name) => {
+                if let Some((_, what)) = FOREIGN_KEYS.iter().find(|(key, _)| *key == name) {
+                    return Error::not_found(what);
+                }
+            }
+            None => {}
         }
-        match err {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => Error::unavailable(context, err),
-            other => Error::internal(context, other),
+        if db
+            .code()
+            .is_some_and(|code| REFUSED_CHARACTER.contains(&&*code))
+        {
+            tracing::warn!(context, error = %db, "the database refused a character the text rules let through");
+            return Error::invalid_input(
+                "a text or JSON value holds a character that cannot be stored (NUL)",
+            );
         }
     }
-}
-
-/// A row that does not decode into the domain (an unknown enum text): a bug or a tampered row.
-pub(crate) fn corrupt_row(what: &'static str, err: Error) -> Error {
-    Error::internal(what, err)
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => Error::unavailable(context, err),
+        other => Error::internal(context, other),
+    }
 }
 
 #[cfg(test)]

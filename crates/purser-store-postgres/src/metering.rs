@@ -1,4 +1,4 @@
-//! Metering (`purser_domain::metering`): meters, and usage events stored one row per entry.
+//! Metering's hot paths on PostgreSQL (`purser_store_sql::metering` has the rest).
 //!
 //! Ingestion is one statement per batch, whatever its size: the events travel as parallel
 //! arrays, `UNNEST`ed into `INSERT ... ON CONFLICT DO NOTHING RETURNING source, event_id`, so
@@ -9,180 +9,52 @@
 //! wait on each other in a cycle (no deadlock).
 //!
 //! Usage queries aggregate in SQL, per fine bucket and group: the values are read with `#>`
-//! (the path as a `text[]`), cast to `numeric` (exact) when they are JSON numbers or plain
-//! decimal strings, and everything else is skipped, so a query never fails on an event's data.
-//! Results cross as text and are parsed into `Decimal`s.
+//! (the path as a `text[]`, [`pg_path`]), cast to `numeric` (exact) when they are JSON numbers
+//! or plain decimal strings, and everything else is skipped, so a query never fails on an
+//! event's data. Results cross as text and are parsed into `Decimal`s.
 //!
-//! Usage answers of closed days are cached per query shape (`usage_day_cache`) under the day's
-//! version (`usage_day_versions`, see migration 0009). The insert statement bumps the versions
-//! of the days its new events fall in that ended over half an hour ago (`bumps_day`), in a CTE
-//! over the rows it inserted, with the database's clock (`now()`, the statement's start), so no
-//! instance's clock decides it.
+//! The insert statement bumps the versions of the days its new events fall in that ended over
+//! half an hour ago (`bumps_day`), in a CTE over the rows it inserted, and a correction does so
+//! in a statement of its own, both with the database's clock (`now()`, the statement's start),
+//! so no instance's clock decides it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Range;
-use std::str::FromStr;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use purser_domain::auth::TenantScope;
-use purser_domain::id::{MeterId, TenantId};
+use purser_domain::id::TenantId;
+use purser_domain::metering::path::Segment;
 use purser_domain::metering::query::{CLOSED_DAY_MARGIN_SECONDS, WRITE_SLACK_SECONDS};
 use purser_domain::metering::{
-    Aggregation, EntryKind, Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, UsageCell,
-    UsageDay, UsageEntry, UsageScan, ValuePath,
+    Aggregation, NewCorrection, NewUsageEvent, UsageCell, UsageDay, UsageScan, ValuePath,
 };
-use purser_domain::page::{Page, PageRequest};
-use purser_domain::repo::MeteringRepository;
-use purser_domain::{Error, ErrorCode, Result};
+use purser_domain::{Error, Result};
+use purser_store_sql::metering::{
+    MeteringDialect, first_occurrences, parse_decimal, stored_outcomes, sum_overflow, value_decimal,
+};
+use purser_store_sql::{db_error, json_text};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-use sqlx::{Postgres, QueryBuilder, Row};
-use uuid::Uuid;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
-use crate::PgStore;
-use crate::error::{corrupt_row, db_error};
-use crate::settlements::commit;
-use crate::tenants::push_page;
-
-const METER_COLUMNS: &str = "id, tenant_id, slug, name, description, event_type, aggregation, \
-     value_path, group_by::text AS group_by, price::text AS price, created_at, updated_at, \
-     archived_at";
-
-const ENTRY_COLUMNS: &str = "source, event_id, revision, kind, event_type, subject, time, \
-     data::text AS data, reason, recorded_at, superseded_at";
+use crate::{PgDialect, PgStore};
 
 /// The largest magnitude a `Decimal` holds: values beyond it are skipped, like other values
 /// that are not numbers.
 const DECIMAL_MAX: &str = "79228162514264337593543950335";
 
-#[derive(sqlx::FromRow)]
-struct MeterRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    slug: String,
-    name: String,
-    description: Option<String>,
-    event_type: String,
-    aggregation: String,
-    value_path: Option<String>,
-    group_by: String,
-    price: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    archived_at: Option<DateTime<Utc>>,
-}
-
-fn corrupt_json(what: &'static str) -> impl Fn(serde_json::Error) -> Error {
-    move |e| corrupt_row(what, Error::internal(what, e))
-}
-
-impl TryFrom<MeterRow> for Meter {
-    type Error = Error;
-
-    fn try_from(row: MeterRow) -> Result<Self> {
-        let decode = |e| corrupt_row("decoding a meter", e);
-        Ok(Meter {
-            id: MeterId::from_uuid(row.id),
-            tenant_id: TenantId::from_uuid(row.tenant_id),
-            slug: row.slug,
-            name: row.name,
-            description: row.description,
-            event_type: row.event_type,
-            aggregation: row.aggregation.parse().map_err(decode)?,
-            value: row
-                .value_path
-                .as_deref()
-                .map(ValuePath::parse)
-                .transpose()
-                .map_err(decode)?,
-            group_by: serde_json::from_str(&row.group_by)
-                .map_err(corrupt_json("decoding a meter's dimensions"))?,
-            price: row
-                .price
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(corrupt_json("decoding a meter's price"))?,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            archived_at: row.archived_at,
+/// A path as PostgreSQL's `#>`/`#>>` operators take it: a `text[]` of its segments, indices as
+/// digits (member names of digits alone are refused when a path is parsed, since these
+/// operators would read them as indices too).
+fn pg_path(path: &ValuePath) -> Vec<String> {
+    path.segments()
+        .iter()
+        .map(|segment| match segment {
+            Segment::Name(name) => name.clone(),
+            Segment::Index(index) => index.to_string(),
         })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct EntryRow {
-    source: String,
-    event_id: String,
-    revision: i32,
-    kind: String,
-    event_type: String,
-    subject: String,
-    time: DateTime<Utc>,
-    data: String,
-    reason: Option<String>,
-    recorded_at: DateTime<Utc>,
-    superseded_at: Option<DateTime<Utc>>,
-}
-
-impl TryFrom<EntryRow> for UsageEntry {
-    type Error = Error;
-
-    fn try_from(row: EntryRow) -> Result<Self> {
-        let decode = |e| corrupt_row("decoding a usage entry", e);
-        Ok(UsageEntry {
-            source: row.source,
-            id: row.event_id,
-            revision: u32::try_from(row.revision)
-                .map_err(|e| Error::internal("decoding a usage entry's revision", e))?,
-            kind: row.kind.parse().map_err(decode)?,
-            event_type: row.event_type,
-            subject: row.subject,
-            time: row.time,
-            data: serde_json::from_str(&row.data)
-                .map_err(corrupt_json("decoding a usage entry's data"))?,
-            reason: row.reason,
-            recorded_at: row.recorded_at,
-            superseded_at: row.superseded_at,
-        })
-    }
-}
-
-fn json_text(value: &impl serde::Serialize, what: &'static str) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::internal(what, e))
-}
-
-/// A decimal as PostgreSQL prints `numeric` (plain digits; scientific notation too, to be
-/// safe). `None` when it does not fit a `Decimal`.
-fn parse_decimal(text: &str) -> Option<Decimal> {
-    Decimal::from_str(text)
-        .or_else(|_| Decimal::from_scientific(text))
-        .ok()
-}
-
-fn sum_overflow() -> Error {
-    Error::new(
-        ErrorCode::InvalidUsageQuery,
-        "the sum is beyond 28 significant digits",
-    )
-}
-
-fn value_decimal(text: &str) -> Result<Decimal> {
-    // Values beyond a Decimal's range are filtered out in SQL, so this does not fail on data.
-    parse_decimal(text)
-        .ok_or_else(|| Error::internal("reading a usage value", format!("`{text}` is no decimal")))
-}
-
-/// The revision a correction replaces; `invalid_input` for what no correction can be.
-fn check_correction(correction: &NewCorrection) -> Result<i32> {
-    if correction.revision == 0 || correction.kind == EntryKind::Event {
-        return Err(Error::invalid_input(
-            "a correction is an amendment or a void of revision 1 or more",
-        ));
-    }
-    i32::try_from(correction.revision - 1)
-        .map_err(|_| Error::invalid_input("the correction's revision is out of range"))
+        .collect()
 }
 
 /// Appends the conditions every usage scan shares: the scope's events of the scan's type in its
@@ -217,7 +89,7 @@ fn push_scan_conditions(q: &mut QueryBuilder<Postgres>, scope: TenantScope, scan
     }
     for (path, values) in &scan.filters {
         q.push(" AND data #>> ")
-            .push_bind(path.postgres_path())
+            .push_bind(pg_path(path))
             .push("::text[] = ANY(")
             .push_bind(values.clone())
             .push("::text[])");
@@ -239,28 +111,33 @@ fn value_expression(aggregation: Aggregation) -> &'static str {
     }
 }
 
-#[async_trait]
-impl MeteringRepository for PgStore {
+impl MeteringDialect for PgDialect {
+    // Corrections whose own time is in the period, and corrections of entries whose time was (a
+    // superseded entry's successor is its correction): each found through a partial index of
+    // its own (migration 0011), without reading the period's events.
+    const LIST_CORRECTIONS: &'static str = "SELECT source, event_id, revision, kind, event_type,
+             subject, time, data::text AS data, reason, recorded_at, superseded_at
+         FROM usage_events
+         WHERE tenant_id = $1 AND (source, event_id, revision) IN (
+             SELECT source, event_id, revision FROM usage_events
+             WHERE tenant_id = $1 AND event_type = $2 AND time >= $3 AND time < $4
+               AND revision > 0
+             UNION
+             SELECT source, event_id, revision + 1 FROM usage_events
+             WHERE tenant_id = $1 AND event_type = $2 AND time >= $3 AND time < $4
+               AND superseded_at IS NOT NULL)
+           AND ($5::timestamptz IS NULL OR recorded_at <= $5)
+         ORDER BY recorded_at DESC, source DESC, event_id DESC, revision DESC
+         LIMIT $6";
+
     async fn insert_usage_events(
-        &self,
+        store: &PgStore,
         scope: TenantScope,
         events: &[NewUsageEvent],
         recorded_at: DateTime<Utc>,
     ) -> Result<Vec<bool>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Both stores refuse what the text rules refuse, before any SQL.
-        for event in events {
-            event.check()?;
-        }
         // Each key once (its first occurrence wins), in key order (see the module's notes).
-        let mut first = HashMap::with_capacity(events.len());
-        for (at, event) in events.iter().enumerate() {
-            first
-                .entry((event.source.as_str(), event.id.as_str()))
-                .or_insert(at);
-        }
+        let first = first_occurrences(events);
         let mut unique: Vec<usize> = first.values().copied().collect();
         unique.sort_unstable_by(|a, b| {
             let (a, b) = (&events[*a], &events[*b]);
@@ -321,128 +198,25 @@ impl MeteringRepository for PgStore {
         .bind(recorded_at)
         .bind(CLOSED_DAY_MARGIN_SECONDS)
         .bind(WRITE_SLACK_SECONDS)
-        .fetch_all(&self.pool)
+        .fetch_all(store.pool())
         .await
-        .map_err(db_error("storing usage events"))?;
+        .map_err(db_error::<PgDialect>("storing usage events"))?;
         let inserted = inserted
             .iter()
             .map(|(source, id)| Some((source.as_deref()?, id.as_deref()?)))
             .collect::<Option<HashSet<(&str, &str)>>>()
             .ok_or_else(|| Error::not_found(TenantId::WHAT))?;
-        Ok(events
-            .iter()
-            .enumerate()
-            .map(|(at, event)| {
-                let key = (event.source.as_str(), event.id.as_str());
-                first.get(&key) == Some(&at) && inserted.contains(&key)
-            })
-            .collect())
+        Ok(stored_outcomes(events, &first, &inserted))
     }
 
-    async fn usage_event_history(
-        &self,
-        scope: TenantScope,
-        source: &str,
-        id: &str,
-    ) -> Result<Vec<UsageEntry>> {
-        sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM usage_events
-             WHERE tenant_id = $1 AND source = $2 AND event_id = $3 ORDER BY revision"
-        )))
-        .bind(scope.tenant_id().as_uuid())
-        .bind(source)
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error("reading a usage event's history"))?
-        .into_iter()
-        .map(UsageEntry::try_from)
-        .collect()
-    }
-
-    async fn correct_usage_event(
-        &self,
+    async fn bump_corrected_days(
+        conn: &mut PgConnection,
         scope: TenantScope,
         correction: &NewCorrection,
-        recorded_at: DateTime<Utc>,
-    ) -> Result<UsageEntry> {
-        correction.check()?;
-        let previous = check_correction(correction)?;
-        let tenant = scope.tenant_id().as_uuid();
-        let mut tx = self.begin().await?;
-        // Locks the entry the correction replaces. A concurrent correction of the same event
-        // waits here; when it gets the row, the row has been superseded: `conflict`.
-        let replaced: Option<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT kind, event_type, superseded_at FROM usage_events
-             WHERE tenant_id = $1 AND source = $2 AND event_id = $3 AND revision = $4
-             FOR UPDATE",
-        )
-        .bind(tenant)
-        .bind(&correction.source)
-        .bind(&correction.id)
-        .bind(previous)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error("reading a usage event's current entry"))?;
-        let event_type = match replaced {
-            Some((_, _, Some(_))) => return Err(stale_correction()),
-            Some((kind, _, None)) if kind == EntryKind::Void.as_str() => {
-                return Err(Error::new(
-                    ErrorCode::EventVoided,
-                    "the event was voided; it takes no further corrections",
-                ));
-            }
-            Some((_, event_type, None)) => event_type,
-            None => {
-                let exists: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM usage_events
-                         WHERE tenant_id = $1 AND source = $2 AND event_id = $3)",
-                )
-                .bind(tenant)
-                .bind(&correction.source)
-                .bind(&correction.id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error("reading a usage event"))?;
-                return Err(if exists {
-                    stale_correction()
-                } else {
-                    Error::not_found("usage event")
-                });
-            }
-        };
-        sqlx::query(
-            "UPDATE usage_events SET superseded_at = $5
-             WHERE tenant_id = $1 AND source = $2 AND event_id = $3 AND revision = $4",
-        )
-        .bind(tenant)
-        .bind(&correction.source)
-        .bind(&correction.id)
-        .bind(previous)
-        .bind(recorded_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error("superseding a usage entry"))?;
-        let row = sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO usage_events (tenant_id, source, event_id, revision, kind, event_type,
-                 subject, time, data, reason, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)
-             RETURNING {ENTRY_COLUMNS}"
-        )))
-        .bind(tenant)
-        .bind(&correction.source)
-        .bind(&correction.id)
-        .bind(previous + 1)
-        .bind(correction.kind.as_str())
-        .bind(event_type)
-        .bind(&correction.subject)
-        .bind(correction.time)
-        .bind(json_text(&correction.data, "encoding a correction's data")?)
-        .bind(&correction.reason)
-        .bind(recorded_at)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error("storing a usage correction"))?;
+        replaced: i32,
+        _event_type: &str,
+        _replaced_time: DateTime<Utc>,
+    ) -> Result<()> {
         // The days of the entry replaced and of its correction, when they ended over half an hour
         // ago.
         sqlx::query(
@@ -457,74 +231,25 @@ impl MeteringRepository for PgStore {
              ORDER BY 2, 3
              ON CONFLICT (tenant_id, event_type, day) DO UPDATE SET version = v.version + 1",
         )
-        .bind(tenant)
+        .bind(scope.tenant_id().as_uuid())
         .bind(&correction.source)
         .bind(&correction.id)
-        .bind(previous)
+        .bind(replaced)
         .bind(CLOSED_DAY_MARGIN_SECONDS)
         .bind(WRITE_SLACK_SECONDS)
-        .execute(&mut *tx)
+        .execute(conn)
         .await
-        .map_err(db_error("marking corrected usage days"))?;
-        commit(tx).await?;
-        row.try_into()
-    }
-
-    async fn list_usage_corrections(
-        &self,
-        scope: TenantScope,
-        event_type: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        as_of: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<UsageEntry>> {
-        // Corrections whose own time is in the period, and corrections of entries whose time
-        // was (a superseded entry's successor is its correction): each found through a partial
-        // index of its own (migration 0011), without reading the period's events.
-        sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM usage_events
-             WHERE tenant_id = $1 AND (source, event_id, revision) IN (
-                 SELECT source, event_id, revision FROM usage_events
-                 WHERE tenant_id = $1 AND event_type = $2 AND time >= $3 AND time < $4
-                   AND revision > 0
-                 UNION
-                 SELECT source, event_id, revision + 1 FROM usage_events
-                 WHERE tenant_id = $1 AND event_type = $2 AND time >= $3 AND time < $4
-                   AND superseded_at IS NOT NULL)
-               AND ($5::timestamptz IS NULL OR recorded_at <= $5)
-             ORDER BY recorded_at DESC, source DESC, event_id DESC, revision DESC
-             LIMIT $6"
-        )))
-        .bind(scope.tenant_id().as_uuid())
-        .bind(event_type)
-        .bind(from)
-        .bind(to)
-        .bind(as_of)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error("listing usage corrections"))?
-        .into_iter()
-        .map(UsageEntry::try_from)
-        .collect()
+        .map_err(db_error::<PgDialect>("marking corrected usage days"))?;
+        Ok(())
     }
 
     async fn aggregate_usage(
-        &self,
+        store: &PgStore,
         scope: TenantScope,
         scan: &UsageScan,
+        value: Option<&ValuePath>,
     ) -> Result<Vec<UsageCell>> {
         let aggregation = scan.aggregation;
-        let value = match (&scan.value, aggregation.needs_value()) {
-            (_, false) => None,
-            (Some(path), true) => Some(path),
-            (None, true) => {
-                return Err(Error::invalid_input(format!(
-                    "a {aggregation} scan needs a value path"
-                )));
-            }
-        };
         let groups = scan.group_by.len();
         let group_columns: String = (0..groups).map(|i| format!(", g{i}")).collect();
         let distinct_column = if aggregation == Aggregation::UniqueCount {
@@ -585,12 +310,12 @@ impl MeteringRepository for PgStore {
         q.push(", time, recorded_at");
         for (i, path) in scan.group_by.iter().enumerate() {
             q.push(", data #>> ")
-                .push_bind(path.postgres_path())
+                .push_bind(pg_path(path))
                 .push(format!("::text[] AS g{i}"));
         }
         if let Some(path) = value {
             q.push(", data #> ")
-                .push_bind(path.postgres_path())
+                .push_bind(pg_path(path))
                 .push("::text[] AS x");
         }
         push_scan_conditions(&mut q, scope, scan);
@@ -607,10 +332,10 @@ impl MeteringRepository for PgStore {
 
         let rows = q
             .build()
-            .fetch_all(&self.pool)
+            .fetch_all(store.pool())
             .await
-            .map_err(db_error("aggregating usage"))?;
-        let read = |e| db_error("reading aggregated usage")(e);
+            .map_err(db_error::<PgDialect>("aggregating usage"))?;
+        let read = |e| db_error::<PgDialect>("reading aggregated usage")(e);
         let mut cells = Vec::with_capacity(rows.len());
         for row in rows {
             let mut column = 0;
@@ -669,15 +394,12 @@ impl MeteringRepository for PgStore {
     }
 
     async fn usage_days(
-        &self,
+        store: &PgStore,
         scope: TenantScope,
         event_type: &str,
         shape: &str,
         days: Range<i64>,
     ) -> Result<Vec<UsageDay>> {
-        if days.is_empty() {
-            return Ok(Vec::new());
-        }
         // One statement: the versions and the cached answers as of one snapshot.
         let rows: Vec<(i64, i64, Option<i64>, Option<String>)> = sqlx::query_as(
             "SELECT d.day, coalesce(v.version, 0), c.version, c.cells
@@ -695,9 +417,9 @@ impl MeteringRepository for PgStore {
         .bind(days.end)
         .bind(shape)
         .bind(CLOSED_DAY_MARGIN_SECONDS)
-        .fetch_all(&self.pool)
+        .fetch_all(store.pool())
         .await
-        .map_err(db_error("reading cached usage"))?;
+        .map_err(db_error::<PgDialect>("reading cached usage"))?;
         Ok(rows
             .into_iter()
             .map(|(day, version, cached_version, cells)| UsageDay {
@@ -711,7 +433,7 @@ impl MeteringRepository for PgStore {
     }
 
     async fn cache_usage_day(
-        &self,
+        store: &PgStore,
         scope: TenantScope,
         event_type: &str,
         shape: &str,
@@ -734,171 +456,11 @@ impl MeteringRepository for PgStore {
         .bind(day)
         .bind(version)
         .bind(UsageCell::encode_day(cells)?)
-        .execute(&self.pool)
+        .execute(store.pool())
         .await
-        .map_err(db_error("caching usage"))?;
+        .map_err(db_error::<PgDialect>("caching usage"))?;
         Ok(())
     }
-
-    async fn create_meter(
-        &self,
-        scope: TenantScope,
-        meter: &NewMeter,
-        at: DateTime<Utc>,
-    ) -> Result<Meter> {
-        meter.validate()?;
-        let group_by = json_text(&meter.group_by, "encoding a meter's dimensions")?;
-        let price = meter
-            .price
-            .as_ref()
-            .map(|price| json_text(price, "encoding a meter's price"))
-            .transpose()?;
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO meters (id, tenant_id, slug, name, description, event_type, aggregation,
-                 value_path, group_by, price, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11, $11)
-             RETURNING {METER_COLUMNS}"
-        )))
-        .bind(MeterId::new().as_uuid())
-        .bind(scope.tenant_id().as_uuid())
-        .bind(&meter.slug)
-        .bind(&meter.name)
-        .bind(&meter.description)
-        .bind(&meter.event_type)
-        .bind(meter.aggregation.as_str())
-        .bind(meter.value.as_ref().map(ValuePath::as_str))
-        .bind(group_by)
-        .bind(price)
-        .bind(at)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error("creating a meter"))?
-        .try_into()
-    }
-
-    async fn find_meter(&self, scope: TenantScope, id: MeterId) -> Result<Option<Meter>> {
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {METER_COLUMNS} FROM meters WHERE id = $1 AND tenant_id = $2"
-        )))
-        .bind(id.as_uuid())
-        .bind(scope.tenant_id().as_uuid())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error("reading a meter"))?
-        .map(Meter::try_from)
-        .transpose()
-    }
-
-    async fn find_meter_by_slug(&self, scope: TenantScope, slug: &str) -> Result<Option<Meter>> {
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {METER_COLUMNS} FROM meters WHERE tenant_id = $1 AND slug = $2"
-        )))
-        .bind(scope.tenant_id().as_uuid())
-        .bind(slug)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error("reading a meter"))?
-        .map(Meter::try_from)
-        .transpose()
-    }
-
-    async fn list_meters(
-        &self,
-        scope: TenantScope,
-        include_archived: bool,
-        page: PageRequest,
-    ) -> Result<Page<Meter>> {
-        let mut query = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {METER_COLUMNS} FROM meters WHERE tenant_id = "
-        ));
-        query.push_bind(scope.tenant_id().as_uuid());
-        if !include_archived {
-            query.push(" AND archived_at IS NULL");
-        }
-        push_page(&mut query, &page);
-        let meters = query
-            .build_query_as::<MeterRow>()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error("listing meters"))?
-            .into_iter()
-            .map(Meter::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page.finish(meters))
-    }
-
-    async fn active_meters(&self, scope: TenantScope) -> Result<Vec<Meter>> {
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {METER_COLUMNS} FROM meters
-             WHERE tenant_id = $1 AND archived_at IS NULL ORDER BY id"
-        )))
-        .bind(scope.tenant_id().as_uuid())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error("listing active meters"))?
-        .into_iter()
-        .map(Meter::try_from)
-        .collect()
-    }
-
-    async fn set_meter_price(
-        &self,
-        scope: TenantScope,
-        id: MeterId,
-        price: Option<&MeterPrice>,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Meter>> {
-        if let Some(price) = price {
-            price.validate()?;
-        }
-        let price = price
-            .map(|price| json_text(price, "encoding a meter's price"))
-            .transpose()?;
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "UPDATE meters SET price = $3::jsonb, updated_at = $4
-             WHERE id = $1 AND tenant_id = $2
-             RETURNING {METER_COLUMNS}"
-        )))
-        .bind(id.as_uuid())
-        .bind(scope.tenant_id().as_uuid())
-        .bind(price)
-        .bind(at)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error("pricing a meter"))?
-        .map(Meter::try_from)
-        .transpose()
-    }
-
-    async fn archive_meter(
-        &self,
-        scope: TenantScope,
-        id: MeterId,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Meter>> {
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "UPDATE meters
-             SET updated_at = CASE WHEN archived_at IS NULL THEN $3 ELSE updated_at END,
-                 archived_at = COALESCE(archived_at, $3)
-             WHERE id = $1 AND tenant_id = $2
-             RETURNING {METER_COLUMNS}"
-        )))
-        .bind(id.as_uuid())
-        .bind(scope.tenant_id().as_uuid())
-        .bind(at)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error("archiving a meter"))?
-        .map(Meter::try_from)
-        .transpose()
-    }
-}
-
-fn stale_correction() -> Error {
-    Error::new(
-        ErrorCode::Conflict,
-        "the event was corrected meanwhile; read its current entry and correct that",
-    )
 }
 
 /// A time from PostgreSQL's `extract(epoch ...)` text: seconds with up to six decimals.
@@ -907,4 +469,16 @@ fn epoch_time(text: &str) -> Result<DateTime<Utc>> {
         .and_then(|seconds| (seconds * Decimal::from(1_000_000)).trunc().to_i64())
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(|| Error::internal("reading aggregated usage", format!("`{text}` is no time")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_text_arrays() {
+        let path = ValuePath::parse("$.usage['input tokens'][2].n").unwrap();
+        assert_eq!(pg_path(&path), ["usage", "input tokens", "2", "n"]);
+        assert!(pg_path(&ValuePath::parse("$").unwrap()).is_empty());
+    }
 }

@@ -5,50 +5,40 @@
 use purser_domain::{Error, ErrorCode};
 use sqlx::error::ErrorKind;
 
-pub(crate) fn db_error(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |err| {
-        if let sqlx::Error::Database(db) = &err {
-            let message = db.message();
-            match db.kind() {
-                ErrorKind::UniqueViolation if message.contains("tenants.name_normalized") => {
-                    return Error::new(
-                        ErrorCode::TenantNameTaken,
-                        "a tenant with this name exists",
-                    );
-                }
-                ErrorKind::UniqueViolation if message.contains("resources.resource_key") => {
-                    return purser_domain::registry::resource_taken();
-                }
-                ErrorKind::UniqueViolation if message.contains("meters.slug") => {
-                    return Error::new(
-                        ErrorCode::MeterSlugTaken,
-                        "the tenant has a meter with this slug",
-                    );
-                }
-                // The only foreign key a write can break unchecked is a row's tenant: grants
-                // check their resource and settlement first (`grants::check_references`).
-                ErrorKind::ForeignKeyViolation => return Error::not_found("tenant"),
-                _ => {}
+pub(crate) fn map_error(context: &'static str, err: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(db) = &err {
+        let message = db.message();
+        match db.kind() {
+            ErrorKind::UniqueViolation if message.contains("tenants.name_normalized") => {
+                return Error::new(ErrorCode::TenantNameTaken, "a tenant with this name exists");
             }
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
-            let busy = db
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|c| matches!(c & 0xff, 5 | 6));
-            if busy {
-                return Error::unavailable(context, err);
+            ErrorKind::UniqueViolation if message.contains("resources.resource_key") => {
+                return purser_domain::registry::resource_taken();
             }
+            ErrorKind::UniqueViolation if message.contains("meters.slug") => {
+                return Error::new(
+                    ErrorCode::MeterSlugTaken,
+                    "the tenant has a meter with this slug",
+                );
+            }
+            // The only foreign key a write can break unchecked is a row's tenant: grants
+            // check their resource and settlement first (`grants::check_references`).
+            ErrorKind::ForeignKeyViolation => return Error::not_found("tenant"),
+            _ => {}
         }
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                Error::unavailable(context, err)
-            }
-            other => Error::internal(context, other),
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+        let busy = db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6));
+        if busy {
+            return Error::unavailable(context, err);
         }
     }
-}
-
-/// A row that does not decode into the domain: a bug or a tampered row.
-pub(crate) fn corrupt_row(what: &'static str, err: Error) -> Error {
-    Error::internal(what, err)
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            Error::unavailable(context, err)
+        }
+        other => Error::internal(context, other),
+    }
 }

@@ -1,4 +1,4 @@
-//! Metering (`purser_domain::metering`): meters, and usage events stored one row per entry.
+//! Metering's hot paths on SQLite (`purser_store_sql::metering` has the rest).
 //!
 //! Ingestion is one statement per batch, whatever its size, in its own write transaction: the
 //! batch travels as one JSON array bound once, expanded by `json_each` into `INSERT ... ON
@@ -16,160 +16,34 @@
 //! skipped, so a query never fails on an event's data. Each derived step is a subquery with
 //! `LIMIT -1`, which SQLite runs as a co-routine feeding the next instead of inlining it:
 //! inlined, each step's expressions would be copied into every use, JSON lookups included
-//! (measured: 20 times slower).
+//! (measured: 20 times slower). Paths reach SQLite's JSON functions as [`json_path`]s.
 //!
-//! Usage answers of closed days are cached per query shape (`usage_day_cache`) under the day's
-//! version (`usage_day_versions`, see migration 0009); a write transaction that stores events
-//! or a correction in days that ended over half an hour ago bumps their versions before it
-//! commits.
+//! A write transaction that stores events or a correction in days that ended over half an hour
+//! ago (by this machine's clock) bumps their versions before it commits.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
-use std::str::FromStr;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use purser_domain::Result;
 use purser_domain::auth::TenantScope;
-use purser_domain::id::{MeterId, TenantId};
+use purser_domain::metering::path::Segment;
 use purser_domain::metering::query::{bumps_day, day_closed, unix_day};
 use purser_domain::metering::{
-    Aggregation, EntryKind, Meter, MeterPrice, NewCorrection, NewMeter, NewUsageEvent, UsageCell,
-    UsageDay, UsageEntry, UsageScan, ValuePath,
+    Aggregation, NewCorrection, NewUsageEvent, UsageCell, UsageDay, UsageScan, ValuePath,
 };
-use purser_domain::page::{Page, PageRequest};
-use purser_domain::repo::MeteringRepository;
-use purser_domain::{Error, ErrorCode, Result};
+use purser_store_sql::metering::{MeteringDialect, stored_outcomes, sum_overflow, value_decimal};
+use purser_store_sql::{commit, db_error, json_text};
 use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
-use uuid::Uuid;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use crate::error::{corrupt_row, db_error};
-use crate::tenants::push_page;
-use crate::{SqliteStore, from_micros, to_micros};
-
-const METER_COLUMNS: &str = "id, tenant_id, slug, name, description, event_type, aggregation, \
-     value_path, group_by, price, created_at, updated_at, archived_at";
-
-const ENTRY_COLUMNS: &str = "source, event_id, revision, kind, event_type, subject, time, data, \
-     reason, recorded_at, superseded_at";
+use crate::{SqliteDialect, SqliteStore, from_micros, to_micros};
 
 /// The largest magnitude a `Decimal` holds (as a REAL, so the bound is approximate in its 16th
 /// digit): values beyond it are skipped, like other values that are not numbers.
 const DECIMAL_MAX: &str = "7.922816251426434e28";
-
-#[derive(sqlx::FromRow)]
-struct MeterRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    slug: String,
-    name: String,
-    description: Option<String>,
-    event_type: String,
-    aggregation: String,
-    value_path: Option<String>,
-    group_by: String,
-    price: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    archived_at: Option<i64>,
-}
-
-fn corrupt_json(what: &'static str) -> impl Fn(serde_json::Error) -> Error {
-    move |e| corrupt_row(what, Error::internal(what, e))
-}
-
-impl TryFrom<MeterRow> for Meter {
-    type Error = Error;
-
-    fn try_from(row: MeterRow) -> Result<Self> {
-        let decode = |e| corrupt_row("decoding a meter", e);
-        Ok(Meter {
-            id: MeterId::from_uuid(row.id),
-            tenant_id: TenantId::from_uuid(row.tenant_id),
-            slug: row.slug,
-            name: row.name,
-            description: row.description,
-            event_type: row.event_type,
-            aggregation: row.aggregation.parse().map_err(decode)?,
-            value: row
-                .value_path
-                .as_deref()
-                .map(ValuePath::parse)
-                .transpose()
-                .map_err(decode)?,
-            group_by: serde_json::from_str(&row.group_by)
-                .map_err(corrupt_json("decoding a meter's dimensions"))?,
-            price: row
-                .price
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(corrupt_json("decoding a meter's price"))?,
-            created_at: from_micros(row.created_at)?,
-            updated_at: from_micros(row.updated_at)?,
-            archived_at: row.archived_at.map(from_micros).transpose()?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct EntryRow {
-    source: String,
-    event_id: String,
-    revision: i64,
-    kind: String,
-    event_type: String,
-    subject: String,
-    time: i64,
-    data: String,
-    reason: Option<String>,
-    recorded_at: i64,
-    superseded_at: Option<i64>,
-}
-
-impl TryFrom<EntryRow> for UsageEntry {
-    type Error = Error;
-
-    fn try_from(row: EntryRow) -> Result<Self> {
-        let decode = |e| corrupt_row("decoding a usage entry", e);
-        Ok(UsageEntry {
-            source: row.source,
-            id: row.event_id,
-            revision: u32::try_from(row.revision)
-                .map_err(|e| Error::internal("decoding a usage entry's revision", e))?,
-            kind: row.kind.parse().map_err(decode)?,
-            event_type: row.event_type,
-            subject: row.subject,
-            time: from_micros(row.time)?,
-            data: serde_json::from_str(&row.data)
-                .map_err(corrupt_json("decoding a usage entry's data"))?,
-            reason: row.reason,
-            recorded_at: from_micros(row.recorded_at)?,
-            superseded_at: row.superseded_at.map(from_micros).transpose()?,
-        })
-    }
-}
-
-fn json_text(value: &impl serde::Serialize, what: &'static str) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::internal(what, e))
-}
-
-/// A value's text as SQLite holds it: a JSON number's own digits (`1.50`, `1e-7`) or a plain
-/// decimal string. Values beyond a `Decimal`'s range are filtered out in SQL.
-fn value_decimal(text: &str) -> Result<Decimal> {
-    Decimal::from_str(text)
-        .or_else(|_| Decimal::from_scientific(text))
-        .map_err(|e| Error::internal(format!("reading a usage value `{text}`"), e))
-}
-
-fn sum_overflow() -> Error {
-    Error::new(
-        ErrorCode::InvalidUsageQuery,
-        "the sum is beyond 28 significant digits",
-    )
-}
 
 /// The sum of the six integer parts a SUM scan returns: `Σ p18·10^18 + p9·10^9 + p0 +
 /// f1·10^-9 + f2·10^-18 + f3·10^-27`.
@@ -189,28 +63,11 @@ fn sum_of_parts(parts: [i64; 6]) -> Result<Decimal> {
     whole.checked_add(fraction).ok_or_else(sum_overflow)
 }
 
-/// The revision a correction replaces; `invalid_input` for what no correction can be.
-fn check_correction(correction: &NewCorrection) -> Result<i64> {
-    if correction.revision == 0 || correction.kind == EntryKind::Event {
-        return Err(Error::invalid_input(
-            "a correction is an amendment or a void of revision 1 or more",
-        ));
-    }
-    Ok(i64::from(correction.revision) - 1)
-}
-
-fn stale_correction() -> Error {
-    Error::new(
-        ErrorCode::Conflict,
-        "the event was corrected meanwhile; read its current entry and correct that",
-    )
-}
-
 /// Bumps the versions of the days among the entries' (event type, time) that ended over half an
 /// hour before `now` by this machine's clock (`bumps_day`), inside the write transaction that
 /// stores them.
 async fn bump_days<'a>(
-    tx: &mut Transaction<'static, Sqlite>,
+    conn: &mut SqliteConnection,
     scope: TenantScope,
     entries: impl IntoIterator<Item = (&'a str, DateTime<Utc>)>,
     now: DateTime<Utc>,
@@ -231,17 +88,39 @@ async fn bump_days<'a>(
     )
     .bind(scope.tenant_id().as_uuid())
     .bind(json_text(&days, "encoding usage days")?)
-    .execute(&mut **tx)
+    .execute(conn)
     .await
-    .map_err(db_error("marking late usage days"))?;
+    .map_err(db_error::<SqliteDialect>("marking late usage days"))?;
     Ok(())
+}
+
+/// A path as SQLite's JSON functions take it: `$."name"[0]`. Names are always quoted; a parsed
+/// path's names hold no `"` or `\\` (which this syntax cannot escape) and no control
+/// characters.
+fn json_path(path: &ValuePath) -> String {
+    let mut out = String::from("$");
+    for segment in path.segments() {
+        match segment {
+            Segment::Name(name) => {
+                out.push_str(".\"");
+                out.push_str(name);
+                out.push('"');
+            }
+            Segment::Index(index) => {
+                out.push('[');
+                out.push_str(&index.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
 }
 
 /// The text of the JSON value at `path` in `data`, as a dimension groups and filters by: a
 /// string's content, other scalars (and objects, arrays) as JSON; NULL for JSON null and for
 /// nothing there. Like PostgreSQL's `#>>`, except that it prints numbers as the event wrote them.
 fn push_dimension(q: &mut QueryBuilder<Sqlite>, path: &ValuePath) {
-    let path = path.sqlite_path();
+    let path = json_path(path);
     q.push("CASE json_type(data, ")
         .push_bind(path.clone())
         .push(") WHEN 'text' THEN json_extract(data, ")
@@ -358,21 +237,36 @@ fn push_scan_conditions(
     Ok(())
 }
 
-#[async_trait]
-impl MeteringRepository for SqliteStore {
+impl MeteringDialect for SqliteDialect {
+    // Corrections whose own time is in the period, and corrections of entries whose time was (a
+    // superseded entry's successor is its correction): each found through a partial index of
+    // its own (migration 0011), without reading the period's events. A join, not `(source,
+    // event_id, revision) IN (...)`: SQLite answers that by reading every entry of the tenant
+    // and testing each against the list.
+    const LIST_CORRECTIONS: &'static str = "SELECT source, event_id, revision, kind, event_type,
+             subject, time, data, reason, recorded_at, superseded_at
+         FROM (
+             SELECT source AS c_source, event_id AS c_id, revision AS c_revision
+             FROM usage_events
+             WHERE tenant_id = $1 AND event_type = $2 AND time >= $3 AND time < $4
+               AND revision > 0
+             UNION
+             SELECT source, event_id, revision + 1 FROM usage_events
+             WHERE tenant_id = $1 AND event_type = $2 AND time >= $3 AND time < $4
+               AND superseded_at IS NOT NULL) AS c
+         JOIN usage_events
+             ON tenant_id = $1 AND source = c_source AND event_id = c_id
+                AND revision = c_revision
+         WHERE ($5 IS NULL OR recorded_at <= $5)
+         ORDER BY recorded_at DESC, source DESC, event_id DESC, revision DESC
+         LIMIT $6";
+
     async fn insert_usage_events(
-        &self,
+        store: &SqliteStore,
         scope: TenantScope,
         events: &[NewUsageEvent],
         recorded_at: DateTime<Utc>,
     ) -> Result<Vec<bool>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Both stores refuse what the text rules refuse, before any SQL.
-        for event in events {
-            event.check()?;
-        }
         // Each key once: its first occurrence in the batch wins.
         let mut first = HashMap::with_capacity(events.len());
         let mut batch = Vec::with_capacity(events.len());
@@ -390,7 +284,7 @@ impl MeteringRepository for SqliteStore {
             }
         }
         let batch = json_text(&batch, "encoding usage events")?;
-        let mut tx = self.begin_write().await?;
+        let mut tx = store.begin_write().await?;
         let inserted: Vec<(String, String)> = sqlx::query_as(
             "INSERT INTO usage_events (tenant_id, source, event_id, revision, kind, event_type,
                  subject, time, data, recorded_at)
@@ -405,7 +299,7 @@ impl MeteringRepository for SqliteStore {
         .bind(batch)
         .fetch_all(&mut *tx)
         .await
-        .map_err(db_error("storing usage events"))?;
+        .map_err(db_error::<SqliteDialect>("storing usage events"))?;
         let now = Utc::now();
         bump_days(
             &mut tx,
@@ -417,203 +311,40 @@ impl MeteringRepository for SqliteStore {
             now,
         )
         .await?;
-        tx.commit()
-            .await
-            .map_err(db_error("committing usage events"))?;
+        commit::<Self>(tx).await?;
         let inserted: HashSet<(&str, &str)> = inserted
             .iter()
             .map(|(source, id)| (source.as_str(), id.as_str()))
             .collect();
-        Ok(events
-            .iter()
-            .enumerate()
-            .map(|(at, event)| {
-                let key = (event.source.as_str(), event.id.as_str());
-                first.get(&key) == Some(&at) && inserted.contains(&key)
-            })
-            .collect())
+        Ok(stored_outcomes(events, &first, &inserted))
     }
 
-    async fn usage_event_history(
-        &self,
-        scope: TenantScope,
-        source: &str,
-        id: &str,
-    ) -> Result<Vec<UsageEntry>> {
-        sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM usage_events
-             WHERE tenant_id = $1 AND source = $2 AND event_id = $3 ORDER BY revision"
-        )))
-        .bind(scope.tenant_id().as_uuid())
-        .bind(source)
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error("reading a usage event's history"))?
-        .into_iter()
-        .map(UsageEntry::try_from)
-        .collect()
-    }
-
-    async fn correct_usage_event(
-        &self,
+    async fn bump_corrected_days(
+        conn: &mut SqliteConnection,
         scope: TenantScope,
         correction: &NewCorrection,
-        recorded_at: DateTime<Utc>,
-    ) -> Result<UsageEntry> {
-        correction.check()?;
-        let previous = check_correction(correction)?;
-        let tenant = scope.tenant_id().as_uuid();
-        // The write lock from the start: a concurrent correction of the same event runs after
-        // this one commits, and finds the entry it replaces superseded (`conflict`).
-        let mut tx = self.begin_write().await?;
-        let replaced: Option<(String, String, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT kind, event_type, superseded_at, time FROM usage_events
-             WHERE tenant_id = $1 AND source = $2 AND event_id = $3 AND revision = $4",
-        )
-        .bind(tenant)
-        .bind(&correction.source)
-        .bind(&correction.id)
-        .bind(previous)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_error("reading a usage event's current entry"))?;
-        let (event_type, replaced_time) = match replaced {
-            Some((_, _, Some(_), _)) => return Err(stale_correction()),
-            Some((kind, _, None, _)) if kind == EntryKind::Void.as_str() => {
-                return Err(Error::new(
-                    ErrorCode::EventVoided,
-                    "the event was voided; it takes no further corrections",
-                ));
-            }
-            Some((_, event_type, None, time)) => (event_type, from_micros(time)?),
-            None => {
-                let exists: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM usage_events
-                         WHERE tenant_id = $1 AND source = $2 AND event_id = $3)",
-                )
-                .bind(tenant)
-                .bind(&correction.source)
-                .bind(&correction.id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error("reading a usage event"))?;
-                return Err(if exists {
-                    stale_correction()
-                } else {
-                    Error::not_found("usage event")
-                });
-            }
-        };
-        sqlx::query(
-            "UPDATE usage_events SET superseded_at = $5
-             WHERE tenant_id = $1 AND source = $2 AND event_id = $3 AND revision = $4",
-        )
-        .bind(tenant)
-        .bind(&correction.source)
-        .bind(&correction.id)
-        .bind(previous)
-        .bind(to_micros(recorded_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error("superseding a usage entry"))?;
-        let row = sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO usage_events (tenant_id, source, event_id, revision, kind, event_type,
-                 subject, time, data, reason, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             RETURNING {ENTRY_COLUMNS}"
-        )))
-        .bind(tenant)
-        .bind(&correction.source)
-        .bind(&correction.id)
-        .bind(previous + 1)
-        .bind(correction.kind.as_str())
-        .bind(&event_type)
-        .bind(&correction.subject)
-        .bind(to_micros(correction.time))
-        .bind(json_text(&correction.data, "encoding a correction's data")?)
-        .bind(&correction.reason)
-        .bind(to_micros(recorded_at))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error("storing a usage correction"))?;
+        _replaced: i32,
+        event_type: &str,
+        replaced_time: DateTime<Utc>,
+    ) -> Result<()> {
         // The days of the entry replaced and of its correction, when closed (or closing).
         bump_days(
-            &mut tx,
+            conn,
             scope,
-            [
-                (event_type.as_str(), replaced_time),
-                (event_type.as_str(), correction.time),
-            ],
+            [(event_type, replaced_time), (event_type, correction.time)],
             Utc::now(),
         )
-        .await?;
-        tx.commit()
-            .await
-            .map_err(db_error("committing a usage correction"))?;
-        row.try_into()
-    }
-
-    async fn list_usage_corrections(
-        &self,
-        scope: TenantScope,
-        event_type: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        as_of: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<UsageEntry>> {
-        // Corrections whose own time is in the period, and corrections of entries whose time
-        // was (a superseded entry's successor is its correction): each found through a partial
-        // index of its own (migration 0011), without reading the period's events. A join, not
-        // `(source, event_id, revision) IN (...)`: SQLite answers that by reading every entry
-        // of the tenant and testing each against the list.
-        sqlx::query_as::<_, EntryRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {ENTRY_COLUMNS} FROM (
-                 SELECT source AS c_source, event_id AS c_id, revision AS c_revision
-                 FROM usage_events
-                 WHERE tenant_id = $1 AND event_type = $2 AND time >= $3 AND time < $4
-                   AND revision > 0
-                 UNION
-                 SELECT source, event_id, revision + 1 FROM usage_events
-                 WHERE tenant_id = $1 AND event_type = $2 AND time >= $3 AND time < $4
-                   AND superseded_at IS NOT NULL) AS c
-             JOIN usage_events
-                 ON tenant_id = $1 AND source = c_source AND event_id = c_id
-                    AND revision = c_revision
-             WHERE ($5 IS NULL OR recorded_at <= $5)
-             ORDER BY recorded_at DESC, source DESC, event_id DESC, revision DESC
-             LIMIT $6"
-        )))
-        .bind(scope.tenant_id().as_uuid())
-        .bind(event_type)
-        .bind(to_micros(from))
-        .bind(to_micros(to))
-        .bind(as_of.map(to_micros))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
         .await
-        .map_err(db_error("listing usage corrections"))?
-        .into_iter()
-        .map(UsageEntry::try_from)
-        .collect()
     }
 
     async fn aggregate_usage(
-        &self,
+        store: &SqliteStore,
         scope: TenantScope,
         scan: &UsageScan,
+        value: Option<&ValuePath>,
     ) -> Result<Vec<UsageCell>> {
         let aggregation = scan.aggregation;
-        let value = match (&scan.value, aggregation.needs_value()) {
-            (_, false) => None,
-            (Some(path), true) => Some(path.sqlite_path()),
-            (None, true) => {
-                return Err(Error::invalid_input(format!(
-                    "a {aggregation} scan needs a value path"
-                )));
-            }
-        };
+        let value = value.map(json_path);
         let groups = scan.group_by.len();
         let keys = format!(
             "bucket, subject{}",
@@ -716,16 +447,16 @@ impl MeteringRepository for SqliteStore {
         }
         let rows = q
             .build()
-            .fetch_all(&self.pool)
+            .fetch_all(store.pool())
             .await
-            .map_err(db_error("aggregating usage"))?;
+            .map_err(db_error::<SqliteDialect>("aggregating usage"))?;
         rows.iter()
             .map(|row| read_cell(row, aggregation, groups))
             .collect()
     }
 
     async fn usage_days(
-        &self,
+        store: &SqliteStore,
         scope: TenantScope,
         event_type: &str,
         shape: &str,
@@ -742,11 +473,11 @@ impl MeteringRepository for SqliteStore {
             return Ok(Vec::new());
         }
         // One read transaction: the versions and the cached answers as of one snapshot.
-        let mut tx = self
-            .pool
+        let mut tx = store
+            .pool()
             .begin()
             .await
-            .map_err(db_error("starting a read"))?;
+            .map_err(db_error::<SqliteDialect>("starting a read"))?;
         let versions: HashMap<i64, i64> = sqlx::query_as(
             "SELECT day, version FROM usage_day_versions
              WHERE tenant_id = $1 AND event_type = $2 AND day >= $3 AND day < $4",
@@ -757,7 +488,7 @@ impl MeteringRepository for SqliteStore {
         .bind(closed.end)
         .fetch_all(&mut *tx)
         .await
-        .map_err(db_error("reading usage day versions"))?
+        .map_err(db_error::<SqliteDialect>("reading usage day versions"))?
         .into_iter()
         .collect();
         let mut cached: HashMap<i64, (i64, String)> = sqlx::query_as(
@@ -771,11 +502,13 @@ impl MeteringRepository for SqliteStore {
         .bind(closed.end)
         .fetch_all(&mut *tx)
         .await
-        .map_err(db_error("reading cached usage"))?
+        .map_err(db_error::<SqliteDialect>("reading cached usage"))?
         .into_iter()
         .map(|(day, version, cells)| (day, (version, cells)))
         .collect();
-        tx.commit().await.map_err(db_error("ending a read"))?;
+        tx.commit()
+            .await
+            .map_err(db_error::<SqliteDialect>("ending a read"))?;
         Ok(closed
             .map(|day| {
                 let version = versions.get(&day).copied().unwrap_or(0);
@@ -792,7 +525,7 @@ impl MeteringRepository for SqliteStore {
     }
 
     async fn cache_usage_day(
-        &self,
+        store: &SqliteStore,
         scope: TenantScope,
         event_type: &str,
         shape: &str,
@@ -816,169 +549,16 @@ impl MeteringRepository for SqliteStore {
         .bind(version)
         .bind(UsageCell::encode_day(cells)?)
         .bind(to_micros(Utc::now()))
-        .execute(&self.pool)
+        .execute(store.pool())
         .await
-        .map_err(db_error("caching usage"))?;
+        .map_err(db_error::<SqliteDialect>("caching usage"))?;
         Ok(())
-    }
-
-    async fn create_meter(
-        &self,
-        scope: TenantScope,
-        meter: &NewMeter,
-        at: DateTime<Utc>,
-    ) -> Result<Meter> {
-        meter.validate()?;
-        let group_by = json_text(&meter.group_by, "encoding a meter's dimensions")?;
-        let price = meter
-            .price
-            .as_ref()
-            .map(|price| json_text(price, "encoding a meter's price"))
-            .transpose()?;
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO meters (id, tenant_id, slug, name, description, event_type, aggregation,
-                 value_path, group_by, price, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
-             RETURNING {METER_COLUMNS}"
-        )))
-        .bind(MeterId::new().as_uuid())
-        .bind(scope.tenant_id().as_uuid())
-        .bind(&meter.slug)
-        .bind(&meter.name)
-        .bind(&meter.description)
-        .bind(&meter.event_type)
-        .bind(meter.aggregation.as_str())
-        .bind(meter.value.as_ref().map(ValuePath::as_str))
-        .bind(group_by)
-        .bind(price)
-        .bind(to_micros(at))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error("creating a meter"))?
-        .try_into()
-    }
-
-    async fn find_meter(&self, scope: TenantScope, id: MeterId) -> Result<Option<Meter>> {
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {METER_COLUMNS} FROM meters WHERE id = $1 AND tenant_id = $2"
-        )))
-        .bind(id.as_uuid())
-        .bind(scope.tenant_id().as_uuid())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error("reading a meter"))?
-        .map(Meter::try_from)
-        .transpose()
-    }
-
-    async fn find_meter_by_slug(&self, scope: TenantScope, slug: &str) -> Result<Option<Meter>> {
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {METER_COLUMNS} FROM meters WHERE tenant_id = $1 AND slug = $2"
-        )))
-        .bind(scope.tenant_id().as_uuid())
-        .bind(slug)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error("reading a meter"))?
-        .map(Meter::try_from)
-        .transpose()
-    }
-
-    async fn list_meters(
-        &self,
-        scope: TenantScope,
-        include_archived: bool,
-        page: PageRequest,
-    ) -> Result<Page<Meter>> {
-        let mut query = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {METER_COLUMNS} FROM meters WHERE tenant_id = "
-        ));
-        query.push_bind(scope.tenant_id().as_uuid());
-        if !include_archived {
-            query.push(" AND archived_at IS NULL");
-        }
-        push_page(&mut query, &page);
-        let meters = query
-            .build_query_as::<MeterRow>()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error("listing meters"))?
-            .into_iter()
-            .map(Meter::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page.finish(meters))
-    }
-
-    async fn active_meters(&self, scope: TenantScope) -> Result<Vec<Meter>> {
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {METER_COLUMNS} FROM meters
-             WHERE tenant_id = $1 AND archived_at IS NULL ORDER BY id"
-        )))
-        .bind(scope.tenant_id().as_uuid())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error("listing active meters"))?
-        .into_iter()
-        .map(Meter::try_from)
-        .collect()
-    }
-
-    async fn set_meter_price(
-        &self,
-        scope: TenantScope,
-        id: MeterId,
-        price: Option<&MeterPrice>,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Meter>> {
-        if let Some(price) = price {
-            price.validate()?;
-        }
-        let price = price
-            .map(|price| json_text(price, "encoding a meter's price"))
-            .transpose()?;
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "UPDATE meters SET price = $3, updated_at = $4
-             WHERE id = $1 AND tenant_id = $2
-             RETURNING {METER_COLUMNS}"
-        )))
-        .bind(id.as_uuid())
-        .bind(scope.tenant_id().as_uuid())
-        .bind(price)
-        .bind(to_micros(at))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error("pricing a meter"))?
-        .map(Meter::try_from)
-        .transpose()
-    }
-
-    async fn archive_meter(
-        &self,
-        scope: TenantScope,
-        id: MeterId,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Meter>> {
-        sqlx::query_as::<_, MeterRow>(sqlx::AssertSqlSafe(format!(
-            "UPDATE meters
-             SET updated_at = CASE WHEN archived_at IS NULL THEN $3 ELSE updated_at END,
-                 archived_at = COALESCE(archived_at, $3)
-             WHERE id = $1 AND tenant_id = $2
-             RETURNING {METER_COLUMNS}"
-        )))
-        .bind(id.as_uuid())
-        .bind(scope.tenant_id().as_uuid())
-        .bind(to_micros(at))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error("archiving a meter"))?
-        .map(Meter::try_from)
-        .transpose()
     }
 }
 
 /// One row of an aggregation: the keys, then what the aggregation selected.
 fn read_cell(row: &SqliteRow, aggregation: Aggregation, groups: usize) -> Result<UsageCell> {
-    let read = |e| db_error("reading aggregated usage")(e);
+    let read = |e| db_error::<SqliteDialect>("reading aggregated usage")(e);
     let mut column = 0;
     let mut next = || {
         column += 1;
@@ -1034,4 +614,18 @@ fn read_cell(row: &SqliteRow, aggregation: Aggregation, groups: usize) -> Result
         }
     }
     Ok(cell)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_quote_every_name() {
+        let path = ValuePath::parse("$.usage['input tokens'][2].n").unwrap();
+        assert_eq!(json_path(&path), r#"$."usage"."input tokens"[2]."n""#);
+        assert_eq!(json_path(&ValuePath::parse("$").unwrap()), "$");
+        let quoted = ValuePath::parse(r#"$["it's"]"#).unwrap();
+        assert_eq!(json_path(&quoted), r#"$."it's""#);
+    }
 }

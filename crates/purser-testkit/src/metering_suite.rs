@@ -1023,6 +1023,32 @@ pub async fn metering_corrections_amend_and_void_what_is_counted(store: Arc<dyn 
             .code(),
         ErrorCode::Conflict
     );
+    // What no correction can be (revision 0, an event), or no store keeps (a revision past
+    // 2^31), is refused alike: `invalid_input`, before any SQL.
+    for wrong in [
+        NewCorrection {
+            revision: 0,
+            ..stale.clone()
+        },
+        NewCorrection {
+            kind: EntryKind::Event,
+            ..stale.clone()
+        },
+        NewCorrection {
+            revision: u32::MAX,
+            ..stale.clone()
+        },
+    ] {
+        assert_eq!(
+            store
+                .correct_usage_event(scope, &wrong, r3)
+                .await
+                .unwrap_err()
+                .code(),
+            ErrorCode::InvalidInput,
+            "{wrong:?}"
+        );
+    }
     // A voided event takes no further corrections.
     let e2 = store
         .usage_event_history(scope, SOURCE, "e2")

@@ -329,6 +329,25 @@ impl NewCorrection {
     }
 }
 
+/// The revision a correction replaces (its own minus one); `invalid_input` for what no
+/// correction can be: an entry of kind `event`, revision 0, or a replaced revision beyond
+/// 2^31 - 1, the most a store keeps (a signed 32-bit column), so a store may take it as an
+/// `i32`.
+pub fn check_correction(correction: &NewCorrection) -> Result<u32> {
+    if correction.revision == 0 || correction.kind == EntryKind::Event {
+        return Err(Error::invalid_input(
+            "a correction is an amendment or a void of revision 1 or more",
+        ));
+    }
+    let replaced = correction.revision - 1;
+    if i32::try_from(replaced).is_err() {
+        return Err(Error::invalid_input(
+            "the correction's revision is out of range",
+        ));
+    }
+    Ok(replaced)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,6 +587,43 @@ mod tests {
             tampered.check().unwrap_err().code(),
             ErrorCode::InvalidInput
         );
+    }
+
+    #[test]
+    fn a_correction_replaces_the_revision_before_it() {
+        let void = NewCorrection::of(&entry(), CorrectionChange::Void, "test traffic").unwrap();
+        assert_eq!(check_correction(&void).unwrap(), 0);
+        let highest = NewCorrection {
+            revision: i32::MAX as u32 + 1,
+            ..void.clone()
+        };
+        assert_eq!(check_correction(&highest).unwrap(), i32::MAX as u32);
+        for (what, wrong) in [
+            (
+                "revision 0",
+                NewCorrection {
+                    revision: 0,
+                    ..void.clone()
+                },
+            ),
+            (
+                "an event",
+                NewCorrection {
+                    kind: EntryKind::Event,
+                    ..void.clone()
+                },
+            ),
+            (
+                "beyond i32",
+                NewCorrection {
+                    revision: u32::MAX,
+                    ..void.clone()
+                },
+            ),
+        ] {
+            let err = check_correction(&wrong).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::InvalidInput, "{what}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod query;
 
 pub use event::{
     CorrectionChange, EntryKind, NewCorrection, NewUsageEvent, TimeBounds, UsageEntry,
+    check_correction,
 };
 pub use meter::{Aggregation, Meter, NewMeter};
 pub use path::ValuePath;

@@ -5,8 +5,8 @@
 //! followed by member names (`.name`, `['name']`, `["name"]`) and non-negative array indices
 //! (`[0]`). Wildcards, slices, filters and descendant segments, which select many nodes, are
 //! refused. The same path is evaluated here (ingestion checks each event against its meters)
-//! and inside the database (usage queries aggregate there), so it is kept as segments that
-//! both stores translate: [`ValuePath::postgres_path`] and [`ValuePath::sqlite_path`].
+//! and inside the database (usage queries aggregate there), so it is kept as [`Segment`]s that
+//! each store translates into its own JSON functions' syntax.
 //!
 //! (`serde_json_path` parses all of RFC 9535 but keeps its parsed segments private, so it could
 //! check a path here but not hand it to SQL; this grammar is small enough to own.)
@@ -150,38 +150,6 @@ impl ValuePath {
                 Segment::Index(index) => node.as_array()?.get(*index as usize),
             })
     }
-
-    /// The path as PostgreSQL's `#>`/`#>>` operators take it (a `text[]`; indices as digits).
-    pub fn postgres_path(&self) -> Vec<String> {
-        self.segments
-            .iter()
-            .map(|segment| match segment {
-                Segment::Name(name) => name.clone(),
-                Segment::Index(index) => index.to_string(),
-            })
-            .collect()
-    }
-
-    /// The path as SQLite's `json_extract` takes it: `$."name"[0]` (names are always quoted;
-    /// [`check_name`] keeps `"` and `\` out of them).
-    pub fn sqlite_path(&self) -> String {
-        let mut out = String::from("$");
-        for segment in &self.segments {
-            match segment {
-                Segment::Name(name) => {
-                    out.push_str(".\"");
-                    out.push_str(name);
-                    out.push('"');
-                }
-                Segment::Index(index) => {
-                    out.push('[');
-                    out.push_str(&index.to_string());
-                    out.push(']');
-                }
-            }
-        }
-        out
-    }
 }
 
 fn is_shorthand_name(name: &str) -> bool {
@@ -274,8 +242,6 @@ mod tests {
                 Segment::Name("n".into()),
             ]
         );
-        assert_eq!(path.postgres_path(), ["usage", "input tokens", "2", "n"]);
-        assert_eq!(path.sqlite_path(), r#"$."usage"."input tokens"[2]."n""#);
         let data = json!({"usage": {"input tokens": [0, 1, {"n": 7}]}});
         assert_eq!(path.select(&data), Some(&json!(7)));
         assert_eq!(ValuePath::parse("$").unwrap().select(&data), Some(&data));
