@@ -82,7 +82,8 @@ struct Args {
     redis: bool,
     /// Purser's `[rate_limits]`: `enforced` counts every request against limits set above
     /// any load the harness makes (what a production instance pays for them), `off` disables
-    /// them, `absent` writes no table (for a `purser` older than rate limits).
+    /// them, `absent` writes no table, for a `purser` older than rate limits (which then also
+    /// serves without migrating: the harness migrates the database with its own, newer, list).
     #[arg(long, value_enum, default_value_t = RateLimits::Enforced)]
     rate_limits: RateLimits,
     /// Measured `/verify` requests per target and concurrency (facilitators).
@@ -240,7 +241,7 @@ fn default_peer() -> PathBuf {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    targets::set_shared_config(shared_config(&args));
+    targets::set_shared_config(shared_config(&args), args.rate_limits != RateLimits::Absent);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

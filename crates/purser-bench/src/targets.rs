@@ -120,12 +120,15 @@ pub fn sqlite_data_dir(dir: &Path) -> PathBuf {
     dir.join("purser-data")
 }
 
-/// Configuration shared by every `purser` of the run (coordination, rate limits), set once.
-static SHARED_CONFIG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// Configuration shared by every `purser` of the run (coordination, rate limits, and whether
+/// it migrates when it starts serving), set once.
+static SHARED_CONFIG: std::sync::OnceLock<(String, bool)> = std::sync::OnceLock::new();
 
-/// Sets what every `purser` the run starts is configured with besides its own settings.
-pub fn set_shared_config(toml: String) {
-    let _ = SHARED_CONFIG.set(toml);
+/// Sets what every `purser` the run starts is configured with besides its own settings:
+/// `toml` tables, and whether `serve` migrates (a `purser` older than the harness must not:
+/// the harness migrated the database with its own, longer, list).
+pub fn set_shared_config(toml: String, migrate_on_start: bool) {
+    let _ = SHARED_CONFIG.set((toml, migrate_on_start));
 }
 
 /// Where Purser keeps its data for the run.
@@ -195,12 +198,18 @@ impl PurserSetup {
         rpc: Option<RpcCounter>,
     ) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let storage_toml = match storage {
+        let (shared, migrate_on_start) = SHARED_CONFIG
+            .get()
+            .map_or(("", true), |(toml, migrate)| (toml.as_str(), *migrate));
+        let mut storage_toml = match storage {
             PurserStorage::Sqlite => {
                 format!("data_dir = {:?}\n", sqlite_data_dir(dir).to_string_lossy())
             }
             PurserStorage::Postgres(url) => format!("database_url = {url:?}\n"),
         };
+        if !migrate_on_start {
+            storage_toml.push_str("migrate_on_start = false\n");
+        }
         let config = dir.join("purser-bench.toml");
         let base_config = format!(
             "# Written by purser-bench.\n\
@@ -208,8 +217,7 @@ impl PurserSetup {
              [storage]\n{storage_toml}\n\
              [telemetry]\nlog_filter = \"info\"\n\n\
              {shared}\
-             {rails}",
-            shared = SHARED_CONFIG.get().map_or("", String::as_str),
+             {rails}"
         );
         std::fs::write(&config, &base_config)?;
         std::fs::write(dir.join("purser.log"), "")?;
