@@ -14,6 +14,7 @@ mod pagination;
 mod payments;
 mod query;
 mod registry;
+mod routing;
 mod types;
 
 use std::sync::Arc;
@@ -118,11 +119,13 @@ impl AdminState {
         metering: Arc<Metering>,
         authenticator: Arc<Authenticator>,
         invalidator: Arc<Invalidator>,
+        settlement_router: purser_router::Router,
         limits: GraphqlLimits,
         graphiql: bool,
     ) -> Self {
         Self {
             schema: schema_builder(limits)
+                .data(settlement_router)
                 .data(store)
                 .data(registry)
                 .data(metering)

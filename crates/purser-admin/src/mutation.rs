@@ -9,6 +9,7 @@ use crate::error::GqlResult;
 use crate::grants::GrantsMutation;
 use crate::metering::MeteringMutation;
 use crate::registry::RegistryMutation;
+use crate::routing::RoutingMutation;
 use crate::types::{
     ApiKey, CreateApiKeyInput, CreateTenantInput, CreatedApiKey, RevokeApiKeyInput, Tenant,
     UpdateTenantInput,
@@ -25,6 +26,7 @@ pub struct MutationRoot(
     RegistryMutation,
     GrantsMutation,
     MeteringMutation,
+    RoutingMutation,
 );
 
 #[Object]

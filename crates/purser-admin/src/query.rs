@@ -10,6 +10,7 @@ use crate::metering::MeteringQuery;
 use crate::pagination::{IdCursor, RelayArgs, connection};
 use crate::payments::{LedgerBalance, Settlement};
 use crate::registry::RegistryQuery;
+use crate::routing::RoutingQuery;
 use crate::types::{ApiKey, RoleGql, Tenant};
 
 #[derive(Default)]
@@ -24,6 +25,7 @@ pub struct QueryRoot(
     RegistryQuery,
     GrantsQuery,
     MeteringQuery,
+    RoutingQuery,
 );
 
 #[Object]

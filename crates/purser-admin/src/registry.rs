@@ -408,8 +408,13 @@ impl Resource {
     }
 
     /// The x402 `PaymentRequired` (402) the current version answers with.
-    async fn payment_required(&self) -> GqlResult<Option<Json<Value>>> {
-        let challenge = payment_required(&self.0, &ChallengeRequest::default())?;
+    async fn payment_required(&self, ctx: &Context<'_>) -> GqlResult<Option<Json<Value>>> {
+        let mut challenge = payment_required(&self.0, &ChallengeRequest::default())?;
+        let policy = store(ctx)
+            .routing_policy(TenantScope::trusted(self.0.tenant_id))
+            .await?
+            .unwrap_or_default();
+        purser_registry::challenge::route(&mut challenge, crate::routing::router(ctx), &policy);
         let value = serde_json::to_value(&challenge)
             .map_err(|e| Error::internal("serializing a PaymentRequired", e))?;
         Ok(Some(Json(value)))

@@ -211,13 +211,20 @@ impl PurserSetup {
             storage_toml.push_str("migrate_on_start = false\n");
         }
         let config = dir.join("purser-bench.toml");
+        // Rails need a price of their gas for the settlement router; a devnet configuration
+        // without a feed gets ETH at a fixed price.
+        let router = if rails.contains("[[rails]]") && !rails.contains("[[router.price_feeds]]") {
+            "\n[[router.price_feeds]]\ngas_token = \"ETH\"\ncurrency = \"USD\"\nfixed = \"3000\"\n"
+        } else {
+            ""
+        };
         let base_config = format!(
             "# Written by purser-bench.\n\
              [server]\nlisten = \"127.0.0.1:{port}\"\n\n\
              [storage]\n{storage_toml}\n\
              [telemetry]\nlog_filter = \"info\"\n\n\
              {shared}\
-             {rails}"
+             {rails}{router}"
         );
         std::fs::write(&config, &base_config)?;
         std::fs::write(dir.join("purser.log"), "")?;

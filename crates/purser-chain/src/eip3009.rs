@@ -19,6 +19,7 @@ use alloy::sol_types::{Eip712Domain, SolCall, SolEvent, SolStruct, SolValue};
 use purser_domain::money::Amount;
 use purser_x402::{ExactEvmPayload, Reason};
 
+use crate::fees::ActualCost;
 use crate::rails::{Asset, Rail, Signer};
 use crate::rpc::RpcFailure;
 
@@ -409,6 +410,21 @@ pub struct ReceiptView {
     pub block_number: u64,
     /// The receipt holds the `Transfer(from, to, value)` event of the asset.
     pub transfer_logged: bool,
+    /// What the transaction cost its sender, as the receipt reports it.
+    pub cost: ActualCost,
+}
+
+/// A receipt with the fee fields OP Stack nodes add (absent elsewhere).
+#[derive(Debug, serde::Deserialize)]
+struct ReceiptWithFees {
+    #[serde(flatten)]
+    receipt: TransactionReceipt,
+    #[serde(rename = "l1Fee", default)]
+    l1_fee: Option<U256>,
+    #[serde(rename = "operatorFeeScalar", default)]
+    operator_fee_scalar: Option<alloy::primitives::U64>,
+    #[serde(rename = "operatorFeeConstant", default)]
+    operator_fee_constant: Option<U256>,
 }
 
 impl Rail {
@@ -952,20 +968,37 @@ impl Rail {
             ),
             data: None,
         })?;
-        let receipt: Option<TransactionReceipt> = self
+        let receipt: Option<ReceiptWithFees> = self
             .rpc
             .request("eth_getTransactionReceipt", |p| async move {
-                p.get_transaction_receipt(hash).await
+                p.raw_request("eth_getTransactionReceipt".into(), (hash,))
+                    .await
             })
             .await?;
-        Ok(receipt.map(|r| {
+        Ok(receipt.map(|fees| {
+            let r = &fees.receipt;
             let transfer_logged =
-                transfer.is_some_and(|(t, asset)| transfer_in_logs(&r, t, asset.address));
+                transfer.is_some_and(|(t, asset)| transfer_in_logs(r, t, asset.address));
+            let cost = ActualCost::from_parts(
+                r.gas_used,
+                r.effective_gas_price,
+                fees.l1_fee.map(|f| u128::try_from(f).unwrap_or(u128::MAX)),
+                fees.operator_fee_scalar.map(|s| s.to::<u64>()),
+                fees.operator_fee_constant
+                    .map(|c| u128::try_from(c).unwrap_or(u128::MAX)),
+            );
+            if transfer_logged && r.status() {
+                let first = !self
+                    .gas_observed
+                    .swap(true, std::sync::atomic::Ordering::Relaxed);
+                self.gas_mean.observe(r.gas_used, first);
+            }
             ReceiptView {
                 tx_hash: hash,
                 success: r.status(),
                 block_number: r.block_number.unwrap_or_default(),
                 transfer_logged,
+                cost,
             }
         }))
     }

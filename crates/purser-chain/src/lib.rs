@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod eip3009;
+pub mod fees;
 pub mod rails;
 pub mod rpc;

@@ -11,7 +11,8 @@ use alloy::signers::local::PrivateKeySigner;
 use purser_domain::{Error, ErrorCode, Result};
 use tokio::sync::Mutex;
 
-use crate::config::{AssetConfig, RailConfig, SignerSource};
+use crate::config::{AssetConfig, RailConfig, RailKind, SignerSource};
+use crate::fees::GasMean;
 use crate::rpc::{RpcPolicy, RpcPool};
 
 /// An EIP-3009 token on a rail.
@@ -22,6 +23,8 @@ pub struct Asset {
     pub version: String,
     pub decimals: u8,
     pub symbol: Option<String>,
+    /// What one whole token is worth one of (`USD`), as price feeds name it.
+    pub currency: String,
 }
 
 /// A key that signs settlement transactions, with the lock that serialises its broadcasts
@@ -65,6 +68,15 @@ impl std::fmt::Debug for Signer {
 pub struct Rail {
     pub network: String,
     pub chain_id: u64,
+    /// How the chain charges for a transaction ([`crate::fees`]).
+    pub kind: RailKind,
+    /// The token gas is paid in, as price feeds name it.
+    pub gas_token: String,
+    /// The configured fee oracle, when not the kind's predeploy.
+    pub(crate) fee_oracle: Option<Address>,
+    /// Execution gas of one settlement, as this rail's receipts have shown it.
+    pub(crate) gas_mean: GasMean,
+    pub(crate) gas_observed: std::sync::atomic::AtomicBool,
     pub(crate) rpc: RpcPool,
     pub assets: Vec<Asset>,
     pub(crate) signers: Vec<Arc<Signer>>,
@@ -148,6 +160,7 @@ impl Rail {
             version,
             decimals,
             symbol,
+            currency,
         } in &config.assets
         {
             if *decimals > purser_domain::money::MAX_DECIMALS {
@@ -159,6 +172,7 @@ impl Rail {
                 version: version.clone(),
                 decimals: *decimals,
                 symbol: symbol.clone(),
+                currency: currency.clone(),
             });
         }
         let signers = config
@@ -179,12 +193,27 @@ impl Rail {
             .iter()
             .map(|f| parse_address(f, "ERC-6492 factory"))
             .collect::<Result<HashSet<_>>>()?;
+        let fee_oracle = config
+            .fee_oracle
+            .as_deref()
+            .map(|o| parse_address(o, "fee oracle"))
+            .transpose()?;
+        if config.settlement_gas < 21_000 {
+            return Err(context(
+                "settlement_gas must be at least 21000 (a transaction's intrinsic gas)".to_owned(),
+            ));
+        }
         if config.confirmations == 0 {
             return Err(context("confirmations must be at least 1".to_owned()));
         }
         let rail = Self {
             network: config.network.clone(),
             chain_id,
+            kind: config.kind,
+            gas_token: config.gas_token.clone(),
+            fee_oracle,
+            gas_mean: GasMean::new(config.settlement_gas),
+            gas_observed: std::sync::atomic::AtomicBool::new(false),
             rpc,
             assets,
             signers,

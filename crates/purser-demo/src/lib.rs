@@ -918,8 +918,10 @@ fn rail(chain: &DevnetChain, signer: &TestAccount, dir: &Path) -> anyhow::Result
             version: token.version.clone(),
             decimals: token.decimals,
             symbol: Some(token.symbol.clone()),
+            currency: "USD".to_owned(),
         }],
         erc6492_factories: vec![],
+        ..Default::default()
     })
 }
 

@@ -281,6 +281,16 @@ pub(crate) fn rails_toml(
             ));
         }
     }
+    // The settlement router converts gas into the tokens' dollars; anvil mines only when a
+    // transaction arrives, so an idle devnet's head is old without being stuck.
+    toml.push_str(
+        "\n[router]\n\
+         stall_after_seconds = 0\n\
+         \n[[router.price_feeds]]\n\
+         gas_token = \"ETH\"\n\
+         currency = \"USD\"\n\
+         fixed = \"3000\"\n",
+    );
     toml
 }
 

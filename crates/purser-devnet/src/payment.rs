@@ -100,6 +100,7 @@ impl Payment {
             version: self.token.version.clone(),
             decimals: self.token.decimals,
             symbol: None,
+            currency: "USD".to_owned(),
         };
         self.transfer(vec![]).signing_hash(&asset, chain_id)
     }

@@ -11,6 +11,7 @@ pub mod metering;
 pub mod page;
 pub mod registry;
 pub mod repo;
+pub mod routing;
 pub mod settlement;
 pub mod tenant;
 pub mod text;

@@ -24,6 +24,7 @@ use crate::registry::{
     CatalogFilter, CatalogPage, LearnedResource, NewResource, PayoutAddress, ProbeOutcome,
     Resource, ResourceChange, ResourceStatus, ResourceVersion,
 };
+use crate::routing::RoutingPolicy;
 use crate::settlement::{
     Attempt, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NewSettlement,
     PaymentIdentifierClaim, Settlement,
@@ -567,6 +568,21 @@ pub trait MeteringRepository: Send + Sync {
     ) -> Result<Option<Meter>>;
 }
 
+/// Tenants' settlement routing policies ([`crate::routing`]).
+#[async_trait]
+pub trait RoutingRepository: Send + Sync {
+    /// The scope's policy, `None` when it never set one (the default applies).
+    async fn routing_policy(&self, scope: TenantScope) -> Result<Option<RoutingPolicy>>;
+
+    /// Replaces the scope's policy (checked first) and answers it as stored.
+    async fn set_routing_policy(
+        &self,
+        scope: TenantScope,
+        policy: RoutingPolicy,
+        at: DateTime<Utc>,
+    ) -> Result<RoutingPolicy>;
+}
+
 /// Everything the platform keeps in its database.
 pub trait Store:
     TenantRepository
@@ -577,6 +593,7 @@ pub trait Store:
     + GrantRepository
     + CreditRepository
     + MeteringRepository
+    + RoutingRepository
     + StoreHealth
 {
 }
@@ -590,6 +607,7 @@ impl<T> Store for T where
         + GrantRepository
         + CreditRepository
         + MeteringRepository
+        + RoutingRepository
         + StoreHealth
 {
 }

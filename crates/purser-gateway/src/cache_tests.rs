@@ -65,6 +65,8 @@ fn priced(versions: u32) -> Arc<Priced> {
             updated_at: now,
         },
         versions,
+        policy: Default::default(),
+        router: Arc::new(purser_domain::routing::Unrouted),
     })
 }
 

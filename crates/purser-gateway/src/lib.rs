@@ -38,9 +38,10 @@ use purser_domain::metering::NewUsageEvent;
 use purser_domain::page::PageRequest;
 use purser_domain::registry::{PriceSpec, Resource, ResourceKind, ResourceStatus, ResourceVersion};
 use purser_domain::repo::{
-    CreditRepository, GrantRepository, MeteringRepository, RegistryRepository,
+    CreditRepository, GrantRepository, MeteringRepository, RegistryRepository, RoutingRepository,
     SettlementRepository, TenantRepository,
 };
+use purser_domain::routing::{OfferRouter, RoutingPolicy, Unrouted};
 use purser_domain::settlement::AuthorizationKey;
 use purser_domain::{Error, ErrorCode};
 use purser_entitlement::{
@@ -71,6 +72,10 @@ pub const PAYMENT_EVENT_SOURCE: &str = "purser:payments";
 pub struct Priced {
     pub resource: Resource,
     pub versions: Vec<ResourceVersion>,
+    /// The tenant's routing policy, read with the resource.
+    pub policy: RoutingPolicy,
+    /// Orders and filters the offers of each 402 by live quotes.
+    pub router: Arc<dyn OfferRouter>,
 }
 
 impl Priced {
@@ -94,7 +99,7 @@ impl Priced {
     /// requirements of older versions still payable. `None` when the path is not the
     /// resource's route.
     pub fn offer(&self, path_and_query: Option<&str>) -> Option<Offer> {
-        let required = challenge::payment_required(
+        let mut required = challenge::payment_required(
             &self.resource,
             &ChallengeRequest {
                 path_and_query,
@@ -102,6 +107,7 @@ impl Priced {
             },
         )
         .ok()?;
+        challenge::route(&mut required, self.router.as_ref(), &self.policy);
         let now = purser_domain::time::now();
         let current = self.resource.current.version;
         let also_accepts = self
@@ -232,6 +238,8 @@ pub struct GatewayRepositories {
     pub credits: Arc<dyn CreditRepository>,
     /// Meters, to price resources sold by usage.
     pub meters: Arc<dyn MeteringRepository>,
+    /// Tenants' routing policies, read with their resources.
+    pub routing: Arc<dyn RoutingRepository>,
 }
 
 /// What the gateway's parts share.
@@ -245,6 +253,7 @@ pub struct Gateway {
     entitlements: Entitlements,
     coordination: Arc<dyn Coordination>,
     metering: Arc<Metering>,
+    router: Arc<dyn OfferRouter>,
 }
 
 impl Gateway {
@@ -280,7 +289,16 @@ impl Gateway {
             cache: Arc::new(priced_cache(PRICED_CACHE_WEIGHT)),
             routes: Arc::new(route_cache(ROUTE_CACHE_WEIGHT)),
             metering,
+            router: Arc::new(Unrouted),
         }
+    }
+
+    /// Orders and filters the offers of every 402 with `router` (the settlement router);
+    /// without, 402s list networks in the merchant's order.
+    pub fn with_router(mut self, router: Arc<dyn OfferRouter>) -> Self {
+        self.router = router;
+        self.cache.forget_all();
+        self
     }
 
     /// The engine, settling for `scope` (the resource's tenant).
@@ -317,9 +335,21 @@ impl Gateway {
             .resource_versions(TenantScope::trusted(resource.tenant_id), id)
             .await
             .map_err(unavailable)?;
+        let policy = self
+            .repositories
+            .routing
+            .routing_policy(TenantScope::trusted(resource.tenant_id))
+            .await
+            .map_err(unavailable)?
+            .unwrap_or_default();
         let mut resource = resource;
         self.follow_meter_price(&mut resource).await;
-        let priced = Arc::new(Priced { resource, versions });
+        let priced = Arc::new(Priced {
+            resource,
+            versions,
+            policy,
+            router: self.router.clone(),
+        });
         self.cache.insert(read, id, priced.clone());
         Ok(Some(priced))
     }

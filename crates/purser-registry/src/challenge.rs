@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use purser_domain::registry::{Accept, Resource, ResourceVersion};
+use purser_domain::routing::{Candidate, OfferRouter, RoutingPolicy};
 use purser_domain::{Error, Result};
 use purser_x402::v2::{Extensions, JsonObject, PaymentRequired, PaymentRequirements, ResourceInfo};
 use purser_x402::{Network, V2};
@@ -25,6 +26,51 @@ pub struct ChallengeRequest<'a> {
     /// `/users/42?verbose=1`: the path must match the resource's route.
     pub path_and_query: Option<&'a str>,
     pub error: Option<&'a str>,
+}
+
+/// The `error` of a 402 whose every way to pay was left out by the tenant's fee guard.
+pub const NO_RAIL_WITHIN_FEE_LIMIT: &str =
+    "No network can settle this price within the merchant's fee limit";
+
+/// Orders and filters the ways to pay of `required` with `router`, under the tenant's
+/// `policy`: what every path that writes a 402 does before answering. When every rail is
+/// unhealthy the merchant's order is kept (a payment that settles late beats none); when the fee
+/// guard leaves nothing, the 402 offers nothing and says why.
+pub fn route(required: &mut PaymentRequired, router: &dyn OfferRouter, policy: &RoutingPolicy) {
+    if required.accepts.len() < 2 && policy.max_fee_ratio_bps.is_none() {
+        return;
+    }
+    let candidates: Vec<Candidate<'_>> = required
+        .accepts
+        .iter()
+        .map(|r| Candidate {
+            network: r.network.as_str(),
+            asset: &r.asset,
+            amount: r.amount,
+        })
+        .collect();
+    let routed = router.route(policy, &candidates);
+    drop(candidates);
+    if routed.order.is_empty() {
+        let by_fee = routed
+            .left_out
+            .iter()
+            .any(|(_, reason)| *reason == "fee_ratio");
+        if by_fee {
+            required.accepts.clear();
+            required.error = Some(NO_RAIL_WITHIN_FEE_LIMIT.to_owned());
+        }
+        return;
+    }
+    let mut slots: Vec<Option<PaymentRequirements>> = std::mem::take(&mut required.accepts)
+        .into_iter()
+        .map(Some)
+        .collect();
+    required.accepts = routed
+        .order
+        .iter()
+        .filter_map(|&index| slots.get_mut(index).and_then(Option::take))
+        .collect();
 }
 
 /// The requirements of one accepted way to pay.
@@ -241,6 +287,66 @@ pub(crate) mod tests {
             created_at: now,
             updated_at: now,
         }
+    }
+
+    /// A router that answers what it is given.
+    struct Answers(purser_domain::routing::Routed);
+
+    impl OfferRouter for Answers {
+        fn route(&self, _: &RoutingPolicy, _: &[Candidate<'_>]) -> purser_domain::routing::Routed {
+            self.0.clone()
+        }
+    }
+
+    fn three_networks() -> PaymentRequired {
+        let mut r = resource(ResourceKind::Http, "https://api.example.com/r", Some("GET"));
+        let first = r.current.spec.accepts[0].clone();
+        for network in ["eip155:421614", "eip155:11155420"] {
+            r.current.spec.accepts.push(Accept {
+                network: network.into(),
+                ..first.clone()
+            });
+        }
+        payment_required(&r, &ChallengeRequest::default()).unwrap()
+    }
+
+    #[test]
+    fn routing_reorders_filters_and_says_why_nothing_is_left() {
+        use purser_domain::routing::Routed;
+        let networks = |pr: &PaymentRequired| {
+            pr.accepts
+                .iter()
+                .map(|a| a.network.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let mut pr = three_networks();
+        let router = Answers(Routed {
+            order: vec![2, 0],
+            left_out: vec![(1, "rpc_unreachable")],
+        });
+        route(&mut pr, &router, &RoutingPolicy::default());
+        assert_eq!(networks(&pr), ["eip155:11155420", "eip155:84532"]);
+        assert_eq!(pr.error.as_deref(), Some(PAYMENT_REQUIRED));
+        // Every rail unhealthy: the merchant's order stands.
+        let mut pr = three_networks();
+        let router = Answers(Routed {
+            order: vec![],
+            left_out: vec![(0, "head_stalled"), (1, "head_stalled"), (2, "quote_stale")],
+        });
+        route(&mut pr, &router, &RoutingPolicy::default());
+        assert_eq!(
+            networks(&pr),
+            ["eip155:84532", "eip155:421614", "eip155:11155420"]
+        );
+        // The fee guard left nothing: nothing is offered, and the 402 says why.
+        let mut pr = three_networks();
+        let router = Answers(Routed {
+            order: vec![],
+            left_out: vec![(0, "fee_ratio"), (1, "rpc_unreachable"), (2, "fee_ratio")],
+        });
+        route(&mut pr, &router, &RoutingPolicy::default());
+        assert!(pr.accepts.is_empty());
+        assert_eq!(pr.error.as_deref(), Some(NO_RAIL_WITHIN_FEE_LIMIT));
     }
 
     /// The extension's `info` validates against its own `schema`, as facilitators check.

@@ -23,6 +23,7 @@ pub(crate) const FOREIGN_KEYS: &[(&str, &str)] = &[
     ("resource_accepts_resource_id_fkey", "resource"),
     ("resource_versions_resource_id_fkey", "resource"),
     ("resources_tenant_id_fkey", "tenant"),
+    ("routing_policies_tenant_id_fkey", "tenant"),
     ("settlement_attempts_settlement_id_fkey", "settlement"),
     ("settlements_tenant_id_fkey", "tenant"),
 ];

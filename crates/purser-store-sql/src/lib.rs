@@ -20,6 +20,7 @@ pub mod keys;
 pub mod ledger;
 pub mod metering;
 pub mod registry;
+pub mod routing;
 pub mod settlements;
 pub mod tenants;
 

@@ -62,6 +62,7 @@ macro_rules! store_suite {
             names_refuse_nul_and_control_characters_and_keep_any_script,
             operators_scope_only_tenants_that_exist,
             outcome_messages_from_outside_are_stored_printable,
+            routing_policies_are_per_tenant_and_checked,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -1459,4 +1460,55 @@ pub async fn operators_scope_only_tenants_that_exist(store: Arc<dyn Store>) {
             ErrorCode::Forbidden
         );
     }
+}
+
+pub async fn routing_policies_are_per_tenant_and_checked(store: Arc<dyn Store>) {
+    use purser_domain::routing::{RoutingPolicy, Strategy};
+    let a = TenantScope::trusted(tenant(&store, "Routing A").await.id);
+    let b = TenantScope::trusted(tenant(&store, "Routing B").await.id);
+    assert_eq!(store.routing_policy(a).await.unwrap(), None);
+    let weighted = RoutingPolicy {
+        strategy: Strategy::Weighted,
+        cost_weight_percent: 70,
+        max_fee_ratio_bps: Some(250),
+    };
+    let stored = store
+        .set_routing_policy(a, weighted, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(stored, weighted);
+    assert_eq!(store.routing_policy(a).await.unwrap(), Some(weighted));
+    assert_eq!(store.routing_policy(b).await.unwrap(), None);
+    // Replacing keeps one row, and a guard can be removed.
+    let pinned = RoutingPolicy {
+        strategy: Strategy::Pinned,
+        cost_weight_percent: 0,
+        max_fee_ratio_bps: None,
+    };
+    store
+        .set_routing_policy(a, pinned, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(store.routing_policy(a).await.unwrap(), Some(pinned));
+    // Out of range: refused before any SQL, alike on both backends, nothing written.
+    let err = store
+        .set_routing_policy(
+            b,
+            RoutingPolicy {
+                max_fee_ratio_bps: Some(0),
+                ..RoutingPolicy::default()
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput);
+    assert_eq!(store.routing_policy(b).await.unwrap(), None);
+    // A tenant that does not exist is not found, not internal.
+    let ghost = TenantScope::trusted(TenantId::new());
+    let err = store
+        .set_routing_policy(ghost, RoutingPolicy::default(), chrono::Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "{err:?}");
 }

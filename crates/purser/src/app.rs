@@ -24,6 +24,7 @@ use purser_metering::Metering;
 use purser_metering::http::MeteringState;
 use purser_registry::discovery::DiscoveryState;
 use purser_registry::{AssetCatalog, AssetInfo, Prober, Registry};
+use purser_router::Router as SettlementRouter;
 use purser_store_postgres::{PgStore, PgStoreOptions};
 use purser_store_sqlite::{SqliteStore, SqliteStoreOptions};
 use secrecy::ExposeSecret;
@@ -107,6 +108,8 @@ pub struct Platform {
     pub metering: Arc<Metering>,
     /// Rate limits on every public route, when `[rate_limits]` enables them.
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// Quotes the rails in the background and orders every 402's offers.
+    pub settlement_router: SettlementRouter,
 }
 
 impl Platform {
@@ -181,9 +184,12 @@ impl Platform {
             store.clone(),
             asset_catalog(&rails),
         ));
+        let rails = Arc::new(rails);
+        let settlement_router = SettlementRouter::new(rails.clone(), config.router.clone())
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
         let facilitator = Arc::new(Facilitator::new(
             store.clone(),
-            Arc::new(rails),
+            rails,
             config.facilitator.clone(),
         )?);
         let rate_limiter = RateLimiter::new(
@@ -201,6 +207,7 @@ impl Platform {
                 grants: store.clone(),
                 credits: store.clone(),
                 meters: store.clone(),
+                routing: store.clone(),
             },
             coordination.clone(),
             facilitator.clone(),
@@ -208,7 +215,8 @@ impl Platform {
             grants,
             invalidator.clone(),
             metering.clone(),
-        );
+        )
+        .with_router(Arc::new(settlement_router.clone()));
         Ok(Self {
             store,
             coordination,
@@ -219,6 +227,7 @@ impl Platform {
             invalidator,
             metering,
             rate_limiter,
+            settlement_router,
         })
     }
 
@@ -247,6 +256,7 @@ impl Platform {
             self.metering.clone(),
             self.authenticator.clone(),
             self.invalidator.clone(),
+            self.settlement_router.clone(),
             config.graphql.limits(),
             config.graphql.graphiql,
         ));
@@ -390,6 +400,12 @@ pub async fn serve_with(
         }
         _ => None,
     };
+    let quotes = {
+        let mut stop = stop.clone();
+        tokio::spawn(platform.settlement_router.clone().run(async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        }))
+    };
     let reconciler = tokio::spawn(
         Reconciler::new(platform.facilitator.clone()).run(async move {
             let mut stop = stop;
@@ -417,6 +433,7 @@ pub async fn serve_with(
     )
     .await?;
     let _ = reconciler.await;
+    let _ = quotes.await;
     if let Some(gateway) = gateway {
         let _ = gateway.await;
     }

@@ -32,6 +32,9 @@ pub struct Config {
     pub rate_limits: purser_http::ratelimit::RateLimitConfig,
     /// The chains Purser settles on (`[[rails]]` tables); see `purser_chain::config`.
     pub rails: Vec<purser_chain::config::RailConfig>,
+    /// The settlement router (`[router]`, with `[[router.price_feeds]]`); see
+    /// `purser_router::config`.
+    pub router: purser_router::RouterConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

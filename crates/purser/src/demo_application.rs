@@ -28,6 +28,15 @@ impl purser_demo::Application for DemoApplication {
         config.storage.data_dir = data_dir.to_owned();
         // The demo's API lives on loopback; let the freshness prober look at it.
         config.registry.probe_private_addresses = true;
+        // The devnet's ETH, at a fixed price, turns gas into USDC for the settlement router.
+        config.router.price_feeds = vec![purser_chain::config::PriceFeedConfig {
+            gas_token: "ETH".to_owned(),
+            currency: "USD".to_owned(),
+            network: None,
+            aggregator: None,
+            fixed: Some("3000".to_owned()),
+            max_age_seconds: 3600,
+        }];
         let database = Database::open(&config.storage).await?;
         database.migrate().await?;
         let platform = Platform::from_parts(

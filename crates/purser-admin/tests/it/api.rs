@@ -66,6 +66,7 @@ impl TestApi {
             metering,
             authenticator,
             invalidator,
+            purser_router::Router::new(Default::default(), Default::default()).unwrap(),
             limits,
             false,
         );

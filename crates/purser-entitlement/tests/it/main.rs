@@ -61,8 +61,10 @@ impl Fixture {
                     version: token.version.clone(),
                     decimals: token.decimals,
                     symbol: None,
+                    currency: "USD".to_owned(),
                 }],
                 erc6492_factories: vec![],
+                ..Default::default()
             }],
             RpcPolicy::default(),
         )

@@ -148,8 +148,10 @@ pub fn rail_config(
             version: token.version.clone(),
             decimals: token.decimals,
             symbol: Some(token.symbol.clone()),
+            currency: "USD".to_owned(),
         }],
         erc6492_factories: vec![],
+        ..Default::default()
     };
     (config, files)
 }

@@ -95,14 +95,18 @@ impl Interop {
                 version: token.version.clone(),
                 decimals: token.decimals,
                 symbol: Some(token.symbol.clone()),
+                currency: "USD".to_owned(),
             }],
             erc6492_factories: vec![],
+            ..Default::default()
         };
         let rails = Rails::open(&[rail], RpcPolicy::default())
             .await
             .expect("open the rail");
         drop(key_file);
-        let app = TestApp::start_with_rails(backends, Config::default(), rails).await;
+        let mut config = Config::default();
+        config.router.price_feeds = vec![fixed_eth_usd()];
+        let app = TestApp::start_with_rails(backends, config, rails).await;
         let tenant = app
             .store
             .create_tenant(NewTenant::new(
@@ -1255,5 +1259,17 @@ async fn sdk_client_pays_the_example_merchant(backends: Backends) {
         assert_eq!(out["replay"]["status"], 409, "{path}: {out}");
         paid += U256::from(price);
         assert_eq!(fx.balance(fx.merchant()).await, merchant_before + paid);
+    }
+}
+
+/// ETH at a fixed 3,000 USD: what the settlement router converts gas costs with here.
+fn fixed_eth_usd() -> purser_chain::config::PriceFeedConfig {
+    purser_chain::config::PriceFeedConfig {
+        gas_token: "ETH".to_owned(),
+        currency: "USD".to_owned(),
+        network: None,
+        aggregator: None,
+        fixed: Some("3000".to_owned()),
+        max_age_seconds: 3600,
     }
 }
