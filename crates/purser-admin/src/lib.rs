@@ -112,17 +112,27 @@ pub struct AdminState {
     pub limits: GraphqlLimits,
 }
 
+/// The services GraphQL resolvers read and change.
+pub struct AdminServices {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub metering: Arc<Metering>,
+    pub authenticator: Arc<Authenticator>,
+    pub invalidator: Arc<Invalidator>,
+    /// The settlement router: live quotes, and the order of `paymentRequired`'s offers.
+    pub settlement_router: purser_router::Router,
+}
+
 impl AdminState {
-    pub fn new(
-        store: Arc<dyn Store>,
-        registry: Arc<Registry>,
-        metering: Arc<Metering>,
-        authenticator: Arc<Authenticator>,
-        invalidator: Arc<Invalidator>,
-        settlement_router: purser_router::Router,
-        limits: GraphqlLimits,
-        graphiql: bool,
-    ) -> Self {
+    pub fn new(services: AdminServices, limits: GraphqlLimits, graphiql: bool) -> Self {
+        let AdminServices {
+            store,
+            registry,
+            metering,
+            authenticator,
+            invalidator,
+            settlement_router,
+        } = services;
         Self {
             schema: schema_builder(limits)
                 .data(settlement_router)

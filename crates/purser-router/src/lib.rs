@@ -614,9 +614,9 @@ impl Track {
                 if self.head.is_none_or(|(block, _)| cost.block_number > block) {
                     self.head = Some((cost.block_number, cost.block_timestamp));
                 }
-                match balance {
-                    Some(Ok(balance)) => self.signer_balance_wei = balance,
-                    Some(Err(_)) | None => {}
+                // A balance that could not be read keeps the last one read.
+                if let Some(Ok(balance)) = balance {
+                    self.signer_balance_wei = balance;
                 }
                 self.quote = Some(Quote {
                     cost,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use purser_admin::AdminState;
+use purser_admin::{AdminServices, AdminState};
 use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
 use purser_coord::{MemoryCoordination, RedisCoordination};
@@ -251,12 +251,14 @@ impl Platform {
             metrics: purser_http::metrics::install(),
         });
         let admin = purser_admin::router(AdminState::new(
-            self.store.clone(),
-            self.registry.clone(),
-            self.metering.clone(),
-            self.authenticator.clone(),
-            self.invalidator.clone(),
-            self.settlement_router.clone(),
+            AdminServices {
+                store: self.store.clone(),
+                registry: self.registry.clone(),
+                metering: self.metering.clone(),
+                authenticator: self.authenticator.clone(),
+                invalidator: self.invalidator.clone(),
+                settlement_router: self.settlement_router.clone(),
+            },
             config.graphql.limits(),
             config.graphql.graphiql,
         ));

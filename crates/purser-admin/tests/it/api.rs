@@ -61,12 +61,18 @@ impl TestApi {
             purser_metering::MeteringLimits::default(),
         ));
         let state = AdminState::new(
-            store.clone(),
-            registry,
-            metering,
-            authenticator,
-            invalidator,
-            purser_router::Router::new(Default::default(), Default::default()).unwrap(),
+            purser_admin::AdminServices {
+                store: store.clone(),
+                registry,
+                metering,
+                authenticator,
+                invalidator,
+                settlement_router: purser_router::Router::new(
+                    Default::default(),
+                    Default::default(),
+                )
+                .unwrap(),
+            },
             limits,
             false,
         );

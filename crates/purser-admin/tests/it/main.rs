@@ -7,6 +7,7 @@ mod api;
 mod grants;
 mod limits;
 mod registry;
+mod routing;
 
 fn committed_schema_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schema.graphql")
