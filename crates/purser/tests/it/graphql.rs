@@ -278,6 +278,16 @@ async fn tenants_paginate_both_ways(app: TestApp) {
 /// Every root field, with how a tenant-A key tries to use it against tenant B. The test
 /// `every_root_field_is_covered_by_the_isolation_test` keeps this list complete.
 const ISOLATION_ATTEMPTS: &[(&str, &str)] = &[
+    (
+        "routingPolicy",
+        "query($b: ID!) { routingPolicy(tenantId: $b) { strategy } }",
+    ),
+    (
+        "setRoutingPolicy",
+        "mutation($b: ID!) { setRoutingPolicy(input: { tenantId: $b, strategy: PINNED }) { strategy } }",
+    ),
+    ("railQuotes", "{ railQuotes { network healthy } }"),
+    ("priceFeeds", "{ priceFeeds { gasToken } }"),
     ("tenant", "query($b: ID!) { tenant(id: $b) { id name } }"),
     ("tenants", "{ tenants { nodes { id } } }"),
     (
@@ -525,15 +535,16 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
             .await;
         let text = body.to_string();
         assert!(
-            !text.contains(&tenant_b) || *field == "viewer" || *field == "networks",
+            !text.contains(&tenant_b) || *field == "viewer",
             "{field} leaked tenant B: {text}"
         );
         assert!(
             !text.contains("Tenant B"),
             "{field} leaked tenant B's name: {text}"
         );
-        if *field == "networks" {
-            assert!(body["data"]["networks"].is_array(), "{text}");
+        // Platform-wide facts, the same for every tenant: answered, about no tenant.
+        if ["networks", "railQuotes", "priceFeeds"].contains(field) {
+            assert!(body["data"][*field].is_array(), "{text}");
             continue;
         }
         if *field == "viewer" {
