@@ -1,5 +1,5 @@
 //! One chain of a devnet: setting it up (token deployed, copied to the canonical address,
-//! payers funded) and the handle tests drive it through.
+//! payers funded, fee contracts placed) and the handle tests drive it through.
 
 use std::sync::Arc;
 
@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::anvil::{AttachedAnvil, Started};
 use crate::contracts::{Artefact, PurserUSD, TestSmartWallet};
+use crate::fees::{FeeContracts, PriceFeedInfo};
+use crate::files::DevnetManifest;
+use crate::spec::CanonicalUsdc;
 use crate::{DevnetAccounts, DevnetChainSpec, DevnetError, DevnetOptions, Mining, TestAccount};
 
 /// How long [`DevnetChain::send_as`] waits for a receipt.
@@ -41,6 +44,8 @@ pub struct DevnetChain {
     node: DynProvider,
     token: TokenInfo,
     canonical_usdc: Option<TokenInfo>,
+    pub(crate) fee_contracts: FeeContracts,
+    pub(crate) price_feed: Option<PriceFeedInfo>,
     accounts: Arc<DevnetAccounts>,
     // Kills the anvil when the chain is dropped, for devnets that own their processes.
     _anvil: Option<AttachedAnvil>,
@@ -58,6 +63,8 @@ impl std::fmt::Debug for DevnetChain {
                 "canonical_usdc",
                 &self.canonical_usdc.as_ref().map(|t| t.address),
             )
+            .field("fee_kind", &self.spec.fee_kind())
+            .field("price_feed", &self.price_feed.as_ref().map(|f| f.address))
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +86,7 @@ pub(crate) fn http_provider(
     }
 }
 
-fn rpc_error(
+pub(crate) fn rpc_error(
     chain_id: u64,
     what: &str,
 ) -> impl FnOnce(alloy::transports::TransportError) -> DevnetError {
@@ -90,9 +97,35 @@ fn rpc_error(
     }
 }
 
+/// A provider for `rpc_url` and one without fillers (for anvil to fill and sign), after checking
+/// the endpoint answers `chain_id`.
+async fn connect(rpc_url: &str, chain_id: u64) -> Result<(DynProvider, DynProvider), DevnetError> {
+    let url: alloy::transports::http::reqwest::Url =
+        rpc_url.parse().map_err(|e| DevnetError::Chain {
+            chain_id,
+            message: format!("bad rpc url {rpc_url}: {e}"),
+        })?;
+    let provider = http_provider(url.clone(), None);
+    let node = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .connect_http(url)
+        .erased();
+    let answered = provider
+        .get_chain_id()
+        .await
+        .map_err(rpc_error(chain_id, "eth_chainId"))?;
+    if answered != chain_id {
+        return Err(DevnetError::Chain {
+            chain_id,
+            message: format!("the node at {rpc_url} answers chain id {answered}"),
+        });
+    }
+    Ok((provider, node))
+}
+
 impl DevnetChain {
-    /// Checks the chain answers as expected, deploys and funds the tokens, then applies the
-    /// mining mode.
+    /// Checks the chain answers as expected, deploys and funds the tokens, places the fee
+    /// contracts and the price feed, then applies the mining mode.
     pub(crate) async fn set_up(
         spec: DevnetChainSpec,
         started: Started,
@@ -100,26 +133,7 @@ impl DevnetChain {
         options: &DevnetOptions,
     ) -> Result<DevnetChain, DevnetError> {
         let chain_id = spec.chain_id;
-        let url: alloy::transports::http::reqwest::Url =
-            started.rpc_url.parse().map_err(|e| DevnetError::Chain {
-                chain_id,
-                message: format!("bad rpc url {}: {e}", started.rpc_url),
-            })?;
-        let provider = http_provider(url.clone(), None);
-        let node = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .connect_http(url)
-            .erased();
-        let answered = provider
-            .get_chain_id()
-            .await
-            .map_err(rpc_error(chain_id, "eth_chainId"))?;
-        if answered != chain_id {
-            return Err(DevnetError::Chain {
-                chain_id,
-                message: format!("anvil answers chain id {answered}"),
-            });
-        }
+        let (provider, node) = connect(&started.rpc_url, chain_id).await?;
         let on_chain = provider
             .get_accounts()
             .await
@@ -144,6 +158,8 @@ impl DevnetChain {
                 symbol: options.token.symbol.clone(),
             },
             canonical_usdc: None,
+            fee_contracts: FeeContracts::default(),
+            price_feed: None,
             spec,
             rpc_url: started.rpc_url,
             pid: started.pid,
@@ -187,6 +203,11 @@ impl DevnetChain {
                 symbol: options.token.symbol.clone(),
             });
         }
+        chain.place_fee_contracts().await?;
+        // Deployed last, so the token's address stays what it was before chains had feeds.
+        if let Some(feed) = chain.spec.price_feed.clone() {
+            chain.price_feed = Some(chain.deploy_price_feed(&feed).await?);
+        }
         match options.mining {
             Mining::Auto => {}
             Mining::Interval { block_time_seconds } => {
@@ -195,6 +216,81 @@ impl DevnetChain {
             Mining::Manual => chain.set_automine(false).await?,
         }
         Ok(chain)
+    }
+
+    /// A handle on chain `chain` (its id, name or `eip155:` network) of a devnet that is
+    /// already running, as its `devnet.json` describes it: started by [`crate::up`], or written
+    /// by [`crate::Devnet::write_files`]. The handle owns no process; dropping it stops nothing.
+    pub async fn attach(
+        manifest: &DevnetManifest,
+        chain: &str,
+    ) -> Result<DevnetChain, DevnetError> {
+        let entry = manifest.find_chain(chain).ok_or_else(|| {
+            DevnetError::Options(format!(
+                "the devnet has no chain `{chain}` (it has {})",
+                manifest
+                    .chains
+                    .iter()
+                    .map(|c| format!("{} ({})", c.name, c.chain_id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let chain_id = entry.chain_id;
+        let (provider, node) = connect(&entry.rpc_url, chain_id).await?;
+        let account = |entry: &crate::files::AccountEntry| {
+            let key: B256 = entry.private_key.parse().map_err(|_| {
+                DevnetError::Options(format!("the key of {} is not hex", entry.address))
+            })?;
+            let account = TestAccount::from_private_key(key)?;
+            if account.address() != entry.address {
+                return Err(DevnetError::Options(format!(
+                    "the key recorded for {} is another account's",
+                    entry.address
+                )));
+            }
+            Ok(account)
+        };
+        let accounts = DevnetAccounts {
+            deployer: account(&manifest.deployer)?,
+            settlement_signer: account(&manifest.settlement_signer)?,
+            payers: manifest
+                .accounts
+                .iter()
+                .map(account)
+                .collect::<Result<_, _>>()?,
+        };
+        let base_fee_wei = entry.base_fee_wei.parse().map_err(|_| {
+            DevnetError::Options(format!(
+                "the base fee of chain {chain_id} is not a number: {}",
+                entry.base_fee_wei
+            ))
+        })?;
+        let spec = DevnetChainSpec {
+            chain_id,
+            name: entry.name.clone(),
+            base_fee_wei,
+            canonical_usdc: entry.canonical_usdc.as_ref().map(|t| CanonicalUsdc {
+                address: t.address,
+                name: t.name.clone(),
+                version: t.version.clone(),
+            }),
+            fees: entry.fees.clone(),
+            price_feed: entry.price_feed.as_ref().map(PriceFeedInfo::spec),
+        };
+        Ok(DevnetChain {
+            spec,
+            rpc_url: entry.rpc_url.clone(),
+            pid: entry.pid.unwrap_or_default(),
+            provider,
+            node,
+            token: entry.token.clone(),
+            canonical_usdc: entry.canonical_usdc.clone(),
+            fee_contracts: entry.fee_contracts.clone(),
+            price_feed: entry.price_feed.clone(),
+            accounts: Arc::new(accounts),
+            _anvil: None,
+        })
     }
 
     async fn deploy_token(
@@ -264,7 +360,25 @@ impl DevnetChain {
         what: &str,
     ) -> Result<TransactionReceipt, DevnetError> {
         let tx = TransactionRequest::default().with_to(to).with_input(input);
-        self.send_transaction(account, tx, what).await
+        self.send_transaction(account, tx, what, false).await
+    }
+
+    /// [`Self::send_as`], mining a block for the transaction when automining is off, so it
+    /// completes in every mining mode (with interval mining, the extra block comes early).
+    pub(crate) async fn send_as_and_mine(
+        &self,
+        account: &TestAccount,
+        to: Address,
+        input: Bytes,
+        what: &str,
+    ) -> Result<TransactionReceipt, DevnetError> {
+        let automine: bool = self
+            .provider
+            .raw_request("anvil_getAutomine".into(), ())
+            .await
+            .map_err(rpc_error(self.chain_id(), "anvil_getAutomine"))?;
+        let tx = TransactionRequest::default().with_to(to).with_input(input);
+        self.send_transaction(account, tx, what, !automine).await
     }
 
     async fn send_transaction(
@@ -272,6 +386,7 @@ impl DevnetChain {
         account: &TestAccount,
         tx: TransactionRequest,
         what: &str,
+        mine: bool,
     ) -> Result<TransactionReceipt, DevnetError> {
         let chain_id = self.chain_id();
         let tx = tx.with_from(account.address());
@@ -282,11 +397,15 @@ impl DevnetChain {
             .estimate_gas(tx.clone())
             .await
             .map_err(rpc_error(chain_id, what))?;
-        let receipt = self
+        let pending = self
             .node
             .send_transaction(tx.with_gas_limit(gas))
             .await
-            .map_err(rpc_error(chain_id, what))?
+            .map_err(rpc_error(chain_id, what))?;
+        if mine {
+            self.mine().await?;
+        }
+        let receipt = pending
             .with_timeout(Some(RECEIPT_TIMEOUT))
             .get_receipt()
             .await
@@ -308,7 +427,7 @@ impl DevnetChain {
     pub async fn deploy_contract(&self, creation_code: Bytes) -> Result<Address, DevnetError> {
         let tx = TransactionRequest::default().with_deploy_code(creation_code);
         let receipt = self
-            .send_transaction(&self.accounts.deployer, tx, "deploy a contract")
+            .send_transaction(&self.accounts.deployer, tx, "deploy a contract", false)
             .await?;
         receipt.contract_address.ok_or_else(|| DevnetError::Chain {
             chain_id: self.chain_id(),
@@ -454,7 +573,7 @@ impl DevnetChain {
     }
 
     /// An anvil or `evm_` JSON-RPC method whose answer does not matter.
-    async fn anvil<P>(&self, method: &'static str, params: P) -> Result<(), DevnetError>
+    pub(crate) async fn anvil<P>(&self, method: &'static str, params: P) -> Result<(), DevnetError>
     where
         P: Serialize + Clone + std::fmt::Debug + Send + Sync + Unpin + 'static,
     {
@@ -501,6 +620,26 @@ impl DevnetChain {
     /// chain's fee oracle.
     pub async fn set_code(&self, address: Address, runtime_code: Bytes) -> Result<(), DevnetError> {
         self.anvil("anvil_setCode", (address, runtime_code)).await
+    }
+
+    /// Writes one storage slot of `address` (`anvil_setStorageAt`): how a tool moves a fee
+    /// parameter where a chain keeps it (see [`crate::fees::l1_block_slots`]).
+    pub async fn set_storage_at(
+        &self,
+        address: Address,
+        slot: U256,
+        value: B256,
+    ) -> Result<(), DevnetError> {
+        self.anvil("anvil_setStorageAt", (address, slot, value))
+            .await
+    }
+
+    /// One storage slot of `address` on the latest block.
+    pub async fn storage_at(&self, address: Address, slot: U256) -> Result<U256, DevnetError> {
+        self.provider
+            .get_storage_at(address, slot)
+            .await
+            .map_err(rpc_error(self.chain_id(), "eth_getStorageAt"))
     }
 
     /// The latest block's base fee.

@@ -12,6 +12,21 @@ pub const PURSER_USD_ARTEFACT: &str = include_str!("../../../contracts/out/Purse
 /// `contracts/out/TestSmartWallet.json`.
 pub const TEST_SMART_WALLET_ARTEFACT: &str =
     include_str!("../../../contracts/out/TestSmartWallet.json");
+/// `contracts/out/DevnetL1Block.json`: the OP Stack's L1Block predeploy, stood in for.
+pub const DEVNET_L1_BLOCK_ARTEFACT: &str =
+    include_str!("../../../contracts/out/DevnetL1Block.json");
+/// `contracts/out/DevnetGasPriceOracle.json`: the OP Stack's GasPriceOracle, stood in for.
+pub const DEVNET_GAS_PRICE_ORACLE_ARTEFACT: &str =
+    include_str!("../../../contracts/out/DevnetGasPriceOracle.json");
+/// `contracts/out/DevnetNodeInterface.json`: Arbitrum's NodeInterface, stood in for.
+pub const DEVNET_NODE_INTERFACE_ARTEFACT: &str =
+    include_str!("../../../contracts/out/DevnetNodeInterface.json");
+/// `contracts/out/DevnetArbGasInfo.json`: Arbitrum's ArbGasInfo, stood in for.
+pub const DEVNET_ARB_GAS_INFO_ARTEFACT: &str =
+    include_str!("../../../contracts/out/DevnetArbGasInfo.json");
+/// `contracts/out/DevnetPriceFeed.json`: a Chainlink-style price feed.
+pub const DEVNET_PRICE_FEED_ARTEFACT: &str =
+    include_str!("../../../contracts/out/DevnetPriceFeed.json");
 
 /// The parts of an artefact the devnet uses.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +51,26 @@ impl Artefact {
 
     pub fn test_smart_wallet() -> Artefact {
         Self::parse(TEST_SMART_WALLET_ARTEFACT)
+    }
+
+    pub fn devnet_l1_block() -> Artefact {
+        Self::parse(DEVNET_L1_BLOCK_ARTEFACT)
+    }
+
+    pub fn devnet_gas_price_oracle() -> Artefact {
+        Self::parse(DEVNET_GAS_PRICE_ORACLE_ARTEFACT)
+    }
+
+    pub fn devnet_node_interface() -> Artefact {
+        Self::parse(DEVNET_NODE_INTERFACE_ARTEFACT)
+    }
+
+    pub fn devnet_arb_gas_info() -> Artefact {
+        Self::parse(DEVNET_ARB_GAS_INFO_ARTEFACT)
+    }
+
+    pub fn devnet_price_feed() -> Artefact {
+        Self::parse(DEVNET_PRICE_FEED_ARTEFACT)
     }
 }
 
@@ -85,6 +120,99 @@ alloy::sol! {
         function execute(address target, uint256 value, bytes data) external returns (bytes);
     }
 
+    /// The OP Stack's L1Block predeploy as `contracts/src/DevnetL1Block.sol` stands in for it:
+    /// the getters of the storage the L1 fee formula reads (and the rest of the layout).
+    #[derive(Debug, PartialEq, Eq)]
+    contract DevnetL1Block {
+        function number() external view returns (uint64);
+        function timestamp() external view returns (uint64);
+        function basefee() external view returns (uint256);
+        function hash() external view returns (bytes32);
+        function sequenceNumber() external view returns (uint64);
+        function blobBaseFeeScalar() external view returns (uint32);
+        function baseFeeScalar() external view returns (uint32);
+        function batcherHash() external view returns (bytes32);
+        function l1FeeOverhead() external view returns (uint256);
+        function l1FeeScalar() external view returns (uint256);
+        function blobBaseFee() external view returns (uint256);
+        function operatorFeeConstant() external view returns (uint64);
+        function operatorFeeScalar() external view returns (uint32);
+    }
+
+    /// The OP Stack's GasPriceOracle predeploy (Fjord and Isthmus) as
+    /// `contracts/src/DevnetGasPriceOracle.sol` stands in for it; `flzCompressedLength` is the
+    /// stand-in's own, for tests.
+    #[derive(Debug, PartialEq, Eq)]
+    contract DevnetGasPriceOracle {
+        function DECIMALS() external view returns (uint256);
+        function decimals() external pure returns (uint256);
+        function isEcotone() external view returns (bool);
+        function isFjord() external view returns (bool);
+        function isIsthmus() external view returns (bool);
+        function isJovian() external view returns (bool);
+        function gasPrice() external view returns (uint256);
+        function baseFee() external view returns (uint256);
+        function l1BaseFee() external view returns (uint256);
+        function blobBaseFee() external view returns (uint256);
+        function baseFeeScalar() external view returns (uint32);
+        function blobBaseFeeScalar() external view returns (uint32);
+        function operatorFeeScalar() external view returns (uint32);
+        function operatorFeeConstant() external view returns (uint64);
+        function getL1Fee(bytes unsignedTx) external view returns (uint256);
+        function getL1FeeUpperBound(uint256 unsignedTxSize) external view returns (uint256);
+        function getL1GasUsed(bytes unsignedTx) external view returns (uint256);
+        function getOperatorFee(uint256 gasUsed) external view returns (uint256);
+        function flzCompressedLength(bytes data) external pure returns (uint256);
+    }
+
+    /// Arbitrum's NodeInterface as `contracts/src/DevnetNodeInterface.sol` stands in for it,
+    /// with the setters of its figures.
+    #[derive(Debug, PartialEq, Eq)]
+    contract DevnetNodeInterface {
+        event FiguresChanged(uint256 l1BaseFeeEstimate, uint256 perTxOverheadBytes);
+        error Measured(uint256 executionGas);
+
+        function gasEstimateComponents(address to, bool contractCreation, bytes data) external payable returns (uint64 gasEstimate, uint64 gasEstimateForL1, uint256 baseFee, uint256 l1BaseFeeEstimate);
+        function gasEstimateL1Component(address to, bool contractCreation, bytes data) external payable returns (uint64 gasEstimateForL1, uint256 baseFee, uint256 l1BaseFeeEstimate);
+        function l1BaseFeeEstimate() external view returns (uint256);
+        function perTxOverheadBytes() external view returns (uint256);
+        function L1_UNITS_PER_BYTE() external view returns (uint256);
+        function setL1BaseFeeEstimate(uint256 l1BaseFeeEstimateWei) external;
+        function setPerTxOverheadBytes(uint256 overheadBytes) external;
+        function measureExecution(address to, bytes data) external;
+    }
+
+    /// Arbitrum's ArbGasInfo precompile as `contracts/src/DevnetArbGasInfo.sol` stands in for it.
+    #[derive(Debug, PartialEq, Eq)]
+    contract DevnetArbGasInfo {
+        function getPricesInWei() external view returns (uint256 perL2Tx, uint256 perL1CalldataByte, uint256 perStorageAllocation, uint256 perArbGasBase, uint256 perArbGasCongestion, uint256 perArbGasTotal);
+        function getPricesInWeiWithAggregator(address aggregator) external view returns (uint256, uint256, uint256, uint256, uint256, uint256);
+        function getPricesInArbGas() external view returns (uint256, uint256, uint256);
+        function getL1BaseFeeEstimate() external view returns (uint256);
+        function getL1GasPriceEstimate() external view returns (uint256);
+    }
+
+    /// A Chainlink-style price feed (`AggregatorV3Interface` and the older getters) whose
+    /// owner records rounds (`contracts/src/DevnetPriceFeed.sol`).
+    #[derive(Debug, PartialEq, Eq)]
+    contract DevnetPriceFeed {
+        event AnswerUpdated(int256 indexed current, uint256 indexed roundId, uint256 updatedAt);
+        event NewRound(uint256 indexed roundId, address indexed startedBy, uint256 startedAt);
+
+        constructor(uint8 feedDecimals, string feedDescription, int256 initialAnswer, address feedOwner);
+        function decimals() external view returns (uint8);
+        function description() external view returns (string);
+        function version() external view returns (uint256);
+        function owner() external view returns (address);
+        function latestRoundData() external view returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
+        function getRoundData(uint80 roundId) external view returns (uint80, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
+        function latestAnswer() external view returns (int256);
+        function latestTimestamp() external view returns (uint256);
+        function latestRound() external view returns (uint256);
+        function setAnswer(int256 answer) external returns (uint80);
+        function setAnswerUpdatedAt(int256 answer, uint256 updatedAt) external returns (uint80);
+    }
+
     /// EIP-3009's transfer authorization, the EIP-712 struct x402's `exact` scheme signs.
     #[derive(Debug, Default, PartialEq, Eq)]
     struct TransferWithAuthorization {
@@ -118,9 +246,150 @@ alloy::sol! {
 #[cfg(test)]
 mod tests {
     use alloy::primitives::keccak256;
-    use alloy::sol_types::SolStruct;
+    use alloy::sol_types::{SolCall, SolStruct};
 
     use super::*;
+
+    /// `name(inputs)` -> `(outputs)` of every function in an artefact's ABI.
+    fn functions(artefact_json: &str) -> Vec<(String, String)> {
+        let json: serde_json::Value = serde_json::from_str(artefact_json).unwrap();
+        let types = |params: &serde_json::Value| {
+            params
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["type"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        json["abi"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|item| item["type"] == "function")
+            .map(|f| {
+                (
+                    format!("{}({})", f["name"].as_str().unwrap(), types(&f["inputs"])),
+                    format!("({})", types(&f["outputs"])),
+                )
+            })
+            .collect()
+    }
+
+    /// The stand-ins answer the real contracts' functions with the real argument and return
+    /// types, so a client written for the real chain calls them unchanged.
+    #[test]
+    fn the_stand_ins_have_the_real_contracts_abi() {
+        let expected: &[(&str, &[(&str, &str)])] = &[
+            (
+                DEVNET_L1_BLOCK_ARTEFACT,
+                &[
+                    ("number()", "(uint64)"),
+                    ("timestamp()", "(uint64)"),
+                    ("basefee()", "(uint256)"),
+                    ("hash()", "(bytes32)"),
+                    ("sequenceNumber()", "(uint64)"),
+                    ("blobBaseFeeScalar()", "(uint32)"),
+                    ("baseFeeScalar()", "(uint32)"),
+                    ("batcherHash()", "(bytes32)"),
+                    ("l1FeeOverhead()", "(uint256)"),
+                    ("l1FeeScalar()", "(uint256)"),
+                    ("blobBaseFee()", "(uint256)"),
+                    ("operatorFeeConstant()", "(uint64)"),
+                    ("operatorFeeScalar()", "(uint32)"),
+                ],
+            ),
+            (
+                DEVNET_GAS_PRICE_ORACLE_ARTEFACT,
+                &[
+                    ("getL1Fee(bytes)", "(uint256)"),
+                    ("getL1FeeUpperBound(uint256)", "(uint256)"),
+                    ("getL1GasUsed(bytes)", "(uint256)"),
+                    ("getOperatorFee(uint256)", "(uint256)"),
+                    ("isEcotone()", "(bool)"),
+                    ("isFjord()", "(bool)"),
+                    ("isIsthmus()", "(bool)"),
+                    ("isJovian()", "(bool)"),
+                    ("l1BaseFee()", "(uint256)"),
+                    ("blobBaseFee()", "(uint256)"),
+                    ("baseFeeScalar()", "(uint32)"),
+                    ("blobBaseFeeScalar()", "(uint32)"),
+                    ("operatorFeeScalar()", "(uint32)"),
+                    ("operatorFeeConstant()", "(uint64)"),
+                    ("decimals()", "(uint256)"),
+                    ("DECIMALS()", "(uint256)"),
+                    ("gasPrice()", "(uint256)"),
+                    ("baseFee()", "(uint256)"),
+                ],
+            ),
+            (
+                DEVNET_NODE_INTERFACE_ARTEFACT,
+                &[
+                    (
+                        "gasEstimateComponents(address,bool,bytes)",
+                        "(uint64,uint64,uint256,uint256)",
+                    ),
+                    (
+                        "gasEstimateL1Component(address,bool,bytes)",
+                        "(uint64,uint256,uint256)",
+                    ),
+                ],
+            ),
+            (
+                DEVNET_ARB_GAS_INFO_ARTEFACT,
+                &[
+                    (
+                        "getPricesInWei()",
+                        "(uint256,uint256,uint256,uint256,uint256,uint256)",
+                    ),
+                    (
+                        "getPricesInWeiWithAggregator(address)",
+                        "(uint256,uint256,uint256,uint256,uint256,uint256)",
+                    ),
+                    ("getPricesInArbGas()", "(uint256,uint256,uint256)"),
+                    ("getL1BaseFeeEstimate()", "(uint256)"),
+                    ("getL1GasPriceEstimate()", "(uint256)"),
+                ],
+            ),
+            (
+                DEVNET_PRICE_FEED_ARTEFACT,
+                &[
+                    ("decimals()", "(uint8)"),
+                    ("description()", "(string)"),
+                    ("version()", "(uint256)"),
+                    (
+                        "latestRoundData()",
+                        "(uint80,int256,uint256,uint256,uint80)",
+                    ),
+                    (
+                        "getRoundData(uint80)",
+                        "(uint80,int256,uint256,uint256,uint80)",
+                    ),
+                    ("latestAnswer()", "(int256)"),
+                    ("latestTimestamp()", "(uint256)"),
+                    ("latestRound()", "(uint256)"),
+                ],
+            ),
+        ];
+        for (artefact, wanted) in expected {
+            let have = functions(artefact);
+            for (signature, outputs) in *wanted {
+                assert!(
+                    have.iter().any(|(s, o)| s == signature && o == outputs),
+                    "{signature} -> {outputs} is not in {have:?}"
+                );
+            }
+        }
+        // Selectors as published in the OP Stack's Go bindings.
+        assert_eq!(
+            DevnetGasPriceOracle::getOperatorFeeCall::SELECTOR,
+            [0x27, 0x5a, 0xed, 0xd2]
+        );
+        assert_eq!(
+            DevnetGasPriceOracle::getL1GasUsedCall::SELECTOR,
+            [0xde, 0x26, 0xc4, 0xa1]
+        );
+    }
 
     #[test]
     fn artefacts_parse_and_type_hashes_match_eip3009() {
@@ -132,6 +401,16 @@ mod tests {
             Artefact::test_smart_wallet().contract_name,
             "TestSmartWallet"
         );
+        for (artefact, name) in [
+            (Artefact::devnet_l1_block(), "DevnetL1Block"),
+            (Artefact::devnet_gas_price_oracle(), "DevnetGasPriceOracle"),
+            (Artefact::devnet_node_interface(), "DevnetNodeInterface"),
+            (Artefact::devnet_arb_gas_info(), "DevnetArbGasInfo"),
+            (Artefact::devnet_price_feed(), "DevnetPriceFeed"),
+        ] {
+            assert_eq!(artefact.contract_name, name);
+            assert!(!artefact.deployed_bytecode.is_empty());
+        }
         // The type hashes FiatToken v2 publishes.
         assert_eq!(
             TransferWithAuthorization::eip712_type_hash(&Default::default()),

@@ -10,6 +10,7 @@ use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
 
 use crate::chain::{DevnetChain, TokenInfo};
+use crate::fees::{ChainFees, FeeContracts, PriceFeedInfo};
 use crate::{ANVIL_VERSION, DevnetAccounts, DevnetError, DevnetOptions, TestAccount};
 
 pub(crate) const MANIFEST_FILE: &str = "devnet.json";
@@ -54,6 +55,16 @@ pub struct ChainEntry {
     /// The token's copy at the chain's real USDC address, when placed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canonical_usdc: Option<TokenInfo>,
+    /// The fee kind (`kind`) and the initial levels of what the chain charges beyond the base
+    /// fee. Absent in folders written before fee kinds: `ethereum`.
+    #[serde(default)]
+    pub fees: ChainFees,
+    /// The fee contracts placed for the kind.
+    #[serde(default, skip_serializing_if = "FeeContracts::is_empty")]
+    pub fee_contracts: FeeContracts,
+    /// The chain's price feed, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_feed: Option<PriceFeedInfo>,
     /// The anvil process, for devnets started by `up` (which `down` stops).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
@@ -108,6 +119,9 @@ impl DevnetManifest {
                     base_fee_wei: chain.spec().base_fee_wei.to_string(),
                     token: chain.token().clone(),
                     canonical_usdc: chain.canonical_usdc().cloned(),
+                    fees: chain.spec().fees.clone(),
+                    fee_contracts: chain.fee_contracts().clone(),
+                    price_feed: chain.price_feed().cloned(),
                     pid: record_pids.then(|| chain.pid()),
                 })
                 .collect(),
@@ -150,6 +164,19 @@ impl DevnetManifest {
     pub fn chain(&self, chain_id: u64) -> Option<&ChainEntry> {
         self.chains.iter().find(|c| c.chain_id == chain_id)
     }
+
+    /// The chain `selector` names: its chain id (`84532`), name (`base-sepolia`) or network
+    /// (`eip155:84532`).
+    pub fn find_chain(&self, selector: &str) -> Option<&ChainEntry> {
+        let id = selector
+            .strip_prefix("eip155:")
+            .unwrap_or(selector)
+            .parse::<u64>()
+            .ok();
+        self.chains
+            .iter()
+            .find(|c| Some(c.chain_id) == id || c.name == selector)
+    }
 }
 
 /// Addresses in EIP-55 mixed case (alloy's serde writes lower case), as the x402 SDK and
@@ -164,6 +191,28 @@ pub(crate) mod checksummed {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Address, D::Error> {
         Address::deserialize(deserializer)
+    }
+}
+
+/// [`checksummed`] for an optional address.
+pub(crate) mod checksummed_option {
+    use alloy::primitives::Address;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        address: &Option<Address>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match address {
+            Some(address) => serializer.serialize_some(&address.to_checksum(None)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Address>, D::Error> {
+        Option::<Address>::deserialize(deserializer)
     }
 }
 
@@ -242,11 +291,37 @@ fn toml_string(value: &str) -> String {
     quoted
 }
 
-/// `purser.toml`: one `[[rails]]` per chain, in the format of [`purser_chain::config::RailConfig`].
+/// Whether `purser.toml` carries the settlement router's keys: each rail's `kind` and a
+/// `[[router.price_feeds]]` table per price feed of the devnet ([`fee_routing_toml`]). Off while
+/// the Purser this crate is built with does not know them yet: `RailConfig` refuses unknown
+/// keys, so writing them would make the file unreadable.
+pub const WRITES_FEE_ROUTING_KEYS: bool = false;
+
+/// How old a devnet price feed's answer may be before the router stops trusting it, as
+/// `purser.toml` says: a day, so a devnet left running overnight still routes.
+pub const PRICE_FEED_MAX_AGE_SECONDS: u64 = 86_400;
+
+/// `purser.toml`: one `[[rails]]` per chain, in the format of [`purser_chain::config::RailConfig`],
+/// with the router's keys when [`WRITES_FEE_ROUTING_KEYS`] is on.
 pub(crate) fn rails_toml(
     dir: &Path,
     manifest: &DevnetManifest,
     receipt_timeout_seconds: u64,
+) -> String {
+    rails_toml_with(
+        dir,
+        manifest,
+        receipt_timeout_seconds,
+        WRITES_FEE_ROUTING_KEYS,
+    )
+}
+
+/// [`rails_toml`], with or without the router's keys.
+pub(crate) fn rails_toml_with(
+    dir: &Path,
+    manifest: &DevnetManifest,
+    receipt_timeout_seconds: u64,
+    fee_routing_keys: bool,
 ) -> String {
     let mut toml = String::from(
         "# Written by the Purser devnet for the anvil chains described in devnet.json beside it.\n\
@@ -254,9 +329,15 @@ pub(crate) fn rails_toml(
     );
     for chain in &manifest.chains {
         let key_file = signer_key_file(dir, chain.chain_id);
+        let kind = if fee_routing_keys {
+            format!("kind = {}\n", toml_string(chain.fees.kind().as_str()))
+        } else {
+            String::new()
+        };
         toml.push_str(&format!(
             "\n[[rails]]\n\
              network = {network}\n\
+             {kind}\
              rpc_urls = [{rpc_url}]\n\
              confirmations = 1\n\
              receipt_timeout_seconds = {receipt_timeout_seconds}\n\
@@ -281,26 +362,212 @@ pub(crate) fn rails_toml(
             ));
         }
     }
-    // The settlement router converts gas into the tokens' dollars; anvil mines only when a
-    // transaction arrives, so an idle devnet's head is old without being stuck.
-    toml.push_str(
-        "\n[router]\n\
-         stall_after_seconds = 0\n\
-         \n[[router.price_feeds]]\n\
-         gas_token = \"ETH\"\n\
-         currency = \"USD\"\n\
-         fixed = \"3000\"\n",
-    );
+    toml.push_str(&router_toml(manifest, fee_routing_keys));
+    toml
+}
+
+/// `[router]`: the head-stall check off (anvil mines only when a transaction arrives, so an
+/// idle devnet's head is old without being stuck), and the price feeds the router converts gas
+/// into the tokens' dollars with: with the routing keys, the devnet's own feeds
+/// ([`fee_routing_toml`]); without them, or when the devnet has none, a fixed 3000 USD per ETH.
+fn router_toml(manifest: &DevnetManifest, fee_routing_keys: bool) -> String {
+    let mut toml = String::from("\n[router]\nstall_after_seconds = 0\n");
+    let feeds = if fee_routing_keys {
+        fee_routing_toml(manifest)
+    } else {
+        String::new()
+    };
+    if feeds.is_empty() {
+        toml.push_str(
+            "\n[[router.price_feeds]]\n\
+             gas_token = \"ETH\"\n\
+             currency = \"USD\"\n\
+             fixed = \"3000\"\n",
+        );
+    } else {
+        toml.push_str(&feeds);
+    }
+    toml
+}
+
+/// The `[[router.price_feeds]]` tables of the devnet's price feeds: each names its gas token
+/// and currency, the rail of the chain holding it, its address, and
+/// [`PRICE_FEED_MAX_AGE_SECONDS`].
+pub(crate) fn fee_routing_toml(manifest: &DevnetManifest) -> String {
+    let mut toml = String::new();
+    for chain in &manifest.chains {
+        if let Some(feed) = &chain.price_feed {
+            toml.push_str(&format!(
+                "\n[[router.price_feeds]]\n\
+                 gas_token = {gas_token}\n\
+                 currency = {currency}\n\
+                 network = {network}\n\
+                 aggregator = {aggregator}\n\
+                 max_age_seconds = {PRICE_FEED_MAX_AGE_SECONDS}\n",
+                gas_token = toml_string(&feed.base),
+                currency = toml_string(&feed.quote),
+                network = toml_string(&chain.network),
+                aggregator = toml_string(&feed.address.to_checksum(None)),
+            ));
+        }
+    }
     toml
 }
 
 #[cfg(test)]
 mod tests {
+    use alloy::primitives::address;
+
     use super::*;
+    use crate::fees::{OpStackFees, PriceFeedSpec};
 
     #[test]
     fn toml_strings_are_escaped() {
         assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(toml_string("x\u{1}"), r#""x\u0001""#);
+    }
+
+    fn token(address: Address) -> TokenInfo {
+        TokenInfo {
+            address,
+            name: "USD Coin".to_owned(),
+            version: "2".to_owned(),
+            decimals: 6,
+            symbol: "USDC".to_owned(),
+        }
+    }
+
+    /// An OP Stack chain and an Ethereum chain with a feed, as a devnet records them.
+    fn manifest() -> DevnetManifest {
+        let account = AccountEntry {
+            address: address!("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"),
+            private_key: "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+                .to_owned(),
+        };
+        let op = ChainFees::OpStack(OpStackFees::base_sepolia());
+        let feed = PriceFeedSpec::eth_usd();
+        DevnetManifest {
+            warning: WARNING.to_owned(),
+            anvil: PathBuf::from("/bin/anvil"),
+            anvil_version: ANVIL_VERSION.to_owned(),
+            mnemonic: "test".to_owned(),
+            chains: vec![
+                ChainEntry {
+                    network: "eip155:84532".to_owned(),
+                    chain_id: 84532,
+                    name: "base-sepolia".to_owned(),
+                    rpc_url: "http://127.0.0.1:1".to_owned(),
+                    base_fee_wei: "10000000".to_owned(),
+                    token: token(Address::repeat_byte(1)),
+                    canonical_usdc: None,
+                    fee_contracts: op.contracts(),
+                    fees: op,
+                    price_feed: None,
+                    pid: None,
+                },
+                ChainEntry {
+                    network: "eip155:11155111".to_owned(),
+                    chain_id: 11155111,
+                    name: "ethereum-sepolia".to_owned(),
+                    rpc_url: "http://127.0.0.1:2".to_owned(),
+                    base_fee_wei: "20000000000".to_owned(),
+                    token: token(Address::repeat_byte(2)),
+                    canonical_usdc: None,
+                    fees: ChainFees::Ethereum,
+                    fee_contracts: FeeContracts::default(),
+                    price_feed: Some(PriceFeedInfo {
+                        address: address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+                        base: feed.base.clone(),
+                        quote: feed.quote.clone(),
+                        description: feed.description(),
+                        decimals: feed.decimals,
+                        initial_answer: feed.initial_answer,
+                    }),
+                    pid: None,
+                },
+            ],
+            deployer: account.clone(),
+            settlement_signer: account,
+            accounts: Vec::new(),
+            payer_balance: "1".to_owned(),
+        }
+    }
+
+    #[test]
+    fn chains_are_found_by_id_name_or_network() {
+        let manifest = manifest();
+        for selector in ["84532", "base-sepolia", "eip155:84532"] {
+            assert_eq!(manifest.find_chain(selector).unwrap().chain_id, 84532);
+        }
+        assert_eq!(
+            manifest.find_chain("ethereum-sepolia").unwrap().chain_id,
+            11155111
+        );
+        for selector in ["1", "base", "eip155:", "eip155:base-sepolia"] {
+            assert!(manifest.find_chain(selector).is_none(), "{selector}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_from_before_fee_kinds_reads_as_ethereum_chains() {
+        let mut json = serde_json::to_value(manifest()).unwrap();
+        for chain in json["chains"].as_array_mut().unwrap() {
+            let chain = chain.as_object_mut().unwrap();
+            for key in ["fees", "feeContracts", "priceFeed"] {
+                chain.remove(key);
+            }
+        }
+        let old: DevnetManifest = serde_json::from_value(json).unwrap();
+        assert!(old.chains.iter().all(|c| c.fees == ChainFees::Ethereum
+            && c.fee_contracts.is_empty()
+            && c.price_feed.is_none()));
+    }
+
+    #[derive(serde::Deserialize)]
+    struct RailsFile {
+        rails: Vec<purser_chain::config::RailConfig>,
+    }
+
+    #[test]
+    fn purser_toml_carries_the_routing_keys_only_when_switched_on() {
+        let manifest = manifest();
+        let dir = Path::new("/devnet");
+
+        // Off: the rails parse as Purser's configuration reads them today.
+        let off = rails_toml_with(dir, &manifest, 30, false);
+        assert!(!off.contains("kind") && !off.contains("router"), "{off}");
+        let rails = toml::from_str::<RailsFile>(&off).unwrap().rails;
+        assert_eq!(rails.len(), 2);
+        assert_eq!(rails[1].network, "eip155:11155111");
+        assert_eq!(
+            rails_toml(dir, &manifest, 30) == off,
+            !WRITES_FEE_ROUTING_KEYS
+        );
+
+        // On: every rail names its kind, and the feed is the router's.
+        let on: toml::Value = toml::from_str(&rails_toml_with(dir, &manifest, 30, true)).unwrap();
+        let kinds: Vec<&str> = on["rails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rail| rail["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["op-stack", "ethereum"]);
+        let feeds = on["router"]["price_feeds"].as_array().unwrap();
+        assert_eq!(feeds.len(), 1);
+        let feed = &feeds[0];
+        assert_eq!(feed["gas_token"].as_str(), Some("ETH"));
+        assert_eq!(feed["currency"].as_str(), Some("USD"));
+        assert_eq!(feed["network"].as_str(), Some("eip155:11155111"));
+        assert_eq!(
+            feed["aggregator"].as_str(),
+            Some("0x5FbDB2315678afecb367f032d93F642f64180aa3")
+        );
+        assert_eq!(
+            feed["max_age_seconds"].as_integer(),
+            Some(PRICE_FEED_MAX_AGE_SECONDS as i64)
+        );
+        // The assets stay under their rails.
+        assert_eq!(on["rails"][0]["assets"].as_array().unwrap().len(), 1);
     }
 }

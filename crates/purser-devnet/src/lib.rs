@@ -1,5 +1,6 @@
-//! The local devnet: anvil chains standing for Base, Arbitrum and Optimism, with Purser's
-//! EIP-3009 token deployed and test accounts funded. A development tool, kept out of the crates
+//! The local devnet: anvil chains standing for Base, Arbitrum, Optimism and Ethereum, with
+//! Purser's EIP-3009 token deployed, test accounts funded, and the fee mechanics of each kind of
+//! chain in place. A development tool, kept out of the crates
 //! Purser runs in production: `purser-chain` settles on any EVM chain and knows nothing of
 //! anvil; the binary reaches this crate only for `purser devnet` and `purser demo`, and the
 //! services' tests and the benchmark harness use it as a dev-dependency.
@@ -24,6 +25,13 @@
 //! address with that token's EIP-712 name, so clients using the x402 SDK's default assets work
 //! unchanged.
 //!
+//! Each chain has a fee kind ([`FeeKind`]: `op-stack`, `arbitrum` or `ethereum`) and the
+//! contracts that answer fee questions where the real chains answer them ([`fees`]): the OP
+//! Stack's L1Block and GasPriceOracle predeploys, Arbitrum's NodeInterface and ArbGasInfo, and a
+//! Chainlink-style ETH/USD price feed on the Ethereum stand-in. [`DevnetChain::set_fees`] and
+//! [`DevnetChain::set_price`] move them while the chain runs; [`change_fees`] does so for a
+//! devnet started by [`up`] (`purser devnet fees`).
+//!
 //! Everything here is for development: the keys are public test keys.
 
 mod anvil;
@@ -31,6 +39,8 @@ mod chain;
 pub mod contracts;
 mod detached;
 mod error;
+mod fee_control;
+pub mod fees;
 mod files;
 pub mod payment;
 mod spec;
@@ -46,10 +56,17 @@ pub use anvil::{ANVIL_NPM_PACKAGE, ANVIL_VERSION, locate_anvil};
 pub use chain::{DevnetChain, TokenInfo};
 pub use detached::{DownOutcome, down, up};
 pub use error::DevnetError;
-pub use files::{AccountEntry, ChainEntry, DevnetManifest};
+pub use fee_control::{FeeChange, FeeReport, change_fees};
+pub use fees::{
+    ArbitrumFees, ChainFees, FeeContracts, FeeKind, FeeLevels, OpStackFees, PriceFeedInfo,
+    PriceFeedSpec, PriceRound,
+};
+pub use files::{
+    AccountEntry, ChainEntry, DevnetManifest, PRICE_FEED_MAX_AGE_SECONDS, WRITES_FEE_ROUTING_KEYS,
+};
 pub use spec::{
-    ARBITRUM_SEPOLIA_USDC, BASE_SEPOLIA_USDC, CanonicalUsdc, DevnetChainSpec, Mining,
-    OPTIMISM_SEPOLIA_USDC, TokenSpec,
+    ARBITRUM_SEPOLIA_USDC, BASE_SEPOLIA_USDC, CanonicalUsdc, DevnetChainSpec,
+    ETHEREUM_SEPOLIA_USDC, Mining, OPTIMISM_SEPOLIA_USDC, TokenSpec,
 };
 
 /// The mnemonic anvil derives its accounts from by default (`test … junk`).

@@ -1,6 +1,9 @@
-//! What a devnet chain is: its id, name, fee level, the token and the mining mode.
+//! What a devnet chain is: its id, name, fee kind and levels, the token, an optional price feed,
+//! and the mining mode.
 
 use alloy::primitives::{Address, address};
+
+use crate::fees::{ArbitrumFees, ChainFees, OpStackFees, PriceFeedSpec};
 
 /// One anvil chain of a devnet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +17,11 @@ pub struct DevnetChainSpec {
     pub base_fee_wei: u128,
     /// The chain's real testnet USDC, placed when [`crate::DevnetOptions::canonical_usdc`] is on.
     pub canonical_usdc: Option<CanonicalUsdc>,
+    /// How the chain charges for a transaction beyond the base fee, with the initial levels:
+    /// which fee contracts are placed and what they start with ([`crate::fees`]).
+    pub fees: ChainFees,
+    /// A Chainlink-style price feed to deploy on the chain (the deployer owns it).
+    pub price_feed: Option<PriceFeedSpec>,
 }
 
 /// Where a chain's real USDC lives and the EIP-712 domain it signs with (as the x402 SDK's
@@ -33,9 +41,13 @@ pub const ARBITRUM_SEPOLIA_USDC: Address = address!("0x75faf114eafb1BDbe2F0316DF
 /// Optimism Sepolia's USDC. The x402 SDK has no default asset for this chain; its EIP-712 name
 /// is taken to be `USDC`, as for Circle's other recent testnet deployments.
 pub const OPTIMISM_SEPOLIA_USDC: Address = address!("0x5fd84259d66Cd46123540766Be93DFE6D43130D7");
+/// Ethereum Sepolia's USDC (Circle's), EIP-712 name `USDC`. The x402 SDK has no default asset
+/// for this chain either.
+pub const ETHEREUM_SEPOLIA_USDC: Address = address!("0x1c7D4B196Cb0C7B01d743Fbc6116a902379C7238");
 
 impl DevnetChainSpec {
-    /// Base Sepolia (84532), the cheapest of the defaults: 0.01 gwei.
+    /// Base Sepolia (84532), the cheapest of the defaults: an OP Stack chain at 0.01 gwei, with
+    /// [`OpStackFees::base_sepolia`].
     pub fn base_sepolia() -> Self {
         Self {
             chain_id: 84532,
@@ -46,10 +58,12 @@ impl DevnetChainSpec {
                 name: "USDC".to_owned(),
                 version: "2".to_owned(),
             }),
+            fees: ChainFees::OpStack(OpStackFees::base_sepolia()),
+            price_feed: None,
         }
     }
 
-    /// Arbitrum Sepolia (421614): 0.1 gwei.
+    /// Arbitrum Sepolia (421614): 0.1 gwei, with [`ArbitrumFees::default`].
     pub fn arbitrum_sepolia() -> Self {
         Self {
             chain_id: 421614,
@@ -60,10 +74,13 @@ impl DevnetChainSpec {
                 name: "USD Coin".to_owned(),
                 version: "2".to_owned(),
             }),
+            fees: ChainFees::Arbitrum(ArbitrumFees::default()),
+            price_feed: None,
         }
     }
 
-    /// Optimism Sepolia (11155420), the dearest of the defaults: 1 gwei.
+    /// Optimism Sepolia (11155420), the dearest of the L2 defaults: an OP Stack chain at 1 gwei,
+    /// with [`OpStackFees::optimism_sepolia`].
     pub fn optimism_sepolia() -> Self {
         Self {
             chain_id: 11155420,
@@ -74,26 +91,54 @@ impl DevnetChainSpec {
                 name: "USDC".to_owned(),
                 version: "2".to_owned(),
             }),
+            fees: ChainFees::OpStack(OpStackFees::optimism_sepolia()),
+            price_feed: None,
         }
     }
 
-    /// The three default chains: Base, Arbitrum and Optimism Sepolia.
+    /// Ethereum Sepolia (11155111), the L1 stand-in: execution gas alone at a high 20 gwei, and
+    /// the ETH/USD price feed ([`PriceFeedSpec::eth_usd`]).
+    pub fn ethereum_sepolia() -> Self {
+        Self {
+            chain_id: 11155111,
+            name: "ethereum-sepolia".to_owned(),
+            base_fee_wei: 20_000_000_000,
+            canonical_usdc: Some(CanonicalUsdc {
+                address: ETHEREUM_SEPOLIA_USDC,
+                name: "USDC".to_owned(),
+                version: "2".to_owned(),
+            }),
+            fees: ChainFees::Ethereum,
+            price_feed: Some(PriceFeedSpec::eth_usd()),
+        }
+    }
+
+    /// The four default chains, cheapest first: Base, Arbitrum and Optimism Sepolia, and
+    /// Ethereum Sepolia with the price feed.
     pub fn defaults() -> Vec<Self> {
         vec![
             Self::base_sepolia(),
             Self::arbitrum_sepolia(),
             Self::optimism_sepolia(),
+            Self::ethereum_sepolia(),
         ]
     }
 
-    /// A chain of your own, without a canonical USDC.
+    /// A chain of your own: execution gas alone, without a canonical USDC or a price feed.
     pub fn custom(chain_id: u64, name: impl Into<String>, base_fee_wei: u128) -> Self {
         Self {
             chain_id,
             name: name.into(),
             base_fee_wei,
             canonical_usdc: None,
+            fees: ChainFees::Ethereum,
+            price_feed: None,
         }
+    }
+
+    /// How the chain charges for a transaction.
+    pub fn fee_kind(&self) -> crate::FeeKind {
+        self.fees.kind()
     }
 
     /// `eip155:<chain id>`.

@@ -1,5 +1,6 @@
 //! The devnet against real anvil processes: chains, the token, EIP-3009 signatures from EOAs and
-//! ERC-1271 wallets, the canonical USDC copy, mining control, and the detached lifecycle.
+//! ERC-1271 wallets, the canonical USDC copy, mining control, and the detached lifecycle. The fee
+//! mechanics have modules of their own.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -17,27 +18,27 @@ use purser_devnet::contracts::{
     TransferWithAuthorization,
 };
 use purser_devnet::{
-    Devnet, DevnetChain, DevnetChainSpec, DevnetManifest, DevnetOptions, Mining, TestAccount,
-    TokenInfo,
+    Devnet, DevnetChain, DevnetChainSpec, DevnetManifest, DevnetOptions, FeeKind, Mining,
+    TestAccount, TokenInfo,
 };
 
 /// The workspace root, where `tests/interop/node_modules` holds anvil after `npm ci`.
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn options(chains: Vec<DevnetChainSpec>) -> DevnetOptions {
+pub(crate) fn options(chains: Vec<DevnetChainSpec>) -> DevnetOptions {
     DevnetOptions {
         repo_root: Some(repo_root()),
         ..DevnetOptions::with_chains(chains)
     }
 }
 
-async fn one_chain(spec: DevnetChainSpec) -> Devnet {
+pub(crate) async fn one_chain(spec: DevnetChainSpec) -> Devnet {
     Devnet::start(options(vec![spec])).await.unwrap()
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -45,7 +46,7 @@ fn now() -> u64 {
 }
 
 /// A fresh EIP-3009 nonce (unique within the test run, as random ones are across runs).
-fn random_nonce() -> B256 {
+pub(crate) fn random_nonce() -> B256 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -57,7 +58,7 @@ fn random_nonce() -> B256 {
     ))
 }
 
-fn authorization(from: Address, to: Address, value: u64) -> TransferWithAuthorization {
+pub(crate) fn authorization(from: Address, to: Address, value: u64) -> TransferWithAuthorization {
     TransferWithAuthorization {
         from,
         to,
@@ -69,7 +70,7 @@ fn authorization(from: Address, to: Address, value: u64) -> TransferWithAuthoriz
 }
 
 /// Signs an EIP-712 struct for `token` on `chain_id` with `signer`'s key.
-fn sign<S: SolStruct>(
+pub(crate) fn sign<S: SolStruct>(
     signer: &TestAccount,
     token: &TokenInfo,
     chain_id: u64,
@@ -88,7 +89,7 @@ fn sign<S: SolStruct>(
 }
 
 /// `transferWithAuthorization(…, v, r, s)`.
-fn transfer_vrs(auth: &TransferWithAuthorization, signature: &Signature) -> Bytes {
+pub(crate) fn transfer_vrs(auth: &TransferWithAuthorization, signature: &Signature) -> Bytes {
     PurserUSD::transferWithAuthorization_0Call {
         from: auth.from,
         to: auth.to,
@@ -129,15 +130,47 @@ async fn submit(chain: &DevnetChain, token: Address, input: Bytes) -> Result<(),
 }
 
 #[tokio::test]
-async fn three_chains_with_their_fees_tokens_and_funded_payers() {
+async fn four_chains_with_their_fees_tokens_and_funded_payers() {
     let started = std::time::Instant::now();
     let devnet = Devnet::start(options(DevnetChainSpec::defaults()))
         .await
         .unwrap();
-    eprintln!("three-chain devnet started in {:?}", started.elapsed());
+    eprintln!("four-chain devnet started in {:?}", started.elapsed());
 
     let ids: Vec<u64> = devnet.chains().iter().map(|c| c.chain_id()).collect();
-    assert_eq!(ids, [84532, 421614, 11155420]);
+    assert_eq!(ids, [84532, 421614, 11155420, 11155111]);
+    let kinds: Vec<FeeKind> = devnet.chains().iter().map(|c| c.fee_kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            FeeKind::OpStack,
+            FeeKind::Arbitrum,
+            FeeKind::OpStack,
+            FeeKind::Ethereum
+        ]
+    );
+    // Each kind's contracts are in place, and only the L1 stand-in has the price feed.
+    for chain in devnet.chains() {
+        for address in [
+            chain.fee_contracts().l1_block,
+            chain.fee_contracts().gas_price_oracle,
+            chain.fee_contracts().node_interface,
+            chain.fee_contracts().arb_gas_info,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert!(
+                !chain
+                    .provider()
+                    .get_code_at(address)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        assert_eq!(chain.price_feed().is_some(), chain.chain_id() == 11155111);
+    }
     let accounts = devnet.accounts();
     assert_eq!(accounts.payers.len(), 8);
     assert_ne!(accounts.settlement_signer, accounts.deployer);
@@ -207,7 +240,10 @@ async fn three_chains_with_their_fees_tokens_and_funded_payers() {
         assert_eq!(total, each * U256::from(accounts.payers.len()));
     }
     // Each chain starts at its own fee level and the levels stay ordered while set up.
-    assert_eq!(genesis_fees, [10_000_000, 100_000_000, 1_000_000_000]);
+    assert_eq!(
+        genesis_fees,
+        [10_000_000, 100_000_000, 1_000_000_000, 20_000_000_000]
+    );
     assert!(
         latest_fees.windows(2).all(|w| w[0] < w[1]),
         "{latest_fees:?}"
@@ -218,7 +254,7 @@ async fn three_chains_with_their_fees_tokens_and_funded_payers() {
         .iter()
         .map(|c| c.canonical_usdc().unwrap().name.as_str())
         .collect();
-    assert_eq!(names, ["USDC", "USD Coin", "USDC"]);
+    assert_eq!(names, ["USDC", "USD Coin", "USDC", "USDC"]);
 }
 
 #[tokio::test]
@@ -683,14 +719,14 @@ async fn up_writes_the_folder_and_down_stops_every_process() {
     let manifest = purser_devnet::up(&dir, options(DevnetChainSpec::defaults()))
         .await
         .unwrap();
-    eprintln!("detached three-chain devnet up in {:?}", started.elapsed());
+    eprintln!("detached four-chain devnet up in {:?}", started.elapsed());
     let dir = dir.canonicalize().unwrap();
     assert_eq!(DevnetManifest::read(&dir).unwrap(), manifest);
     // Addresses are written in EIP-55 mixed case.
     let json = std::fs::read_to_string(dir.join("devnet.json")).unwrap();
     assert!(json.contains("\"0x036CbD53842c5426634e7929541eC2318f3dCF7e\""));
     assert!(json.contains("\"0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266\""));
-    assert_eq!(manifest.chains.len(), 3);
+    assert_eq!(manifest.chains.len(), 4);
     assert_eq!(manifest.accounts.len(), 8);
     let pids: Vec<u32> = manifest.chains.iter().map(|c| c.pid.unwrap()).collect();
     for (chain, pid) in manifest.chains.iter().zip(&pids) {
@@ -714,7 +750,7 @@ async fn up_writes_the_folder_and_down_stops_every_process() {
     // purser.toml is the rails configuration, as Purser reads it.
     let toml_text = std::fs::read_to_string(dir.join("purser.toml")).unwrap();
     let rails = toml::from_str::<RailsFile>(&toml_text).unwrap().rails;
-    assert_eq!(rails.len(), 3);
+    assert_eq!(rails.len(), 4);
     for (rail, chain) in rails.iter().zip(&manifest.chains) {
         assert_eq!(rail.network, chain.network);
         assert_eq!(rail.rpc_urls, std::slice::from_ref(&chain.rpc_url));
@@ -741,6 +777,27 @@ async fn up_writes_the_folder_and_down_stops_every_process() {
         .connect_http(manifest.chains[1].rpc_url.parse().unwrap());
     assert_eq!(provider.get_chain_id().await.unwrap(), 421614);
 
+    // `purser devnet fees` works on it, and a handle attached to a chain owns no process.
+    let report = purser_devnet::change_fees(
+        &dir,
+        "arbitrum-sepolia",
+        &purser_devnet::FeeChange {
+            levels: purser_devnet::FeeLevels {
+                l1_base_fee_wei: Some(2_000_000_000),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.levels.l1_base_fee_wei, Some(2_000_000_000));
+    let attached = DevnetChain::attach(&manifest, "421614").await.unwrap();
+    assert_eq!(Some(attached.pid()), manifest.chains[1].pid);
+    assert_eq!(attached.fee_levels().await.unwrap(), report.levels);
+    drop(attached);
+    assert_eq!(provider.get_chain_id().await.unwrap(), 421614);
+
     // `up` again answers the running devnet; with other chains it refuses.
     assert_eq!(
         purser_devnet::up(&dir, options(DevnetChainSpec::defaults()))
@@ -754,7 +811,7 @@ async fn up_writes_the_folder_and_down_stops_every_process() {
     assert!(other.to_string().contains("down"), "{other}");
 
     let outcome = purser_devnet::down(&dir).await.unwrap();
-    assert_eq!(outcome.terminated + outcome.killed, 3);
+    assert_eq!(outcome.terminated + outcome.killed, 4);
     for pid in &pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         assert!(
