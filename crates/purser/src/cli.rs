@@ -45,8 +45,8 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Local anvil chains for development: Base, Arbitrum and Optimism stand-ins with Purser's
-    /// EIP-3009 token deployed and test accounts funded.
+    /// Local anvil chains for development: Base, Arbitrum, Optimism and Ethereum stand-ins with
+    /// Purser's EIP-3009 token deployed, test accounts funded, and each chain's fee mechanics.
     #[command(subcommand)]
     Devnet(DevnetCommand),
 }
@@ -66,6 +66,50 @@ pub enum DevnetCommand {
         #[arg(long, default_value = ".devnet")]
         dir: PathBuf,
     },
+    /// Change a running chain's fee levels or its price feed's answer, then print them (with no
+    /// change, only print them).
+    Fees(DevnetFeesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetFeesArgs {
+    #[arg(long, default_value = ".devnet")]
+    pub dir: PathBuf,
+    /// The chain: its id (84532), name (base-sepolia) or network (eip155:84532).
+    #[arg(long)]
+    pub chain: String,
+    /// The chain's base fee (a block is mined with it), in gwei: a decimal such as 0.05.
+    #[arg(long, value_name = "GWEI", value_parser = purser_devnet::fees::parse_gwei)]
+    pub base_fee_gwei: Option<u128>,
+    /// op-stack: the L1 base fee in the L1Block predeploy; arbitrum: the L1 base fee estimate.
+    /// In gwei.
+    #[arg(long, value_name = "GWEI", value_parser = purser_devnet::fees::parse_gwei)]
+    pub l1_base_fee_gwei: Option<u128>,
+    /// op-stack: the L1 blob base fee, in gwei.
+    #[arg(long, value_name = "GWEI", value_parser = purser_devnet::fees::parse_gwei)]
+    pub blob_base_fee_gwei: Option<u128>,
+    /// op-stack: the base fee scalar, in millionths.
+    #[arg(long)]
+    pub base_fee_scalar: Option<u32>,
+    /// op-stack: the blob base fee scalar, in millionths.
+    #[arg(long)]
+    pub blob_base_fee_scalar: Option<u32>,
+    /// op-stack: the operator fee scalar, in millionths.
+    #[arg(long)]
+    pub operator_fee_scalar: Option<u32>,
+    /// op-stack: the operator fee constant, in wei.
+    #[arg(long, value_name = "WEI")]
+    pub operator_fee_constant_wei: Option<u64>,
+    /// arbitrum: bytes charged to every transaction besides its calldata.
+    #[arg(long, value_name = "BYTES")]
+    pub per_tx_overhead_bytes: Option<u64>,
+    /// The chain's ETH/USD feed's new answer, in USD (3500.25).
+    #[arg(long, value_name = "USD")]
+    pub eth_usd: Option<String>,
+    /// When that answer counts as updated, in seconds since the epoch (default: now); an old
+    /// time makes the feed stale.
+    #[arg(long, value_name = "UNIX_SECONDS", requires = "eth_usd")]
+    pub eth_usd_updated_at: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -199,15 +243,30 @@ pub async fn run(
             for chain in &manifest.chains {
                 writeln!(
                     out,
-                    "{:<18} {:<16} {}  token {} ({} v{})",
+                    "{:<18} {:<16} {}  {:<8}  token {} ({} v{})",
                     chain.name,
                     chain.network,
                     chain.rpc_url,
+                    chain.fees.kind(),
                     chain.token.address,
                     chain.token.name,
                     chain.token.version
                 )?;
             }
+            for chain in &manifest.chains {
+                if let Some(feed) = &chain.price_feed {
+                    writeln!(
+                        out,
+                        "price feed {} on {}: {}",
+                        feed.description, chain.name, feed.address
+                    )?;
+                }
+            }
+            writeln!(
+                out,
+                "change fees while it runs with: purser devnet fees --dir {} --chain <name>",
+                dir.display()
+            )?;
             writeln!(
                 out,
                 "funded test accounts: {} (keys in {}/devnet.json)",
@@ -220,6 +279,25 @@ pub async fn run(
                 dir.display()
             )?;
             writeln!(out, "{}", dir.join("purser.toml").display())?;
+            Ok(())
+        }
+        Command::Devnet(DevnetCommand::Fees(args)) => {
+            let change = purser_devnet::FeeChange {
+                levels: purser_devnet::FeeLevels {
+                    base_fee_wei: args.base_fee_gwei,
+                    l1_base_fee_wei: args.l1_base_fee_gwei,
+                    blob_base_fee_wei: args.blob_base_fee_gwei,
+                    base_fee_scalar: args.base_fee_scalar,
+                    blob_base_fee_scalar: args.blob_base_fee_scalar,
+                    operator_fee_scalar: args.operator_fee_scalar,
+                    operator_fee_constant_wei: args.operator_fee_constant_wei,
+                    per_tx_overhead_bytes: args.per_tx_overhead_bytes,
+                },
+                price: args.eth_usd,
+                price_updated_at: args.eth_usd_updated_at,
+            };
+            let report = purser_devnet::change_fees(&args.dir, &args.chain, &change).await?;
+            write!(out, "{report}")?;
             Ok(())
         }
         Command::Devnet(DevnetCommand::Down { dir }) => {
