@@ -125,7 +125,8 @@ async fn connect(rpc_url: &str, chain_id: u64) -> Result<(DynProvider, DynProvid
 
 impl DevnetChain {
     /// Checks the chain answers as expected, deploys and funds the tokens, places the fee
-    /// contracts and the price feed, then applies the mining mode.
+    /// contracts and the price feed, mines a block at the spec's base fee, then applies the
+    /// mining mode.
     pub(crate) async fn set_up(
         spec: DevnetChainSpec,
         started: Started,
@@ -208,6 +209,12 @@ impl DevnetChain {
         if let Some(feed) = chain.spec.price_feed.clone() {
             chain.price_feed = Some(chain.deploy_price_feed(&feed).await?);
         }
+        // Each set-up block lowered the base fee (they are far from full): end with a block at
+        // the spec's level, so every chain starts at its own however long its set-up was.
+        chain
+            .set_next_block_base_fee(chain.spec.base_fee_wei)
+            .await?;
+        chain.mine().await?;
         match options.mining {
             Mining::Auto => {}
             Mining::Interval { block_time_seconds } => {

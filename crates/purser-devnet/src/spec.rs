@@ -11,9 +11,10 @@ pub struct DevnetChainSpec {
     pub chain_id: u64,
     /// A short name such as `base-sepolia`.
     pub name: String,
-    /// The genesis block's base fee (anvil `--base-fee`). It moves as on any EIP-1559 chain:
-    /// each block that uses less than half the gas limit lowers the next block's by up to
-    /// 12.5%, so the levels of the default chains are a factor of ten apart to stay ordered.
+    /// The base fee of the genesis block (anvil `--base-fee`) and of the last block of set-up.
+    /// It moves as on any EIP-1559 chain: each block that uses less than half the gas limit
+    /// lowers the next block's by up to 12.5%, so the levels of the default chains are a factor
+    /// of ten apart to stay ordered.
     pub base_fee_wei: u128,
     /// The chain's real testnet USDC, placed when [`crate::DevnetOptions::canonical_usdc`] is on.
     pub canonical_usdc: Option<CanonicalUsdc>,
