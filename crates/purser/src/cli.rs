@@ -68,7 +68,7 @@ pub enum DevnetCommand {
     },
     /// Change a running chain's fee levels or its price feed's answer, then print them (with no
     /// change, only print them).
-    Fees(DevnetFeesArgs),
+    Fees(Box<DevnetFeesArgs>),
 }
 
 #[derive(Debug, Args)]
