@@ -104,6 +104,17 @@ impl FeeKind {
     }
 }
 
+impl From<FeeKind> for purser_chain::config::RailKind {
+    /// The rail kind Purser's configuration names the same way.
+    fn from(kind: FeeKind) -> Self {
+        match kind {
+            FeeKind::OpStack => purser_chain::config::RailKind::OpStack,
+            FeeKind::Arbitrum => purser_chain::config::RailKind::Arbitrum,
+            FeeKind::Ethereum => purser_chain::config::RailKind::Ethereum,
+        }
+    }
+}
+
 impl std::fmt::Display for FeeKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(self.as_str())
@@ -565,6 +576,11 @@ mod tests {
     fn kinds_and_fees_round_trip_through_json() {
         for kind in [FeeKind::OpStack, FeeKind::Arbitrum, FeeKind::Ethereum] {
             assert_eq!(kind.as_str().parse::<FeeKind>().unwrap(), kind);
+            // Spelled as purser.toml's `kind` spells the same rail kind.
+            assert_eq!(
+                purser_chain::config::RailKind::from(kind).as_str(),
+                kind.as_str()
+            );
         }
         assert!("optimism".parse::<FeeKind>().is_err());
         for fees in [

@@ -292,10 +292,10 @@ fn toml_string(value: &str) -> String {
 }
 
 /// Whether `purser.toml` carries the settlement router's keys: each rail's `kind` and a
-/// `[[router.price_feeds]]` table per price feed of the devnet ([`fee_routing_toml`]). Off while
-/// the Purser this crate is built with does not know them yet: `RailConfig` refuses unknown
-/// keys, so writing them would make the file unreadable.
-pub const WRITES_FEE_ROUTING_KEYS: bool = false;
+/// `[[router.price_feeds]]` table per price feed of the devnet ([`fee_routing_toml`]). Off, the
+/// rails are all `ethereum` to the router and it prices gas at a fixed 3000 USD per ETH (what a
+/// Purser that refused the keys needed: `RailConfig` denies unknown keys).
+pub const WRITES_FEE_ROUTING_KEYS: bool = true;
 
 /// How old a devnet price feed's answer may be before the router stops trusting it, as
 /// `purser.toml` says: a day, so a devnet left running overnight still routes.
@@ -523,51 +523,68 @@ mod tests {
             && c.price_feed.is_none()));
     }
 
+    /// `purser.toml` as Purser's configuration reads the parts the devnet writes.
     #[derive(serde::Deserialize)]
-    struct RailsFile {
+    #[serde(deny_unknown_fields)]
+    struct PurserToml {
         rails: Vec<purser_chain::config::RailConfig>,
+        router: RouterTable,
+    }
+
+    /// The `[router]` keys the devnet writes (`purser_router::config::RouterConfig` has these
+    /// and more).
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RouterTable {
+        stall_after_seconds: u64,
+        price_feeds: Vec<purser_chain::config::PriceFeedConfig>,
     }
 
     #[test]
-    fn purser_toml_carries_the_routing_keys_only_when_switched_on() {
+    fn purser_toml_names_each_rails_kind_and_the_devnets_feed() {
+        use purser_chain::config::RailKind;
+
         let manifest = manifest();
         let dir = Path::new("/devnet");
-
-        // Off: the rails parse as Purser's configuration reads them today.
-        let off = rails_toml_with(dir, &manifest, 30, false);
-        assert!(!off.contains("kind") && !off.contains("router"), "{off}");
-        let rails = toml::from_str::<RailsFile>(&off).unwrap().rails;
-        assert_eq!(rails.len(), 2);
-        assert_eq!(rails[1].network, "eip155:11155111");
         assert_eq!(
-            rails_toml(dir, &manifest, 30) == off,
-            !WRITES_FEE_ROUTING_KEYS
+            rails_toml(dir, &manifest, 30),
+            rails_toml_with(dir, &manifest, 30, WRITES_FEE_ROUTING_KEYS)
         );
 
-        // On: every rail names its kind, and the feed is the router's.
-        let on: toml::Value = toml::from_str(&rails_toml_with(dir, &manifest, 30, true)).unwrap();
-        let kinds: Vec<&str> = on["rails"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|rail| rail["kind"].as_str().unwrap())
-            .collect();
-        assert_eq!(kinds, ["op-stack", "ethereum"]);
-        let feeds = on["router"]["price_feeds"].as_array().unwrap();
-        assert_eq!(feeds.len(), 1);
-        let feed = &feeds[0];
-        assert_eq!(feed["gas_token"].as_str(), Some("ETH"));
-        assert_eq!(feed["currency"].as_str(), Some("USD"));
-        assert_eq!(feed["network"].as_str(), Some("eip155:11155111"));
+        // With the routing keys: every rail names its kind, and the devnet's feed is the
+        // router's.
+        let on: PurserToml = toml::from_str(&rails_toml_with(dir, &manifest, 30, true)).unwrap();
+        let kinds: Vec<RailKind> = on.rails.iter().map(|rail| rail.kind).collect();
+        assert_eq!(kinds, [RailKind::OpStack, RailKind::Ethereum]);
+        assert_eq!(on.rails[0].assets.len(), 1);
+        assert_eq!(on.router.stall_after_seconds, 0);
+        assert_eq!(on.router.price_feeds.len(), 1);
+        let feed = &on.router.price_feeds[0];
         assert_eq!(
-            feed["aggregator"].as_str(),
+            (feed.gas_token.as_str(), feed.currency.as_str()),
+            ("ETH", "USD")
+        );
+        assert_eq!(feed.network.as_deref(), Some("eip155:11155111"));
+        assert_eq!(
+            feed.aggregator.as_deref(),
             Some("0x5FbDB2315678afecb367f032d93F642f64180aa3")
         );
-        assert_eq!(
-            feed["max_age_seconds"].as_integer(),
-            Some(PRICE_FEED_MAX_AGE_SECONDS as i64)
-        );
-        // The assets stay under their rails.
-        assert_eq!(on["rails"][0]["assets"].as_array().unwrap().len(), 1);
+        assert_eq!(feed.fixed, None);
+        assert_eq!(feed.max_age_seconds, PRICE_FEED_MAX_AGE_SECONDS);
+
+        // Without them, or with no feed on the devnet: no kinds (so `ethereum`), and a fixed
+        // price.
+        let off: PurserToml = toml::from_str(&rails_toml_with(dir, &manifest, 30, false)).unwrap();
+        assert!(off.rails.iter().all(|rail| rail.kind == RailKind::Ethereum));
+        let mut no_feed = manifest.clone();
+        no_feed.chains[1].price_feed = None;
+        let no_feed: PurserToml =
+            toml::from_str(&rails_toml_with(dir, &no_feed, 30, true)).unwrap();
+        assert_eq!(no_feed.rails[0].kind, RailKind::OpStack);
+        for file in [off, no_feed] {
+            assert_eq!(file.router.price_feeds.len(), 1);
+            assert_eq!(file.router.price_feeds[0].fixed.as_deref(), Some("3000"));
+            assert_eq!(file.router.price_feeds[0].aggregator, None);
+        }
     }
 }

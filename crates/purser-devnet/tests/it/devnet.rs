@@ -708,6 +708,11 @@ async fn up_writes_the_folder_and_down_stops_every_process() {
     #[derive(serde::Deserialize)]
     struct RailsFile {
         rails: Vec<RailConfig>,
+        router: RouterTable,
+    }
+    #[derive(serde::Deserialize)]
+    struct RouterTable {
+        price_feeds: Vec<purser_chain::config::PriceFeedConfig>,
     }
 
     let folder = tempfile::tempdir().unwrap();
@@ -746,10 +751,12 @@ async fn up_writes_the_folder_and_down_stops_every_process() {
 
     // purser.toml is the rails configuration, as Purser reads it.
     let toml_text = std::fs::read_to_string(dir.join("purser.toml")).unwrap();
-    let rails = toml::from_str::<RailsFile>(&toml_text).unwrap().rails;
+    let file = toml::from_str::<RailsFile>(&toml_text).unwrap();
+    let rails = file.rails;
     assert_eq!(rails.len(), 4);
     for (rail, chain) in rails.iter().zip(&manifest.chains) {
         assert_eq!(rail.network, chain.network);
+        assert_eq!(rail.kind, chain.fees.kind().into());
         assert_eq!(rail.rpc_urls, std::slice::from_ref(&chain.rpc_url));
         assert_eq!(rail.confirmations, 1);
         assert_eq!(
@@ -767,6 +774,18 @@ async fn up_writes_the_folder_and_down_stops_every_process() {
             chain.canonical_usdc.as_ref().unwrap().address.to_string()
         );
     }
+
+    // The router prices gas with the L1 stand-in's ETH/USD feed.
+    let feed = manifest.chains[3].price_feed.as_ref().unwrap();
+    assert_eq!(file.router.price_feeds.len(), 1);
+    assert_eq!(
+        file.router.price_feeds[0].aggregator,
+        Some(feed.address.to_checksum(None))
+    );
+    assert_eq!(
+        file.router.price_feeds[0].network.as_deref(),
+        Some("eip155:11155111")
+    );
 
     // The chains answer, with the balances minted.
     purser_chain::rails::ensure_crypto_provider();
