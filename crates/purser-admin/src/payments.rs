@@ -70,6 +70,10 @@ pub enum AccountKindGql {
     PayerCredit,
     /// Prepaid credit spent on usage.
     CreditEarned,
+    /// What settling the tenant's payments cost in gas (asset `native`, the chain's gas token).
+    NetworkFees,
+    /// Gas paid by Purser's settlement signers for the tenant.
+    SignerGas,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -92,6 +96,21 @@ pub enum TransferCodeGql {
     CreditTopUp,
     /// A usage-priced call's cost: held (pending) by a reservation, then posted or voided.
     CreditUse,
+    /// What a mined settlement transaction cost in gas, exactly as its receipt says.
+    NetworkFee,
+}
+
+/// What a mined transaction cost its sender, in wei (decimal strings).
+#[derive(async_graphql::SimpleObject)]
+pub struct NetworkCost {
+    pub gas_used: String,
+    pub effective_gas_price: String,
+    /// The L1 data fee an OP Stack receipt reports; `0` elsewhere.
+    pub l1_fee: String,
+    /// The OP Stack operator fee; `0` elsewhere.
+    pub operator_fee: String,
+    /// gas used × effective gas price + L1 fee + operator fee.
+    pub total: String,
 }
 
 /// One payment authorization, settled (or being settled) exactly once.
@@ -155,6 +174,32 @@ impl Settlement {
 
     async fn payment_identifier(&self) -> Option<&str> {
         self.0.payment_identifier.as_deref()
+    }
+
+    /// What the mined transaction cost, in wei of the chain's gas token, from its receipt.
+    async fn network_cost(&self) -> Option<NetworkCost> {
+        self.0.network_cost.map(|c| NetworkCost {
+            gas_used: c.gas_used.to_string(),
+            effective_gas_price: c.effective_gas_price.to_string(),
+            l1_fee: c.l1_fee.to_string(),
+            operator_fee: c.operator_fee.to_string(),
+            total: c.total.to_string(),
+        })
+    }
+
+    /// The settlement router's estimate of that cost when the transaction was signed, in wei.
+    async fn estimated_network_cost(&self) -> Option<String> {
+        self.0.estimated_network_cost.map(|c| c.to_string())
+    }
+
+    /// Why this rail: every rail's quote and health when the transaction was signed, and the
+    /// rail chosen.
+    async fn route_decision(&self) -> Option<async_graphql::Json<serde_json::Value>> {
+        self.0
+            .route_decision
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .map(async_graphql::Json)
     }
 
     async fn created_at(&self) -> DateTime<Utc> {

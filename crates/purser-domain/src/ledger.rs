@@ -12,6 +12,7 @@
 //! | confirmed | `settlement` | (same) | (same) | posted |
 //! | confirmed | `payout` | settlement in flight | merchant receivable | posted |
 //! | failed | `settlement` | (same) | (same) | voided |
+//! | mined (confirmed or failed) | `network_fee` | network fees (asset `native`) | signer gas (`native`) | posted |
 //!
 //! Prepaid credits (`credit_top_up`, `credit_use`) move between `credit_issuance`, a payer's own
 //! `payer_credit` account and `credit_earned`; [`crate::credits`] has their table.
@@ -40,6 +41,11 @@ string_enum!(
         PayerCredit = "payer_credit",
         /// Credit spent on usage: the merchant's revenue from prepaid credit.
         CreditEarned = "credit_earned",
+        /// What settling the tenant's payments cost in gas (asset `native`: the chain's gas
+        /// token): debited by every mined settlement transaction.
+        NetworkFees = "network_fees",
+        /// Gas paid by Purser's settlement signers for the tenant: credited by the same.
+        SignerGas = "signer_gas",
     }
 );
 
@@ -71,6 +77,9 @@ string_enum!(
         /// Payer credit to credit earned: a usage-priced call's cost, held (pending) by a
         /// reservation, then posted or voided.
         CreditUse = "credit_use",
+        /// Signer gas to network fees: what a mined settlement transaction cost, exactly as
+        /// its receipt says, posted when its outcome is recorded.
+        NetworkFee = "network_fee",
     }
 );
 

@@ -26,7 +26,7 @@ use crate::registry::{
 };
 use crate::routing::RoutingPolicy;
 use crate::settlement::{
-    Attempt, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NewSettlement,
+    Attempt, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NetworkCost, NewSettlement,
     PaymentIdentifierClaim, Settlement,
 };
 use crate::tenant::{NewTenant, Tenant, TenantUpdate};
@@ -160,18 +160,30 @@ pub trait SettlementRepository: Send + Sync {
     /// `submitted` to `pending`: broadcast, receipt not seen in time.
     async fn mark_pending(&self, id: SettlementId, message: &str) -> Result<Settlement>;
 
-    /// `submitted` or `pending` to `confirmed`; posts the settlement transfer and the payout.
+    /// Keeps why the settlement's rail was chosen and what the router expected it to cost (wei),
+    /// once: the first call's answer stays.
+    async fn record_route(
+        &self,
+        id: SettlementId,
+        estimated_network_cost: Option<Amount>,
+        decision: &str,
+    ) -> Result<()>;
+
+    /// `submitted` or `pending` to `confirmed`; posts the settlement transfer and the payout,
+    /// and the network fee when the outcome carries the transaction's cost.
     async fn confirm_settlement(
         &self,
         id: SettlementId,
         outcome: ChainOutcome,
     ) -> Result<Settlement>;
 
-    /// `submitted` or `pending` to `failed`; voids the pending transfer.
+    /// `submitted` or `pending` to `failed`; voids the pending transfer, and posts the network
+    /// fee of a transaction that was mined (and reverted) when `cost` is given.
     async fn fail_settlement(
         &self,
         id: SettlementId,
         tx_hash: Option<&str>,
+        cost: Option<&NetworkCost>,
         reason: &str,
         message: &str,
     ) -> Result<Settlement>;

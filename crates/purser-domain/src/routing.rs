@@ -104,6 +104,27 @@ impl std::fmt::Debug for dyn OfferRouter {
     }
 }
 
+/// What the settlement router knew when a settlement's transaction was signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDecision {
+    /// The router's estimate of the settlement's cost on its rail, in wei of the gas token;
+    /// `None` when the rail had no usable quote.
+    pub estimated_cost_wei: Option<Amount>,
+    /// Every rail's quote and health at that moment and the rail chosen, as JSON.
+    pub json: String,
+}
+
+/// The facilitator's view of the settlement router: the decision behind a settlement, and how
+/// far its estimate was from what the receipt said.
+pub trait RouteRecorder: Send + Sync {
+    /// The decision to keep with a settlement on `network`.
+    fn decision(&self, network: &str) -> RouteDecision;
+
+    /// Records a settlement's estimated and actual cost, in wei, for the estimation-error
+    /// metric.
+    fn observed(&self, network: &str, estimated_wei: u128, actual_wei: u128);
+}
+
 /// The merchant's order, unfiltered: what a 402 is without a router.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Unrouted;

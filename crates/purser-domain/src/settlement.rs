@@ -128,9 +128,56 @@ pub struct Settlement {
     pub tx_hash: Option<String>,
     pub block_number: Option<u64>,
     pub payment_identifier: Option<String>,
+    /// What the mined transaction cost Purser's signer, from its receipt (confirmed or failed
+    /// on chain; none when nothing was mined).
+    pub network_cost: Option<NetworkCost>,
+    /// The settlement router's estimate of that cost when the transaction was signed, in wei.
+    pub estimated_network_cost: Option<Amount>,
+    /// Why this rail: the router's quotes of every rail when the transaction was signed, as
+    /// JSON.
+    pub route_decision: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// What a mined transaction cost its sender, in wei of the chain's gas token, as its receipt
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkCost {
+    pub gas_used: u64,
+    pub effective_gas_price: Amount,
+    /// The L1 data fee an OP Stack receipt reports (zero elsewhere).
+    pub l1_fee: Amount,
+    /// The OP Stack operator fee (zero elsewhere).
+    pub operator_fee: Amount,
+    /// gas used × effective gas price + L1 fee + operator fee.
+    pub total: Amount,
+}
+
+impl NetworkCost {
+    /// The cost of these parts; `None` when the sum does not fit.
+    pub fn of(
+        gas_used: u64,
+        effective_gas_price: u128,
+        l1_fee: u128,
+        operator_fee: u128,
+    ) -> Option<Self> {
+        let total = u128::from(gas_used)
+            .checked_mul(effective_gas_price)?
+            .checked_add(l1_fee)?
+            .checked_add(operator_fee)?;
+        Some(Self {
+            gas_used,
+            effective_gas_price: Amount::from_atomic(effective_gas_price),
+            l1_fee: Amount::from_atomic(l1_fee),
+            operator_fee: Amount::from_atomic(operator_fee),
+            total: Amount::from_atomic(total),
+        })
+    }
+}
+
+/// The asset ledger accounts of network fees are kept in: the chain's own gas token.
+pub const NATIVE_ASSET: &str = "native";
 
 /// The outcome of claiming an authorization.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +224,8 @@ pub struct Attempt {
 pub struct ChainOutcome {
     pub tx_hash: String,
     pub block_number: u64,
+    /// What the transaction cost, from its receipt.
+    pub cost: Option<NetworkCost>,
 }
 
 /// Filters for the reconciler's work list.

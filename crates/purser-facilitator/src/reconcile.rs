@@ -166,6 +166,7 @@ impl Reconciler {
                         .fail_settlement(
                             settlement.id,
                             None,
+                            None,
                             Reason::InvalidExactEvmNonceAlreadyUsed.as_str(),
                             "the authorization was executed by another transaction",
                         )

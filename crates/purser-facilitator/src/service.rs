@@ -14,8 +14,9 @@ use purser_chain::rails::{Asset, Rail, Rails};
 use purser_domain::auth::TenantScope;
 use purser_domain::id::{AttemptId, SettlementId};
 use purser_domain::repo::SettlementRepository;
+use purser_domain::routing::RouteRecorder;
 use purser_domain::settlement::{
-    Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, NewSettlement,
+    Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, NetworkCost, NewSettlement,
     PaymentIdentifierClaim, Settlement, SettlementStatus,
 };
 use purser_domain::{Error, ErrorCode, Result};
@@ -45,6 +46,8 @@ pub struct Facilitator {
     pub(crate) rails: Arc<Rails>,
     pub(crate) config: FacilitatorConfig,
     anonymous: Option<TenantScope>,
+    /// The settlement router, which says why each settlement's rail was chosen.
+    routes: Option<Arc<dyn RouteRecorder>>,
 }
 
 /// A request that parsed and passed every check that needs no chain.
@@ -108,6 +111,8 @@ pub(crate) enum ChainState {
     Failed {
         reason: Reason,
         tx_hash: String,
+        /// What the reverted transaction cost.
+        cost: Option<NetworkCost>,
     },
     /// Every transaction's nonce was used by something else: nothing of ours will be mined.
     Dropped,
@@ -154,7 +159,15 @@ impl Facilitator {
             rails,
             config,
             anonymous,
+            routes: None,
         })
+    }
+
+    /// Keeps the settlement router's decision (every rail's quote, the estimate) with each
+    /// settlement, and reports estimates against receipts.
+    pub fn with_routes(mut self, routes: Arc<dyn RouteRecorder>) -> Self {
+        self.routes = Some(routes);
+        self
     }
 
     /// The scope for callers without an API key, when anonymous access is on.
@@ -608,6 +621,18 @@ impl Facilitator {
         let signer = rail
             .pick_signer()
             .ok_or_else(|| format!("no signer is configured for {}", rail.network))?;
+        if let Some(routes) = &self.routes {
+            // Kept before anything is sent, once per settlement; losing it loses a record, never
+            // a payment, so a failure here is logged and settling goes on.
+            let decision = routes.decision(&rail.network);
+            if let Err(err) = self
+                .store
+                .record_route(settlement.id, decision.estimated_cost_wei, &decision.json)
+                .await
+            {
+                tracing::warn!(settlement = %settlement.id, error = %err.chain(), "could not record the settlement's route");
+            }
+        }
         let (deployment, quote) = tokio::join!(rail.deployment_needed(transfer), rail.fee_quote());
         let deployment = deployment.map_err(|e| format!("reading the payer's code: {e}"))?;
         let fees = quote.map_err(|e| format!("reading fees: {e}"))?.offer();
@@ -794,6 +819,22 @@ impl Facilitator {
         rail: &Rail,
         transfer: &ExactTransfer,
     ) -> Result<Option<Settlement>> {
+        let resolved = self.apply_chain_state(settlement, rail, transfer).await?;
+        if let (Some(routes), Some(resolved)) = (&self.routes, &resolved)
+            && let (Some(estimated), Some(actual)) =
+                (resolved.estimated_network_cost, resolved.network_cost)
+        {
+            routes.observed(&rail.network, estimated.atomic(), actual.total.atomic());
+        }
+        Ok(resolved)
+    }
+
+    async fn apply_chain_state(
+        &self,
+        settlement: &Settlement,
+        rail: &Rail,
+        transfer: &ExactTransfer,
+    ) -> Result<Option<Settlement>> {
         match self.chain_state(settlement, rail, transfer).await? {
             ChainState::Confirmed(outcome) => {
                 tracing::info!(settlement = %settlement.id, tx = %outcome.tx_hash, block = outcome.block_number, "settlement confirmed");
@@ -802,12 +843,17 @@ impl Facilitator {
                     .await
                     .map(Some)
             }
-            ChainState::Failed { reason, tx_hash } => {
+            ChainState::Failed {
+                reason,
+                tx_hash,
+                cost,
+            } => {
                 tracing::warn!(settlement = %settlement.id, tx = %tx_hash, %reason, "settlement failed on chain");
                 self.store
                     .fail_settlement(
                         settlement.id,
                         Some(&tx_hash),
+                        cost.as_ref(),
                         reason.as_str(),
                         "the settlement transaction did not transfer",
                     )
@@ -863,6 +909,7 @@ impl Facilitator {
                 return Ok(ChainState::Confirmed(ChainOutcome {
                     tx_hash: attempt.tx_hash.clone(),
                     block_number: receipt.block_number,
+                    cost: network_cost(&receipt),
                 }));
             }
             let reason = if receipt.success {
@@ -870,7 +917,7 @@ impl Facilitator {
             } else {
                 Reason::InvalidExactEvmTransactionFailed
             };
-            reverted = Some((reason, attempt.tx_hash.clone()));
+            reverted = Some((reason, attempt.tx_hash.clone(), network_cost(&receipt)));
         }
         // Nonces with no mined transaction of ours: used by something else, or still to come.
         let mut dropped_all = true;
@@ -885,10 +932,25 @@ impl Facilitator {
             return Ok(ChainState::Waiting);
         }
         Ok(match reverted {
-            Some((reason, tx_hash)) => ChainState::Failed { reason, tx_hash },
+            Some((reason, tx_hash, cost)) => ChainState::Failed {
+                reason,
+                tx_hash,
+                cost,
+            },
             None => ChainState::Dropped,
         })
     }
+}
+
+/// What a mined transaction cost, in the domain's terms.
+fn network_cost(receipt: &purser_chain::eip3009::ReceiptView) -> Option<NetworkCost> {
+    let cost = receipt.cost;
+    NetworkCost::of(
+        cost.gas_used,
+        cost.effective_gas_price,
+        cost.l1_fee,
+        cost.operator_fee,
+    )
 }
 
 /// The payload's `payment-identifier`: its id when it carries one, or an

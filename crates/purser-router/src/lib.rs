@@ -24,7 +24,10 @@ use arc_swap::ArcSwap;
 use purser_chain::config::PriceFeedConfig;
 use purser_chain::fees::{FeedAnswer, SettlementCost};
 use purser_chain::rails::{Rail, Rails};
-use purser_domain::routing::{Candidate, OfferRouter, Routed, RoutingPolicy};
+use purser_domain::money::Amount;
+use purser_domain::routing::{
+    Candidate, OfferRouter, RouteDecision, RouteRecorder, Routed, RoutingPolicy,
+};
 use purser_domain::{Error, Result};
 
 pub use config::RouterConfig;
@@ -155,6 +158,8 @@ struct Inner {
     config: RouterConfig,
     feeds: Vec<Feed>,
     snapshot: ArcSwap<Snapshot>,
+    /// What the rounds remember of each rail; held for the length of a round.
+    tracks: tokio::sync::Mutex<BTreeMap<String, Track>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -230,12 +235,22 @@ impl Router {
                 }
             }
         }
+        let tracks = rails
+            .iter()
+            .map(|rail| {
+                (
+                    rail.network.clone(),
+                    Track::new(&config, rail.kind.as_str()),
+                )
+            })
+            .collect();
         let router = Self {
             inner: Arc::new(Inner {
                 rails,
                 config,
                 feeds,
                 snapshot: ArcSwap::from_pointee(Snapshot::default()),
+                tracks: tokio::sync::Mutex::new(tracks),
             }),
         };
         router.inner.snapshot.store(Arc::new(router.starting()));
@@ -310,17 +325,6 @@ impl Router {
             return;
         }
         tokio::pin!(stop);
-        let mut tracks: BTreeMap<String, Track> = self
-            .inner
-            .rails
-            .iter()
-            .map(|rail| {
-                (
-                    rail.network.clone(),
-                    Track::new(&self.inner.config, rail.kind.as_str()),
-                )
-            })
-            .collect();
         let mut interval = tokio::time::interval(self.inner.config.quote_interval());
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -328,27 +332,14 @@ impl Router {
                 () = &mut stop => return,
                 _ = interval.tick() => {}
             }
-            self.round(&mut tracks).await;
+            self.round_once().await;
         }
     }
 
-    /// One round: every feed and every rail, concurrently; then the new snapshot.
+    /// One round: every feed and every rail, concurrently; then the new snapshot. The loop of
+    /// [`Router::run`] calls it; tests and tools may call it directly. Rounds never overlap.
     pub async fn round_once(&self) {
-        // Tests and tools call this directly; the loop keeps its tracks across rounds.
-        let mut tracks: BTreeMap<String, Track> = self
-            .inner
-            .rails
-            .iter()
-            .map(|rail| {
-                let previous = self.snapshot();
-                let mut track = Track::new(&self.inner.config, rail.kind.as_str());
-                if let Some(view) = previous.rails.get(&rail.network) {
-                    track.quote = view.quote.clone();
-                    track.block_time_ms = view.block_time_ms;
-                }
-                (rail.network.clone(), track)
-            })
-            .collect();
+        let mut tracks = self.inner.tracks.lock().await;
         self.round(&mut tracks).await;
     }
 
@@ -445,20 +436,54 @@ impl Router {
         let candidate = Candidate {
             network,
             asset,
-            amount: purser_domain::money::Amount::from_atomic(0),
+            amount: Amount::from_atomic(0),
         };
         match self.standing(&snapshot, &candidate, now_ms()) {
             Standing::Quoted { cost, .. } => Some(cost),
             _ => None,
         }
     }
+}
 
-    /// Records how far an estimate was from what a settlement cost (for the estimation-error
-    /// metric), both in wei.
-    pub fn record_actual(&self, network: &str, estimated_wei: u128, actual_wei: u128) {
+impl RouteRecorder for Router {
+    fn decision(&self, network: &str) -> RouteDecision {
+        let snapshot = self.snapshot();
+        let rails: Vec<serde_json::Value> = snapshot
+            .rails
+            .values()
+            .map(|view| {
+                serde_json::json!({
+                    "network": view.network,
+                    "kind": view.kind,
+                    "healthy": view.health.is_healthy(),
+                    "reason": view.health.reason(),
+                    "costWei": view.quote.as_ref().map(|q| q.cost.total.to_string()),
+                    "quotedAtMs": view.quote.as_ref().map(|q| q.quoted_at_ms),
+                    "expectedTimeMs": view.expected_time_ms(),
+                })
+            })
+            .collect();
+        let estimated = snapshot
+            .rails
+            .get(network)
+            .and_then(|view| view.quote.as_ref())
+            .map(|q| Amount::from_atomic(q.cost.total));
+        RouteDecision {
+            estimated_cost_wei: estimated,
+            json: serde_json::json!({
+                "chosen": network,
+                "round": snapshot.round,
+                "rails": rails,
+            })
+            .to_string(),
+        }
+    }
+
+    fn observed(&self, network: &str, estimated_wei: u128, actual_wei: u128) {
         if actual_wei == 0 {
             return;
         }
+        // (estimate - actual) / actual: positive when the estimate was high.
         let error = (estimated_wei as f64 - actual_wei as f64) / actual_wei as f64;
         metrics::histogram!("purser_router_estimation_error_ratio", "network" => network.to_owned())
             .record(error);

@@ -78,23 +78,7 @@ pub async fn ledger_account<D: LedgerDialect>(
     Cols::<D>::new(&row).uuid("id")
 }
 
-/// The account of `kind` for the settlement's tenant, chain and asset, created on first use.
-async fn account<D: LedgerDialect>(
-    conn: &mut Conn<D>,
-    settlement: &Settlement,
-    kind: AccountKind,
-) -> Result<Uuid> {
-    ledger_account::<D>(
-        conn,
-        settlement.tenant_id,
-        &settlement.key.network,
-        &settlement.key.asset,
-        kind,
-        None,
-    )
-    .await
-}
-
+/// A transfer of the settlement's own asset and amount.
 async fn insert_transfer<D: LedgerDialect>(
     conn: &mut Conn<D>,
     settlement: &Settlement,
@@ -103,11 +87,38 @@ async fn insert_transfer<D: LedgerDialect>(
     credit: AccountKind,
     state: TransferState,
 ) -> Result<()> {
-    if settlement.amount.is_zero() {
+    let asset = settlement.key.asset.clone();
+    insert_transfer_of::<D>(
+        conn,
+        settlement,
+        &asset,
+        settlement.amount,
+        code,
+        (debit, credit),
+        state,
+    )
+    .await
+}
+
+/// A transfer for `settlement` of `amount` of `asset` on its chain, between tenant-wide
+/// accounts, once per settlement and code. Nothing for a zero amount.
+async fn insert_transfer_of<D: LedgerDialect>(
+    conn: &mut Conn<D>,
+    settlement: &Settlement,
+    asset: &str,
+    amount: purser_domain::money::Amount,
+    code: TransferCode,
+    (debit, credit): (AccountKind, AccountKind),
+    state: TransferState,
+) -> Result<()> {
+    if amount.is_zero() {
         return Ok(());
     }
-    let debit = account::<D>(conn, settlement, debit).await?;
-    let credit = account::<D>(conn, settlement, credit).await?;
+    let network = &settlement.key.network;
+    let debit =
+        ledger_account::<D>(conn, settlement.tenant_id, network, asset, debit, None).await?;
+    let credit =
+        ledger_account::<D>(conn, settlement.tenant_id, network, asset, credit, None).await?;
     let now = purser_domain::time::now();
     Sql::<D>::new(format!(
         "INSERT INTO ledger_transfers (id, tenant_id, network, asset, debit_account_id,
@@ -118,11 +129,11 @@ async fn insert_transfer<D: LedgerDialect>(
     ))
     .arg(TransferId::new().as_uuid())
     .arg(settlement.tenant_id.as_uuid())
-    .arg(&settlement.key.network)
-    .arg(&settlement.key.asset)
+    .arg(network)
+    .arg(asset)
     .arg(debit)
     .arg(credit)
-    .arg(settlement.amount)
+    .arg(amount)
     .arg(state.as_str())
     .arg(code.as_str())
     .arg(settlement.id.as_uuid())
@@ -190,6 +201,28 @@ pub async fn post_settlement<D: LedgerDialect>(
         TransferCode::Payout,
         AccountKind::SettlementInFlight,
         AccountKind::MerchantReceivable,
+        TransferState::Posted,
+    )
+    .await
+}
+
+/// Once a settlement's transaction is mined (confirmed or failed): what it cost in gas, from the
+/// signer's gas to the tenant's network fees, in the chain's gas token. Nothing when no cost was
+/// recorded.
+pub async fn post_network_fee<D: LedgerDialect>(
+    conn: &mut Conn<D>,
+    settlement: &Settlement,
+) -> Result<()> {
+    let Some(cost) = settlement.network_cost else {
+        return Ok(());
+    };
+    insert_transfer_of::<D>(
+        conn,
+        settlement,
+        purser_domain::settlement::NATIVE_ASSET,
+        cost.total,
+        TransferCode::NetworkFee,
+        (AccountKind::NetworkFees, AccountKind::SignerGas),
         TransferState::Posted,
     )
     .await

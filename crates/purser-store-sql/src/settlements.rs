@@ -12,8 +12,8 @@ use purser_domain::id::{AttemptId, SettlementId, TenantId};
 use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::SettlementRepository;
 use purser_domain::settlement::{
-    Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NewSettlement,
-    PaymentIdentifierClaim, PaymentIdentifierRecord, Settlement,
+    Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NetworkCost,
+    NewSettlement, PaymentIdentifierClaim, PaymentIdentifierRecord, Settlement,
 };
 use purser_domain::{Error, ErrorCode, Result};
 use sqlx::Transaction;
@@ -41,7 +41,11 @@ pub fn settlement_columns<D: Dialect>() -> impl Display {
             f,
             "id, tenant_id, network, asset, payer, auth_nonce, pay_to, amount{text} AS amount, \
              valid_after, valid_before, payload, requirements, status, error_reason, \
-             error_message, tx_hash, block_number, payment_identifier, created_at, updated_at",
+             error_message, tx_hash, block_number, payment_identifier, gas_used, \
+             effective_gas_price{text} AS effective_gas_price, l1_fee{text} AS l1_fee, \
+             operator_fee{text} AS operator_fee, network_cost{text} AS network_cost, \
+             estimated_network_cost{text} AS estimated_network_cost, route_decision, \
+             created_at, updated_at",
             text = D::AS_TEXT
         )
     })
@@ -83,9 +87,58 @@ pub fn read_settlement<D: Dialect>(row: &Row<D>) -> Result<Settlement> {
         tx_hash: r.opt_text("tx_hash")?,
         block_number: r.opt_i64("block_number")?.map(|b| b as u64),
         payment_identifier: r.opt_text("payment_identifier")?,
+        network_cost: match (
+            r.opt_i64("gas_used")?,
+            r.opt_amount("effective_gas_price")?,
+            r.opt_amount("l1_fee")?,
+            r.opt_amount("operator_fee")?,
+            r.opt_amount("network_cost")?,
+        ) {
+            (
+                Some(gas_used),
+                Some(effective_gas_price),
+                Some(l1_fee),
+                Some(operator_fee),
+                Some(total),
+            ) => Some(NetworkCost {
+                gas_used: u64::try_from(gas_used).map_err(|e| Error::internal(what, e))?,
+                effective_gas_price,
+                l1_fee,
+                operator_fee,
+                total,
+            }),
+            _ => None,
+        },
+        estimated_network_cost: r.opt_amount("estimated_network_cost")?,
+        route_decision: r.opt_text("route_decision")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
     })
+}
+
+/// `SET` assignments recording a mined transaction's cost (parameters from `$first`), and the
+/// values to bind, in order.
+fn cost_assignments<D: Dialect>(first: usize) -> String {
+    format!(
+        "gas_used = ${a}, effective_gas_price = ${b}{n}, l1_fee = ${c}{n}, \
+         operator_fee = ${d}{n}, network_cost = ${e}{n}",
+        a = first,
+        b = first + 1,
+        c = first + 2,
+        d = first + 3,
+        e = first + 4,
+        n = D::AS_NUMERIC
+    )
+}
+
+fn bind_cost<D: Dialect>(sql: Sql<D>, cost: Option<&NetworkCost>) -> Result<Sql<D>> {
+    let gas_used = cost.map(|c| to_i64(c.gas_used, "gas used")).transpose()?;
+    Ok(sql
+        .arg(gas_used)
+        .arg(cost.map(|c| c.effective_gas_price))
+        .arg(cost.map(|c| c.l1_fee))
+        .arg(cost.map(|c| c.operator_fee))
+        .arg(cost.map(|c| c.total)))
 }
 
 fn read_attempt<D: Dialect>(row: &Row<D>) -> Result<Attempt> {
@@ -446,6 +499,24 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
             .collect()
     }
 
+    async fn record_route(
+        &self,
+        id: SettlementId,
+        estimated_network_cost: Option<purser_domain::money::Amount>,
+        decision: &str,
+    ) -> Result<()> {
+        let sql = Sql::new(format!(
+            "UPDATE settlements SET estimated_network_cost = $2{}, route_decision = $3
+             WHERE id = $1 AND route_decision IS NULL",
+            D::AS_NUMERIC
+        ))
+        .arg(id.as_uuid())
+        .arg(estimated_network_cost)
+        .arg(decision);
+        self.execute(sql, "recording a settlement's route").await?;
+        Ok(())
+    }
+
     async fn mark_pending(&self, id: SettlementId, message: &str) -> Result<Settlement> {
         self.transition(
             id,
@@ -463,15 +534,18 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
     ) -> Result<Settlement> {
         let update = Sql::new(format!(
             "UPDATE settlements SET status = 'confirmed', tx_hash = $2, block_number = $3,
-                 error_reason = NULL, error_message = NULL, updated_at = $4
+                 error_reason = NULL, error_message = NULL, updated_at = $4,
+                 {cost}
              WHERE id = $1 AND status IN ('submitted', 'pending')
              RETURNING {}",
-            settlement_columns::<D>()
+            settlement_columns::<D>(),
+            cost = cost_assignments::<D>(5),
         ))
         .arg(id.as_uuid())
         .arg(&outcome.tx_hash)
         .arg(to_i64(outcome.block_number, "block number")?)
         .arg(purser_domain::time::now());
+        let update = bind_cost(update, outcome.cost.as_ref())?;
         let Some((mut tx, settlement)) = self
             .begin_resolution(update, "confirming a settlement")
             .await?
@@ -479,6 +553,7 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
             return self.settlement_or_missing(id).await;
         };
         ledger::post_settlement::<D>(&mut tx, &settlement).await?;
+        ledger::post_network_fee::<D>(&mut tx, &settlement).await?;
         commit::<D>(tx).await?;
         Ok(settlement)
     }
@@ -487,21 +562,25 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
         &self,
         id: SettlementId,
         tx_hash: Option<&str>,
+        cost: Option<&NetworkCost>,
         reason: &str,
         message: &str,
     ) -> Result<Settlement> {
         let update = Sql::new(format!(
             "UPDATE settlements SET status = 'failed', tx_hash = COALESCE($2, tx_hash),
-                 error_reason = $3, error_message = $4, updated_at = $5
+                 error_reason = $3, error_message = $4, updated_at = $5,
+                 {cost}
              WHERE id = $1 AND status IN ('submitted', 'pending')
              RETURNING {}",
-            settlement_columns::<D>()
+            settlement_columns::<D>(),
+            cost = cost_assignments::<D>(6),
         ))
         .arg(id.as_uuid())
         .arg(tx_hash)
         .arg(reason)
         .arg(outcome_message(message))
         .arg(purser_domain::time::now());
+        let update = bind_cost(update, cost)?;
         let Some((mut tx, settlement)) = self
             .begin_resolution(update, "failing a settlement")
             .await?
@@ -509,6 +588,7 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
             return self.settlement_or_missing(id).await;
         };
         ledger::void_settlement::<D>(&mut tx, &settlement).await?;
+        ledger::post_network_fee::<D>(&mut tx, &settlement).await?;
         // A failed payment bought nothing: the grants it made are revoked with it.
         Sql::<D>::new(
             "UPDATE grants SET revoked_at = $2 WHERE settlement_id = $1 AND revoked_at IS NULL",

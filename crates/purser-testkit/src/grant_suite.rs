@@ -840,7 +840,7 @@ pub async fn a_failed_settlement_revokes_what_it_bought(store: Arc<dyn Store>) {
     let now = time::now();
     assert!(lost.holds_at(now), "granted while the payment was pending");
     let failed = store
-        .fail_settlement(failing, None, "transaction_reverted", "reverted")
+        .fail_settlement(failing, None, None, "transaction_reverted", "reverted")
         .await
         .unwrap();
     store
@@ -849,6 +849,7 @@ pub async fn a_failed_settlement_revokes_what_it_bought(store: Arc<dyn Store>) {
             purser_domain::settlement::ChainOutcome {
                 tx_hash: hash,
                 block_number: 2,
+                cost: None,
             },
         )
         .await

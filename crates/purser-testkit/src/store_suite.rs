@@ -63,6 +63,7 @@ macro_rules! store_suite {
             operators_scope_only_tenants_that_exist,
             outcome_messages_from_outside_are_stored_printable,
             routing_policies_are_per_tenant_and_checked,
+            mined_transactions_post_their_network_fee_once,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -773,6 +774,7 @@ pub async fn settlement_lifecycle_posts_the_ledger_once(store: Arc<dyn Store>) {
     let outcome = ChainOutcome {
         tx_hash: tx_hash.clone(),
         block_number: 42,
+        cost: None,
     };
     let confirmed = store
         .confirm_settlement(settlement.id, outcome.clone())
@@ -789,7 +791,7 @@ pub async fn settlement_lifecycle_posts_the_ledger_once(store: Arc<dyn Store>) {
         confirmed
     );
     let failed = store
-        .fail_settlement(settlement.id, None, "x", "y")
+        .fail_settlement(settlement.id, None, None, "x", "y")
         .await
         .unwrap();
     assert_eq!(failed.status, SettlementStatus::Confirmed);
@@ -852,6 +854,7 @@ pub async fn failure_after_broadcast_voids_the_pending_transfer(store: Arc<dyn S
         .fail_settlement(
             settlement.id,
             None,
+            None,
             "invalid_exact_evm_transaction_failed",
             "reverted",
         )
@@ -911,11 +914,14 @@ pub async fn concurrent_resolutions_apply_one_outcome(store: Arc<dyn Store>) {
                         ChainOutcome {
                             tx_hash: hash,
                             block_number: 7,
+                            cost: None,
                         },
                     )
                     .await
             } else {
-                store.fail_settlement(settlement.id, None, "r", "m").await
+                store
+                    .fail_settlement(settlement.id, None, None, "r", "m")
+                    .await
             }
         }
     }))
@@ -962,6 +968,7 @@ pub async fn transitions_are_guarded(store: Arc<dyn Store>) {
     let outcome = ChainOutcome {
         tx_hash: format!("0x{}", "ab".repeat(32)),
         block_number: 1,
+        cost: None,
     };
     assert_eq!(
         store
@@ -1132,6 +1139,7 @@ pub async fn unfinished_settlements_are_listed_for_reconciliation(store: Arc<dyn
             ChainOutcome {
                 tx_hash: done.tx_hash.clone().unwrap(),
                 block_number: 1,
+                cost: None,
             },
         )
         .await
@@ -1239,6 +1247,7 @@ pub async fn seed_settlement_for(store: &Arc<dyn Store>, tenant: TenantId) -> Se
             ChainOutcome {
                 tx_hash,
                 block_number: 1,
+                cost: None,
             },
         )
         .await
@@ -1511,4 +1520,106 @@ pub async fn routing_policies_are_per_tenant_and_checked(store: Arc<dyn Store>) 
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound, "{err:?}");
+}
+
+pub async fn mined_transactions_post_their_network_fee_once(store: Arc<dyn Store>) {
+    use purser_domain::settlement::{NATIVE_ASSET, NetworkCost};
+    let acme = tenant(&store, "Gas Acme").await;
+    let scope = TenantScope::trusted(acme.id);
+    // A confirmed settlement: 61,234 gas at 1.5 gwei, with an OP Stack L1 and operator fee.
+    let confirmed = submitted(&store, acme.id, 31, 10_000).await;
+    let cost = NetworkCost::of(61_234, 1_500_000_000, 123_456_789, 42).unwrap();
+    assert_eq!(
+        cost.total.atomic(),
+        61_234 * 1_500_000_000 + 123_456_789 + 42
+    );
+    // The route is kept once: a second record does not replace the first.
+    store
+        .record_route(
+            confirmed.id,
+            Some(Amount::from_atomic(91_000_000_000_000)),
+            "{\"chosen\":\"a\"}",
+        )
+        .await
+        .unwrap();
+    store
+        .record_route(confirmed.id, None, "{\"chosen\":\"b\"}")
+        .await
+        .unwrap();
+    let outcome = ChainOutcome {
+        tx_hash: confirmed.tx_hash.clone().unwrap(),
+        block_number: 7,
+        cost: Some(cost),
+    };
+    let done = store
+        .confirm_settlement(confirmed.id, outcome.clone())
+        .await
+        .unwrap();
+    assert_eq!(done.network_cost, Some(cost));
+    assert_eq!(
+        done.estimated_network_cost,
+        Some(Amount::from_atomic(91_000_000_000_000))
+    );
+    assert_eq!(done.route_decision.as_deref(), Some("{\"chosen\":\"a\"}"));
+    // Confirming again posts nothing more.
+    store
+        .confirm_settlement(confirmed.id, outcome)
+        .await
+        .unwrap();
+    // A reverted transaction costs gas too.
+    let reverted = submitted(&store, acme.id, 32, 10_000).await;
+    let revert_cost = NetworkCost::of(30_000, 1_000_000_000, 0, 0).unwrap();
+    let failed = store
+        .fail_settlement(
+            reverted.id,
+            reverted.tx_hash.as_deref(),
+            Some(&revert_cost),
+            "invalid_exact_evm_transaction_failed",
+            "reverted",
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.network_cost, Some(revert_cost));
+    // Nothing mined, nothing posted.
+    let dropped = submitted(&store, acme.id, 33, 10_000).await;
+    store
+        .fail_settlement(dropped.id, None, None, "dropped", "nothing mined")
+        .await
+        .unwrap();
+    let fees = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .transfers_for_settlement(scope, id)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|t| t.code == TransferCode::NetworkFee)
+                .collect::<Vec<_>>()
+        }
+    };
+    let confirmed_fees = fees(confirmed.id).await;
+    assert_eq!(confirmed_fees.len(), 1, "posted once");
+    let fee = &confirmed_fees[0];
+    assert_eq!(fee.amount, cost.total);
+    assert_eq!(fee.asset, NATIVE_ASSET);
+    assert_eq!(fee.state, TransferState::Posted);
+    assert_eq!(
+        (fee.debit, fee.credit),
+        (AccountKind::NetworkFees, AccountKind::SignerGas)
+    );
+    assert_eq!(fees(reverted.id).await[0].amount, revert_cost.total);
+    assert!(fees(dropped.id).await.is_empty());
+    // The tenant's network fees on the chain are the sum of both receipts, and balance.
+    let balances = store.account_balances(scope).await.unwrap();
+    let native = |kind| {
+        balances
+            .iter()
+            .find(|b| b.account.kind == kind && b.account.asset == NATIVE_ASSET)
+            .unwrap()
+            .clone()
+    };
+    let total = cost.total.checked_add(revert_cost.total).unwrap();
+    assert_eq!(native(AccountKind::NetworkFees).debits_posted, total);
+    assert_eq!(native(AccountKind::SignerGas).credits_posted, total);
 }

@@ -187,11 +187,10 @@ impl Platform {
         let rails = Arc::new(rails);
         let settlement_router = SettlementRouter::new(rails.clone(), config.router.clone())
             .map_err(|e| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
-        let facilitator = Arc::new(Facilitator::new(
-            store.clone(),
-            rails,
-            config.facilitator.clone(),
-        )?);
+        let facilitator = Arc::new(
+            Facilitator::new(store.clone(), rails, config.facilitator.clone())?
+                .with_routes(Arc::new(settlement_router.clone())),
+        );
         let rate_limiter = RateLimiter::new(
             &config.rate_limits,
             coordination.clone(),

@@ -70,6 +70,21 @@ async fn a_payment_is_verified_settled_and_booked_once(backend: Backend) {
         fixture.ledger_receivable().await,
         Amount::from_atomic(12_345)
     );
+    // Every wei of gas: the receipt's gas used × effective gas price is on the settlement and
+    // posted to the tenant's network fees on the chain, exactly.
+    let receipt = {
+        use alloy::providers::Provider;
+        fixture
+            .chain()
+            .provider()
+            .get_transaction_receipt(tx.parse().unwrap())
+            .await
+            .unwrap()
+            .expect("the settlement's receipt")
+    };
+    let paid = u128::from(receipt.gas_used) * receipt.effective_gas_price;
+    assert!(paid > 0);
+    assert_eq!(fixture.network_fees().await, Amount::from_atomic(paid));
 
     // The same payment again: the same answer, no second transfer.
     let (_, again) = fixture.post("settle", &body).await;
@@ -79,6 +94,11 @@ async fn a_payment_is_verified_settled_and_booked_once(backend: Backend) {
     assert_eq!(
         fixture.ledger_receivable().await,
         Amount::from_atomic(12_345)
+    );
+    assert_eq!(
+        fixture.network_fees().await,
+        Amount::from_atomic(paid),
+        "a replayed answer posts no second fee"
     );
     // And verifying it now says the authorization is spent.
     let (_, spent) = fixture.post("verify", &body).await;

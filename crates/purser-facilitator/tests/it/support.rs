@@ -258,6 +258,18 @@ impl Fixture {
     }
 
     /// The merchant's posted receivable in the ledger.
+    /// The tenant's network fees (gas) on every chain, posted.
+    pub async fn network_fees(&self) -> Amount {
+        self.store
+            .account_balances(TenantScope::trusted(self.tenant))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|b| b.account.kind == AccountKind::NetworkFees)
+            .map(|b| b.debits_posted)
+            .fold(Amount::ZERO, |sum, fee| sum.checked_add(fee).unwrap())
+    }
+
     pub async fn ledger_receivable(&self) -> Amount {
         self.store
             .account_balances(TenantScope::trusted(self.tenant))

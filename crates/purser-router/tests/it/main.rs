@@ -14,9 +14,11 @@ use purser_domain::routing::{Candidate, OfferRouter, RoutingPolicy, Strategy};
 use purser_router::{Router, RouterConfig};
 use purser_testkit::proxy::{Fault, FaultyProxy};
 
+mod kinds;
+
 const GWEI: u128 = 1_000_000_000;
 
-async fn devnet(chains: Vec<DevnetChainSpec>) -> Devnet {
+pub(crate) async fn devnet(chains: Vec<DevnetChainSpec>) -> Devnet {
     Devnet::start(DevnetOptions {
         payer_accounts: 1,
         canonical_usdc: false,
@@ -27,7 +29,7 @@ async fn devnet(chains: Vec<DevnetChainSpec>) -> Devnet {
 }
 
 /// A rail over `chain` (through `rpc_url` when given), with the devnet's settlement signer.
-fn rail(
+pub(crate) fn rail(
     devnet: &Devnet,
     chain: &DevnetChain,
     rpc_url: Option<String>,
@@ -58,7 +60,7 @@ fn rail(
     (config, key)
 }
 
-fn eth_at(price: &str) -> PriceFeedConfig {
+pub(crate) fn eth_at(price: &str) -> PriceFeedConfig {
     PriceFeedConfig {
         gas_token: "ETH".to_owned(),
         currency: "USD".to_owned(),
@@ -69,7 +71,7 @@ fn eth_at(price: &str) -> PriceFeedConfig {
     }
 }
 
-fn config() -> RouterConfig {
+pub(crate) fn config() -> RouterConfig {
     RouterConfig {
         // anvil mines only on demand: an idle head is old, not stuck.
         stall_after_seconds: 0,
@@ -88,7 +90,7 @@ fn fast_rpc() -> RpcPolicy {
     }
 }
 
-async fn open(configs: &[RailConfig]) -> Arc<Rails> {
+pub(crate) async fn open(configs: &[RailConfig]) -> Arc<Rails> {
     Arc::new(Rails::open(configs, fast_rpc()).await.expect("open rails"))
 }
 

@@ -194,6 +194,42 @@ impl Interop {
             self.devnet.accounts().settlement_signer.address(),
             "Purser's settlement signer sent it"
         );
+        // Its gas is on the settlement exactly as the receipt says, with the router's decision.
+        let settlements = self
+            .app
+            .store
+            .list_settlements(
+                TenantScope::trusted(self.tenant),
+                purser_domain::page::PageRequest::first(100).unwrap(),
+            )
+            .await
+            .unwrap();
+        let settlement = settlements
+            .items
+            .iter()
+            .find(|s| s.tx_hash.as_deref() == Some(tx))
+            .unwrap_or_else(|| panic!("no settlement of {tx}"));
+        let cost = settlement.network_cost.expect("the receipt's cost is kept");
+        assert_eq!(
+            cost.total.atomic(),
+            u128::from(receipt.gas_used) * receipt.effective_gas_price
+        );
+        let decision: serde_json::Value = serde_json::from_str(
+            settlement
+                .route_decision
+                .as_deref()
+                .expect("a route decision"),
+        )
+        .unwrap();
+        assert_eq!(decision["chosen"], NETWORK, "{decision}");
+        assert!(
+            decision["rails"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["network"] == NETWORK),
+            "{decision}"
+        );
     }
 }
 
