@@ -529,8 +529,14 @@ async fn walk(
         ),
     ];
     for t in &transfers {
+        // Gas is in wei of the chain's own token; the rest in the payment's asset.
+        let unit = if t.asset == purser_domain::settlement::NATIVE_ASSET {
+            "wei of gas   "
+        } else {
+            "atomic units "
+        };
         lines.push(format!(
-            "  {:<10} {:>8} atomic units  debit {:<20} credit {:<19} {}",
+            "  {:<11} {:>14} {unit} debit {:<20} credit {:<19} {}",
             t.code.to_string(),
             t.amount.to_string(),
             t.debit.to_string(),

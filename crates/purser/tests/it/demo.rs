@@ -171,12 +171,23 @@ async fn demo_walks_an_agent_through_payment_and_keeps_serving() {
         "{shown}"
     );
 
-    // The ledger: the settlement and the payout, both posted, for the price.
+    // The ledger: the settlement and the payout, both posted, for the price; and what the
+    // settlement transaction cost in gas, exactly as its receipt says.
     let ledger: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("atomic units  debit"))
         .collect();
     assert_eq!(ledger.len(), 2, "{shown}");
+    let gas: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("wei of gas    debit"))
+        .collect();
+    assert_eq!(gas.len(), 1, "{shown}");
+    let words: Vec<&str> = gas[0].split_whitespace().collect();
+    assert_eq!(words[0], "network_fee", "{shown}");
+    assert!(words[1].parse::<u128>().unwrap() > 0, "{shown}");
+    assert_eq!(words[6], "network_fees", "{shown}");
+    assert_eq!(words.last(), Some(&"posted"), "{shown}");
     for (line, code) in ledger.iter().zip(["settlement", "payout"]) {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(words[0], code, "{line}");
