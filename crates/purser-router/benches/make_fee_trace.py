@@ -13,7 +13,10 @@ figures of any one day:
 - L2 base fees: Base around 0.006 gwei, OP Mainnet around 0.001 gwei, each with short
   congestion bursts (x5 to x40 for a few minutes) a dozen times a day; Arbitrum at its
   0.01 gwei floor, with rare bursts.
-- Arbitrum's L1 price estimate: the Ethereum base fee, smoothed (ArbOS adjusts it slowly).
+- Arbitrum's L1 price estimate (ArbOS's price of one L1 gas unit of posted data): since
+  Arbitrum posts its batches in blobs and compresses them, it runs far below Ethereum's base
+  fee; here 0.4% of the smoothed base fee (ArbOS adjusts it slowly), plus a share of the blob
+  base fee.
 
 Columns: t (seconds since midnight), eth_base_fee, blob_base_fee, base_l2_base_fee,
 op_l2_base_fee, arb_l2_base_fee, arb_l1_estimate (all wei).
@@ -91,9 +94,9 @@ op_l2 = clamp_1559([w * op_bursts[i] for i, w in enumerate(walk(0.001 * GWEI, 0.
 arb_l2 = [max(0.01 * GWEI, 0.01 * GWEI * arb_bursts[i]) for i in range(ROWS)]
 arb_l1 = []
 smoothed = eth[0]
-for value in eth:
+for i, value in enumerate(eth):
     smoothed += (value - smoothed) * 0.02
-    arb_l1.append(smoothed)
+    arb_l1.append(smoothed * 0.004 + blob[i] * 0.5)
 
 out = sys.stdout
 out.write("t,eth_base_fee,blob_base_fee,base_l2_base_fee,op_l2_base_fee,arb_l2_base_fee,arb_l1_estimate\n")
