@@ -16,4 +16,5 @@ mod metering;
 mod metering_graphql;
 mod nginx;
 mod ops;
+mod routing;
 mod usage_priced;
