@@ -28,3 +28,8 @@ ALTER TABLE settlements
         AND (gas_used IS NULL) = (effective_gas_price IS NULL)
         AND (gas_used IS NULL) = (l1_fee IS NULL)
         AND (gas_used IS NULL) = (operator_fee IS NULL));
+
+-- A tenant's settlement gas per day and chain reads the settlements whose cost is known, by when
+-- their outcome was recorded.
+CREATE INDEX settlements_network_cost_idx ON settlements (tenant_id, updated_at)
+    WHERE network_cost IS NOT NULL;

@@ -115,6 +115,11 @@ BEGIN
     SELECT RAISE(ABORT, 'a network cost is recorded whole or not at all');
 END;
 
+-- A tenant's settlement gas per day and chain reads the settlements whose cost is known, by
+-- when their outcome was recorded.
+CREATE INDEX settlements_network_cost_idx ON settlements (tenant_id, updated_at)
+    WHERE network_cost IS NOT NULL;
+
 PRAGMA foreign_key_check;
 
 COMMIT;

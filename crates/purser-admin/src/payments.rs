@@ -113,6 +113,22 @@ pub struct NetworkCost {
     pub total: String,
 }
 
+/// A tenant's settlement gas on one chain on one UTC day (wei, decimal strings).
+#[derive(async_graphql::SimpleObject)]
+pub struct NetworkCostDay {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub network: String,
+    /// Settlements whose mined transaction's cost is known.
+    pub settlements: i32,
+    /// Their cost in wei of the chain's gas token.
+    pub total: String,
+    /// The router's estimates, for the settlements that had one...
+    pub estimated: String,
+    /// ...and what those same settlements cost.
+    pub estimated_actual: String,
+}
+
 /// One payment authorization, settled (or being settled) exactly once.
 pub struct Settlement(pub settlement::Settlement);
 

@@ -133,6 +133,31 @@ impl PaymentsQuery {
         }))
     }
 
+    /// What the tenant's settlements cost in gas, per UTC day and chain, for outcomes recorded
+    /// in `[from, to)` (at most 93 days): each mined transaction's cost from its receipt, and the
+    /// settlement router's estimates beside what those settlements cost.
+    async fn network_costs(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: Option<ID>,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> GqlResult<Vec<crate::payments::NetworkCostDay>> {
+        let scope = scope(ctx, tenant_id.as_ref(), Access::Read).await?;
+        let days = store(ctx).network_costs(scope, from, to).await?;
+        Ok(days
+            .into_iter()
+            .map(|d| crate::payments::NetworkCostDay {
+                day: d.day.to_string(),
+                network: d.network,
+                settlements: i32::try_from(d.settlements).unwrap_or(i32::MAX),
+                total: d.total.to_string(),
+                estimated: d.estimated.to_string(),
+                estimated_actual: d.estimated_actual.to_string(),
+            })
+            .collect())
+    }
+
     /// One settlement of a tenant.
     async fn settlement(
         &self,

@@ -26,8 +26,8 @@ use crate::registry::{
 };
 use crate::routing::RoutingPolicy;
 use crate::settlement::{
-    Attempt, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NetworkCost, NewSettlement,
-    PaymentIdentifierClaim, Settlement,
+    Attempt, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NetworkCost, NetworkCostDay,
+    NewSettlement, PaymentIdentifierClaim, Settlement,
 };
 use crate::tenant::{NewTenant, Tenant, TenantUpdate};
 
@@ -159,6 +159,15 @@ pub trait SettlementRepository: Send + Sync {
 
     /// `submitted` to `pending`: broadcast, receipt not seen in time.
     async fn mark_pending(&self, id: SettlementId, message: &str) -> Result<Settlement>;
+
+    /// The scope's settlement gas per UTC day and chain, for outcomes recorded in `[from, to)`
+    /// (at most [`crate::settlement::MAX_NETWORK_COST_DAYS`] days), by day then chain.
+    async fn network_costs(
+        &self,
+        scope: TenantScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<NetworkCostDay>>;
 
     /// Keeps why the settlement's rail was chosen and what the router expected it to cost (wei),
     /// once: the first call's answer stays.

@@ -176,6 +176,24 @@ impl NetworkCost {
     }
 }
 
+/// What a tenant's settlements cost in gas on one chain on one UTC day (by when their outcome
+/// was recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkCostDay {
+    pub day: chrono::NaiveDate,
+    pub network: String,
+    /// Settlements whose mined transaction's cost is known.
+    pub settlements: u64,
+    /// Their cost, in wei of the chain's gas token.
+    pub total: Amount,
+    /// The router's estimates for those of them that had one, and what those cost.
+    pub estimated: Amount,
+    pub estimated_actual: Amount,
+}
+
+/// The longest period [`crate::repo::SettlementRepository::network_costs`] answers at once.
+pub const MAX_NETWORK_COST_DAYS: i64 = 93;
+
 /// The asset ledger accounts of network fees are kept in: the chain's own gas token.
 pub const NATIVE_ASSET: &str = "native";
 

@@ -13,7 +13,7 @@ use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::SettlementRepository;
 use purser_domain::settlement::{
     Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NetworkCost,
-    NewSettlement, PaymentIdentifierClaim, PaymentIdentifierRecord, Settlement,
+    NetworkCostDay, NewSettlement, PaymentIdentifierClaim, PaymentIdentifierRecord, Settlement,
 };
 use purser_domain::{Error, ErrorCode, Result};
 use sqlx::Transaction;
@@ -497,6 +497,63 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
             .iter()
             .map(read_attempt::<D>)
             .collect()
+    }
+
+    async fn network_costs(
+        &self,
+        scope: TenantScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<NetworkCostDay>> {
+        use purser_domain::settlement::MAX_NETWORK_COST_DAYS;
+        if to <= from || to - from > chrono::Duration::days(MAX_NETWORK_COST_DAYS) {
+            return Err(Error::invalid_input(format!(
+                "the period must be positive and at most {MAX_NETWORK_COST_DAYS} days"
+            )));
+        }
+        // Amounts are exact in u128, summed here alike for both backends (SQLite's integers
+        // stop at 2^63 wei, 9.2 ETH); the period bounds the rows.
+        let sql = Sql::new(format!(
+            "SELECT network, updated_at, network_cost{t} AS network_cost,
+                 estimated_network_cost{t} AS estimated_network_cost
+             FROM settlements
+             WHERE tenant_id = $1 AND network_cost IS NOT NULL
+                 AND updated_at >= $2 AND updated_at < $3",
+            t = D::AS_TEXT
+        ))
+        .arg(scope.tenant_id().as_uuid())
+        .arg(from)
+        .arg(to);
+        let mut days: std::collections::BTreeMap<(chrono::NaiveDate, String), NetworkCostDay> =
+            std::collections::BTreeMap::new();
+        let overflow = || Error::internal("summing network costs", "a sum exceeds 2^128 wei");
+        for row in self.fetch_all(sql, "summing network costs").await? {
+            let r = Cols::<D>::new(&row);
+            let network = r.text("network")?;
+            let day = r.time("updated_at")?.date_naive();
+            let cost = r.amount("network_cost")?;
+            let estimate = r.opt_amount("estimated_network_cost")?;
+            let entry = days
+                .entry((day, network.clone()))
+                .or_insert_with(|| NetworkCostDay {
+                    day,
+                    network,
+                    settlements: 0,
+                    total: purser_domain::money::Amount::ZERO,
+                    estimated: purser_domain::money::Amount::ZERO,
+                    estimated_actual: purser_domain::money::Amount::ZERO,
+                });
+            entry.settlements += 1;
+            entry.total = entry.total.checked_add(cost).ok_or_else(overflow)?;
+            if let Some(estimate) = estimate {
+                entry.estimated = entry.estimated.checked_add(estimate).ok_or_else(overflow)?;
+                entry.estimated_actual = entry
+                    .estimated_actual
+                    .checked_add(cost)
+                    .ok_or_else(overflow)?;
+            }
+        }
+        Ok(days.into_values().collect())
     }
 
     async fn record_route(

@@ -1622,4 +1622,29 @@ pub async fn mined_transactions_post_their_network_fee_once(store: Arc<dyn Store
     let total = cost.total.checked_add(revert_cost.total).unwrap();
     assert_eq!(native(AccountKind::NetworkFees).debits_posted, total);
     assert_eq!(native(AccountKind::SignerGas).credits_posted, total);
+    // Per day and chain: both mined transactions, the estimate beside its own settlement's cost.
+    let now = chrono::Utc::now();
+    let days = store
+        .network_costs(scope, now - Duration::days(1), now + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1, "{days:?}");
+    assert_eq!(days[0].network, NETWORK);
+    assert_eq!(days[0].settlements, 2);
+    assert_eq!(days[0].total, total);
+    assert_eq!(days[0].estimated, Amount::from_atomic(91_000_000_000_000));
+    assert_eq!(days[0].estimated_actual, cost.total);
+    // Another tenant sees none of it; a period too long or backwards is refused.
+    let other = TenantScope::trusted(tenant(&store, "Gas Other").await.id);
+    assert!(
+        store
+            .network_costs(other, now - Duration::days(1), now + Duration::days(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for (from, to) in [(now, now), (now - Duration::days(94), now)] {
+        let err = store.network_costs(scope, from, to).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidInput);
+    }
 }

@@ -287,6 +287,10 @@ const ISOLATION_ATTEMPTS: &[(&str, &str)] = &[
         "mutation($b: ID!) { setRoutingPolicy(input: { tenantId: $b, strategy: PINNED }) { strategy } }",
     ),
     ("railQuotes", "{ railQuotes { network healthy } }"),
+    (
+        "networkCosts",
+        "query($b: ID!) { networkCosts(tenantId: $b, from: \"2026-01-01T00:00:00Z\", to: \"2026-02-01T00:00:00Z\") { total } }",
+    ),
     ("priceFeeds", "{ priceFeeds { gasToken } }"),
     ("tenant", "query($b: ID!) { tenant(id: $b) { id name } }"),
     ("tenants", "{ tenants { nodes { id } } }"),
