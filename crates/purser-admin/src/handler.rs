@@ -170,6 +170,10 @@ fn ensure_code(error: &mut ServerError) {
         ErrorCode::QueryTooComplex
     } else if error.path.is_empty() {
         ErrorCode::GraphqlValidationFailed
+    } else if is_input_coercion(&error.message) {
+        // An argument the caller sent that async-graphql could not coerce (a null where a
+        // value is needed, a number out of range): bad input, found at the field it feeds.
+        ErrorCode::InvalidInput
     } else {
         tracing::error!(message = %error.message, path = ?error.path, "resolver error without a code");
         ErrorCode::Internal
@@ -181,6 +185,13 @@ fn ensure_code(error: &mut ServerError) {
         .extensions
         .get_or_insert_with(Default::default)
         .set("code", code.as_str());
+}
+
+/// Whether an error async-graphql raised at a field is its refusal of an argument's value.
+fn is_input_coercion(message: &str) -> bool {
+    message.starts_with("Failed to parse ")
+        || message.starts_with("Invalid value for argument")
+        || (message.starts_with("Expected input type ") && message.contains("while parsing"))
 }
 
 fn response_json(response: GqlResponse) -> serde_json::Value {

@@ -117,3 +117,28 @@ async fn the_routers_view_answers_without_rails() {
         .await;
     assert_eq!(data, json!({"railQuotes": [], "priceFeeds": []}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_argument_the_caller_left_null_is_bad_input_not_internal() {
+    let api = TestApi::start().await;
+    let tenant = api.tenant("Routing Null").await;
+    let admin = api.key(Some(tenant), Role::TenantAdmin).await;
+    // `$weight` is nullable and omitted, but fills the non-null `costWeightPercent`.
+    let body = api
+        .graphql(
+            &admin,
+            "mutation($weight: Int) { setRoutingPolicy(input: { strategy: PINNED,
+                costWeightPercent: $weight }) { strategy } }",
+            json!({}),
+        )
+        .await;
+    let code = body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("");
+    assert_eq!(code, "invalid_input", "{body}");
+    assert_eq!(
+        api.ok(&admin, GET, json!({})).await["routingPolicy"]["strategy"],
+        "CHEAPEST",
+        "nothing was written"
+    );
+}
