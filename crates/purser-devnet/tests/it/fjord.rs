@@ -689,12 +689,17 @@ async fn anvil_in_op_mode_charges_the_l1_fee_of_the_l1_block_slots_but_receipts_
         .await,
     )
     .unwrap();
+    // Automine mines at once, but a busy machine may answer the receipt a moment later.
+    let mut receipt = None;
+    for _ in 0..100 {
+        receipt = provider.get_transaction_receipt(hash).await.unwrap();
+        if receipt.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let receipt = receipt.expect("the transaction is mined within 10 s");
     let receipt_json = raw("eth_getTransactionReceipt", serde_json::json!([hash])).await;
-    let receipt = provider
-        .get_transaction_receipt(hash)
-        .await
-        .unwrap()
-        .unwrap();
     let signed: Bytes =
         serde_json::from_value(raw("eth_getRawTransactionByHash", serde_json::json!([hash])).await)
             .unwrap();
