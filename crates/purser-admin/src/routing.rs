@@ -4,6 +4,7 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use purser_domain::auth::Access;
+use purser_domain::money::{Amount, Money};
 use purser_domain::routing::{RoutingPolicy, Strategy};
 use purser_router::Router;
 
@@ -122,15 +123,11 @@ pub struct PriceFeed {
     pub unhealthy_detail: Option<String>,
 }
 
-fn decimal(answer: u128, decimals: u8) -> String {
-    let digits = answer.to_string();
-    let decimals = usize::from(decimals);
-    if decimals == 0 {
-        return digits;
-    }
-    let padded = format!("{digits:0>width$}", width = decimals + 1);
-    let (whole, fraction) = padded.split_at(padded.len() - decimals);
-    format!("{whole}.{fraction}")
+/// A feed's answer in whole units of its currency (`"3000.25"`), exactly.
+fn price(answer: u128, decimals: u8) -> String {
+    Money::new(Amount::from_atomic(answer), decimals)
+        .map(|m| m.to_units_string())
+        .unwrap_or_else(|_| format!("{answer}e-{decimals}"))
 }
 
 fn time_of_ms(ms: u64) -> DateTime<Utc> {
@@ -201,7 +198,7 @@ impl RoutingQuery {
                 gas_token: feed.gas_token.clone(),
                 currency: feed.currency.clone(),
                 source: feed.source.clone(),
-                price: feed.answer.map(|a| decimal(a.answer, a.decimals)),
+                price: feed.answer.map(|a| price(a.answer, a.decimals)),
                 updated_at: feed
                     .answer
                     .filter(|a| a.updated_at != u64::MAX)
@@ -253,9 +250,10 @@ impl RoutingMutation {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn prices_print_with_their_decimals() {
-        assert_eq!(super::decimal(300_000_000_000, 8), "3000.00000000");
-        assert_eq!(super::decimal(5, 3), "0.005");
-        assert_eq!(super::decimal(42, 0), "42");
+    fn prices_print_in_whole_units() {
+        assert_eq!(super::price(300_000_000_000, 8), "3000");
+        assert_eq!(super::price(300_025_000_000, 8), "3000.25");
+        assert_eq!(super::price(5, 3), "0.005");
+        assert_eq!(super::price(42, 0), "42");
     }
 }

@@ -291,7 +291,7 @@ impl Rail {
                         IGasPriceOracle::getL1FeeCall {
                             data: unsigned.into(),
                         },
-                        block_number,
+                        Some(block_number),
                     )
                     .await?;
                 cost.l1_fee = u128::try_from(l1_fee).map_err(|_| FeeFault::Oracle {
@@ -301,7 +301,11 @@ impl Rail {
                 // A chain before Isthmus has no operator fee, and an oracle before Isthmus no
                 // `isIsthmus`: a revert there means no operator fee, not a broken oracle.
                 let isthmus = self
-                    .oracle_call(oracle, IGasPriceOracle::isIsthmusCall {}, block_number)
+                    .oracle_call(
+                        oracle,
+                        IGasPriceOracle::isIsthmusCall {},
+                        Some(block_number),
+                    )
                     .await
                     .unwrap_or(false);
                 if isthmus {
@@ -311,7 +315,7 @@ impl Rail {
                             IGasPriceOracle::getOperatorFeeCall {
                                 gasUsed: U256::from(gas),
                             },
-                            block_number,
+                            Some(block_number),
                         )
                         .await?;
                     cost.operator_fee = u128::try_from(fee).unwrap_or(u128::MAX);
@@ -327,7 +331,7 @@ impl Rail {
                             contractCreation: false,
                             data: calldata,
                         },
-                        block_number,
+                        Some(block_number),
                     )
                     .await?;
                 let l1_gas = components.gasEstimateForL1;
@@ -374,10 +378,10 @@ impl Rail {
     /// A Chainlink-style aggregator's latest answer, read on this rail.
     pub async fn read_price_feed(&self, aggregator: Address) -> Result<FeedAnswer, FeeFault> {
         let decimals = self
-            .oracle_call(aggregator, IAggregatorV3::decimalsCall {}, 0)
+            .oracle_call(aggregator, IAggregatorV3::decimalsCall {}, None)
             .await?;
         let round = self
-            .oracle_call(aggregator, IAggregatorV3::latestRoundDataCall {}, 0)
+            .oracle_call(aggregator, IAggregatorV3::latestRoundDataCall {}, None)
             .await?;
         if round.answer <= I256::ZERO {
             return Err(FeeFault::Oracle {
@@ -396,22 +400,18 @@ impl Rail {
         })
     }
 
-    /// `eth_call` of `call` on `oracle` (at `block`, or the latest block for 0), decoded. A
-    /// revert or an undecodable answer is the oracle's fault; a transport failure the RPC's.
+    /// `eth_call` of `call` on `oracle` at `block` (the latest when `None`), decoded. A revert
+    /// or an undecodable answer is the oracle's fault; a transport failure the RPC's.
     async fn oracle_call<C: SolCall + Send + Sync>(
         &self,
         oracle: Address,
         call: C,
-        block: u64,
+        block: Option<u64>,
     ) -> Result<C::Return, FeeFault> {
         let request = TransactionRequest::default()
             .to(oracle)
             .input(Bytes::from(call.abi_encode()).into());
-        let at = if block == 0 {
-            BlockId::latest()
-        } else {
-            BlockId::number(block)
-        };
+        let at = block.map_or(BlockId::latest(), BlockId::number);
         let answer = self
             .rpc
             .request("eth_call", |p| {

@@ -171,20 +171,13 @@ impl std::fmt::Debug for Router {
     }
 }
 
-/// A fixed price such as `3000.25`, as a feed answer with as many decimals as it has.
+/// A fixed price such as `3000.25`, exactly (`Money`'s parsing, at 18 decimals).
 fn parse_fixed_price(raw: &str) -> Option<FeedAnswer> {
-    let (whole, fraction) = raw.split_once('.').unwrap_or((raw, ""));
-    if whole.is_empty()
-        || fraction.len() > 18
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !fraction.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let answer: u128 = format!("{whole}{fraction}").parse().ok()?;
-    (answer > 0).then_some(FeedAnswer {
-        answer,
-        decimals: u8::try_from(fraction.len()).ok()?,
+    const DECIMALS: u8 = 18;
+    let money = purser_domain::money::Money::parse_units(raw, DECIMALS).ok()?;
+    (!money.amount().is_zero()).then_some(FeedAnswer {
+        answer: money.amount().atomic(),
+        decimals: DECIMALS,
         updated_at: u64::MAX,
     })
 }
@@ -278,20 +271,9 @@ impl Router {
                 .rails
                 .iter()
                 .map(|rail| {
-                    let kind = rail.kind.as_str();
-                    (
-                        rail.network.clone(),
-                        RailView {
-                            network: rail.network.clone(),
-                            kind,
-                            gas_token: rail.gas_token.clone(),
-                            confirmations: rail.confirmations,
-                            quote: None,
-                            health: Health::unhealthy("starting", "not quoted yet"),
-                            block_time_ms: usual_block_time_ms(kind),
-                            signer_balance_wei: None,
-                        },
-                    )
+                    let track = Track::new(&self.inner.config, rail.kind.as_str());
+                    let view = track.view(rail, Health::unhealthy("starting", "not quoted yet"));
+                    (rail.network.clone(), view)
                 })
                 .collect(),
             feeds: self
@@ -656,6 +638,11 @@ impl Track {
             None => {}
         }
         let health = self.health(rail, now, config);
+        self.view(rail, health)
+    }
+
+    /// What a snapshot shows of the rail.
+    fn view(&self, rail: &Rail, health: Health) -> RailView {
         RailView {
             network: rail.network.clone(),
             kind: rail.kind.as_str(),
@@ -740,8 +727,25 @@ mod tests {
     #[test]
     fn fixed_prices_parse_exactly() {
         let answer = parse_fixed_price("3000.25").unwrap();
-        assert_eq!((answer.answer, answer.decimals), (300_025, 2));
-        assert_eq!(parse_fixed_price("3000").unwrap().decimals, 0);
+        assert_eq!(
+            (answer.answer, answer.decimals),
+            (3_000_250_000_000_000_000_000, 18)
+        );
+        // The same price converts gas the same way whatever its spelling.
+        assert_eq!(
+            parse_fixed_price("3000")
+                .unwrap()
+                .convert(10u128.pow(15), 6),
+            parse_fixed_price("3000.000")
+                .unwrap()
+                .convert(10u128.pow(15), 6)
+        );
+        assert_eq!(
+            parse_fixed_price("3000")
+                .unwrap()
+                .convert(10u128.pow(15), 6),
+            3_000_000
+        );
         for bad in ["", "-1", "0", "1e3", "3,000", ".5", "1.0000000000000000001"] {
             assert!(parse_fixed_price(bad).is_none(), "{bad}");
         }

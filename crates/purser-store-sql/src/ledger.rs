@@ -87,11 +87,10 @@ async fn insert_transfer<D: LedgerDialect>(
     credit: AccountKind,
     state: TransferState,
 ) -> Result<()> {
-    let asset = settlement.key.asset.clone();
     insert_transfer_of::<D>(
         conn,
         settlement,
-        &asset,
+        &settlement.key.asset,
         settlement.amount,
         code,
         (debit, credit),
