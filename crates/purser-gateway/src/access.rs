@@ -124,7 +124,7 @@ async fn check(
     parts: Parts,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let scope = state.caller(&parts.headers).await?;
+    let scope = state.caller_of(&parts).await?;
     let request: CheckBody = parse(&body)?;
     let headers = header_map(&request.headers);
     let decision = state
@@ -165,7 +165,7 @@ async fn settle(
     parts: Parts,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let scope = state.caller(&parts.headers).await?;
+    let scope = state.caller_of(&parts).await?;
     let token: SettleToken = parse(&body)?;
     Ok(match state.settle(scope, token).await? {
         Settled::Paid { response, headers } => Json(json!({
@@ -219,7 +219,7 @@ async fn nginx_decision(state: &AccessState, mut parts: Parts) -> Result<Respons
         parts.headers.remove(http::header::AUTHORIZATION);
     }
     let scope = state
-        .caller(&parts.headers)
+        .caller_of(&parts)
         .await
         .map_err(|e| ApiError(e).into_response())?;
     let original = |name: &str| {
@@ -367,7 +367,7 @@ async fn entitlement_check(
     parts: Parts,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let scope = state.caller(&parts.headers).await?;
+    let scope = state.caller_of(&parts).await?;
     let request: EntitlementBody = parse(&body)?;
     if request.resource.is_none() && request.url.is_none() {
         return Err(Error::invalid_input("name the resource, or its method and url").into());
@@ -440,7 +440,7 @@ async fn commit_reservation(
     parts: Parts,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let scope = state.caller(&parts.headers).await?;
+    let scope = state.caller_of(&parts).await?;
     let id = id.parse::<CreditReservationId>()?;
     let request: CommitBody = parse(&body)?;
     let actual = Amount::parse_atomic(&request.amount)?;
@@ -458,7 +458,7 @@ async fn release_reservation(
     Path(id): Path<String>,
     parts: Parts,
 ) -> Result<Response, ApiError> {
-    let scope = state.caller(&parts.headers).await?;
+    let scope = state.caller_of(&parts).await?;
     let id = id.parse::<CreditReservationId>()?;
     let reservation = state
         .gateway

@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use purser_axum::engine::Version;
 use purser_axum::{Admitted, Offer, Reply, Settled};
-use purser_domain::auth::{Access, Authenticator, TenantScope};
+use purser_domain::auth::{Access, Authenticator, Principal, TenantScope};
 use purser_domain::id::{GrantId, ResourceId};
 use purser_domain::{Error, ErrorCode};
 use purser_x402::v2::{PaymentPayload, PaymentRequirements};
@@ -117,14 +118,23 @@ impl SettleToken {
 impl AccessState {
     /// The caller's tenant, from the `resource_server` key in `authorization: Bearer`.
     pub async fn caller(&self, headers: &HeaderMap) -> Result<TenantScope, Error> {
-        let principal = purser_http::auth::principal_in(headers, &self.authenticator)
-            .await?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorCode::Unauthenticated,
-                    "access checks need a resource_server API key: `Authorization: Bearer <api key>`",
-                )
-            })?;
+        let principal = purser_http::auth::principal_in(headers, &self.authenticator).await?;
+        Self::scope_of(principal)
+    }
+
+    /// [`Self::caller`] of an HTTP request, whose key the layers may have authenticated.
+    pub async fn caller_of(&self, parts: &Parts) -> Result<TenantScope, Error> {
+        let principal = purser_http::auth::principal_of(parts, &self.authenticator).await?;
+        Self::scope_of(principal)
+    }
+
+    fn scope_of(principal: Option<Principal>) -> Result<TenantScope, Error> {
+        let principal = principal.ok_or_else(|| {
+            Error::new(
+                ErrorCode::Unauthenticated,
+                "access checks need a resource_server API key: `Authorization: Bearer <api key>`",
+            )
+        })?;
         principal.scope(None, Access::Facilitate)
     }
 

@@ -3,8 +3,6 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 use purser_domain::{Error, ErrorCode};
@@ -74,8 +72,7 @@ pub struct PassThrough;
 /// Rewrites errors produced by the framework and layers (unknown route, wrong method, body too
 /// large, timeout, panic, rejected JSON) into the envelope, so that every error a client sees
 /// carries a code. Responses that already are JSON, or are marked [`PassThrough`], are left alone.
-pub async fn envelope_framework_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+pub async fn envelope_framework_error(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
         || response.extensions().get::<PassThrough>().is_some()

@@ -1,13 +1,16 @@
 //! The layers around every Purser router, outermost first: panic containment, request id
-//! (the caller's when well-formed, else a fresh one), tracing span, metrics, error envelope,
-//! URL and header limits, rate limits, in-flight limit per route, timeout, body limit.
+//! (the caller's when well-formed, else a fresh one), tracing span, then one layer of guards
+//! (metrics, error envelope, URL and header limits, rate limits, in-flight limit per route),
+//! timeout, body limit.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use http::{HeaderName, HeaderValue, Request, header};
@@ -21,7 +24,8 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::error::{envelope_framework_errors, error_response};
+use crate::auth::Verified;
+use crate::error::{envelope_framework_error, error_response};
 use crate::ratelimit::RateLimiter;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -80,77 +84,147 @@ fn drop_unacceptable_request_id<B>(mut request: Request<B>) -> Request<B> {
     request
 }
 
-/// Refuses URLs and header sets over the limits, with the envelope.
-async fn bound_request_head(
+/// What one route template keeps: its metrics label and its in-flight permits.
+#[derive(Debug)]
+struct RouteGuard {
+    label: Arc<str>,
+    in_flight: Semaphore,
+}
+
+/// The per-request guards, in one layer so that a request pays for one future and one look-up
+/// of its route, not one per guard: URL and header limits, rate limits, the in-flight limit per
+/// route and, in the shared stack, the error envelope and metrics around them.
+#[derive(Debug)]
+struct Guards {
     max_url_bytes: usize,
     max_header_bytes: usize,
-    request: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let url_bytes = request
-        .uri()
-        .path_and_query()
-        .map_or(0, |p| p.as_str().len());
-    if url_bytes > max_url_bytes {
-        return error_response(
-            ErrorCode::UriTooLong,
-            &format!("the URL is {url_bytes} bytes; the limit is {max_url_bytes}"),
-        );
-    }
-    let header_bytes: usize = request
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len())
-        .sum();
-    if header_bytes > max_header_bytes {
-        return error_response(
-            ErrorCode::HeadersTooLarge,
-            &format!("the headers are {header_bytes} bytes; the limit is {max_header_bytes}"),
-        );
-    }
-    next.run(request).await
+    max_in_flight: usize,
+    rate_limiter: Option<Arc<RateLimiter>>,
+    /// Envelope framework errors and record metrics (the shared stack does; the proxy's guard
+    /// passes upstream answers through untouched and is measured elsewhere).
+    observe: bool,
+    /// By route template: a closed set (the router's routes, and `unmatched`).
+    routes: RwLock<HashMap<String, Arc<RouteGuard>>>,
 }
 
-/// Requests in flight per route template (a closed set: the router's routes, and
-/// `unmatched`).
-#[derive(Debug, Default)]
-struct InFlight {
-    limit: usize,
-    routes: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
+impl Guards {
+    fn new(limits: &HttpLimits, observe: bool) -> Arc<Self> {
+        Arc::new(Self {
+            max_url_bytes: limits.max_url_bytes,
+            max_header_bytes: limits.max_header_bytes,
+            max_in_flight: limits.max_in_flight_per_route.max(1),
+            rate_limiter: limits.rate_limiter.clone(),
+            observe,
+            routes: RwLock::default(),
+        })
+    }
 
-impl InFlight {
-    fn route(&self, template: &str) -> Arc<Semaphore> {
-        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(route) = routes.get(template) {
+    fn route(&self, template: &str) -> Arc<RouteGuard> {
+        let known = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(route) = known.get(template) {
             return route.clone();
         }
-        let route = Arc::new(Semaphore::new(self.limit.max(1)));
-        routes.insert(template.to_owned(), route.clone());
-        route
+        drop(known);
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        routes
+            .entry(template.to_owned())
+            .or_insert_with(|| {
+                Arc::new(RouteGuard {
+                    label: Arc::from(template),
+                    in_flight: Semaphore::new(self.max_in_flight),
+                })
+            })
+            .clone()
+    }
+
+    /// The refusal of a URL or header set over the limits, with the envelope.
+    fn refuse_head<B>(&self, request: &Request<B>) -> Option<Response> {
+        let url_bytes = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        if url_bytes > self.max_url_bytes {
+            return Some(error_response(
+                ErrorCode::UriTooLong,
+                &format!(
+                    "the URL is {url_bytes} bytes; the limit is {}",
+                    self.max_url_bytes
+                ),
+            ));
+        }
+        let header_bytes: usize = request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        if header_bytes > self.max_header_bytes {
+            return Some(error_response(
+                ErrorCode::HeadersTooLarge,
+                &format!(
+                    "the headers are {header_bytes} bytes; the limit is {}",
+                    self.max_header_bytes
+                ),
+            ));
+        }
+        None
+    }
+
+    /// Runs `request` when every guard admits it. A key the rate limiter authenticated is
+    /// handed on as [`Verified`], so the handler does not authenticate it again.
+    async fn admit(&self, route: &RouteGuard, mut request: Request<Body>, next: Next) -> Response {
+        if let Some(refusal) = self.refuse_head(&request) {
+            return refusal;
+        }
+        if let Some(limiter) = &self.rate_limiter {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip());
+            match limiter
+                .check(request.uri().path(), peer, request.headers())
+                .await
+            {
+                Ok(Some(principal)) => {
+                    request.extensions_mut().insert(Verified(principal));
+                }
+                Ok(None) => {}
+                Err(limited) => return crate::ratelimit::rate_limited(limited.retry_after),
+            }
+        }
+        let Ok(_permit) = route.in_flight.try_acquire() else {
+            let mut response = error_response(
+                ErrorCode::Overloaded,
+                "this route has as many requests in flight as it allows; retry shortly",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        };
+        next.run(request).await
     }
 }
 
-async fn limit_in_flight(
-    in_flight: Arc<InFlight>,
-    request: axum::extract::Request,
+async fn guard_request(
+    State(guards): State<Arc<Guards>>,
+    request: Request<Body>,
     next: Next,
 ) -> Response {
-    let template = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    let Ok(_permit) = in_flight.route(template).try_acquire_owned() else {
-        let mut response = error_response(
-            ErrorCode::Overloaded,
-            "this route has as many requests in flight as it allows; retry shortly",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let started = Instant::now();
+    let method = crate::metrics::method_label(request.method());
+    let route = guards.route(
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str),
+    );
+    let response = guards.admit(&route, request, next).await;
+    if !guards.observe {
         return response;
-    };
-    next.run(request).await
+    }
+    let response = envelope_framework_error(response).await;
+    crate::metrics::record(method, &route.label, response.status(), started.elapsed());
+    response
 }
 
 /// A handler panicked: a bug. Log it, answer the envelope, keep serving.
@@ -166,11 +240,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respo
 
 /// Wraps `router` in the shared layers. Unknown routes answer `route_not_found`.
 pub fn apply(router: Router, limits: HttpLimits) -> Router {
-    let in_flight = Arc::new(InFlight {
-        limit: limits.max_in_flight_per_route,
-        routes: Mutex::default(),
-    });
-    let mut router = router
+    let router = router
         .fallback(crate::error::route_not_found)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
@@ -178,21 +248,10 @@ pub fn apply(router: Router, limits: HttpLimits) -> Router {
             http::StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,
         ))
-        .layer(middleware::from_fn(move |request, next| {
-            limit_in_flight(in_flight.clone(), request, next)
-        }));
-    if let Some(limiter) = limits.rate_limiter.clone() {
-        router = router.layer(middleware::from_fn(move |request, next| {
-            crate::ratelimit::enforce(limiter.clone(), request, next)
-        }));
-    }
-    let (max_url_bytes, max_header_bytes) = (limits.max_url_bytes, limits.max_header_bytes);
-    let router = router
-        .layer(middleware::from_fn(move |request, next| {
-            bound_request_head(max_url_bytes, max_header_bytes, request, next)
-        }))
-        .layer(middleware::from_fn(envelope_framework_errors))
-        .layer(middleware::from_fn(crate::metrics::track));
+        .layer(middleware::from_fn_with_state(
+            Guards::new(&limits, true),
+            guard_request,
+        ));
     router.layer(
         ServiceBuilder::new()
             .layer(CatchPanicLayer::custom(panic_response))
@@ -224,23 +283,11 @@ pub fn apply(router: Router, limits: HttpLimits) -> Router {
 /// The guards for a router that streams bodies and keeps its own timeouts (the gateway's
 /// proxy): URL and header limits, rate limits, in-flight limit, and the request id.
 pub fn guard(router: Router, limits: &HttpLimits) -> Router {
-    let in_flight = Arc::new(InFlight {
-        limit: limits.max_in_flight_per_route,
-        routes: Mutex::default(),
-    });
-    let mut router = router.layer(middleware::from_fn(move |request, next| {
-        limit_in_flight(in_flight.clone(), request, next)
-    }));
-    if let Some(limiter) = limits.rate_limiter.clone() {
-        router = router.layer(middleware::from_fn(move |request, next| {
-            crate::ratelimit::enforce(limiter.clone(), request, next)
-        }));
-    }
-    let (max_url_bytes, max_header_bytes) = (limits.max_url_bytes, limits.max_header_bytes);
     router
-        .layer(middleware::from_fn(move |request, next| {
-            bound_request_head(max_url_bytes, max_header_bytes, request, next)
-        }))
+        .layer(middleware::from_fn_with_state(
+            Guards::new(limits, false),
+            guard_request,
+        ))
         .layer(
             ServiceBuilder::new()
                 .map_request(drop_unacceptable_request_id)

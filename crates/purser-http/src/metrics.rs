@@ -1,11 +1,10 @@
-//! Prometheus metrics: one process-wide recorder, HTTP request counts and latencies by route.
+//! Prometheus metrics: one process-wide recorder, HTTP request counts and latencies by route
+//! (recorded by [`crate::layers`]).
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use metrics::SharedString;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds, from 0.5 ms to 10 s.
@@ -46,7 +45,7 @@ pub fn install() -> PrometheusHandle {
 
 /// A method as a label: the standard ones by name, any other as `other` (a client may send any
 /// token as a method; labels come from closed sets only).
-fn method_label(method: &http::Method) -> &'static str {
+pub(crate) fn method_label(method: &http::Method) -> &'static str {
     use http::Method;
     match *method {
         Method::GET => "GET",
@@ -63,28 +62,37 @@ fn method_label(method: &http::Method) -> &'static str {
 }
 
 /// A status as a label: the code when it is a real HTTP status (100-599), else `other`.
-fn status_label(status: http::StatusCode) -> String {
-    if (100..600).contains(&status.as_u16()) {
-        status.as_u16().to_string()
-    } else {
-        "other".to_owned()
-    }
+fn status_label(status: http::StatusCode) -> &'static str {
+    static LABELS: OnceLock<Vec<String>> = OnceLock::new();
+    let labels = LABELS.get_or_init(|| (100..600).map(|code: u16| code.to_string()).collect());
+    status
+        .as_u16()
+        .checked_sub(100)
+        .and_then(|i| labels.get(usize::from(i)))
+        .map_or("other", String::as_str)
 }
 
-/// Middleware: counts requests and records their latency, labelled by method, route template
-/// (never the raw path, which would explode the label set) and status.
-pub async fn track(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
-    let status = status_label(response.status());
-    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
+/// Counts one request and records its latency, labelled by method, route template (never the
+/// raw path, which would explode the label set) and status. `route` is shared, so that a
+/// label costs no copy.
+pub(crate) fn record(
+    method: &'static str,
+    route: &Arc<str>,
+    status: http::StatusCode,
+    elapsed: Duration,
+) {
+    let status = status_label(status);
+    metrics::counter!(
+        "http_requests_total",
+        "method" => method,
+        "route" => SharedString::from(route.clone()),
+        "status" => status,
+    )
+    .increment(1);
+    metrics::histogram!(
+        "http_request_duration_seconds",
+        "method" => method,
+        "route" => SharedString::from(route.clone()),
+    )
+    .record(elapsed.as_secs_f64());
 }

@@ -17,12 +17,10 @@
 //! Operations routes (`/healthz`, `/readyz`, `/metrics`) are never limited: probes must see
 //! the process as it is.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, header};
 use ipnet::IpNet;
@@ -246,22 +244,31 @@ impl RateLimiter {
 
     /// Counts a request from `client` (when known) presenting `token` (when any). `Err` when
     /// a limit refuses it.
-    pub async fn admit(&self, client: Option<IpAddr>, token: Option<&str>) -> Result<(), Limited> {
+    pub async fn admit(
+        &self,
+        client: Option<IpAddr>,
+        token: Option<&str>,
+    ) -> Result<Option<Principal>, Limited> {
         let client = client.map(client_key);
         let Some(token) = token else {
-            return match (client, self.per_address) {
-                (Some(ip), Some(rate)) => self.count(Bucket::Address(ip), rate).await,
-                _ => Ok(()),
-            };
+            if let (Some(ip), Some(rate)) = (client, self.per_address) {
+                self.count(Bucket::Address(ip), rate).await?;
+            }
+            return Ok(None);
         };
         match self.authenticator.authenticate(token).await {
-            Ok(principal) => self.count_principal(&principal).await,
-            Err(err) if err.is_server_error() => Ok(()),
+            Ok(principal) => {
+                self.count_principal(&principal).await?;
+                Ok(Some(principal))
+            }
+            Err(err) if err.is_server_error() => Ok(None),
             // A refused key: the handler answers 401; the address is limited harder.
-            Err(_) => match (client, self.failed_auth) {
-                (Some(ip), Some(rate)) => self.count(Bucket::FailedAuth(ip), rate).await,
-                _ => Ok(()),
-            },
+            Err(_) => {
+                if let (Some(ip), Some(rate)) = (client, self.failed_auth) {
+                    self.count(Bucket::FailedAuth(ip), rate).await?;
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -330,22 +337,25 @@ impl RateLimiter {
 }
 
 /// Middleware: refuses requests over a limit with `429 rate_limited` and `Retry-After`.
-pub async fn enforce(limiter: Arc<RateLimiter>, request: Request, next: Next) -> Response {
-    if EXEMPT_PATHS.contains(&request.uri().path()) {
-        return next.run(request).await;
-    }
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let client = limiter.proxies.client_address(peer, request.headers());
-    let token = crate::auth::bearer_token_in(request.headers())
-        .ok()
-        .flatten()
-        .filter(|t| !t.is_empty());
-    match limiter.admit(client, token).await {
-        Ok(()) => next.run(request).await,
-        Err(limited) => rate_limited(limited.retry_after),
+impl RateLimiter {
+    /// Counts a request for `path` from `peer` with `headers` against its limits. `Ok`
+    /// carries the principal its key authenticated as, when it has a valid one, so that
+    /// handlers need not authenticate it again.
+    pub async fn check(
+        &self,
+        path: &str,
+        peer: Option<IpAddr>,
+        headers: &HeaderMap,
+    ) -> Result<Option<Principal>, Limited> {
+        if EXEMPT_PATHS.contains(&path) {
+            return Ok(None);
+        }
+        let client = self.proxies.client_address(peer, headers);
+        let token = crate::auth::bearer_token_in(headers)
+            .ok()
+            .flatten()
+            .filter(|t| !t.is_empty());
+        self.admit(client, token).await
     }
 }
 
