@@ -22,11 +22,13 @@ use std::sync::Arc;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use anyhow::{Context as _, anyhow, bail, ensure};
-use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
+use purser_chain::config::{AssetConfig, RailConfig, RailKind, SignerSource};
 use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
 use purser_devnet::payment::{Payment, now, random_nonce};
-use purser_devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, TestAccount};
+use purser_devnet::{
+    Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, FeeKind, FeeLevels, TestAccount,
+};
 use purser_domain::auth::{Role, TenantScope, mint_api_key};
 use purser_domain::entitlement::RepeatAccess;
 use purser_domain::id::{ResourceId, TenantId};
@@ -50,6 +52,12 @@ use tokio::net::TcpListener;
 
 /// The demo API's price, in US dollars.
 const PRICE_USD: &str = "0.01";
+/// One gwei, in wei.
+const GWEI: u128 = 1_000_000_000;
+/// The L1 base fee the demo's fee spike sets on Base: a hundred thousand gwei.
+const L1_SPIKE_WEI: u128 = 100_000 * GWEI;
+/// What the demo's Purser prices ETH at (`DemoApplication`'s fixed feed), in USD.
+const ETH_USD: f64 = 3_000.0;
 /// The usage event the demo API reports for each forecast it serves.
 const FORECAST_EVENT: &str = "demo.weather.forecast";
 const FORECAST_SOURCE: &str = "//demo-weather/forecasts";
@@ -148,49 +156,61 @@ pub async fn run<A: Application>(
         .tempdir()
         .context("creating the demo's data folder")?;
 
-    // 1. The chain.
+    // 1. The chains: an OP Stack rollup, an Arbitrum chain (busy today: 2 gwei) and an
+    // Ethereum L1, each with its fee mechanics.
     let devnet = Devnet::start(DevnetOptions {
         payer_accounts: 2,
-        ..DevnetOptions::with_chains(vec![DevnetChainSpec::base_sepolia()])
+        ..DevnetOptions::with_chains(vec![
+            DevnetChainSpec::base_sepolia(),
+            DevnetChainSpec {
+                base_fee_wei: 2 * GWEI,
+                ..DevnetChainSpec::arbitrum_sepolia()
+            },
+            DevnetChainSpec::ethereum_sepolia(),
+        ])
     })
     .await
     .context("starting the devnet (anvil)")?;
-    let chain = &devnet.chains()[0];
-    let token = chain.token();
+    let chains = devnet.chains();
     let agent = devnet.accounts().payers[0].clone();
     let merchant = devnet.accounts().payers[1].address();
-    step(
-        out,
-        1,
-        "chain",
-        &[
-            format!(
-                "anvil as {} ({}) at {}",
-                chain.name(),
-                chain.network(),
-                chain.rpc_url()
-            ),
-            format!(
-                "token {} \"{}\" v{} ({} decimals), EIP-3009 transferWithAuthorization",
-                token.address, token.name, token.version, token.decimals
-            ),
-            format!(
-                "agent wallet {} holds {}",
-                agent.address(),
-                units(chain.balance_of(agent.address()).await?, token.decimals)
-            ),
-        ],
-    )?;
+    let mut lines = Vec::new();
+    for chain in chains {
+        let token = chain.token();
+        lines.push(format!(
+            "anvil as {} ({}) at {}: {} fees, base fee {} gwei",
+            chain.name(),
+            chain.network(),
+            chain.rpc_url(),
+            chain.fee_kind().as_str(),
+            gwei(chain.spec().base_fee_wei)
+        ));
+        lines.push(format!(
+            "  token {} \"{}\" v{} ({} decimals), EIP-3009 transferWithAuthorization; the agent \
+             wallet {} holds {}",
+            token.address,
+            token.name,
+            token.version,
+            token.decimals,
+            agent.address(),
+            units(chain.balance_of(agent.address()).await?, token.decimals)
+        ));
+    }
+    step(out, 1, "chain", &lines)?;
 
     // 2. Purser, on the embedded defaults, settling on that chain.
     let listener = bind(options.listen, "Purser").await?;
     let gateway_listener = bind(options.gateway_listen, "the gateway").await?;
     let purser_url = format!("http://{}", listener.local_addr()?);
     let gateway_url = format!("http://{}", gateway_listener.local_addr()?);
-    let rail = rail(chain, &devnet.accounts().settlement_signer, data.path())?;
-    let rails = Rails::open(&[rail], RpcPolicy::default())
+    let rails: Vec<RailConfig> = chains
+        .iter()
+        .map(|chain| rail(chain, &devnet.accounts().settlement_signer, data.path()))
+        .collect::<anyhow::Result<_>>()?;
+    let rails = Rails::open(&rails, RpcPolicy::default())
         .await
-        .context("opening the devnet rail")?;
+        .context("opening the devnet rails")?;
+    let networks: Vec<String> = chains.iter().map(DevnetChain::network).collect();
     let application = A::open(&data.path().join("db"), rails).await?;
     step(
         out,
@@ -202,7 +222,7 @@ pub async fn run<A: Application>(
             format!(
                 "embedded SQLite in {}, in-process coordination, settling on {} with signer {}",
                 data.path().display(),
-                chain.network(),
+                networks.join(", "),
                 devnet.accounts().settlement_signer.address()
             ),
         ],
@@ -217,17 +237,17 @@ pub async fn run<A: Application>(
         ))
         .await?;
     let scope = TenantScope::trusted(tenant.id);
-    application
-        .registry()
-        .set_payout_address(scope, &chain.network(), &merchant.to_checksum(None))
-        .await?;
+    for network in &networks {
+        application
+            .registry()
+            .set_payout_address(scope, network, &merchant.to_checksum(None))
+            .await?;
+    }
+    // The merchant lists its networks dearest first; the settlement router reorders them.
+    let listed: Vec<String> = networks.iter().rev().cloned().collect();
     let resource = application
         .registry()
-        .create_resource(
-            scope,
-            weather_resource(&gateway_url, &chain.network()),
-            true,
-        )
+        .create_resource(scope, weather_resource(&gateway_url, &listed), true)
         .await?;
     let admin_key = mint_key(&*store, Some(tenant.id), Role::TenantAdmin, "demo merchant").await?;
     let server_key = mint_key(
@@ -255,14 +275,17 @@ pub async fn run<A: Application>(
         "merchant",
         &[
             format!("tenant \"{}\" ({})", tenant.name, tenant.id),
-            format!("payout address {merchant} on {}", chain.network()),
+            format!("payout address {merchant} on {}", networks.join(", ")),
             format!(
                 "its API at {upstream} knows nothing of payments; the gateway routes /weather/* to it"
             ),
             format!(
-                "published resource {} \"{}\": GET {} at ${PRICE_USD}; a payment buys the \
-                 paying wallet a day of repeat access",
-                resource.id, resource.metadata.name, resource.url
+                "published resource {} \"{}\": GET {} at ${PRICE_USD}, payable on {} (in that \
+                 order); a payment buys the paying wallet a day of repeat access",
+                resource.id,
+                resource.metadata.name,
+                resource.url,
+                listed.join(", ")
             ),
             meters,
         ],
@@ -283,11 +306,14 @@ pub async fn run<A: Application>(
     let walked = match walk(
         out,
         &agent,
-        chain,
-        store.as_ref(),
-        tenant.id,
-        resource.id,
-        merchant,
+        &Walk {
+            chains,
+            store: store.as_ref(),
+            tenant: tenant.id,
+            resource: resource.id,
+            merchant,
+            operator_key: &operator_key,
+        },
     )
     .await
     {
@@ -352,17 +378,31 @@ struct Agent {
     wallet: TestAccount,
 }
 
-/// Steps 4 to 7: discovery, the 402, payment, settlement and the ledger, and a replay.
-async fn walk(
-    out: &mut (dyn Write + Send),
-    agent: &Agent,
-    chain: &DevnetChain,
-    store: &dyn Store,
+/// What the walkthrough works with.
+struct Walk<'a> {
+    chains: &'a [DevnetChain],
+    store: &'a dyn Store,
     tenant: TenantId,
     resource: ResourceId,
     merchant: Address,
+    operator_key: &'a str,
+}
+
+/// Steps 4 to 10: discovery, the 402 in the router's order, a fee spike that reorders it,
+/// payment, settlement and the ledger, a replay, and repeat access.
+async fn walk(
+    out: &mut (dyn Write + Send),
+    agent: &Agent,
+    walk: &Walk<'_>,
 ) -> anyhow::Result<DemoReport> {
-    let token = chain.token();
+    let Walk {
+        chains,
+        store,
+        tenant,
+        resource,
+        merchant,
+        operator_key,
+    } = *walk;
 
     // 4. Discovery: the agent knows what it wants, not where it is.
     let found: Value = agent
@@ -406,45 +446,53 @@ async fn walk(
     )?;
     let url = template.replace(":city", CITY).replace("{city}", CITY);
 
-    // 5. The challenge.
-    let unpaid = agent.http.get(&url).send().await?;
-    ensure!(
-        unpaid.status() == 402,
-        "GET {url} without payment answered {}, not 402",
-        unpaid.status()
-    );
-    let header = unpaid
-        .headers()
-        .get(PAYMENT_REQUIRED)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| anyhow!("the 402 has no {PAYMENT_REQUIRED} header"))?;
-    let required: PaymentRequired = decode_payment_required(header)?;
+    // 5. The challenge, once the settlement router has quoted every rail: the offers come
+    // cheapest settlement first, whatever order the merchant listed them in.
+    let base = &chains[0];
+    let required = challenge_led_by(agent, &url, |network| network == base.network()).await?;
+    let quotes = rail_quotes(agent, operator_key).await?;
+    let mut lines = vec![
+        format!("GET {url} -> 402 Payment Required"),
+        "its offers, in the settlement router's order (cheapest settlement first):".to_owned(),
+    ];
+    lines.extend(offer_lines(&required, &quotes));
+    step(out, 5, "challenge", &lines)?;
+
+    // 6. A fee spike: Base's L1 base fee jumps, as `purser devnet fees` (or any tool writing the
+    // L1Block predeploy) would set it; the router's next quote reorders the offers.
+    let before = base.fee_levels().await?;
+    base.set_fees(&FeeLevels {
+        l1_base_fee_wei: Some(L1_SPIKE_WEI),
+        ..FeeLevels::default()
+    })
+    .await?;
+    let required = challenge_led_by(agent, &url, |network| network != base.network()).await?;
+    let quotes = rail_quotes(agent, operator_key).await?;
+    let mut lines = vec![format!(
+        "{}'s L1 base fee: {} gwei -> {} gwei (the L1Block predeploy, slot 1)",
+        base.name(),
+        gwei(before.l1_base_fee_wei.unwrap_or_default()),
+        gwei(L1_SPIKE_WEI)
+    )];
+    lines.push("the same 402 now offers:".to_owned());
+    lines.extend(offer_lines(&required, &quotes));
+    step(out, 6, "routing", &lines)?;
+
+    // The agent takes the first offer, as the official x402 clients do by default.
     let offer = required
         .accepts
-        .iter()
-        .find(|a| a.scheme == "exact" && a.network.as_str() == chain.network())
-        .ok_or_else(|| anyhow!("the 402 offers no exact payment on {}", chain.network()))?
+        .first()
+        .filter(|a| a.scheme == "exact")
+        .ok_or_else(|| anyhow!("the 402 offers no exact payment first"))?
         .clone();
+    let chain = chains
+        .iter()
+        .find(|c| c.network() == offer.network.as_str())
+        .ok_or_else(|| anyhow!("the 402 offers {}, not a devnet chain", offer.network))?;
+    let token = chain.token();
     let price = offer.amount.atomic();
-    step(
-        out,
-        5,
-        "challenge",
-        &[
-            format!("GET {url} -> 402 Payment Required"),
-            format!(
-                "{PAYMENT_REQUIRED}: {} atomic units ({}) of {} on {}, to {}, within {} s",
-                offer.amount,
-                units(U256::from(price), token.decimals),
-                offer.asset,
-                offer.network,
-                offer.pay_to,
-                offer.max_timeout_seconds
-            ),
-        ],
-    )?;
 
-    // 6. Payment: sign the EIP-3009 authorization the offer describes, and send it.
+    // 7. Payment: sign the EIP-3009 authorization the first offer describes, and send it.
     let signed = sign(agent, chain, &required, &offer)?;
     let merchant_before = chain.balance_of(merchant).await?;
     let paid = agent
@@ -472,20 +520,27 @@ async fn walk(
     ensure!(settled.success, "the settlement failed: {settled:?}");
     step(
         out,
-        6,
+        7,
         "payment",
         &[
             format!(
-                "the agent ({}) signed transferWithAuthorization for {} atomic units to {}",
+                "the agent ({}) took the first offer: {} atomic units ({}) of {} on {}, to {}",
                 agent.wallet.address(),
                 offer.amount,
+                units(U256::from(price), token.decimals),
+                offer.asset,
+                offer.network,
                 offer.pay_to
+            ),
+            format!(
+                "and signed transferWithAuthorization for it, valid {} s",
+                offer.max_timeout_seconds
             ),
             format!("GET {url} with {PAYMENT_SIGNATURE} -> 200 OK {body}"),
         ],
     )?;
 
-    // 7. Settlement: the transaction on chain, and what the ledger recorded.
+    // 8. Settlement: the transaction on chain, and what the ledger recorded.
     let transaction: B256 = settled
         .transaction
         .parse()
@@ -528,6 +583,15 @@ async fn walk(
             settlement.id, settlement.status
         ),
     ];
+    if let (Some(estimated), Some(actual)) =
+        (settlement.estimated_network_cost, settlement.network_cost)
+    {
+        lines.push(format!(
+            "its gas: the router estimated {} wei of ETH, the receipt says {} wei (gas {} × {} \
+             wei, L1 fee {} wei)",
+            estimated, actual.total, actual.gas_used, actual.effective_gas_price, actual.l1_fee
+        ));
+    }
     for t in &transfers {
         // Gas is in wei of the chain's own token; the rest in the payment's asset.
         let unit = if t.asset == purser_domain::settlement::NATIVE_ASSET {
@@ -544,9 +608,9 @@ async fn walk(
             t.state
         ));
     }
-    step(out, 7, "settlement", &lines)?;
+    step(out, 8, "settlement", &lines)?;
 
-    // 8. The same payment again is refused before the API runs.
+    // 9. The same payment again is refused before the API runs.
     let replay = agent
         .http
         .get(&url)
@@ -558,7 +622,7 @@ async fn walk(
     let replay_code = replay_body["error"]["code"].as_str().map(str::to_owned);
     step(
         out,
-        8,
+        9,
         "replay",
         &[format!(
             "the same {PAYMENT_SIGNATURE} again -> {replay_status} {}; nothing moves twice",
@@ -566,7 +630,7 @@ async fn walk(
         )],
     )?;
 
-    // 9. Repeat access: the wallet that paid signs in and is let in again without paying.
+    // 10. Repeat access: the wallet that paid signs in and is let in again without paying.
     let before = chain.balance_of(merchant).await?;
     let again = agent.http.get(&url).send().await?;
     ensure!(
@@ -601,7 +665,7 @@ async fn walk(
     );
     step(
         out,
-        9,
+        10,
         "sign-in",
         &[
             format!(
@@ -744,7 +808,7 @@ async fn metered(
     let cost_atomic = line["amountAtomic"].as_str().unwrap_or("0").to_owned();
     step(
         out,
-        10,
+        11,
         "metering",
         &[
             format!(
@@ -870,7 +934,7 @@ async fn start_upstream(purser_url: String, key: String) -> anyhow::Result<Strin
     Ok(url)
 }
 
-fn weather_resource(gateway_url: &str, network: &str) -> ResourceDraft {
+fn weather_resource(gateway_url: &str, networks: &[String]) -> ResourceDraft {
     ResourceDraft {
         kind: ResourceKind::Http,
         url: format!("{gateway_url}/weather/:city"),
@@ -892,10 +956,13 @@ fn weather_resource(gateway_url: &str, network: &str) -> ResourceDraft {
         price: PriceSpec::Usd {
             usd: PRICE_USD.into(),
         },
-        accepts: vec![AcceptDraft {
-            network: network.into(),
-            ..Default::default()
-        }],
+        accepts: networks
+            .iter()
+            .map(|network| AcceptDraft {
+                network: network.clone(),
+                ..Default::default()
+            })
+            .collect(),
         max_timeout_seconds: None,
         // One payment buys a day of forecasts for the paying wallet.
         repeat_access: Some(RepeatAccess {
@@ -906,6 +973,102 @@ fn weather_resource(gateway_url: &str, network: &str) -> ResourceDraft {
     }
 }
 
+/// Asks for `url` until its 402's first offer is on a network `leads` accepts (the router
+/// quotes every rail in the background; a fresh quote shows within a second or two).
+async fn challenge_led_by(
+    agent: &Agent,
+    url: &str,
+    leads: impl Fn(&str) -> bool,
+) -> anyhow::Result<PaymentRequired> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let unpaid = agent.http.get(url).send().await?;
+        ensure!(
+            unpaid.status() == 402,
+            "GET {url} without payment answered {}, not 402",
+            unpaid.status()
+        );
+        let header = unpaid
+            .headers()
+            .get(PAYMENT_REQUIRED)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("the 402 has no {PAYMENT_REQUIRED} header"))?;
+        let required: PaymentRequired = decode_payment_required(header)?;
+        if required
+            .accepts
+            .first()
+            .is_some_and(|a| leads(a.network.as_str()))
+        {
+            return Ok(required);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let order: Vec<&str> = required
+                .accepts
+                .iter()
+                .map(|a| a.network.as_str())
+                .collect();
+            bail!("the 402's offers stayed in the order {order:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Every rail's last quote, as GraphQL's `railQuotes` answers it to the operator.
+async fn rail_quotes(agent: &Agent, operator_key: &str) -> anyhow::Result<Value> {
+    let answer: Value = agent
+        .http
+        .post(format!("{}/graphql", agent.purser_url))
+        .bearer_auth(operator_key)
+        .json(&json!({
+            "query": "{ railQuotes { network kind healthy cost { executionFee l1Fee total } } }"
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    answer
+        .pointer("/data/railQuotes")
+        .cloned()
+        .ok_or_else(|| anyhow!("railQuotes answered {answer}"))
+}
+
+/// One line per offer of `required`, with what settling on its rail costs.
+fn offer_lines(required: &PaymentRequired, quotes: &Value) -> Vec<String> {
+    required
+        .accepts
+        .iter()
+        .enumerate()
+        .map(|(i, offer)| {
+            let quote = quotes
+                .as_array()
+                .and_then(|q| q.iter().find(|q| q["network"] == offer.network.as_str()));
+            let cost = |field: &str| -> u128 {
+                quote
+                    .and_then(|q| q["cost"][field].as_str())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default()
+            };
+            format!(
+                "  {}. {} ({}): settling costs {} wei of ETH = ${:.4} (execution {}, L1 {})",
+                i + 1,
+                offer.network,
+                quote.and_then(|q| q["kind"].as_str()).unwrap_or("?"),
+                cost("total"),
+                // At the demo's fixed price of ETH.
+                cost("total") as f64 / 1e18 * ETH_USD,
+                cost("executionFee"),
+                cost("l1Fee"),
+            )
+        })
+        .collect()
+}
+
+fn gwei(wei: u128) -> String {
+    purser_domain::money::Money::new(Amount::from_atomic(wei), 9)
+        .map_or_else(|_| wei.to_string(), |m| m.to_units_string())
+}
+
 /// The devnet's rail: its token, and its settlement signer's key in a file under `dir`.
 fn rail(chain: &DevnetChain, signer: &TestAccount, dir: &Path) -> anyhow::Result<RailConfig> {
     let key_file = dir.join("settlement-signer.key");
@@ -914,6 +1077,11 @@ fn rail(chain: &DevnetChain, signer: &TestAccount, dir: &Path) -> anyhow::Result
     let token = chain.token();
     Ok(RailConfig {
         network: chain.network(),
+        kind: match chain.fee_kind() {
+            FeeKind::OpStack => RailKind::OpStack,
+            FeeKind::Arbitrum => RailKind::Arbitrum,
+            FeeKind::Ethereum => RailKind::Ethereum,
+        },
         rpc_urls: vec![chain.rpc_url().to_owned()],
         confirmations: 1,
         receipt_timeout_seconds: 20,

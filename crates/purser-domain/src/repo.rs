@@ -169,15 +169,6 @@ pub trait SettlementRepository: Send + Sync {
         to: DateTime<Utc>,
     ) -> Result<Vec<NetworkCostDay>>;
 
-    /// Keeps why the settlement's rail was chosen and what the router expected it to cost (wei),
-    /// once: the first call's answer stays.
-    async fn record_route(
-        &self,
-        id: SettlementId,
-        estimated_network_cost: Option<Amount>,
-        decision: &str,
-    ) -> Result<()>;
-
     /// `submitted` or `pending` to `confirmed`; posts the settlement transfer and the payout,
     /// and the network fee when the outcome carries the transaction's cost.
     async fn confirm_settlement(

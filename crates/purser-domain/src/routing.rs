@@ -6,6 +6,7 @@
 //! [`Strategy`], leaves out rails that are unhealthy and, under a [`RoutingPolicy::max_fee_ratio_bps`],
 //! rails whose settlement would cost more than that share of the price.
 
+use crate::auth::TenantScope;
 use crate::macros::string_enum;
 use crate::money::Amount;
 use crate::{Error, Result};
@@ -116,9 +117,11 @@ pub struct RouteDecision {
 
 /// The facilitator's view of the settlement router: the decision behind a settlement, and how
 /// far its estimate was from what the receipt said.
+#[async_trait::async_trait]
 pub trait RouteRecorder: Send + Sync {
-    /// The decision to keep with a settlement on `network`.
-    fn decision(&self, network: &str) -> RouteDecision;
+    /// The decision to keep with a settlement of `scope`'s on `network`: every rail's quote
+    /// and health, the tenant's policy, the rail chosen.
+    async fn decision(&self, scope: TenantScope, network: &str) -> RouteDecision;
 
     /// Records a settlement's estimated and actual cost, in wei, for the estimation-error
     /// metric.

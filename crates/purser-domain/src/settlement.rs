@@ -235,6 +235,9 @@ pub struct Attempt {
     pub created_at: DateTime<Utc>,
     /// When a node last accepted it; `None` until the first broadcast.
     pub broadcast_at: Option<DateTime<Utc>>,
+    /// The settlement router's decision, kept with the settlement (once: the first attempt
+    /// that carries one) in the same transaction as the attempt.
+    pub route: Option<crate::routing::RouteDecision>,
 }
 
 /// How a settlement ended on chain.

@@ -326,6 +326,7 @@ impl Reconciler {
                 max_priority_fee_per_gas: signed.max_priority_fee_per_gas,
                 created_at: purser_domain::time::now(),
                 broadcast_at: None,
+                route: None,
             };
             store.record_attempt(filler.clone()).await?;
             tracing::warn!(network = %rail.network, %signer, nonce, tx = %filler.tx_hash, "filled a nonce gap");

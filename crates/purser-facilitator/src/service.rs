@@ -621,19 +621,20 @@ impl Facilitator {
         let signer = rail
             .pick_signer()
             .ok_or_else(|| format!("no signer is configured for {}", rail.network))?;
-        if let Some(routes) = &self.routes {
-            // Kept before anything is sent, once per settlement; losing it loses a record, never
-            // a payment, so a failure here is logged and settling goes on.
-            let decision = routes.decision(&rail.network);
-            if let Err(err) = self
-                .store
-                .record_route(settlement.id, decision.estimated_cost_wei, &decision.json)
-                .await
-            {
-                tracing::warn!(settlement = %settlement.id, error = %err.chain(), "could not record the settlement's route");
+        // The router's decision is kept with the settlement, in the transaction that records
+        // its transfer.
+        let decision = async {
+            match &self.routes {
+                Some(routes) => Some(
+                    routes
+                        .decision(TenantScope::trusted(settlement.tenant_id), &rail.network)
+                        .await,
+                ),
+                None => None,
             }
-        }
-        let (deployment, quote) = tokio::join!(rail.deployment_needed(transfer), rail.fee_quote());
+        };
+        let (deployment, quote, mut route) =
+            tokio::join!(rail.deployment_needed(transfer), rail.fee_quote(), decision);
         let deployment = deployment.map_err(|e| format!("reading the payer's code: {e}"))?;
         let fees = quote.map_err(|e| format!("reading fees: {e}"))?.offer();
         let calldata = transfer.settlement_calldata();
@@ -647,7 +648,7 @@ impl Facilitator {
         let transfer_gas = rail
             .call_gas(signer.address(), asset.address, &calldata)
             .await;
-        let record =
+        let mut record =
             |kind: AttemptKind, nonce: u64, signed: purser_chain::eip3009::SignedTransaction| {
                 Attempt {
                     id: AttemptId::new(),
@@ -662,6 +663,11 @@ impl Facilitator {
                     max_priority_fee_per_gas: signed.max_priority_fee_per_gas,
                     created_at: purser_domain::time::now(),
                     broadcast_at: None,
+                    route: if kind == AttemptKind::Transfer {
+                        route.take()
+                    } else {
+                        None
+                    },
                 }
             };
         let mut sent = Vec::with_capacity(2);

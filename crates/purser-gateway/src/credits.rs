@@ -54,10 +54,13 @@ pub fn router(state: AccessState) -> Router {
 #[serde(deny_unknown_fields)]
 struct TopUpQuery {
     tenant: String,
-    network: String,
+    /// The network to pay on; `None`: every network the merchant has a payout address on,
+    /// ordered by the settlement router under the tenant's policy.
+    #[serde(default)]
+    network: Option<String>,
     /// Atomic units of the asset.
     amount: String,
-    /// The token; `None`: the rail's first asset.
+    /// The token; `None`: the rail's first asset. Only with `network`.
     #[serde(default)]
     asset: Option<String>,
 }
@@ -166,7 +169,8 @@ async fn credit(
 }
 
 /// The 402 for this top-up: the amount on the network's asset, to the merchant's payout
-/// address there, for this very URL.
+/// address there, for this very URL. Without a network: on every network the merchant takes
+/// payments on (whose first asset counts in the same units), ordered by the settlement router.
 async fn offer(
     state: &AccessState,
     scope: TenantScope,
@@ -184,48 +188,83 @@ async fn offer(
     if tenant.status != TenantStatus::Active {
         return Err(not_found());
     }
-    let pay_to = repositories
-        .resources
-        .payout_addresses(scope)
-        .await?
-        .into_iter()
-        .find(|p| p.network == query.network)
-        .ok_or_else(not_found)?
-        .address;
-    let rail = state
-        .gateway
-        .facilitator
-        .rails()
-        .get(&query.network)
-        .ok_or_else(|| Error::invalid_input("Purser does not settle on this network"))?;
-    let asset = rail
-        .assets
-        .iter()
-        .find(|a| {
+    if query.network.is_none() && query.asset.is_some() {
+        return Err(Error::invalid_input(
+            "asset names a token on one network: give network too",
+        ));
+    }
+    let payouts = repositories.resources.payout_addresses(scope).await?;
+    let rails = state.gateway.facilitator.rails();
+    let mut accepts = Vec::new();
+    let mut units: Option<(u8, &str)> = None;
+    for payout in &payouts {
+        let rail = match &query.network {
+            Some(network) if *network != payout.network => continue,
+            Some(network) => rails
+                .get(network)
+                .ok_or_else(|| Error::invalid_input("Purser does not settle on this network"))?,
+            None => match rails.get(&payout.network) {
+                Some(rail) => rail,
+                None => continue,
+            },
+        };
+        let asset = rail.assets.iter().find(|a| {
             query
                 .asset
                 .as_deref()
                 .is_none_or(|wanted| wanted.eq_ignore_ascii_case(&a.address.to_string()))
-        })
-        .ok_or_else(|| Error::invalid_input("Purser does not settle this asset on this network"))?;
-    let accept = Accept {
-        scheme: "exact".into(),
-        network: query.network.clone(),
-        asset: asset.address.to_checksum(None),
-        amount,
-        pay_to,
-        eip712_name: asset.name.clone(),
-        eip712_version: asset.version.clone(),
-    };
+        });
+        let Some(asset) = asset else {
+            if query.network.is_some() {
+                return Err(Error::invalid_input(
+                    "Purser does not settle this asset on this network",
+                ));
+            }
+            continue;
+        };
+        // One amount, so one unit: networks whose token counts otherwise are not offered.
+        let unit = (asset.decimals, asset.currency.as_str());
+        if *units.get_or_insert(unit) != unit {
+            continue;
+        }
+        let accept = Accept {
+            scheme: "exact".into(),
+            network: rail.network.clone(),
+            asset: asset.address.to_checksum(None),
+            amount,
+            pay_to: payout.address.clone(),
+            eip712_name: asset.name.clone(),
+            eip712_version: asset.version.clone(),
+        };
+        accepts.push(challenge::requirements(&accept, TOP_UP_TIMEOUT_SECONDS)?);
+    }
+    if accepts.is_empty() {
+        return Err(not_found());
+    }
     let mut resource = ResourceInfo::new(purser_axum::layer::url_of(&parts.headers, &parts.uri));
     resource.description = Some(format!("Prepaid credit with {}", tenant.name));
     resource.mime_type = Some("application/json".into());
-    Ok(Offer::new(PaymentRequired {
+    let mut required = PaymentRequired {
         x402_version: purser_x402::V2,
         error: None,
         resource,
-        accepts: vec![challenge::requirements(&accept, TOP_UP_TIMEOUT_SECONDS)?],
+        accepts,
         extensions: None,
         other: JsonObject::new(),
-    }))
+    };
+    if query.network.is_none() {
+        let policy = repositories
+            .routing
+            .routing_policy(scope)
+            .await?
+            .unwrap_or_default();
+        challenge::route(&mut required, state.gateway.offer_router(), &policy);
+        if required.accepts.is_empty() {
+            // Only the tenant's fee guard leaves nothing to offer.
+            return Err(Error::invalid_input(
+                "no network settles a top-up of this amount within the merchant's fee limit",
+            ));
+        }
+    }
+    Ok(Offer::new(required))
 }

@@ -293,6 +293,11 @@ impl Gateway {
         }
     }
 
+    /// What orders and filters the offers of every 402.
+    pub fn offer_router(&self) -> &dyn OfferRouter {
+        self.router.as_ref()
+    }
+
     /// Orders and filters the offers of every 402 with `router` (the settlement router);
     /// without, 402s list networks in the merchant's order.
     pub fn with_router(mut self, router: Arc<dyn OfferRouter>) -> Self {

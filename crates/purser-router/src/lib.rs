@@ -24,7 +24,9 @@ use arc_swap::ArcSwap;
 use purser_chain::config::PriceFeedConfig;
 use purser_chain::fees::{FeedAnswer, SettlementCost};
 use purser_chain::rails::{Rail, Rails};
+use purser_domain::auth::TenantScope;
 use purser_domain::money::Amount;
+use purser_domain::repo::RoutingRepository;
 use purser_domain::routing::{
     Candidate, OfferRouter, RouteDecision, RouteRecorder, Routed, RoutingPolicy,
 };
@@ -151,6 +153,9 @@ impl Feed {
 #[derive(Clone)]
 pub struct Router {
     inner: Arc<Inner>,
+    /// Where tenants' policies are read for the decision kept with a settlement; without it
+    /// a decision records the default policy.
+    policies: Option<Arc<dyn RoutingRepository>>,
 }
 
 struct Inner {
@@ -245,9 +250,17 @@ impl Router {
                 snapshot: ArcSwap::from_pointee(Snapshot::default()),
                 tracks: tokio::sync::Mutex::new(tracks),
             }),
+            policies: None,
         };
         router.inner.snapshot.store(Arc::new(router.starting()));
         Ok(router)
+    }
+
+    /// Reads tenants' policies from `policies` for the decisions kept with settlements.
+    #[must_use]
+    pub fn with_policies(mut self, policies: Arc<dyn RoutingRepository>) -> Self {
+        self.policies = Some(policies);
+        self
     }
 
     pub fn config(&self) -> &RouterConfig {
@@ -427,8 +440,27 @@ impl Router {
     }
 }
 
+#[async_trait::async_trait]
 impl RouteRecorder for Router {
-    fn decision(&self, network: &str) -> RouteDecision {
+    async fn decision(&self, scope: TenantScope, network: &str) -> RouteDecision {
+        let policy = match &self.policies {
+            Some(policies) => match policies.routing_policy(scope).await {
+                Ok(policy) => Some(policy.unwrap_or_default()),
+                // The record loses its policy, never the payment its settlement.
+                Err(err) => {
+                    tracing::warn!(error = %err.chain(), "reading the routing policy for a settlement's decision");
+                    None
+                }
+            },
+            None => Some(RoutingPolicy::default()),
+        };
+        let policy = policy.map(|p| {
+            serde_json::json!({
+                "strategy": p.strategy.as_str(),
+                "costWeightPercent": p.cost_weight_percent,
+                "maxFeeRatioBps": p.max_fee_ratio_bps,
+            })
+        });
         let snapshot = self.snapshot();
         let rails: Vec<serde_json::Value> = snapshot
             .rails
@@ -454,6 +486,8 @@ impl RouteRecorder for Router {
             estimated_cost_wei: estimated,
             json: serde_json::json!({
                 "chosen": network,
+                "routing": self.inner.config.enabled,
+                "policy": policy,
                 "round": snapshot.round,
                 "rails": rails,
             })

@@ -161,6 +161,7 @@ fn read_attempt<D: Dialect>(row: &Row<D>) -> Result<Attempt> {
         max_priority_fee_per_gas: fee("max_priority_fee_per_gas")?,
         created_at: r.time("created_at")?,
         broadcast_at: r.opt_time("broadcast_at")?,
+        route: None,
     })
 }
 
@@ -454,6 +455,18 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
         {
             ledger::open_settlement_transfer::<D>(&mut tx, &settlement).await?;
         }
+        if let (Some(route), Some(settlement_id)) = (&attempt.route, attempt.settlement_id) {
+            // The first decision is kept: a replacement's does not overwrite it.
+            Sql::<D>::new(format!(
+                "UPDATE settlements SET estimated_network_cost = $2{numeric}, route_decision = $3
+                 WHERE id = $1 AND route_decision IS NULL"
+            ))
+            .arg(settlement_id.as_uuid())
+            .arg(route.estimated_cost_wei)
+            .arg(&route.json)
+            .execute(&mut tx, "recording a settlement's route")
+            .await?;
+        }
         commit::<D>(tx).await
     }
 
@@ -554,24 +567,6 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
             }
         }
         Ok(days.into_values().collect())
-    }
-
-    async fn record_route(
-        &self,
-        id: SettlementId,
-        estimated_network_cost: Option<purser_domain::money::Amount>,
-        decision: &str,
-    ) -> Result<()> {
-        let sql = Sql::new(format!(
-            "UPDATE settlements SET estimated_network_cost = $2{}, route_decision = $3
-             WHERE id = $1 AND route_decision IS NULL",
-            D::AS_NUMERIC
-        ))
-        .arg(id.as_uuid())
-        .arg(estimated_network_cost)
-        .arg(decision);
-        self.execute(sql, "recording a settlement's route").await?;
-        Ok(())
     }
 
     async fn mark_pending(&self, id: SettlementId, message: &str) -> Result<Settlement> {

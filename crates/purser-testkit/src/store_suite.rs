@@ -628,6 +628,7 @@ fn attempt(settlement: &Settlement, nonce: u64, hash_byte: u8) -> Attempt {
         max_priority_fee_per_gas: 1_000_000_000,
         created_at: time::now(),
         broadcast_at: None,
+        route: None,
     }
 }
 
@@ -1298,6 +1299,7 @@ pub async fn seed_submitted_settlement_for(
             max_priority_fee_per_gas: 1,
             created_at: time::now(),
             broadcast_at: None,
+            route: None,
         })
         .await
         .unwrap();
@@ -1526,26 +1528,41 @@ pub async fn mined_transactions_post_their_network_fee_once(store: Arc<dyn Store
     use purser_domain::settlement::{NATIVE_ASSET, NetworkCost};
     let acme = tenant(&store, "Gas Acme").await;
     let scope = TenantScope::trusted(acme.id);
+    use purser_domain::routing::RouteDecision;
     // A confirmed settlement: 61,234 gas at 1.5 gwei, with an OP Stack L1 and operator fee.
-    let confirmed = submitted(&store, acme.id, 31, 10_000).await;
+    // Its transfer carries the router's decision, kept in the same write.
+    let confirmed = created(&store, new_settlement(acme.id, 31, 10_000)).await;
+    store.mark_verified(confirmed.id).await.unwrap();
+    let nonce = store.lease_signer_nonce(NETWORK, SIGNER, 0).await.unwrap();
+    let routed = |estimate: Option<u128>, chosen: &str| RouteDecision {
+        estimated_cost_wei: estimate.map(Amount::from_atomic),
+        json: format!("{{\"chosen\":\"{chosen}\"}}"),
+    };
+    store
+        .record_attempt(Attempt {
+            route: Some(routed(Some(91_000_000_000_000), "a")),
+            ..attempt(&confirmed, nonce, 31)
+        })
+        .await
+        .unwrap();
+    let confirmed = store.get_settlement(confirmed.id).await.unwrap().unwrap();
+    assert_eq!(
+        confirmed.route_decision.as_deref(),
+        Some("{\"chosen\":\"a\"}")
+    );
+    // The route is kept once: a replacement's decision does not replace the first.
+    store
+        .record_attempt(Attempt {
+            route: Some(routed(None, "b")),
+            ..attempt(&confirmed, nonce, 33)
+        })
+        .await
+        .unwrap();
     let cost = NetworkCost::of(61_234, 1_500_000_000, 123_456_789, 42).unwrap();
     assert_eq!(
         cost.total.atomic(),
         61_234 * 1_500_000_000 + 123_456_789 + 42
     );
-    // The route is kept once: a second record does not replace the first.
-    store
-        .record_route(
-            confirmed.id,
-            Some(Amount::from_atomic(91_000_000_000_000)),
-            "{\"chosen\":\"a\"}",
-        )
-        .await
-        .unwrap();
-    store
-        .record_route(confirmed.id, None, "{\"chosen\":\"b\"}")
-        .await
-        .unwrap();
     let outcome = ChainOutcome {
         tx_hash: confirmed.tx_hash.clone().unwrap(),
         block_number: 7,

@@ -186,7 +186,8 @@ impl Platform {
         ));
         let rails = Arc::new(rails);
         let settlement_router = SettlementRouter::new(rails.clone(), config.router.clone())
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", e.message()))?
+            .with_policies(store.clone());
         let facilitator = Arc::new(
             Facilitator::new(store.clone(), rails, config.facilitator.clone())?
                 .with_routes(Arc::new(settlement_router.clone())),

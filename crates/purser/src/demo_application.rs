@@ -37,6 +37,8 @@ impl purser_demo::Application for DemoApplication {
             fixed: Some("3000".to_owned()),
             max_age_seconds: 3600,
         }];
+        // Quoted often, so that the demo's fee spike shows in its 402s at once.
+        config.router.quote_interval_ms = 500;
         let database = Database::open(&config.storage).await?;
         database.migrate().await?;
         let platform = Platform::from_parts(

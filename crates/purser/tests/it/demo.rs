@@ -106,6 +106,7 @@ async fn demo_walks_an_agent_through_payment_and_keeps_serving() {
         "] merchant",
         "] discovery",
         "] challenge",
+        "] routing",
         "] payment",
         "] settlement",
         "] replay",
@@ -122,7 +123,43 @@ async fn demo_walks_an_agent_through_payment_and_keeps_serving() {
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{shown}");
 
-    let rpc_url = first_word(after(&lines, ") at ")).to_owned();
+    // Three rails; the router offered Base first, then, after the demo's L1 fee spike on Base,
+    // Arbitrum; the agent paid the first offer, on Arbitrum.
+    let (base, arbitrum) = ("eip155:84532", "eip155:421614");
+    let first_offer = |heading: &str| -> String {
+        let at = lines
+            .iter()
+            .position(|l| l.contains(heading))
+            .unwrap_or_else(|| panic!("no {heading:?}:\n{shown}"));
+        lines[at + 1].trim().to_owned()
+    };
+    assert!(
+        first_offer("in the settlement router's order")
+            .starts_with(&format!("1. {base} (op-stack)")),
+        "{shown}"
+    );
+    assert!(
+        first_offer("the same 402 now offers:").starts_with(&format!("1. {arbitrum} (arbitrum)")),
+        "{shown}"
+    );
+    let paid_on = after(&lines, "success, transaction ")
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    assert_eq!(paid_on, arbitrum, "{shown}");
+    assert!(
+        after(&lines, "took the first offer: ").contains(&format!(" on {arbitrum}, ")),
+        "{shown}"
+    );
+    let rpc_url = first_word(after(&lines, &format!("({paid_on}) at ")))
+        .trim_end_matches(':')
+        .to_owned();
+    // The router's estimate is kept beside what the receipt says.
+    assert!(
+        after(&lines, "its gas: the router estimated ").contains(" wei of ETH, the receipt says "),
+        "{shown}"
+    );
     let merchant: Address = first_word(after(&lines, "payout address "))
         .parse()
         .unwrap();

@@ -942,6 +942,15 @@ async fn sdk_client_tops_up_credit_then_spends_it(backends: Backends) {
             400,
             "invalid_input",
         ),
+        (
+            // A token without its network is ambiguous.
+            fx.app.url(&format!(
+                "/v1/credits/top-up?tenant={}&amount=5&asset=0x0000000000000000000000000000000000000001",
+                fx.tenant
+            )),
+            400,
+            "invalid_input",
+        ),
     ] {
         let response = client.get(&url).send().await.unwrap();
         assert_eq!(response.status(), status, "{url}");

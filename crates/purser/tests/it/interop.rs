@@ -222,6 +222,8 @@ impl Interop {
         )
         .unwrap();
         assert_eq!(decision["chosen"], NETWORK, "{decision}");
+        // The tenant never set a policy: the default is what was in force.
+        assert_eq!(decision["policy"]["strategy"], "cheapest", "{decision}");
         assert!(
             decision["rails"]
                 .as_array()

@@ -1,7 +1,8 @@
 //! Settlement routing end to end: a resource that accepts two rails, served by a real `purser`
 //! over two anvil chains; changing one chain's fees changes the order of the offers Purser
 //! writes, through the public payment-required endpoint (what the gateway's proxy, its delegated
-//! checks and the native layer answer with) and GraphQL; a tenant's policy changes it too.
+//! checks and the native layer answer with), a credit top-up that names no network, and
+//! GraphQL; a tenant's policy changes it too.
 
 use purser_chain::config::{AssetConfig, PriceFeedConfig, RailConfig, SignerSource};
 use purser_chain::rails::Rails;
@@ -115,9 +116,25 @@ async fn changing_a_chains_fees_changes_the_order_of_the_offers() {
             networks(&body["paymentRequired"])
         }
     };
+    // A top-up that names no network is offered on every network the merchant takes, in the
+    // router's order too.
+    let topped = |app: &TestApp| {
+        let url = app.url(&format!(
+            "/v1/credits/top-up?tenant={tenant}&amount=5000000"
+        ));
+        let client = app.client.clone();
+        async move {
+            let response = client.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 402);
+            let header = response.headers()["payment-required"].to_str().unwrap();
+            let required = purser_x402::header::decode_payment_required(header).unwrap();
+            networks(&serde_json::to_value(required).unwrap())
+        }
+    };
     // Once quoted, the cheap chain comes first whatever the merchant's order.
     let want = vec![cheap.clone(), dear.clone()];
     eventually(|| offered(&app), &want).await;
+    eventually(|| topped(&app), &want).await;
 
     // A fee spike on the cheap chain: a hundred times the dear one's.
     devnet.chains()[0]
@@ -127,6 +144,7 @@ async fn changing_a_chains_fees_changes_the_order_of_the_offers() {
     devnet.chains()[0].mine().await.unwrap();
     let want = vec![dear.clone(), cheap.clone()];
     eventually(|| offered(&app), &want).await;
+    eventually(|| topped(&app), &want).await;
     let data = app
         .graphql_ok(
             &operator,
