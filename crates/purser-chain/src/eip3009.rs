@@ -764,8 +764,25 @@ impl Rail {
         Ok(bool::abi_decode(&answer).unwrap_or(false))
     }
 
-    /// The latest block's base fee and the node's suggested tip.
+    /// The latest block's base fee and the node's suggested tip (none on Arbitrum, which
+    /// charges the base fee alone and ignores tips, so a tip only raises what a node that does
+    /// charge one, such as the devnet's stand-in, takes).
     pub async fn fee_quote(&self) -> Result<FeeQuote, RpcFailure> {
+        if self.kind == crate::config::RailKind::Arbitrum {
+            let block = self
+                .rpc
+                .request("eth_getBlockByNumber", |p| async move {
+                    p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+                        .await
+                })
+                .await?;
+            return Ok(FeeQuote {
+                base_fee_per_gas: block
+                    .and_then(|b| b.header.base_fee_per_gas)
+                    .map_or(1_000_000_000, u128::from),
+                priority_fee_per_gas: 0,
+            });
+        }
         let (block, tip) = tokio::join!(
             self.rpc.request("eth_getBlockByNumber", |p| async move {
                 p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)

@@ -15,6 +15,10 @@
 //!   Isthmus.
 //! - `arbitrum`: (execution gas + the L1 component of `NodeInterface.gasEstimateComponents`,
 //!   padded by a tenth as Nitro pads its own estimates) × the base fee (Arbitrum ignores tips).
+//!
+//! Execution is priced at the next block's base fee (`eth_feeHistory`, as the node's own rules
+//! work it out), where a settlement sent now lands; the latest block's when a node has no fee
+//! history.
 
 use alloy::consensus::{SignableTransaction, TxEip1559};
 use alloy::eips::BlockId;
@@ -233,7 +237,7 @@ impl Rail {
             .map(|s| s.address())
             .unwrap_or(Address::repeat_byte(0x11));
         let calldata = self.sample_calldata(asset, pay_to, now);
-        let (block, tip) = tokio::join!(
+        let (block, tip, history) = tokio::join!(
             self.rpc.request("eth_getBlockByNumber", |p| async move {
                 p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
                     .await
@@ -242,13 +246,25 @@ impl Rail {
                 .request("eth_maxPriorityFeePerGas", |p| async move {
                     p.get_max_priority_fee_per_gas().await
                 }),
+            // A settlement lands in the next block: its base fee, as the node's own rules
+            // (EIP-1559, or the rollup's parameters) work it out from the latest.
+            self.rpc.request("eth_feeHistory", |p| async move {
+                p.get_fee_history(1, alloy::eips::BlockNumberOrTag::Latest, &[])
+                    .await
+            }),
         );
         let block = block?.ok_or(FeeFault::NoBaseFee)?;
-        let base_fee = block
+        let latest_base_fee = block
             .header
             .base_fee_per_gas
             .map(u128::from)
             .ok_or(FeeFault::NoBaseFee)?;
+        // A node without fee history (or one that answers nonsense) is quoted at the latest.
+        let base_fee = history
+            .ok()
+            .and_then(|h| h.next_block_base_fee())
+            .filter(|next| *next > 0)
+            .unwrap_or(latest_base_fee);
         let block_number = block.header.number;
         let block_timestamp = block.header.timestamp;
         let gas = self.settlement_gas();
@@ -336,20 +352,19 @@ impl Rail {
                     .await?;
                 let l1_gas = components.gasEstimateForL1;
                 cost.l1_gas = l1_gas.saturating_mul(ARBITRUM_L1_PADDING_PERMILLE) / 1_000;
-                if let Ok(node_base_fee) = u128::try_from(components.baseFee)
-                    && node_base_fee > 0
-                {
-                    cost.base_fee_per_gas = node_base_fee;
-                }
+                // The L1 component is the L1 cost in wei divided by the base fee the node
+                // priced it at: at that base fee it is the same wei whatever block it lands in.
+                let node_base_fee = u128::try_from(components.baseFee)
+                    .ok()
+                    .filter(|fee| *fee > 0)
+                    .unwrap_or(latest_base_fee);
+                cost.l1_fee = u128::from(cost.l1_gas).saturating_mul(node_base_fee);
             }
         }
         let fee_per_gas = cost
             .base_fee_per_gas
             .saturating_add(cost.priority_fee_per_gas);
         cost.execution_fee = u128::from(gas).saturating_mul(fee_per_gas);
-        if self.kind == RailKind::Arbitrum {
-            cost.l1_fee = u128::from(cost.l1_gas).saturating_mul(cost.base_fee_per_gas);
-        }
         cost.total = cost
             .execution_fee
             .saturating_add(cost.l1_fee)

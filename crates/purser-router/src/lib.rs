@@ -472,6 +472,16 @@ impl RouteRecorder for Router {
                     "healthy": view.health.is_healthy(),
                     "reason": view.health.reason(),
                     "costWei": view.quote.as_ref().map(|q| q.cost.total.to_string()),
+                    "cost": view.quote.as_ref().map(|q| serde_json::json!({
+                        "blockNumber": q.cost.block_number,
+                        "executionGas": q.cost.execution_gas,
+                        "baseFeePerGas": q.cost.base_fee_per_gas.to_string(),
+                        "priorityFeePerGas": q.cost.priority_fee_per_gas.to_string(),
+                        "executionFee": q.cost.execution_fee.to_string(),
+                        "l1Gas": q.cost.l1_gas,
+                        "l1Fee": q.cost.l1_fee.to_string(),
+                        "operatorFee": q.cost.operator_fee.to_string(),
+                    })),
                     "quotedAtMs": view.quote.as_ref().map(|q| q.quoted_at_ms),
                     "expectedTimeMs": view.expected_time_ms(),
                 })

@@ -118,9 +118,13 @@ async fn op_stack_and_arbitrum_quotes_follow_their_oracles() {
         .unwrap()
         .l1_base_fee_wei
         .unwrap();
-    let unpadded = 16 * (292 + 140) * l1_estimate / arb.base_fee_per_gas;
+    // The node prices the L1 component at the latest base fee; execution is priced at the
+    // next block's.
+    let latest = arbitrum.latest_base_fee().await.unwrap();
+    let unpadded = 16 * (292 + 140) * l1_estimate / latest;
     assert_eq!(u128::from(arb.l1_gas), unpadded * 1_100 / 1_000);
-    assert_eq!(arb.l1_fee, u128::from(arb.l1_gas) * arb.base_fee_per_gas);
+    assert_eq!(arb.l1_fee, u128::from(arb.l1_gas) * latest);
+    assert!(arb.base_fee_per_gas < latest, "{arb:?}");
     assert_eq!(arb.priority_fee_per_gas, 0);
     assert_eq!(
         arb.total,

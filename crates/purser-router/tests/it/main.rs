@@ -129,8 +129,17 @@ async fn quotes_follow_the_chains_fees_and_order_the_offers() {
         let view = &snapshot.rails[&chain.network()];
         assert!(view.health.is_healthy(), "{view:?}");
         let cost = &view.quote.as_ref().expect("a quote").cost;
-        // An `ethereum` rail: the configured gas × (the latest base fee + the node's tip).
-        let base_fee = chain.latest_base_fee().await.unwrap();
+        // An `ethereum` rail: the configured gas × (the next block's base fee + the node's
+        // tip); the devnet's blocks are far below their gas target, so EIP-1559 lowers it.
+        let latest = chain.latest_base_fee().await.unwrap();
+        let base_fee = chain
+            .provider()
+            .get_fee_history(1, alloy::eips::BlockNumberOrTag::Latest, &[])
+            .await
+            .unwrap()
+            .next_block_base_fee()
+            .unwrap();
+        assert!(base_fee < latest, "{base_fee} against {latest}");
         let tip = chain
             .provider()
             .get_max_priority_fee_per_gas()

@@ -224,6 +224,19 @@ impl Interop {
         assert_eq!(decision["chosen"], NETWORK, "{decision}");
         // The tenant never set a policy: the default is what was in force.
         assert_eq!(decision["policy"]["strategy"], "cheapest", "{decision}");
+        // The chosen rail's quote, with each part: execution and L1 add up to the estimate.
+        let chosen = decision["rails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["network"] == NETWORK)
+            .unwrap();
+        let part = |name: &str| -> u128 { chosen["cost"][name].as_str().unwrap().parse().unwrap() };
+        assert_eq!(
+            part("executionFee") + part("l1Fee") + part("operatorFee"),
+            settlement.estimated_network_cost.unwrap().atomic(),
+            "{decision}"
+        );
         assert!(
             decision["rails"]
                 .as_array()
