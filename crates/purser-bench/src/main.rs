@@ -1,4 +1,4 @@
-//! `purser-bench`: x402 throughput and latency against a local anvil chain, in two suites.
+//! `purser-bench`: x402 throughput and latency against local anvil chains, in five suites.
 //!
 //! - `--suite facilitators` (the default): `/verify` and `/settle`, Purser beside a peer
 //!   facilitator from crates.io, in one run on one chain (below).
@@ -9,6 +9,8 @@
 //!   reservations, on Purser alone with no chain (see `entitlements`).
 //! - `--suite metering`: usage-event ingestion over `POST /v1/events` and through the store
 //!   alone, and usage queries over a bulk-loaded table, no chain (see `metering`).
+//! - `--suite routing`: a 402 with the settlement router on and off, and the router's estimates
+//!   against settlement receipts, on a devnet of three kinds of chain (see `routing`).
 //!
 //! What one run of the facilitator suite does:
 //!
@@ -33,6 +35,7 @@ mod entitlements;
 mod load;
 mod metering;
 mod resource_servers;
+mod routing;
 mod rpc_count;
 mod servers;
 mod stats;
@@ -126,6 +129,9 @@ struct Args {
     /// cycles before the measured ones (every wallet's grant is checked once regardless).
     #[arg(long, default_value_t = 200)]
     warmup: usize,
+    /// Payments settled to compare the router's estimates with receipts (routing).
+    #[arg(long, default_value_t = 90)]
+    settlements: usize,
     /// Funded payer accounts the payments come from, round-robin.
     #[arg(long, default_value_t = 32)]
     payers: usize,
@@ -203,6 +209,9 @@ enum Suite {
     /// `POST /v1/events` and the store's ingestion, and usage queries over a bulk load, no
     /// chain.
     Metering,
+    /// The settlement router: a 402 with routing on and off, and its estimates against
+    /// receipts, on a devnet of three kinds of chain.
+    Routing,
 }
 
 /// Internal: the resource-server suite runs these in child processes of its own.
@@ -254,6 +263,7 @@ fn main() -> anyhow::Result<()> {
         (None, Suite::ResourceServers) => runtime.block_on(resource_servers::run(args)),
         (None, Suite::Entitlements) => runtime.block_on(entitlements::run(args)),
         (None, Suite::Metering) => runtime.block_on(metering::run(args)),
+        (None, Suite::Routing) => runtime.block_on(routing::run(args)),
     }
 }
 
