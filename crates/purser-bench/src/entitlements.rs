@@ -874,17 +874,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     ensure!(args.wallets > 0, "--wallets must be at least 1");
     let load_at_start = load_average();
-    let scratch;
-    let dir = match &args.work_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            dir.canonicalize()?
-        }
-        None => {
-            scratch = tempfile::tempdir()?;
-            scratch.path().to_owned()
-        }
-    };
+    let (dir, _scratch) = crate::run_dir(&args)?;
     let database = if args.postgres {
         Some(purser_testkit::postgres::TestDatabase::create().await)
     } else {

@@ -309,6 +309,21 @@ async fn start_devnet(args: &Args, dir: &Path) -> anyhow::Result<Devnet> {
     Ok(devnet)
 }
 
+/// The run's folder: `--work-dir` (kept afterwards), or a temporary one that lives as long as
+/// the guard answered beside it.
+fn run_dir(args: &Args) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match &args.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            Ok((dir.canonicalize()?, None))
+        }
+        None => {
+            let scratch = tempfile::tempdir()?;
+            Ok((scratch.path().to_owned(), Some(scratch)))
+        }
+    }
+}
+
 /// The workspace's commit, for reports.
 fn commit() -> String {
     std::process::Command::new("git")
@@ -498,17 +513,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.peer.display()
         );
     }
-    let scratch;
-    let dir = match &args.work_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            dir.canonicalize()?
-        }
-        None => {
-            scratch = tempfile::tempdir()?;
-            scratch.path().to_owned()
-        }
-    };
+    let (dir, _scratch) = run_dir(&args)?;
 
     let devnet = start_devnet(&args, &dir).await?;
     let devnet_dir = dir.join("devnet");

@@ -1495,17 +1495,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "--batch-sizes must be positive"
     );
     let load_at_start = load_average();
-    let scratch;
-    let root = match &args.work_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            dir.canonicalize()?
-        }
-        None => {
-            scratch = tempfile::tempdir()?;
-            scratch.path().to_owned()
-        }
-    };
+    let (root, _scratch) = crate::run_dir(&args)?;
     let setup_client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()?;

@@ -228,17 +228,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.express_script.display()
         );
     }
-    let scratch;
-    let dir = match &args.work_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            dir.canonicalize()?
-        }
-        None => {
-            scratch = tempfile::tempdir()?;
-            scratch.path().to_owned()
-        }
-    };
+    let (dir, _scratch) = crate::run_dir(&args)?;
     let devnet = crate::start_devnet(&args, &dir).await?;
     let devnet_dir = dir.join("devnet");
     let payers = &devnet.accounts().payers[..args.payers];
@@ -596,7 +586,8 @@ async fn register_resource(
         .ok_or_else(|| anyhow!("createResource answered no id: {created}"))
 }
 
-async fn graphql(
+/// A GraphQL request to the Purser at `purser` with `key`: the answer's `data`, or its errors.
+pub(crate) async fn graphql(
     client: &reqwest::Client,
     purser: &str,
     key: &str,

@@ -34,6 +34,7 @@ use purser_devnet::{
 };
 use serde_json::{Value, json};
 
+use crate::resource_servers::graphql;
 use crate::stats::{PhaseResult, ms};
 use crate::targets::{PurserSetup, PurserStorage, Target};
 use crate::{Args, load, workspace_root};
@@ -63,17 +64,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.purser.display()
         );
     }
-    let scratch;
-    let dir = match &args.work_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            dir.canonicalize()?
-        }
-        None => {
-            scratch = tempfile::tempdir()?;
-            scratch.path().to_owned()
-        }
-    };
+    let (dir, _scratch) = crate::run_dir(&args)?;
     eprintln!("starting the devnet (Base, Arbitrum and Ethereum Sepolia stand-ins, automine)");
     let devnet = Devnet::start(DevnetOptions {
         chains: vec![
@@ -175,28 +166,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(devnet);
     Ok(())
-}
-
-/// GraphQL as the merchant's admin; the `data` of the answer.
-async fn graphql(
-    client: &reqwest::Client,
-    url: &str,
-    key: &str,
-    query: &str,
-    variables: Value,
-) -> anyhow::Result<Value> {
-    let answer: Value = client
-        .post(format!("{url}/graphql"))
-        .bearer_auth(key)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    if let Some(errors) = answer.get("errors") {
-        bail!("GraphQL refused: {errors}");
-    }
-    Ok(answer["data"].clone())
 }
 
 /// A payout address on every chain and a resource payable on all three, dearest listed
