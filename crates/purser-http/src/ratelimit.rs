@@ -28,6 +28,7 @@ use moka::sync::Cache;
 use purser_domain::ErrorCode;
 use purser_domain::auth::{Authenticator, Principal};
 use purser_domain::coord::{Coordination, Rate};
+use purser_domain::id::{ApiKeyId, TenantId};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -115,16 +116,18 @@ fn per_minute(limit: u64) -> Option<Rate> {
     })
 }
 
-/// What one request is counted against.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one request is counted against: the lease cache's key, a few plain bytes (no text is
+/// built for a request a lease admits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Bucket {
     Address(IpAddr),
     FailedAuth(IpAddr),
-    Key(String),
-    Tenant(String),
+    Key(ApiKeyId),
+    Tenant(TenantId),
 }
 
 impl Bucket {
+    /// Its name in coordination, built only when attempts are leased.
     fn name(&self) -> String {
         match self {
             Self::Address(ip) => format!("http:addr:{ip}"),
@@ -196,7 +199,7 @@ pub struct RateLimiter {
     per_tenant: Option<Rate>,
     failed_auth: Option<Rate>,
     proxies: TrustedProxies,
-    leases: Cache<String, Arc<Mutex<Lease>>>,
+    leases: Cache<Bucket, Arc<Mutex<Lease>>>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -274,19 +277,17 @@ impl RateLimiter {
 
     async fn count_principal(&self, principal: &Principal) -> Result<(), Limited> {
         if let Some(rate) = self.per_key {
-            self.count(Bucket::Key(principal.key_id.to_string()), rate)
-                .await?;
+            self.count(Bucket::Key(principal.key_id), rate).await?;
         }
         if let (Some(rate), Some(tenant)) = (self.per_tenant, principal.tenant_id) {
-            self.count(Bucket::Tenant(tenant.to_string()), rate).await?;
+            self.count(Bucket::Tenant(tenant), rate).await?;
         }
         Ok(())
     }
 
     /// Spends one attempt of `bucket`, leasing more from coordination when none is left.
     async fn count(&self, bucket: Bucket, rate: Rate) -> Result<(), Limited> {
-        let name = bucket.name();
-        let lease = self.leases.get_with_by_ref(&name, || {
+        let lease = self.leases.get_with(bucket, || {
             Arc::new(Mutex::new(Lease {
                 left: 0,
                 expires: Instant::now(),
@@ -312,6 +313,7 @@ impl RateLimiter {
             lease.left = 0;
             lease.next
         };
+        let name = bucket.name();
         let granted = match self.coordination.rate_limit_take(&name, rate, wanted).await {
             Ok(grant) if grant.granted == 0 => {
                 return Err(Limited {
