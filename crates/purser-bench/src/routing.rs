@@ -47,6 +47,8 @@ const QUOTE_INTERVAL_MS: u64 = 500;
 /// Settlements per rail left out of the steady-state figures: the router's execution gas
 /// starts at the configured `settlement_gas` and follows the rail's receipts from there.
 const WARM_SETTLEMENTS: usize = 3;
+/// The router's table in the devnet's `purser.toml`.
+const ROUTER: &str = "\n[router]\n";
 
 /// One Purser of the run, with its merchant's resource.
 struct Server {
@@ -90,15 +92,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
 
     let mut servers = Vec::new();
-    for (name, extra) in [
+    for (name, router) in [
         (
             "routed",
-            format!("[router]\nquote_interval_ms = {QUOTE_INTERVAL_MS}\n"),
+            format!("quote_interval_ms = {QUOTE_INTERVAL_MS}\n"),
         ),
-        ("unrouted", "[router]\nenabled = false\n".to_owned()),
+        ("unrouted", "enabled = false\n".to_owned()),
     ] {
         let home = dir.join(name);
         std::fs::create_dir_all(&home)?;
+        // The devnet's configuration has a `[router]` table already: the run's keys join it.
+        ensure!(
+            rails.contains(ROUTER),
+            "the devnet's purser.toml has no {ROUTER} table"
+        );
+        let rails = rails.replacen(ROUTER, &format!("{ROUTER}\n{router}"), 1);
         let setup = PurserSetup::prepare_with_rails(
             &args.purser,
             &home,
@@ -108,7 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
         let admin_key = setup.create_key("tenant-admin", "bench merchant").await?;
-        let target = setup.serve(&client, &extra).await?;
+        let target = setup.serve(&client, "").await?;
         let url = setup.url();
         let resource = onboard(&client, &url, &admin_key, &setup.tenant, devnet.chains()).await?;
         servers.push(Server {
