@@ -44,7 +44,7 @@ pub struct RailConfig {
     #[serde(default)]
     pub fee_oracle: Option<String>,
     /// Execution gas of one settlement until receipts of this rail's own settlements have
-    /// been seen (then their running mean is used).
+    /// been seen (then the median of the last sixteen is used).
     #[serde(default = "default_settlement_gas")]
     pub settlement_gas: u64,
     /// JSON-RPC endpoints, in order of preference. At least one.

@@ -1005,10 +1005,7 @@ impl Rail {
                     .map(|c| u128::try_from(c).unwrap_or(u128::MAX)),
             );
             if transfer_logged && r.status() {
-                let first = !self
-                    .gas_observed
-                    .swap(true, std::sync::atomic::Ordering::Relaxed);
-                self.gas_mean.observe(r.gas_used, first);
+                self.settlement_gas.observe(hash, r.gas_used);
             }
             ReceiptView {
                 tx_hash: hash,

@@ -5,7 +5,7 @@
 //! throwaway key in the asset's own EIP-712 domain, of value zero (so a node can execute it:
 //! the throwaway key holds nothing), encoded exactly as settlement encodes it. What the chain
 //! charges for its data (the OP Stack's L1 fee, Arbitrum's L1 component) is asked of the
-//! chain's own oracle for that calldata. Execution gas is the running mean of this rail's own
+//! chain's own oracle for that calldata. Execution gas is the median of this rail's last
 //! settlements' receipts (a zero-value transfer writes no balance, so executing the sample would
 //! underestimate a real one), starting from the configured `settlement_gas`.
 //!
@@ -199,10 +199,10 @@ impl Rail {
         }
     }
 
-    /// Execution gas of one settlement: the running mean of this rail's settlements' receipts,
-    /// or the configured figure before the first.
+    /// Execution gas of one settlement: the median of this rail's recent settlements'
+    /// receipts, or the configured figure before the first.
     pub fn settlement_gas(&self) -> u64 {
-        self.gas_mean.get()
+        self.settlement_gas.get()
     }
 
     /// A sample of what settlement sends for `asset`: a zero-value authorization from a
@@ -445,33 +445,56 @@ impl Rail {
     }
 }
 
-/// A running mean of settlement gas: the configured figure until the first receipt, then an
-/// exponentially weighted mean (one eighth per receipt) of what receipts used.
-#[derive(Debug)]
-pub(crate) struct GasMean(std::sync::atomic::AtomicU64);
+/// Receipts [`SettlementGas`] keeps.
+const GAS_WINDOW: usize = 16;
 
-impl GasMean {
-    pub(crate) fn new(initial: u64) -> Self {
-        Self(std::sync::atomic::AtomicU64::new(initial))
+/// The execution gas of one settlement: the configured figure until the first receipt, then the
+/// median of the last [`GAS_WINDOW`] receipts' gas. A median, because settlement gas is not
+/// noise around a mean but a few discrete cases: one unusual settlement (the first payment to an
+/// empty balance, which writes a fresh storage slot) must not move every estimate after it.
+#[derive(Debug)]
+pub(crate) struct SettlementGas {
+    configured: u64,
+    /// Each receipt's transaction and gas, oldest first.
+    recent: std::sync::Mutex<std::collections::VecDeque<(alloy::primitives::B256, u64)>>,
+}
+
+impl SettlementGas {
+    pub(crate) fn new(configured: u64) -> Self {
+        Self {
+            configured,
+            recent: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(GAS_WINDOW)),
+        }
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut gas: Vec<u64> = recent.iter().map(|(_, gas)| *gas).collect();
+        drop(recent);
+        if gas.is_empty() {
+            return self.configured;
+        }
+        gas.sort_unstable();
+        // The lower median: an estimate between two cases is neither.
+        gas[(gas.len() - 1) / 2]
     }
 
-    pub(crate) fn observe(&self, gas_used: u64, first: bool) {
-        use std::sync::atomic::Ordering;
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
-                Some(if first {
-                    gas_used
-                } else {
-                    let mean = i128::from(mean);
-                    let next = mean + (i128::from(gas_used) - mean) / 8;
-                    u64::try_from(next.max(21_000)).unwrap_or(u64::MAX)
-                })
-            });
+    /// Keeps what the receipt of `transaction` used, once however often it is read.
+    pub(crate) fn observe(&self, transaction: alloy::primitives::B256, gas_used: u64) {
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recent.iter().any(|(seen, _)| *seen == transaction) {
+            return;
+        }
+        if recent.len() == GAS_WINDOW {
+            recent.pop_front();
+        }
+        recent.push_back((transaction, gas_used.max(21_000)));
     }
 }
 
@@ -507,12 +530,25 @@ mod tests {
     }
 
     #[test]
-    fn the_gas_mean_starts_configured_then_follows_receipts() {
-        let mean = GasMean::new(90_000);
-        assert_eq!(mean.get(), 90_000);
-        mean.observe(60_000, true);
-        assert_eq!(mean.get(), 60_000);
-        mean.observe(68_000, false);
-        assert_eq!(mean.get(), 61_000);
+    fn settlement_gas_starts_configured_then_is_the_median_of_recent_receipts() {
+        let tx = |n: u8| alloy::primitives::B256::repeat_byte(n);
+        let gas = SettlementGas::new(90_000);
+        assert_eq!(gas.get(), 90_000);
+        // The first payment to an empty balance costs more; the ones after it do not.
+        gas.observe(tx(1), 79_000);
+        assert_eq!(gas.get(), 79_000);
+        gas.observe(tx(2), 62_000);
+        gas.observe(tx(3), 62_100);
+        // A receipt read again counts once.
+        gas.observe(tx(3), 62_100);
+        gas.observe(tx(3), 62_100);
+        assert_eq!(gas.get(), 62_100);
+        for n in 10..30 {
+            gas.observe(tx(n), 61_900);
+        }
+        // The window forgot the outlier, and the median is what most settlements use.
+        assert_eq!(gas.get(), 61_900);
+        gas.observe(tx(99), 150_000);
+        assert_eq!(gas.get(), 61_900);
     }
 }

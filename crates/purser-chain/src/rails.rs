@@ -12,7 +12,7 @@ use purser_domain::{Error, ErrorCode, Result};
 use tokio::sync::Mutex;
 
 use crate::config::{AssetConfig, RailConfig, RailKind, SignerSource};
-use crate::fees::GasMean;
+use crate::fees::SettlementGas;
 use crate::rpc::{RpcPolicy, RpcPool};
 
 /// An EIP-3009 token on a rail.
@@ -75,8 +75,7 @@ pub struct Rail {
     /// The configured fee oracle, when not the kind's predeploy.
     pub(crate) fee_oracle: Option<Address>,
     /// Execution gas of one settlement, as this rail's receipts have shown it.
-    pub(crate) gas_mean: GasMean,
-    pub(crate) gas_observed: std::sync::atomic::AtomicBool,
+    pub(crate) settlement_gas: SettlementGas,
     pub(crate) rpc: RpcPool,
     pub assets: Vec<Asset>,
     pub(crate) signers: Vec<Arc<Signer>>,
@@ -212,8 +211,7 @@ impl Rail {
             kind: config.kind,
             gas_token: config.gas_token.clone(),
             fee_oracle,
-            gas_mean: GasMean::new(config.settlement_gas),
-            gas_observed: std::sync::atomic::AtomicBool::new(false),
+            settlement_gas: SettlementGas::new(config.settlement_gas),
             rpc,
             assets,
             signers,
