@@ -1554,7 +1554,7 @@ pub async fn mined_transactions_post_their_network_fee_once(store: Arc<dyn Store
     store
         .record_attempt(Attempt {
             route: Some(routed(None, "b")),
-            ..attempt(&confirmed, nonce, 33)
+            ..attempt(&confirmed, nonce, 0x31)
         })
         .await
         .unwrap();
