@@ -3,6 +3,7 @@
 //! settles with. Knows no HTTP, GraphQL or SQL, and no development chain (the anvil devnet is
 //! `purser-devnet`).
 
+pub mod auth_capture;
 pub mod config;
 pub mod eip3009;
 pub mod fees;

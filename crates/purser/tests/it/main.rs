@@ -1,6 +1,7 @@
 //! The whole application: in-process over real TCP on both backend pairs, and the `purser`
 //! binary as a process.
 
+mod auth_capture;
 mod cli;
 mod crash;
 mod demo;

@@ -1,0 +1,173 @@
+//! The `auth-capture` scheme's derivations against the official client: payments signed by
+//! `@x402/evm`'s auth-capture client (`tests/interop/sdk-auth-capture-sign.mjs`) are rebuilt
+//! the way a facilitator must rebuild them (`purser_chain::auth_capture`): the `PaymentInfo`
+//! from the requirements and the payload, its payer-agnostic hash as the authorization's nonce,
+//! the salt's commitment to the receiver authorizer, the collector of the named deployment, and
+//! the payer's signature over `ReceiveWithAuthorization`. A requirement changed after signing
+//! no longer matches the nonce.
+
+use alloy::primitives::aliases::{U48, U120};
+use alloy::primitives::{Address, B256, Signature, U256, address};
+use purser_chain::auth_capture::{self, Deployment, PaymentInfo, ReceiveWithAuthorization};
+use serde_json::{Value, json};
+
+use crate::interop::run_script;
+
+/// Anvil's second well-known key: a payer that holds nothing, which signing does not need.
+const PAYER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const CHAIN_ID: u64 = 84532;
+const TOKEN: Address = address!("0x036CbD53842c5426634e7929541eC2318f3dCF7e");
+const OPERATOR: Address = address!("0x1111111111111111111111111111111111111111");
+const RECEIVER: Address = address!("0x3333333333333333333333333333333333333333");
+const FEE_RECIPIENT: Address = address!("0x4444444444444444444444444444444444444444");
+const AUTHORIZER: Address = address!("0x5555555555555555555555555555555555555555");
+
+fn requirements(extra: Value) -> Value {
+    let mut base = json!({
+        "name": "USDC",
+        "version": "2",
+        "captureAuthorizer": OPERATOR,
+        "captureDeadline": 1_900_000_000u64,
+        "refundDeadline": 1_900_100_000u64,
+        "minFeeBps": 100,
+        "maxFeeBps": 250,
+        "feeRecipient": FEE_RECIPIENT,
+    });
+    base.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({
+        "scheme": "auth-capture",
+        "network": format!("eip155:{CHAIN_ID}"),
+        "amount": "1000000",
+        "asset": TOKEN,
+        "payTo": RECEIVER,
+        "maxTimeoutSeconds": 60,
+        "extra": base,
+    })
+}
+
+/// The official client's payment for `requirements`: (payer, payload).
+async fn signed(requirements: &Value) -> (Address, Value) {
+    let out = run_script(
+        "sdk-auth-capture-sign.mjs",
+        &[
+            ("X402_PAYER_KEY", PAYER_KEY.to_owned()),
+            ("X402_REQUIREMENTS", requirements.to_string()),
+        ],
+    )
+    .await;
+    (
+        out["payer"].as_str().unwrap().parse().unwrap(),
+        out["payload"].clone(),
+    )
+}
+
+fn word(value: &Value) -> U256 {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+fn number(value: &Value) -> u64 {
+    match value {
+        Value::String(s) => s.parse().unwrap(),
+        other => other.as_u64().unwrap(),
+    }
+}
+
+/// The `PaymentInfo` a facilitator rebuilds from `requirements` and the payload, as the
+/// specification's appendix lists its sources.
+fn rebuilt(requirements: &Value, payer: Address, payload: &Value) -> PaymentInfo {
+    let extra = &requirements["extra"];
+    let address = |v: &Value| -> Address { v.as_str().unwrap().parse().unwrap() };
+    PaymentInfo {
+        operator: address(&extra["captureAuthorizer"]),
+        payer,
+        receiver: address(&requirements["payTo"]),
+        token: address(&requirements["asset"]),
+        maxAmount: U120::from(number(&requirements["amount"])),
+        preApprovalExpiry: U48::from(number(&payload["authorization"]["validBefore"])),
+        authorizationExpiry: U48::from(number(&extra["captureDeadline"])),
+        refundExpiry: U48::from(number(&extra["refundDeadline"])),
+        minFeeBps: u16::try_from(number(&extra["minFeeBps"])).unwrap(),
+        maxFeeBps: u16::try_from(number(&extra["maxFeeBps"])).unwrap(),
+        feeReceiver: address(&extra["feeRecipient"]),
+        salt: word(&payload["salt"]),
+    }
+}
+
+/// Checks everything a facilitator checks of the client's signed authorization.
+fn check(requirements: &Value, payer: Address, payload: &Value, deployment: Deployment) {
+    let authorization = &payload["authorization"];
+    let to: Address = authorization["to"].as_str().unwrap().parse().unwrap();
+    assert_eq!(to, deployment.eip3009_collector, "{payload}");
+    assert_eq!(number(&authorization["validAfter"]), 0);
+    assert_eq!(number(&authorization["value"]), 1_000_000);
+    let info = rebuilt(requirements, payer, payload);
+    let nonce: B256 = authorization["nonce"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        auth_capture::signature_nonce(CHAIN_ID, deployment.escrow, &info),
+        nonce,
+        "{payload}"
+    );
+    let message = ReceiveWithAuthorization {
+        from: payer,
+        to,
+        value: U256::from(1_000_000u64),
+        validAfter: U256::ZERO,
+        validBefore: U256::from(number(&authorization["validBefore"])),
+        nonce,
+    };
+    let digest = auth_capture::receive_authorization_digest(&message, "USDC", "2", CHAIN_ID, TOKEN);
+    let signature: Signature = payload["signature"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        signature.recover_address_from_prehash(&digest).unwrap(),
+        payer
+    );
+}
+
+#[tokio::test]
+async fn an_unbound_payment_of_the_official_client_rebuilds_to_its_nonce() {
+    let requirements = requirements(json!({}));
+    let (payer, payload) = signed(&requirements).await;
+    // No receiver authorizer nor policy: the salt is the client's random word, alone.
+    assert!(payload.get("saltNonce").is_none(), "{payload}");
+    check(&requirements, payer, &payload, auth_capture::V1_1);
+
+    // Any requirement changed after signing no longer matches: one check covers every field.
+    let mut moved = requirements.clone();
+    moved["extra"]["refundDeadline"] = json!(1_900_100_001u64);
+    let info = rebuilt(&moved, payer, &payload);
+    let nonce: B256 = payload["authorization"]["nonce"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(
+        auth_capture::signature_nonce(CHAIN_ID, auth_capture::V1_1.escrow, &info),
+        nonce
+    );
+}
+
+#[tokio::test]
+async fn a_bound_payment_commits_its_salt_to_the_receiver_authorizer() {
+    let requirements = requirements(json!({ "receiverAuthorizer": AUTHORIZER }));
+    let (payer, payload) = signed(&requirements).await;
+    let salt_nonce = word(&payload["saltNonce"]);
+    assert_eq!(
+        word(&payload["salt"]),
+        auth_capture::bound_salt(AUTHORIZER, Address::ZERO, salt_nonce)
+    );
+    // The same nonce opens no commitment to another authorizer.
+    assert_ne!(
+        word(&payload["salt"]),
+        auth_capture::bound_salt(OPERATOR, Address::ZERO, salt_nonce)
+    );
+    check(&requirements, payer, &payload, auth_capture::V1_1);
+}
+
+#[tokio::test]
+async fn a_payment_pinned_to_the_v1_0_escrow_is_collected_there() {
+    let requirements = requirements(json!({ "authCaptureEscrow": auth_capture::V1_0.escrow }));
+    let (payer, payload) = signed(&requirements).await;
+    check(&requirements, payer, &payload, auth_capture::V1_0);
+}
