@@ -24,6 +24,7 @@
 //! `malformed_payment_header`, `malformed_json`, `unsupported_x402_version`, `invalid_network`,
 //! `invalid_payment_payload`, `invalid_payment_identifier`.
 
+pub mod auth_capture;
 mod error;
 pub mod exact_evm;
 pub mod facilitator;

@@ -117,6 +117,95 @@ reasons! {
     /// Not terminal: the transaction was broadcast but its receipt was not seen in time;
     /// `transaction` holds its hash and a retry of the same payload resolves it.
     SettlementPending = "settlement_pending",
+
+    // ---- auth-capture scheme on EVM (the specification's `invalid_auth_capture_evm_*`) ----
+    /// The payload is neither the EIP-3009 nor the Permit2 shape, lacks `salt`, has
+    /// `saltNonce` where it must not (or lacks it where it must), a partial charge group, or
+    /// the fee field of the other escrow version.
+    InvalidAuthCaptureEvmPayloadFormat = "invalid_auth_capture_evm_payload_format",
+    /// A lifecycle payload's `type` is missing or not `capture`, `void` or `refund` (or names
+    /// `capture`/`void` on the `authorization` flow).
+    InvalidAuthCaptureEvmPayloadType = "invalid_auth_capture_evm_payload_type",
+    /// `voidAuthorizerSignature` on a payload other than `capture`, or not the authorizer's.
+    InvalidAuthCaptureEvmVoidAuthorizerSignature =
+        "invalid_auth_capture_evm_void_authorizer_signature",
+    /// `voidAuthorizerSignature` with a capture of everything capturable: nothing to void.
+    InvalidAuthCaptureEvmVoidRemainderFullCapture =
+        "invalid_auth_capture_evm_void_remainder_full_capture",
+    /// `paymentFlow` is neither `escrow` nor `authorization`, or `extra` has `autoCapture: true`.
+    InvalidAuthCaptureEvmUnsupportedPaymentFlow =
+        "invalid_auth_capture_evm_unsupported_payment_flow",
+    /// `scheme` is not `auth-capture`.
+    InvalidAuthCaptureEvmScheme = "invalid_auth_capture_evm_scheme",
+    /// The payload's network differs from the requirements'.
+    InvalidAuthCaptureEvmNetworkMismatch = "invalid_auth_capture_evm_network_mismatch",
+    /// `extra` lacks a required field, names an unknown escrow, or breaks the fee rules.
+    InvalidAuthCaptureEvmExtra = "invalid_auth_capture_evm_extra",
+    /// No non-zero `receiverAuthorizer` for a `charge` or a relayed lifecycle operation.
+    InvalidAuthCaptureEvmMissingReceiverAuthorizer =
+        "invalid_auth_capture_evm_missing_receiver_authorizer",
+    /// `operatorType` is unknown, or a type this facilitator does not implement.
+    InvalidAuthCaptureEvmUnsupportedOperatorType =
+        "invalid_auth_capture_evm_unsupported_operator_type",
+    /// `policy` does not fit the operator type.
+    InvalidAuthCaptureEvmPolicy = "invalid_auth_capture_evm_policy",
+    /// A lifecycle payload for an operator whose lifecycle the facilitator does not relay.
+    InvalidAuthCaptureEvmLifecycleNotRelayed = "invalid_auth_capture_evm_lifecycle_not_relayed",
+    /// The operator is not admitted (a `delegated` operator must be the facilitator's own).
+    InvalidAuthCaptureEvmOperatorNotAdmitted = "invalid_auth_capture_evm_operator_not_admitted",
+    /// `paymentInfo.operator` is not `extra.captureAuthorizer`.
+    InvalidAuthCaptureEvmOperatorMismatch = "invalid_auth_capture_evm_operator_mismatch",
+    /// A bound salt is not the commitment to the authorizer, the policy and the salt nonce.
+    InvalidAuthCaptureEvmSaltBindingMismatch = "invalid_auth_capture_evm_salt_binding_mismatch",
+    /// The authorizer signature does not recover to `extra.receiverAuthorizer`.
+    InvalidAuthCaptureEvmAuthorizerSignature = "invalid_auth_capture_evm_authorizer_signature",
+    /// The escrow's balances differ from the ones the authorizer signed for.
+    InvalidAuthCaptureEvmUnexpectedPaymentState =
+        "invalid_auth_capture_evm_unexpected_payment_state",
+    /// No refund liquidity exists for the operator type.
+    InvalidAuthCaptureEvmRefundFundingUnavailable =
+        "invalid_auth_capture_evm_refund_funding_unavailable",
+    /// `assetTransferMethod` is neither `eip3009` nor `permit2`.
+    InvalidAuthCaptureEvmUnsupportedAssetTransferMethod =
+        "invalid_auth_capture_evm_unsupported_asset_transfer_method",
+    /// The payload's shape is not the one `assetTransferMethod` names.
+    InvalidAuthCaptureEvmPayloadMethodMismatch =
+        "invalid_auth_capture_evm_payload_method_mismatch",
+    /// The capture deadline is past (or too close), or a capture came after it.
+    InvalidAuthCaptureEvmCaptureDeadlineExpired =
+        "invalid_auth_capture_evm_capture_deadline_expired",
+    /// A refund came at or after the refund deadline.
+    InvalidAuthCaptureEvmRefundDeadlineExpired =
+        "invalid_auth_capture_evm_refund_deadline_expired",
+    /// The deadlines are out of order.
+    InvalidAuthCaptureEvmDeadlineOrdering = "invalid_auth_capture_evm_deadline_ordering",
+    /// The token authorization expires too soon.
+    InvalidAuthCaptureEvmAuthorizationExpired = "invalid_auth_capture_evm_authorization_expired",
+    /// The token authorization is not valid yet.
+    InvalidAuthCaptureEvmAuthorizationNotYetValid =
+        "invalid_auth_capture_evm_authorization_not_yet_valid",
+    /// The payer's signature does not verify.
+    InvalidAuthCaptureEvmSignature = "invalid_auth_capture_evm_signature",
+    /// A counterfactual payer's ERC-6492 factory is not allowed.
+    InvalidAuthCaptureEvmErc6492FactoryNotAllowed =
+        "invalid_auth_capture_evm_erc6492_factory_not_allowed",
+    /// The authorized amount differs from the requirements' (or a charge exceeds it).
+    InvalidAuthCaptureEvmAmountMismatch = "invalid_auth_capture_evm_amount_mismatch",
+    /// The authorization names another collector than the deployment's.
+    InvalidAuthCaptureEvmTokenCollectorMismatch =
+        "invalid_auth_capture_evm_token_collector_mismatch",
+    /// A Permit2 authorization names another token than the requirements' asset.
+    InvalidAuthCaptureEvmTokenMismatch = "invalid_auth_capture_evm_token_mismatch",
+    /// The authorization's nonce is not the payment's signature nonce.
+    InvalidAuthCaptureEvmNonceMismatch = "invalid_auth_capture_evm_nonce_mismatch",
+    /// The payer's balance is below the amount.
+    InvalidAuthCaptureEvmInsufficientBalance = "invalid_auth_capture_evm_insufficient_balance",
+    /// Simulating the escrow call failed for a reason no typed revert explains.
+    InvalidAuthCaptureEvmSimulationFailed = "invalid_auth_capture_evm_simulation_failed",
+    /// Settling: re-verification failed.
+    InvalidAuthCaptureEvmVerificationFailed = "invalid_auth_capture_evm_verification_failed",
+    /// Settling: the transaction was mined and reverted.
+    InvalidAuthCaptureEvmTransactionReverted = "invalid_auth_capture_evm_transaction_reverted",
 }
 
 /// Specification spellings of conditions the SDK names differently.
