@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::anvil::{AttachedAnvil, Started};
 use crate::contracts::{Artefact, PurserUSD, TestSmartWallet};
+use crate::escrow::EscrowContracts;
 use crate::fees::{FeeContracts, PriceFeedInfo};
 use crate::files::DevnetManifest;
 use crate::spec::CanonicalUsdc;
@@ -46,6 +47,7 @@ pub struct DevnetChain {
     canonical_usdc: Option<TokenInfo>,
     pub(crate) fee_contracts: FeeContracts,
     pub(crate) price_feed: Option<PriceFeedInfo>,
+    pub(crate) escrow_contracts: Vec<EscrowContracts>,
     accounts: Arc<DevnetAccounts>,
     // Kills the anvil when the chain is dropped, for devnets that own their processes.
     _anvil: Option<AttachedAnvil>,
@@ -161,6 +163,7 @@ impl DevnetChain {
             canonical_usdc: None,
             fee_contracts: FeeContracts::default(),
             price_feed: None,
+            escrow_contracts: Vec::new(),
             spec,
             rpc_url: started.rpc_url,
             pid: started.pid,
@@ -205,6 +208,8 @@ impl DevnetChain {
             });
         }
         chain.place_fee_contracts().await?;
+        // Placed without transactions, so no address the deployer deploys to moves.
+        chain.place_escrow_contracts().await?;
         // Deployed last, so the token's address stays what it was before chains had feeds.
         if let Some(feed) = chain.spec.price_feed.clone() {
             chain.price_feed = Some(chain.deploy_price_feed(&feed).await?);
@@ -295,6 +300,7 @@ impl DevnetChain {
             canonical_usdc: entry.canonical_usdc.clone(),
             fee_contracts: entry.fee_contracts.clone(),
             price_feed: entry.price_feed.clone(),
+            escrow_contracts: entry.escrow_contracts.clone(),
             accounts: Arc::new(accounts),
             _anvil: None,
         })
@@ -606,6 +612,30 @@ impl DevnetChain {
     /// Mines one block now (`evm_mine`), with whatever the mempool holds.
     pub async fn mine(&self) -> Result<(), DevnetError> {
         self.anvil("evm_mine", ()).await
+    }
+
+    /// Moves the chain's clock `seconds` forward (`evm_increaseTime`) and mines a block at the
+    /// new time, so the latest block (what `eth_call` and the next transaction see, roughly)
+    /// has it.
+    pub async fn increase_time(&self, seconds: u64) -> Result<(), DevnetError> {
+        self.anvil("evm_increaseTime", (U256::from(seconds),))
+            .await?;
+        self.mine().await
+    }
+
+    /// The latest block's timestamp, Unix seconds.
+    pub async fn latest_timestamp(&self) -> Result<u64, DevnetError> {
+        let chain_id = self.chain_id();
+        let block = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await
+            .map_err(rpc_error(chain_id, "eth_getBlockByNumber"))?
+            .ok_or_else(|| DevnetError::Chain {
+                chain_id,
+                message: "no latest block".to_owned(),
+            })?;
+        Ok(block.header.timestamp)
     }
 
     /// Mines `blocks` blocks now (`anvil_mine`).

@@ -28,6 +28,16 @@ pub const DEVNET_ARB_GAS_INFO_ARTEFACT: &str =
 pub const DEVNET_PRICE_FEED_ARTEFACT: &str =
     include_str!("../../../contracts/out/DevnetPriceFeed.json");
 
+/// `contracts/out/DevnetAuthCaptureEscrow.json`: x402 `auth-capture`'s escrow, stood in for.
+pub const DEVNET_AUTH_CAPTURE_ESCROW_ARTEFACT: &str =
+    include_str!("../../../contracts/out/DevnetAuthCaptureEscrow.json");
+/// `contracts/out/DevnetErc3009PaymentCollector.json`: the escrow's EIP-3009 payment collector.
+pub const DEVNET_ERC3009_PAYMENT_COLLECTOR_ARTEFACT: &str =
+    include_str!("../../../contracts/out/DevnetErc3009PaymentCollector.json");
+/// `contracts/out/DevnetOperatorRefundCollector.json`: the escrow's operator refund collector.
+pub const DEVNET_OPERATOR_REFUND_COLLECTOR_ARTEFACT: &str =
+    include_str!("../../../contracts/out/DevnetOperatorRefundCollector.json");
+
 /// The parts of an artefact the devnet uses.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,6 +81,18 @@ impl Artefact {
 
     pub fn devnet_price_feed() -> Artefact {
         Self::parse(DEVNET_PRICE_FEED_ARTEFACT)
+    }
+
+    pub fn devnet_auth_capture_escrow() -> Artefact {
+        Self::parse(DEVNET_AUTH_CAPTURE_ESCROW_ARTEFACT)
+    }
+
+    pub fn devnet_erc3009_payment_collector() -> Artefact {
+        Self::parse(DEVNET_ERC3009_PAYMENT_COLLECTOR_ARTEFACT)
+    }
+
+    pub fn devnet_operator_refund_collector() -> Artefact {
+        Self::parse(DEVNET_OPERATOR_REFUND_COLLECTOR_ARTEFACT)
     }
 }
 
@@ -211,6 +233,83 @@ alloy::sol! {
         function latestRound() external view returns (uint256);
         function setAnswer(int256 answer) external returns (uint80);
         function setAnswerUpdatedAt(int256 answer, uint256 updatedAt) external returns (uint80);
+    }
+
+    /// The Commerce Payments Protocol's `AuthCaptureEscrow` as of v1.1 (absolute `feeAmount` in
+    /// `charge` and `capture`), which `contracts/src/DevnetAuthCaptureEscrow.sol` answers: what
+    /// a facilitator calls for x402's `auth-capture` scheme, its events and its errors.
+    #[derive(Debug, PartialEq, Eq)]
+    contract AuthCaptureEscrow {
+        /// A payment's terms; `getHash` is its EIP-712 struct hash bound to the chain and escrow.
+        #[derive(Debug, Default, PartialEq, Eq, Hash)]
+        struct PaymentInfo {
+            address operator;
+            address payer;
+            address receiver;
+            address token;
+            uint120 maxAmount;
+            uint48 preApprovalExpiry;
+            uint48 authorizationExpiry;
+            uint48 refundExpiry;
+            uint16 minFeeBps;
+            uint16 maxFeeBps;
+            address feeReceiver;
+            uint256 salt;
+        }
+
+        event PaymentCharged(bytes32 indexed paymentInfoHash, PaymentInfo paymentInfo, uint256 amount, address tokenCollector, uint256 feeAmount, address feeReceiver);
+        event PaymentAuthorized(bytes32 indexed paymentInfoHash, PaymentInfo paymentInfo, uint256 amount, address tokenCollector);
+        event PaymentCaptured(bytes32 indexed paymentInfoHash, uint256 amount, uint256 feeAmount, address feeReceiver);
+        event PaymentVoided(bytes32 indexed paymentInfoHash, uint256 amount);
+        event PaymentReclaimed(bytes32 indexed paymentInfoHash, uint256 amount);
+        event PaymentRefunded(bytes32 indexed paymentInfoHash, uint256 amount, address tokenCollector);
+        event TokenStoreCreated(address indexed operator, address tokenStore);
+
+        error Reentrancy();
+        error InvalidSender(address sender, address expected);
+        error ZeroAmount();
+        error AmountOverflow(uint256 amount, uint256 limit);
+        error ExceedsMaxAmount(uint256 amount, uint256 maxAmount);
+        error AfterPreApprovalExpiry(uint48 timestamp, uint48 expiry);
+        error InvalidExpiries(uint48 preApproval, uint48 authorization, uint48 refund);
+        error FeeBpsOverflow(uint16 feeBps);
+        error InvalidFeeBpsRange(uint16 minFeeBps, uint16 maxFeeBps);
+        error FeeAmountOutOfRange(uint256 feeAmount, uint256 minFee, uint256 maxFee);
+        error ZeroFeeReceiver();
+        error InvalidFeeReceiver(address attempted, address expected);
+        error InvalidCollectorForOperation();
+        error TokenCollectionFailed();
+        error PaymentAlreadyCollected(bytes32 paymentInfoHash);
+        error AfterAuthorizationExpiry(uint48 timestamp, uint48 expiry);
+        error InsufficientAuthorization(bytes32 paymentInfoHash, uint256 authorizedAmount, uint256 requestedAmount);
+        error ZeroAuthorization(bytes32 paymentInfoHash);
+        error BeforeAuthorizationExpiry(uint48 timestamp, uint48 expiry);
+        error AfterRefundExpiry(uint48 timestamp, uint48 expiry);
+        error RefundExceedsCapture(uint256 refund, uint256 captured);
+
+        function PAYMENT_INFO_TYPEHASH() external view returns (bytes32);
+        function authorize(PaymentInfo paymentInfo, uint256 amount, address tokenCollector, bytes collectorData) external;
+        function charge(PaymentInfo paymentInfo, uint256 amount, address tokenCollector, bytes collectorData, uint256 feeAmount, address feeReceiver) external;
+        function capture(PaymentInfo paymentInfo, uint256 amount, uint256 feeAmount, address feeReceiver) external;
+        function void(PaymentInfo paymentInfo) external;
+        function reclaim(PaymentInfo paymentInfo) external;
+        function refund(PaymentInfo paymentInfo, uint256 amount, address tokenCollector, bytes collectorData) external;
+        function getHash(PaymentInfo paymentInfo) external view returns (bytes32);
+        function getTokenStore(address operator) external view returns (address);
+        function paymentState(bytes32 paymentInfoHash) external view returns (bool hasCollectedPayment, uint120 capturableAmount, uint120 refundableAmount);
+    }
+
+    /// A token collector of the escrow (`ERC3009PaymentCollector`, `OperatorRefundCollector`):
+    /// the escrow it serves and whether it collects payments (0) or refunds (1).
+    #[derive(Debug, PartialEq, Eq)]
+    contract TokenCollector {
+        error OnlyAuthCaptureEscrow();
+        error AlreadyInitialized();
+        error ZeroEscrow();
+
+        function authCaptureEscrow() external view returns (address);
+        function collectorType() external view returns (uint8);
+        function initialize(address escrow) external;
     }
 
     /// EIP-3009's transfer authorization, the EIP-712 struct x402's `exact` scheme signs.
@@ -370,6 +469,64 @@ mod tests {
                     ("latestRound()", "(uint256)"),
                 ],
             ),
+            (
+                DEVNET_AUTH_CAPTURE_ESCROW_ARTEFACT,
+                &[
+                    (
+                        "authorize((address,address,address,address,uint120,uint48,uint48,uint48,uint16,uint16,address,uint256),uint256,address,bytes)",
+                        "()",
+                    ),
+                    (
+                        "charge((address,address,address,address,uint120,uint48,uint48,uint48,uint16,uint16,address,uint256),uint256,address,bytes,uint256,address)",
+                        "()",
+                    ),
+                    (
+                        "capture((address,address,address,address,uint120,uint48,uint48,uint48,uint16,uint16,address,uint256),uint256,uint256,address)",
+                        "()",
+                    ),
+                    (
+                        "void((address,address,address,address,uint120,uint48,uint48,uint48,uint16,uint16,address,uint256))",
+                        "()",
+                    ),
+                    (
+                        "reclaim((address,address,address,address,uint120,uint48,uint48,uint48,uint16,uint16,address,uint256))",
+                        "()",
+                    ),
+                    (
+                        "refund((address,address,address,address,uint120,uint48,uint48,uint48,uint16,uint16,address,uint256),uint256,address,bytes)",
+                        "()",
+                    ),
+                    (
+                        "getHash((address,address,address,address,uint120,uint48,uint48,uint48,uint16,uint16,address,uint256))",
+                        "(bytes32)",
+                    ),
+                    ("paymentState(bytes32)", "(bool,uint120,uint120)"),
+                    ("getTokenStore(address)", "(address)"),
+                    ("PAYMENT_INFO_TYPEHASH()", "(bytes32)"),
+                ],
+            ),
+            (
+                DEVNET_ERC3009_PAYMENT_COLLECTOR_ARTEFACT,
+                &[
+                    (
+                        "collectTokens((address,address,address,address,uint120,uint48,uint48,uint48,uint16,uint16,address,uint256),address,uint256,bytes)",
+                        "()",
+                    ),
+                    ("collectorType()", "(uint8)"),
+                    ("authCaptureEscrow()", "(address)"),
+                ],
+            ),
+            (
+                DEVNET_OPERATOR_REFUND_COLLECTOR_ARTEFACT,
+                &[
+                    (
+                        "collectTokens((address,address,address,address,uint120,uint48,uint48,uint48,uint16,uint16,address,uint256),address,uint256,bytes)",
+                        "()",
+                    ),
+                    ("collectorType()", "(uint8)"),
+                    ("authCaptureEscrow()", "(address)"),
+                ],
+            ),
         ];
         for (artefact, wanted) in expected {
             let have = functions(artefact);
@@ -389,6 +546,33 @@ mod tests {
             DevnetGasPriceOracle::getL1GasUsedCall::SELECTOR,
             [0xde, 0x26, 0xc4, 0xa1]
         );
+        // commerce-payments v1.1's event topics (its fee documentation publishes them; the
+        // `feeAmount` events differ from v1.0's `feeBps` ones) and some of its error selectors.
+        use alloy::sol_types::{SolError, SolEvent};
+        assert_eq!(
+            AuthCaptureEscrow::PaymentCharged::SIGNATURE_HASH,
+            alloy::primitives::b256!(
+                "0x137b0e73e4453f43c2e1ad2552980a0e0c7e988764619974ca26d37a7159940c"
+            )
+        );
+        assert_eq!(
+            AuthCaptureEscrow::PaymentCaptured::SIGNATURE_HASH,
+            alloy::primitives::b256!(
+                "0xac1e0db1957daedbc6944bcb4c8dc947ff8101d710671ac2ec26309f7f38d58e"
+            )
+        );
+        assert_eq!(
+            AuthCaptureEscrow::FeeAmountOutOfRange::SELECTOR,
+            [0x7c, 0x2d, 0xcc, 0x22]
+        );
+        assert_eq!(
+            AuthCaptureEscrow::InsufficientAuthorization::SELECTOR,
+            [0x60, 0x4b, 0x09, 0x47]
+        );
+        assert_eq!(
+            AuthCaptureEscrow::RefundExceedsCapture::SELECTOR,
+            [0x62, 0x95, 0xd6, 0x04]
+        );
     }
 
     #[test]
@@ -407,6 +591,18 @@ mod tests {
             (Artefact::devnet_node_interface(), "DevnetNodeInterface"),
             (Artefact::devnet_arb_gas_info(), "DevnetArbGasInfo"),
             (Artefact::devnet_price_feed(), "DevnetPriceFeed"),
+            (
+                Artefact::devnet_auth_capture_escrow(),
+                "DevnetAuthCaptureEscrow",
+            ),
+            (
+                Artefact::devnet_erc3009_payment_collector(),
+                "DevnetErc3009PaymentCollector",
+            ),
+            (
+                Artefact::devnet_operator_refund_collector(),
+                "DevnetOperatorRefundCollector",
+            ),
         ] {
             assert_eq!(artefact.contract_name, name);
             assert!(!artefact.deployed_bytecode.is_empty());

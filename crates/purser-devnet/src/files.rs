@@ -10,6 +10,7 @@ use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
 
 use crate::chain::{DevnetChain, TokenInfo};
+use crate::escrow::EscrowContracts;
 use crate::fees::{ChainFees, FeeContracts, PriceFeedInfo};
 use crate::{ANVIL_VERSION, DevnetAccounts, DevnetError, DevnetOptions, TestAccount};
 
@@ -65,6 +66,10 @@ pub struct ChainEntry {
     /// The chain's price feed, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_feed: Option<PriceFeedInfo>,
+    /// x402 `auth-capture`'s escrow contracts, one entry per address set placed. Absent in
+    /// folders written before the devnet had them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escrow_contracts: Vec<EscrowContracts>,
     /// The anvil process, for devnets started by `up` (which `down` stops).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
@@ -122,6 +127,7 @@ impl DevnetManifest {
                     fees: chain.spec().fees.clone(),
                     fee_contracts: chain.fee_contracts().clone(),
                     price_feed: chain.price_feed().cloned(),
+                    escrow_contracts: chain.escrow_contracts().to_vec(),
                     pid: record_pids.then(|| chain.pid()),
                 })
                 .collect(),
@@ -463,6 +469,7 @@ mod tests {
                     fee_contracts: op.contracts(),
                     fees: op,
                     price_feed: None,
+                    escrow_contracts: EscrowContracts::all(),
                     pid: None,
                 },
                 ChainEntry {
@@ -483,6 +490,7 @@ mod tests {
                         decimals: feed.decimals,
                         initial_answer: feed.initial_answer,
                     }),
+                    escrow_contracts: Vec::new(),
                     pid: None,
                 },
             ],
@@ -513,14 +521,15 @@ mod tests {
         let mut json = serde_json::to_value(manifest()).unwrap();
         for chain in json["chains"].as_array_mut().unwrap() {
             let chain = chain.as_object_mut().unwrap();
-            for key in ["fees", "feeContracts", "priceFeed"] {
+            for key in ["fees", "feeContracts", "priceFeed", "escrowContracts"] {
                 chain.remove(key);
             }
         }
         let old: DevnetManifest = serde_json::from_value(json).unwrap();
         assert!(old.chains.iter().all(|c| c.fees == ChainFees::Ethereum
             && c.fee_contracts.is_empty()
-            && c.price_feed.is_none()));
+            && c.price_feed.is_none()
+            && c.escrow_contracts.is_empty()));
     }
 
     /// `purser.toml` as Purser's configuration reads the parts the devnet writes.

@@ -32,6 +32,11 @@
 //! [`DevnetChain::set_price`] move them while the chain runs; [`change_fees`] does so for a
 //! devnet started by [`up`] (`purser devnet fees`).
 //!
+//! Every chain also has x402's `auth-capture` escrow ([`escrow`]): stand-ins answering the
+//! Commerce Payments Protocol's `AuthCaptureEscrow` (v1.1), `ERC3009PaymentCollector` and
+//! `OperatorRefundCollector`, at the canonical addresses ([`EscrowContracts`],
+//! [`DevnetChain::escrow_contracts`]).
+//!
 //! Everything here is for development: the keys are public test keys.
 
 mod anvil;
@@ -39,6 +44,7 @@ mod chain;
 pub mod contracts;
 mod detached;
 mod error;
+pub mod escrow;
 mod fee_control;
 pub mod fees;
 mod files;
@@ -56,6 +62,7 @@ pub use anvil::{ANVIL_NPM_PACKAGE, ANVIL_VERSION, locate_anvil};
 pub use chain::{DevnetChain, TokenInfo};
 pub use detached::{DownOutcome, down, up};
 pub use error::DevnetError;
+pub use escrow::{AUTH_CAPTURE_SPEC_VERSION, EscrowContracts};
 pub use fee_control::{FeeChange, FeeReport, change_fees};
 pub use fees::{
     ArbitrumFees, ChainFees, FeeContracts, FeeKind, FeeLevels, OpStackFees, PriceFeedInfo,

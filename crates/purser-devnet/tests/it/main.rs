@@ -2,6 +2,7 @@
 
 mod arbitrum;
 mod devnet;
+mod escrow;
 mod fees_command;
 mod fjord;
 mod price_feed;

@@ -1,0 +1,318 @@
+//! x402's `auth-capture` escrow on the devnet: the Commerce Payments Protocol's
+//! `AuthCaptureEscrow`, `ERC3009PaymentCollector` and `OperatorRefundCollector` as our
+//! stand-ins (`contracts/src/DevnetAuthCaptureEscrow.sol`, commerce-payments v1.1's ABI: `charge`
+//! and `capture` take an absolute `feeAmount`) placed at canonical addresses on every chain, and
+//! the hashes a payment is identified and signed by.
+//!
+//! Version 1.1 of the `auth-capture` specification names one set of v1.1 addresses, but two
+//! sets are published as "v1.1": the x402 specification's table (and Purser's protocol digest)
+//! names [`EscrowContracts::spec_v1_1`] (`0x13AC…`), while the official client Purser pins
+//! (`@x402/evm` 2.27.0), which refuses any other escrow in `extra.authCaptureEscrow` and signs
+//! for its own set when the field is absent, and commerce-payments' README name
+//! [`EscrowContracts::sdk_v1_1`] (`0xf968…`). The devnet places the stand-ins at both, each set
+//! a deployment of its own (its collectors serve its escrow only), so a server may write either
+//! escrow into its offers. The v1.0 set (`feeBps` in `charge` and `capture`) is not placed.
+//!
+//! Everything is placed with `anvil_setCode` (no constructor runs) and the collectors' one piece
+//! of state, the escrow they serve, written into their storage slot 0 with
+//! `anvil_setStorageAt`: no transaction is sent, so the deployer's nonce, and with it the
+//! addresses of what it deploys, stay as they were.
+
+use alloy::primitives::{Address, B256, U256, address, keccak256};
+use alloy::sol_types::{SolStruct, SolValue};
+use serde::{Deserialize, Serialize};
+
+use crate::DevnetError;
+use crate::chain::DevnetChain;
+use crate::contracts::{Artefact, AuthCaptureEscrow, ReceiveWithAuthorization};
+
+/// The version of x402's `auth-capture` scheme the devnet's contracts follow.
+pub const AUTH_CAPTURE_SPEC_VERSION: &str = "1.1";
+
+/// `x402AuthCaptureSaltBinding(address receiverAuthorizer,address policy,uint256 saltNonce)`'s
+/// hash, the domain tag of a bound salt.
+pub fn salt_binding_typehash() -> B256 {
+    keccak256("x402AuthCaptureSaltBinding(address receiverAuthorizer,address policy,uint256 saltNonce)")
+}
+
+/// One deployment of the escrow contracts on a chain, as `devnet.json` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EscrowContracts {
+    /// Which published address set this is: `spec-v1.1` or `sdk-v1.1`.
+    pub deployment: String,
+    #[serde(with = "crate::files::checksummed")]
+    pub auth_capture_escrow: Address,
+    /// Collects payments by EIP-3009 `receiveWithAuthorization` (x402's
+    /// `EIP3009_TOKEN_COLLECTOR_ADDRESS`).
+    #[serde(with = "crate::files::checksummed")]
+    pub erc3009_payment_collector: Address,
+    /// Collects refunds from the operator's allowance (`OPERATOR_REFUND_COLLECTOR_ADDRESS`).
+    #[serde(with = "crate::files::checksummed")]
+    pub operator_refund_collector: Address,
+}
+
+impl EscrowContracts {
+    /// The v1.1 addresses of the x402 specification's `auth-capture` EVM binding (its
+    /// "Commerce-payments deployments" table) and of Purser's protocol digest.
+    pub fn spec_v1_1() -> Self {
+        Self {
+            deployment: "spec-v1.1".to_owned(),
+            auth_capture_escrow: address!("0x13AC3b34322D12FE27D5e192D0c2b2266d4F29CB"),
+            erc3009_payment_collector: address!("0xEA902B37036bcb4944577ec2101ABdEDF56EbD28"),
+            operator_refund_collector: address!("0x6a1ADdEEb4bD9c5811a613e20c172b6CE61A4aaB"),
+        }
+    }
+
+    /// The v1.1 addresses `@x402/evm` 2.27.0's `auth-capture` client uses (its default when
+    /// `extra.authCaptureEscrow` is absent) and commerce-payments' README lists for v1.1.0.
+    pub fn sdk_v1_1() -> Self {
+        Self {
+            deployment: "sdk-v1.1".to_owned(),
+            auth_capture_escrow: address!("0xf96815976523E00e65Be8f34cA5e64b4f41EB19c"),
+            erc3009_payment_collector: address!("0x8612dfdc421f80336cd14E8EF9cb1E765dB5ab88"),
+            operator_refund_collector: address!("0x7a03443724d14798c4AB4622F1DAAcA761Fea486"),
+        }
+    }
+
+    /// Every set the devnet places, the official client's default first.
+    pub fn all() -> Vec<Self> {
+        vec![Self::sdk_v1_1(), Self::spec_v1_1()]
+    }
+}
+
+/// `AuthCaptureEscrow.getHash(paymentInfo)`: the EIP-712 struct hash of `PaymentInfo` bound to
+/// the chain id and the escrow, `keccak256(abi.encode(chainId, escrow, hashStruct(info)))`. It
+/// keys the escrow's `paymentState`.
+pub fn payment_info_hash(
+    chain_id: u64,
+    escrow: Address,
+    info: &AuthCaptureEscrow::PaymentInfo,
+) -> B256 {
+    keccak256((U256::from(chain_id), escrow, info.eip712_hash_struct()).abi_encode())
+}
+
+/// x402's `signatureNonce`: [`payment_info_hash`] with the payer zeroed, the EIP-3009 nonce of
+/// the payer's authorization to the payment collector (one signature commits to every other
+/// field, whoever submits it).
+pub fn signature_nonce(
+    chain_id: u64,
+    escrow: Address,
+    info: &AuthCaptureEscrow::PaymentInfo,
+) -> B256 {
+    let without_payer = AuthCaptureEscrow::PaymentInfo {
+        payer: Address::ZERO,
+        ..info.clone()
+    };
+    payment_info_hash(chain_id, escrow, &without_payer)
+}
+
+/// A bound salt: `uint256(keccak256(abi.encode(SALT_BINDING_TYPEHASH, receiverAuthorizer,
+/// policy, saltNonce)))`, what `PaymentInfo.salt` is when a receiver authorizer or a policy is
+/// named.
+pub fn bound_salt(receiver_authorizer: Address, policy: Address, salt_nonce: U256) -> U256 {
+    let hash = keccak256(
+        (
+            salt_binding_typehash(),
+            receiver_authorizer,
+            policy,
+            salt_nonce,
+        )
+            .abi_encode(),
+    );
+    U256::from_be_bytes(hash.0)
+}
+
+/// The EIP-3009 authorization a payer signs (on the token's domain) for `info` to be collected
+/// by `contracts`: `maxAmount` to the payment collector, valid from 0 until the pre-approval
+/// expiry, with the [`signature_nonce`] as nonce. Its signature is the collector data of
+/// `authorize` and `charge`.
+pub fn receive_authorization(
+    chain_id: u64,
+    contracts: &EscrowContracts,
+    info: &AuthCaptureEscrow::PaymentInfo,
+) -> ReceiveWithAuthorization {
+    ReceiveWithAuthorization {
+        from: info.payer,
+        to: contracts.erc3009_payment_collector,
+        value: U256::from(info.maxAmount),
+        validAfter: U256::ZERO,
+        validBefore: U256::from(info.preApprovalExpiry),
+        nonce: signature_nonce(chain_id, contracts.auth_capture_escrow, info),
+    }
+}
+
+/// Where the collectors keep the escrow they serve (`authCaptureEscrow`).
+const COLLECTOR_ESCROW_SLOT: u64 = 0;
+
+impl DevnetChain {
+    /// Places every set of [`EscrowContracts::all`].
+    pub(crate) async fn place_escrow_contracts(&mut self) -> Result<(), DevnetError> {
+        let escrow_code = Artefact::devnet_auth_capture_escrow().deployed_bytecode;
+        let payment_collector_code = Artefact::devnet_erc3009_payment_collector().deployed_bytecode;
+        let refund_collector_code = Artefact::devnet_operator_refund_collector().deployed_bytecode;
+        let sets = EscrowContracts::all();
+        for set in &sets {
+            self.set_code(set.auth_capture_escrow, escrow_code.clone())
+                .await?;
+            for (collector, code) in [
+                (set.erc3009_payment_collector, &payment_collector_code),
+                (set.operator_refund_collector, &refund_collector_code),
+            ] {
+                self.set_code(collector, code.clone()).await?;
+                self.set_storage_at(
+                    collector,
+                    U256::from(COLLECTOR_ESCROW_SLOT),
+                    set.auth_capture_escrow.into_word(),
+                )
+                .await?;
+            }
+        }
+        self.escrow_contracts = sets;
+        Ok(())
+    }
+
+    /// The escrow deployments on the chain ([`EscrowContracts::all`]; none on a chain attached
+    /// from a `devnet.json` written before they existed).
+    pub fn escrow_contracts(&self) -> &[EscrowContracts] {
+        &self.escrow_contracts
+    }
+
+    /// `paymentState(getHash(info))` of `escrow`: whether the payment was collected, what is
+    /// capturable and what is refundable.
+    pub async fn payment_state(
+        &self,
+        escrow: Address,
+        info: &AuthCaptureEscrow::PaymentInfo,
+    ) -> Result<AuthCaptureEscrow::paymentStateReturn, DevnetError> {
+        let hash = payment_info_hash(self.chain_id(), escrow, info);
+        self.call(
+            escrow,
+            &AuthCaptureEscrow::paymentStateCall {
+                paymentInfoHash: hash,
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{address, b256};
+    use alloy::sol_types::SolStruct;
+
+    use super::*;
+
+    #[test]
+    fn the_payment_info_type_hash_is_commerce_payments() {
+        let info = AuthCaptureEscrow::PaymentInfo::default();
+        assert_eq!(
+            info.eip712_type_hash(),
+            keccak256(
+                "PaymentInfo(address operator,address payer,address receiver,address token,uint120 maxAmount,uint48 preApprovalExpiry,uint48 authorizationExpiry,uint48 refundExpiry,uint16 minFeeBps,uint16 maxFeeBps,address feeReceiver,uint256 salt)"
+            )
+        );
+    }
+
+    #[test]
+    fn the_signature_nonce_ignores_the_payer_and_binds_chain_and_escrow() {
+        let info = AuthCaptureEscrow::PaymentInfo {
+            operator: address!("0x1111111111111111111111111111111111111111"),
+            payer: address!("0x2222222222222222222222222222222222222222"),
+            receiver: address!("0x3333333333333333333333333333333333333333"),
+            token: address!("0x4444444444444444444444444444444444444444"),
+            maxAmount: alloy::primitives::Uint::from(1_000_000u64),
+            preApprovalExpiry: alloy::primitives::Uint::from(100u64),
+            authorizationExpiry: alloy::primitives::Uint::from(200u64),
+            refundExpiry: alloy::primitives::Uint::from(300u64),
+            minFeeBps: 10,
+            maxFeeBps: 100,
+            feeReceiver: address!("0x5555555555555555555555555555555555555555"),
+            salt: U256::from(7),
+        };
+        let escrow = EscrowContracts::sdk_v1_1().auth_capture_escrow;
+        let other_payer = AuthCaptureEscrow::PaymentInfo {
+            payer: Address::repeat_byte(9),
+            ..info.clone()
+        };
+        assert_eq!(
+            signature_nonce(84532, escrow, &info),
+            signature_nonce(84532, escrow, &other_payer)
+        );
+        // The official client's derivation (viem's `encodeAbiParameters` and `keccak256`), for
+        // this payment on Base Sepolia.
+        assert_eq!(
+            signature_nonce(84532, escrow, &info),
+            b256!("0xb1c35ca3d6f7dc5daa1d971869131227a338bf94d7cb3f80c0c3b1de9be5852d")
+        );
+        assert_ne!(
+            payment_info_hash(84532, escrow, &info),
+            payment_info_hash(84532, escrow, &other_payer)
+        );
+        assert_ne!(
+            signature_nonce(84532, escrow, &info),
+            signature_nonce(84532, EscrowContracts::spec_v1_1().auth_capture_escrow, &info)
+        );
+        assert_ne!(
+            signature_nonce(84532, escrow, &info),
+            signature_nonce(8453, escrow, &info)
+        );
+        // abi.encode of a static struct is its fields in place: the struct hash is the hash of
+        // the type hash followed by each field as a word.
+        let mut words = info.eip712_type_hash().to_vec();
+        for word in [
+            info.operator.into_word(),
+            info.payer.into_word(),
+            info.receiver.into_word(),
+            info.token.into_word(),
+            B256::from(U256::from(1_000_000u64)),
+            B256::from(U256::from(100u64)),
+            B256::from(U256::from(200u64)),
+            B256::from(U256::from(300u64)),
+            B256::from(U256::from(10u64)),
+            B256::from(U256::from(100u64)),
+            info.feeReceiver.into_word(),
+            B256::from(U256::from(7u64)),
+        ] {
+            words.extend_from_slice(word.as_slice());
+        }
+        assert_eq!(info.eip712_hash_struct(), keccak256(&words));
+    }
+
+    #[test]
+    fn the_salt_binding_tag_is_the_specifications() {
+        assert_eq!(
+            salt_binding_typehash(),
+            keccak256(
+                b"x402AuthCaptureSaltBinding(address receiverAuthorizer,address policy,uint256 saltNonce)"
+            )
+        );
+        // Computed with viem's `encodeAbiParameters` and `keccak256`, as the official client does.
+        assert_eq!(
+            bound_salt(
+                address!("0x1111111111111111111111111111111111111111"),
+                Address::ZERO,
+                U256::from(0xabc)
+            ),
+            U256::from_be_bytes(
+                b256!("0xd0967e09b6c8fccf96277d95a03e98583e8605ab10858b1349aa50ea6d78132c").0
+            )
+        );
+    }
+
+    #[test]
+    fn the_two_sets_are_distinct_and_serialize_checksummed() {
+        let [sdk, spec] = <[EscrowContracts; 2]>::try_from(EscrowContracts::all()).unwrap();
+        assert_ne!(sdk.auth_capture_escrow, spec.auth_capture_escrow);
+        let json = serde_json::to_value(&sdk).unwrap();
+        assert_eq!(json["deployment"], "sdk-v1.1");
+        assert_eq!(
+            json["authCaptureEscrow"],
+            "0xf96815976523E00e65Be8f34cA5e64b4f41EB19c"
+        );
+        assert_eq!(
+            serde_json::from_value::<EscrowContracts>(json).unwrap(),
+            sdk
+        );
+    }
+}
