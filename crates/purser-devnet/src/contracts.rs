@@ -241,7 +241,8 @@ alloy::sol! {
     #[derive(Debug, PartialEq, Eq)]
     contract AuthCaptureEscrow {
         /// A payment's terms; `getHash` is its EIP-712 struct hash bound to the chain and escrow.
-        #[derive(Debug, Default, PartialEq, Eq, Hash)]
+        /// (The contract's derives apply to it too.)
+        #[derive(Default, Hash)]
         struct PaymentInfo {
             address operator;
             address payer;

@@ -262,6 +262,20 @@ pub async fn run(
                     )?;
                 }
             }
+            if let Some(chain) = manifest.chains.first() {
+                for set in &chain.escrow_contracts {
+                    writeln!(
+                        out,
+                        "auth-capture escrow {} (spec {}) on every chain: escrow {}, ERC-3009 \
+                         collector {}, refund collector {}",
+                        set.deployment,
+                        purser_devnet::AUTH_CAPTURE_SPEC_VERSION,
+                        set.auth_capture_escrow,
+                        set.erc3009_payment_collector,
+                        set.operator_refund_collector
+                    )?;
+                }
+            }
             writeln!(
                 out,
                 "change fees while it runs with: purser devnet fees --dir {} --chain <name>",

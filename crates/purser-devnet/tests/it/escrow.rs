@@ -648,6 +648,7 @@ async fn a_payment_must_respect_its_maximum_its_expiry_order_and_its_fee_rates()
     let escrow = Escrow::start().await;
     let base = escrow.payment(100_000).await;
     let try_authorize = |info: PaymentInfo, amount: u64| {
+        let escrow = &escrow;
         let call = escrow.authorize_call(&info, amount);
         async move { refused(escrow.escrow_call(&escrow.operator, &call).await) }
     };
@@ -665,7 +666,7 @@ async fn a_payment_must_respect_its_maximum_its_expiry_order_and_its_fee_rates()
     );
     // preApprovalExpiry <= authorizationExpiry <= refundExpiry.
     let capture_before_pre_approval = PaymentInfo {
-        authorizationExpiry: base.preApprovalExpiry - Uint::from(1),
+        authorizationExpiry: base.preApprovalExpiry - Uint::from(1u64),
         ..base.clone()
     };
     assert!(matches!(
@@ -673,7 +674,7 @@ async fn a_payment_must_respect_its_maximum_its_expiry_order_and_its_fee_rates()
         Refused::InvalidExpiries(_)
     ));
     let refund_before_capture = PaymentInfo {
-        refundExpiry: base.authorizationExpiry - Uint::from(1),
+        refundExpiry: base.authorizationExpiry - Uint::from(1u64),
         ..base.clone()
     };
     assert_eq!(
@@ -1031,4 +1032,74 @@ async fn a_payment_signed_by_the_official_client_is_authorized_and_captured() {
     assert_eq!(payer, before[0] - 250_000);
     assert_eq!(receiver, before[1] + 247_500);
     assert_eq!(fees, before[2] + 2_500);
+}
+
+alloy::sol! {
+    interface ITestSmartWalletFactory {
+        function deploy(address owner, bytes32 salt) external returns (address wallet);
+        function predict(address owner, bytes32 salt) external view returns (address);
+    }
+}
+
+/// A payer whose wallet does not exist yet signs with ERC-6492: the payment collector makes the
+/// envelope's preparation call (the factory deploys the wallet), then the token checks the inner
+/// signature through ERC-1271.
+#[tokio::test]
+async fn an_undeployed_wallet_pays_with_an_erc6492_signature() {
+    let escrow = Escrow::start().await;
+    let chain = escrow.chain();
+    let artefact: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../../contracts/out/TestSmartWalletFactory.json"
+    ))
+    .unwrap();
+    let creation: Bytes = artefact["bytecode"].as_str().unwrap().parse().unwrap();
+    let factory = chain.deploy_contract(creation).await.unwrap();
+    let owner = &escrow.devnet.accounts().payers[5];
+    let salt = random_nonce();
+    let wallet = chain
+        .call(
+            factory,
+            &ITestSmartWalletFactory::predictCall {
+                owner: owner.address(),
+                salt,
+            },
+        )
+        .await
+        .unwrap();
+    chain
+        .mint(escrow.token(), wallet, U256::from(90_000u64))
+        .await
+        .unwrap();
+    assert!(chain.provider().get_code_at(wallet).await.unwrap().is_empty());
+
+    let mut info = escrow.payment(90_000).await;
+    info.payer = wallet;
+    // The wallet's owner signs the EIP-712 digest itself (TestSmartWallet checks the bare hash).
+    let authorization = receive_authorization(chain.chain_id(), &escrow.contracts, &info);
+    let inner = sign(owner, chain.token(), chain.chain_id(), &authorization);
+    let deploy = ITestSmartWalletFactory::deployCall {
+        owner: owner.address(),
+        salt,
+    }
+    .abi_encode();
+    let mut wrapped = (
+        factory,
+        Bytes::from(deploy),
+        Bytes::from(inner.as_bytes().to_vec()),
+    )
+        .abi_encode_params();
+    wrapped.extend_from_slice(&[0x64, 0x92].repeat(16));
+    let authorize = AuthCaptureEscrow::authorizeCall {
+        paymentInfo: info.clone(),
+        amount: U256::from(60_000),
+        tokenCollector: escrow.contracts.erc3009_payment_collector,
+        collectorData: wrapped.into(),
+    };
+    escrow
+        .escrow_call(&escrow.operator, &authorize)
+        .await
+        .unwrap();
+    assert!(!chain.provider().get_code_at(wallet).await.unwrap().is_empty());
+    assert_eq!(escrow.state(&info).await, (60_000, 0));
+    assert_eq!(escrow.balance(wallet).await, 30_000, "the excess went back");
 }
