@@ -350,18 +350,29 @@ mod tests {
 
     use super::*;
 
+    /// The canonical types of ABI parameters, comma-separated, tuples spelled out.
+    fn canonical_types(params: &serde_json::Value) -> String {
+        params
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let kind = p["type"].as_str().unwrap();
+                match kind.strip_prefix("tuple") {
+                    Some(array_suffix) => {
+                        format!("({}){array_suffix}", canonical_types(&p["components"]))
+                    }
+                    None => kind.to_owned(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// `name(inputs)` -> `(outputs)` of every function in an artefact's ABI.
     fn functions(artefact_json: &str) -> Vec<(String, String)> {
         let json: serde_json::Value = serde_json::from_str(artefact_json).unwrap();
-        let types = |params: &serde_json::Value| {
-            params
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["type"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+        let types = canonical_types;
         json["abi"]
             .as_array()
             .unwrap()

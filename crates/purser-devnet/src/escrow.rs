@@ -32,7 +32,9 @@ pub const AUTH_CAPTURE_SPEC_VERSION: &str = "1.1";
 /// `x402AuthCaptureSaltBinding(address receiverAuthorizer,address policy,uint256 saltNonce)`'s
 /// hash, the domain tag of a bound salt.
 pub fn salt_binding_typehash() -> B256 {
-    keccak256("x402AuthCaptureSaltBinding(address receiverAuthorizer,address policy,uint256 saltNonce)")
+    keccak256(
+        "x402AuthCaptureSaltBinding(address receiverAuthorizer,address policy,uint256 saltNonce)",
+    )
 }
 
 /// One deployment of the escrow contracts on a chain, as `devnet.json` records it.
@@ -251,7 +253,11 @@ mod tests {
         );
         assert_ne!(
             signature_nonce(84532, escrow, &info),
-            signature_nonce(84532, EscrowContracts::spec_v1_1().auth_capture_escrow, &info)
+            signature_nonce(
+                84532,
+                EscrowContracts::spec_v1_1().auth_capture_escrow,
+                &info
+            )
         );
         assert_ne!(
             signature_nonce(84532, escrow, &info),

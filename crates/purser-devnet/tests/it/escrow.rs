@@ -13,9 +13,7 @@ use alloy::sol_types::{Revert, SolCall, SolError, SolInterface, SolStruct, SolVa
 use purser_devnet::contracts::{
     Artefact, AuthCaptureEscrow, PurserUSD, ReceiveWithAuthorization, TokenCollector,
 };
-use purser_devnet::escrow::{
-    payment_info_hash, receive_authorization, signature_nonce,
-};
+use purser_devnet::escrow::{payment_info_hash, receive_authorization, signature_nonce};
 use purser_devnet::{
     AUTH_CAPTURE_SPEC_VERSION, Devnet, DevnetChain, DevnetChainSpec, EscrowContracts, TestAccount,
 };
@@ -35,7 +33,7 @@ struct Escrow {
     fee_receiver: Address,
 }
 
-/// Capture window and refund window after the pre-approval expiry, seconds.
+/// Seconds from the chain's clock to a payment's pre-approval, authorization and refund expiries.
 const PRE_APPROVAL_SECONDS: u64 = 600;
 const AUTHORIZATION_SECONDS: u64 = 3_600;
 const REFUND_SECONDS: u64 = 7_200;
@@ -150,7 +148,11 @@ impl Escrow {
 
     /// `(capturable, refundable)`, after checking the payment was collected.
     async fn state(&self, info: &PaymentInfo) -> (u64, u64) {
-        let state = self.chain().payment_state(self.escrow(), info).await.unwrap();
+        let state = self
+            .chain()
+            .payment_state(self.escrow(), info)
+            .await
+            .unwrap();
         assert!(state.hasCollectedPayment);
         (
             state.capturableAmount.to::<u64>(),
@@ -353,7 +355,12 @@ async fn get_hash_is_the_eip712_struct_hash_bound_to_chain_and_escrow() {
     assert_eq!(struct_hash, info.eip712_hash_struct());
     for set in EscrowContracts::all() {
         let expected = keccak256(
-            (U256::from(chain.chain_id()), set.auth_capture_escrow, struct_hash).abi_encode(),
+            (
+                U256::from(chain.chain_id()),
+                set.auth_capture_escrow,
+                struct_hash,
+            )
+                .abi_encode(),
         );
         let on_chain = chain
             .call(
@@ -387,7 +394,10 @@ async fn authorize_holds_the_amount_and_two_partial_captures_pay_it_out() {
     assert_eq!(escrow.state(&info).await, (600_000, 0));
     let [payer, receiver, fees, operator, held] = escrow.balances().await;
     assert_eq!(payer, before[0] - 600_000);
-    assert_eq!((receiver, fees, operator), (before[1], before[2], before[3]));
+    assert_eq!(
+        (receiver, fees, operator),
+        (before[1], before[2], before[3])
+    );
     assert_eq!(held, before[4] + 600_000);
     // The authorization's nonce is used: the signature cannot be collected again.
     assert!(
@@ -415,7 +425,11 @@ async fn authorize_holds_the_amount_and_two_partial_captures_pay_it_out() {
     assert_eq!(receiver, before[1] + 495_000);
     assert_eq!(fees, before[2] + 5_000);
     assert_eq!(operator, before[3]);
-    assert_eq!(held, before[4] + 100_000, "the store holds what is capturable");
+    assert_eq!(
+        held,
+        before[4] + 100_000,
+        "the store holds what is capturable"
+    );
 
     // A payment is collected once.
     let again = escrow.authorize_call(&info, 100_000);
@@ -510,7 +524,11 @@ async fn void_gives_the_hold_back_to_the_payer_at_the_operators_word() {
     escrow.escrow_call(&escrow.operator, &void).await.unwrap();
     assert_eq!(escrow.state(&info).await, (0, 150_000));
     let [payer, receiver, _, _, held] = escrow.balances().await;
-    assert_eq!(payer, before[0] - 150_000, "the uncaptured 250,000 came back");
+    assert_eq!(
+        payer,
+        before[0] - 150_000,
+        "the uncaptured 250,000 came back"
+    );
     assert_eq!(receiver, before[1] + 150_000);
     assert_eq!(held, before[4]);
 
@@ -556,7 +574,11 @@ async fn reclaim_is_the_payers_once_the_authorization_has_expired() {
     );
     escrow.escrow_call(&escrow.payer, &reclaim).await.unwrap();
     assert_eq!(escrow.state(&info).await, (0, 0));
-    assert_eq!(escrow.balances().await, before, "everything is back where it was");
+    assert_eq!(
+        escrow.balances().await,
+        before,
+        "everything is back where it was"
+    );
     assert!(matches!(
         refused(escrow.escrow_call(&escrow.payer, &reclaim).await),
         Refused::ZeroAuthorization(_)
@@ -569,7 +591,10 @@ async fn refund_is_of_what_was_captured_before_the_refund_expiry_from_the_operat
     let info = escrow.payment(800_000).await;
     escrow.authorize(&info, 800_000).await;
     let capture = escrow.capture_call(&info, 500_000, 0, Address::ZERO);
-    escrow.escrow_call(&escrow.operator, &capture).await.unwrap();
+    escrow
+        .escrow_call(&escrow.operator, &capture)
+        .await
+        .unwrap();
 
     // Without the operator's allowance the refund collector collects nothing.
     let refund = escrow.refund_call(&info, 200_000);
@@ -621,7 +646,11 @@ async fn refund_is_of_what_was_captured_before_the_refund_expiry_from_the_operat
     assert_eq!(escrow.state(&info).await, (300_000, 300_000));
     let [payer, receiver, _, operator, held] = escrow.balances().await;
     assert_eq!(payer, before[0] + 200_000);
-    assert_eq!(operator, before[3] - 200_000, "the operator funds the refund");
+    assert_eq!(
+        operator,
+        before[3] - 200_000,
+        "the operator funds the refund"
+    );
     assert_eq!((receiver, held), (before[1], before[4]));
     let rest_and_one = escrow.refund_call(&info, 300_001);
     assert!(matches!(
@@ -881,8 +910,12 @@ async fn collectors_take_orders_from_their_escrow_and_signatures_bind_it() {
     // The nonce binds the escrow: a signature for the other set's escrow does not collect here,
     // and this set's collector serves this set's escrow only.
     let spec = EscrowContracts::spec_v1_1();
-    let for_spec =
-        sign(&escrow.payer, chain.token(), chain.chain_id(), &receive_authorization(chain.chain_id(), &spec, &info));
+    let for_spec = sign(
+        &escrow.payer,
+        chain.token(),
+        chain.chain_id(),
+        &receive_authorization(chain.chain_id(), &spec, &info),
+    );
     let wrong_escrow = AuthCaptureEscrow::authorizeCall {
         collectorData: for_spec.as_bytes().into(),
         ..escrow.authorize_call(&info, 100_000)
@@ -913,7 +946,10 @@ async fn the_other_v1_1_set_is_a_deployment_of_its_own() {
     let before = escrow.balances().await;
     escrow.authorize(&info, 70_000).await;
     let capture = escrow.capture_call(&info, 70_000, 0, Address::ZERO);
-    escrow.escrow_call(&escrow.operator, &capture).await.unwrap();
+    escrow
+        .escrow_call(&escrow.operator, &capture)
+        .await
+        .unwrap();
     assert_eq!(escrow.state(&info).await, (0, 70_000));
     let [payer, receiver, ..] = escrow.balances().await;
     assert_eq!((payer, receiver), (before[0] - 70_000, before[1] + 70_000));
@@ -1026,7 +1062,10 @@ async fn a_payment_signed_by_the_official_client_is_authorized_and_captured() {
         .await
         .unwrap();
     let capture = escrow.capture_call(&info, 250_000, 2_500, escrow.fee_receiver);
-    escrow.escrow_call(&escrow.operator, &capture).await.unwrap();
+    escrow
+        .escrow_call(&escrow.operator, &capture)
+        .await
+        .unwrap();
     assert_eq!(escrow.state(&info).await, (0, 250_000));
     let [payer, receiver, fees, ..] = escrow.balances().await;
     assert_eq!(payer, before[0] - 250_000);
@@ -1070,7 +1109,14 @@ async fn an_undeployed_wallet_pays_with_an_erc6492_signature() {
         .mint(escrow.token(), wallet, U256::from(90_000u64))
         .await
         .unwrap();
-    assert!(chain.provider().get_code_at(wallet).await.unwrap().is_empty());
+    assert!(
+        chain
+            .provider()
+            .get_code_at(wallet)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let mut info = escrow.payment(90_000).await;
     info.payer = wallet;
@@ -1099,7 +1145,14 @@ async fn an_undeployed_wallet_pays_with_an_erc6492_signature() {
         .escrow_call(&escrow.operator, &authorize)
         .await
         .unwrap();
-    assert!(!chain.provider().get_code_at(wallet).await.unwrap().is_empty());
+    assert!(
+        !chain
+            .provider()
+            .get_code_at(wallet)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(escrow.state(&info).await, (60_000, 0));
     assert_eq!(escrow.balance(wallet).await, 30_000, "the excess went back");
 }
