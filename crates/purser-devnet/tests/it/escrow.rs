@@ -309,7 +309,11 @@ async fn both_v1_1_sets_are_placed_at_their_canonical_addresses() {
             .unwrap();
         assert_eq!(typehash, PaymentInfo::default().eip712_type_hash());
     }
-    // devnet.json records them, checksummed.
+    // devnet.json records them, checksummed, and a handle attached from it knows them.
+    let dir = tempfile::tempdir().unwrap();
+    let written = escrow.devnet.write_files(dir.path()).unwrap();
+    let attached = DevnetChain::attach(&written, "base-sepolia").await.unwrap();
+    assert_eq!(attached.escrow_contracts(), EscrowContracts::all());
     let manifest = serde_json::to_value(escrow.devnet.manifest()).unwrap();
     assert_eq!(
         manifest["chains"][0]["escrowContracts"][0]["authCaptureEscrow"],
