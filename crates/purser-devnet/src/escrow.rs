@@ -18,8 +18,8 @@
 //! `anvil_setStorageAt`: no transaction is sent, so the deployer's nonce, and with it the
 //! addresses of what it deploys, stay as they were.
 
-use alloy::primitives::{Address, B256, U256, address, keccak256};
-use alloy::sol_types::{SolStruct, SolValue};
+use alloy::primitives::{Address, B256, U256};
+use purser_chain::auth_capture;
 use serde::{Deserialize, Serialize};
 
 use crate::DevnetError;
@@ -28,14 +28,6 @@ use crate::contracts::{Artefact, AuthCaptureEscrow, ReceiveWithAuthorization};
 
 /// The version of x402's `auth-capture` scheme the devnet's contracts follow.
 pub const AUTH_CAPTURE_SPEC_VERSION: &str = "1.1";
-
-/// `x402AuthCaptureSaltBinding(address receiverAuthorizer,address policy,uint256 saltNonce)`'s
-/// hash, the domain tag of a bound salt.
-pub fn salt_binding_typehash() -> B256 {
-    keccak256(
-        "x402AuthCaptureSaltBinding(address receiverAuthorizer,address policy,uint256 saltNonce)",
-    )
-}
 
 /// One deployment of the escrow contracts on a chain, as `devnet.json` records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,22 +50,21 @@ impl EscrowContracts {
     /// The v1.1 addresses of the x402 specification's `auth-capture` EVM binding (its
     /// "Commerce-payments deployments" table) and of Purser's protocol digest.
     pub fn spec_v1_1() -> Self {
-        Self {
-            deployment: "spec-v1.1".to_owned(),
-            auth_capture_escrow: address!("0x13AC3b34322D12FE27D5e192D0c2b2266d4F29CB"),
-            erc3009_payment_collector: address!("0xEA902B37036bcb4944577ec2101ABdEDF56EbD28"),
-            operator_refund_collector: address!("0x6a1ADdEEb4bD9c5811a613e20c172b6CE61A4aaB"),
-        }
+        Self::of("spec-v1.1", auth_capture::V1_1_SPECIFIED)
     }
 
     /// The v1.1 addresses `@x402/evm` 2.27.0's `auth-capture` client uses (its default when
     /// `extra.authCaptureEscrow` is absent) and commerce-payments' README lists for v1.1.0.
     pub fn sdk_v1_1() -> Self {
+        Self::of("sdk-v1.1", auth_capture::V1_1)
+    }
+
+    fn of(deployment: &str, addresses: auth_capture::Deployment) -> Self {
         Self {
-            deployment: "sdk-v1.1".to_owned(),
-            auth_capture_escrow: address!("0xf96815976523E00e65Be8f34cA5e64b4f41EB19c"),
-            erc3009_payment_collector: address!("0x8612dfdc421f80336cd14E8EF9cb1E765dB5ab88"),
-            operator_refund_collector: address!("0x7a03443724d14798c4AB4622F1DAAcA761Fea486"),
+            deployment: deployment.to_owned(),
+            auth_capture_escrow: addresses.escrow,
+            erc3009_payment_collector: addresses.eip3009_collector,
+            operator_refund_collector: addresses.operator_refund_collector,
         }
     }
 
@@ -83,46 +74,46 @@ impl EscrowContracts {
     }
 }
 
-/// `AuthCaptureEscrow.getHash(paymentInfo)`: the EIP-712 struct hash of `PaymentInfo` bound to
-/// the chain id and the escrow, `keccak256(abi.encode(chainId, escrow, hashStruct(info)))`. It
-/// keys the escrow's `paymentState`.
+/// The same payment as `purser_chain::auth_capture` (what Purser's facilitator derives) spells
+/// it: the binding's struct and that one have the same fields and EIP-712 type.
+pub fn chain_payment_info(info: &AuthCaptureEscrow::PaymentInfo) -> auth_capture::PaymentInfo {
+    auth_capture::PaymentInfo {
+        operator: info.operator,
+        payer: info.payer,
+        receiver: info.receiver,
+        token: info.token,
+        maxAmount: info.maxAmount,
+        preApprovalExpiry: info.preApprovalExpiry,
+        authorizationExpiry: info.authorizationExpiry,
+        refundExpiry: info.refundExpiry,
+        minFeeBps: info.minFeeBps,
+        maxFeeBps: info.maxFeeBps,
+        feeReceiver: info.feeReceiver,
+        salt: info.salt,
+    }
+}
+
+/// `AuthCaptureEscrow.getHash(paymentInfo)` ([`auth_capture::payment_hash`]): the EIP-712
+/// struct hash of `PaymentInfo` bound to the chain id and the escrow,
+/// `keccak256(abi.encode(chainId, escrow, hashStruct(info)))`. It keys the escrow's
+/// `paymentState`.
 pub fn payment_info_hash(
     chain_id: u64,
     escrow: Address,
     info: &AuthCaptureEscrow::PaymentInfo,
 ) -> B256 {
-    keccak256((U256::from(chain_id), escrow, info.eip712_hash_struct()).abi_encode())
+    auth_capture::payment_hash(chain_id, escrow, &chain_payment_info(info))
 }
 
-/// x402's `signatureNonce`: [`payment_info_hash`] with the payer zeroed, the EIP-3009 nonce of
-/// the payer's authorization to the payment collector (one signature commits to every other
-/// field, whoever submits it).
+/// x402's `signatureNonce` ([`auth_capture::signature_nonce`]): [`payment_info_hash`] with the
+/// payer zeroed, the EIP-3009 nonce of the payer's authorization to the payment collector (one
+/// signature commits to every other field, whoever submits it).
 pub fn signature_nonce(
     chain_id: u64,
     escrow: Address,
     info: &AuthCaptureEscrow::PaymentInfo,
 ) -> B256 {
-    let without_payer = AuthCaptureEscrow::PaymentInfo {
-        payer: Address::ZERO,
-        ..info.clone()
-    };
-    payment_info_hash(chain_id, escrow, &without_payer)
-}
-
-/// A bound salt: `uint256(keccak256(abi.encode(SALT_BINDING_TYPEHASH, receiverAuthorizer,
-/// policy, saltNonce)))`, what `PaymentInfo.salt` is when a receiver authorizer or a policy is
-/// named.
-pub fn bound_salt(receiver_authorizer: Address, policy: Address, salt_nonce: U256) -> U256 {
-    let hash = keccak256(
-        (
-            salt_binding_typehash(),
-            receiver_authorizer,
-            policy,
-            salt_nonce,
-        )
-            .abi_encode(),
-    );
-    U256::from_be_bytes(hash.0)
+    auth_capture::signature_nonce(chain_id, escrow, &chain_payment_info(info))
 }
 
 /// The EIP-3009 authorization a payer signs (on the token's domain) for `info` to be collected
@@ -200,7 +191,7 @@ impl DevnetChain {
 
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::{address, b256};
+    use alloy::primitives::{address, b256, keccak256};
     use alloy::sol_types::SolStruct;
 
     use super::*;
@@ -208,6 +199,10 @@ mod tests {
     #[test]
     fn the_payment_info_type_hash_is_commerce_payments() {
         let info = AuthCaptureEscrow::PaymentInfo::default();
+        assert_eq!(
+            info.eip712_type_hash(),
+            chain_payment_info(&info).eip712_type_hash()
+        );
         assert_eq!(
             info.eip712_type_hash(),
             keccak256(
@@ -283,27 +278,6 @@ mod tests {
             words.extend_from_slice(word.as_slice());
         }
         assert_eq!(info.eip712_hash_struct(), keccak256(&words));
-    }
-
-    #[test]
-    fn the_salt_binding_tag_is_the_specifications() {
-        assert_eq!(
-            salt_binding_typehash(),
-            keccak256(
-                b"x402AuthCaptureSaltBinding(address receiverAuthorizer,address policy,uint256 saltNonce)"
-            )
-        );
-        // Computed with viem's `encodeAbiParameters` and `keccak256`, as the official client does.
-        assert_eq!(
-            bound_salt(
-                address!("0x1111111111111111111111111111111111111111"),
-                Address::ZERO,
-                U256::from(0xabc)
-            ),
-            U256::from_be_bytes(
-                b256!("0xd0967e09b6c8fccf96277d95a03e98583e8605ab10858b1349aa50ea6d78132c").0
-            )
-        );
     }
 
     #[test]
