@@ -625,6 +625,11 @@ impl DevnetChain {
 
     /// The latest block's timestamp, Unix seconds.
     pub async fn latest_timestamp(&self) -> Result<u64, DevnetError> {
+        Ok(self.latest_header().await?.timestamp)
+    }
+
+    /// The latest block's header.
+    async fn latest_header(&self) -> Result<alloy::rpc::types::Header, DevnetError> {
         let chain_id = self.chain_id();
         let block = self
             .provider
@@ -635,7 +640,7 @@ impl DevnetChain {
                 chain_id,
                 message: "no latest block".to_owned(),
             })?;
-        Ok(block.header.timestamp)
+        Ok(block.header)
     }
 
     /// Mines `blocks` blocks now (`anvil_mine`).
@@ -681,22 +686,12 @@ impl DevnetChain {
 
     /// The latest block's base fee.
     pub async fn latest_base_fee(&self) -> Result<u128, DevnetError> {
-        let chain_id = self.chain_id();
-        let block = self
-            .provider
-            .get_block_by_number(BlockNumberOrTag::Latest)
-            .await
-            .map_err(rpc_error(chain_id, "eth_getBlockByNumber"))?
-            .ok_or_else(|| DevnetError::Chain {
-                chain_id,
-                message: "no latest block".to_owned(),
-            })?;
-        block
-            .header
+        self.latest_header()
+            .await?
             .base_fee_per_gas
             .map(u128::from)
             .ok_or_else(|| DevnetError::Chain {
-                chain_id,
+                chain_id: self.chain_id(),
                 message: "the latest block has no base fee".to_owned(),
             })
     }

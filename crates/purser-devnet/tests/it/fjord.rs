@@ -386,54 +386,28 @@ async fn writing_the_l1_block_slots_moves_its_getters_and_the_oracle() {
         .await
         .unwrap();
 
+    // Each getter reads its field out of the packed slots.
+    let read = tokio::try_join!(
+        chain.call(L1_BLOCK_ADDRESS, &DevnetL1Block::basefeeCall {}),
+        chain.call(L1_BLOCK_ADDRESS, &DevnetL1Block::baseFeeScalarCall {}),
+        chain.call(L1_BLOCK_ADDRESS, &DevnetL1Block::blobBaseFeeScalarCall {}),
+        chain.call(L1_BLOCK_ADDRESS, &DevnetL1Block::sequenceNumberCall {}),
+        chain.call(L1_BLOCK_ADDRESS, &DevnetL1Block::blobBaseFeeCall {}),
+        chain.call(L1_BLOCK_ADDRESS, &DevnetL1Block::operatorFeeScalarCall {}),
+        chain.call(L1_BLOCK_ADDRESS, &DevnetL1Block::operatorFeeConstantCall {}),
+    )
+    .unwrap();
     assert_eq!(
-        chain
-            .call(L1_BLOCK_ADDRESS, &DevnetL1Block::basefeeCall {})
-            .await
-            .unwrap(),
-        U256::from(45_000_000_000u64)
-    );
-    assert_eq!(
-        chain
-            .call(L1_BLOCK_ADDRESS, &DevnetL1Block::baseFeeScalarCall {})
-            .await
-            .unwrap(),
-        1_234
-    );
-    assert_eq!(
-        chain
-            .call(L1_BLOCK_ADDRESS, &DevnetL1Block::blobBaseFeeScalarCall {})
-            .await
-            .unwrap(),
-        987_654
-    );
-    assert_eq!(
-        chain
-            .call(L1_BLOCK_ADDRESS, &DevnetL1Block::sequenceNumberCall {})
-            .await
-            .unwrap(),
-        0xdead_beef
-    );
-    assert_eq!(
-        chain
-            .call(L1_BLOCK_ADDRESS, &DevnetL1Block::blobBaseFeeCall {})
-            .await
-            .unwrap(),
-        U256::from(3_000_000u64)
-    );
-    assert_eq!(
-        chain
-            .call(L1_BLOCK_ADDRESS, &DevnetL1Block::operatorFeeScalarCall {})
-            .await
-            .unwrap(),
-        1_500_000
-    );
-    assert_eq!(
-        chain
-            .call(L1_BLOCK_ADDRESS, &DevnetL1Block::operatorFeeConstantCall {})
-            .await
-            .unwrap(),
-        7_000_000_000
+        read,
+        (
+            U256::from(45_000_000_000u64),
+            1_234,
+            987_654,
+            0xdead_beef,
+            U256::from(3_000_000u64),
+            1_500_000,
+            7_000_000_000,
+        )
     );
 
     // The oracle follows at once, without a block.
