@@ -15,6 +15,8 @@
 //!
 //! Everything here is pure: no RPC.
 
+pub mod verify;
+
 use alloy::primitives::{Address, B256, U256, address, keccak256};
 use alloy::sol;
 use alloy::sol_types::{Eip712Domain, SolStruct, SolValue};

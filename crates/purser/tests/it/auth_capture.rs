@@ -171,3 +171,166 @@ async fn a_payment_pinned_to_the_v1_0_escrow_is_collected_there() {
     let (payer, payload) = signed(&requirements).await;
     check(&requirements, payer, &payload, auth_capture::V1_0);
 }
+
+/// The facilitator's checks of a collect payload (`auth_capture::verify::check_collect`) on
+/// the official client's payments: what passes, and each thing that must not.
+mod checks {
+    use purser_chain::auth_capture::verify::{
+        CollectRequest, PayerSignature, Refusal, check_collect,
+    };
+    use purser_x402::Reason;
+    use purser_x402::auth_capture::{AuthCapturePayload, CollectPayload};
+    use purser_x402::v2::PaymentRequirements;
+
+    use super::*;
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn parse(payload: &Value) -> CollectPayload {
+        match AuthCapturePayload::from_json(payload.as_object().unwrap()).unwrap() {
+            AuthCapturePayload::Collect(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn run(
+        requirements: &Value,
+        accepted: &Value,
+        payload: &Value,
+        submitters: &[Address],
+        now: u64,
+    ) -> Result<purser_chain::auth_capture::verify::Collect, Refusal> {
+        let requirements: PaymentRequirements =
+            serde_json::from_value(requirements.clone()).unwrap();
+        let accepted: PaymentRequirements = serde_json::from_value(accepted.clone()).unwrap();
+        check_collect(CollectRequest {
+            requirements: &requirements,
+            accepted: &accepted,
+            payload: &parse(payload),
+            settling: false,
+            submitters,
+            now,
+        })
+    }
+
+    fn refused(requirements: &Value, payload: &Value, submitters: &[Address], now: u64) -> Reason {
+        run(requirements, requirements, payload, submitters, now)
+            .unwrap_err()
+            .reason
+    }
+
+    #[tokio::test]
+    async fn the_official_clients_payments_pass_and_every_tampering_is_refused() {
+        let unbound = requirements(json!({}));
+        let (payer, payload) = signed(&unbound).await;
+        let now = now();
+        let passed = run(&unbound, &unbound, &payload, &[OPERATOR], now).unwrap();
+        assert_eq!(passed.payer_signature, PayerSignature::Verified);
+        assert_eq!(passed.info.payer, payer);
+        assert_eq!(passed.deployment, auth_capture::V1_1);
+        assert_eq!(
+            passed.payment_hash,
+            auth_capture::payment_hash(CHAIN_ID, auth_capture::V1_1.escrow, &passed.info)
+        );
+
+        // The operator must be one of this facilitator's own submitters.
+        assert_eq!(
+            refused(&unbound, &payload, &[AUTHORIZER], now),
+            Reason::InvalidAuthCaptureEvmOperatorNotAdmitted
+        );
+        // A requirement changed after signing: the amount directly, any other field through
+        // the nonce.
+        let mut dearer = unbound.clone();
+        dearer["amount"] = json!("2000000");
+        assert_eq!(
+            refused(&dearer, &payload, &[OPERATOR], now),
+            Reason::InvalidAuthCaptureEvmAmountMismatch
+        );
+        let mut later = unbound.clone();
+        later["extra"]["refundDeadline"] = json!(1_900_100_001u64);
+        assert_eq!(
+            refused(&later, &payload, &[OPERATOR], now),
+            Reason::InvalidAuthCaptureEvmNonceMismatch
+        );
+        let mut other_receiver = unbound.clone();
+        other_receiver["payTo"] = json!(AUTHORIZER);
+        assert_eq!(
+            refused(&other_receiver, &payload, &[OPERATOR], now),
+            Reason::InvalidAuthCaptureEvmNonceMismatch
+        );
+        // Another network accepted than required.
+        let mut elsewhere = unbound.clone();
+        elsewhere["network"] = json!("eip155:8453");
+        assert_eq!(
+            run(&unbound, &elsewhere, &payload, &[OPERATOR], now)
+                .unwrap_err()
+                .reason,
+            Reason::InvalidAuthCaptureEvmNetworkMismatch
+        );
+        // Time: the authorization about to expire, a capture deadline too close.
+        let valid_before = number(&payload["authorization"]["validBefore"]);
+        assert_eq!(
+            refused(&unbound, &payload, &[OPERATOR], valid_before - 3),
+            Reason::InvalidAuthCaptureEvmAuthorizationExpired
+        );
+        let mut hurried = unbound.clone();
+        hurried["extra"]["captureDeadline"] = json!(now + 5);
+        assert_eq!(
+            refused(&hurried, &payload, &[OPERATOR], now),
+            Reason::InvalidAuthCaptureEvmCaptureDeadlineExpired
+        );
+        // Another signature than the payer's.
+        let mut forged = payload.clone();
+        let signature = payload["signature"].as_str().unwrap();
+        let flipped = if &signature[10..11] == "0" { "1" } else { "0" };
+        forged["signature"] = json!(format!(
+            "{}{}{}",
+            &signature[..10],
+            flipped,
+            &signature[11..]
+        ));
+        assert_eq!(
+            refused(&unbound, &forged, &[OPERATOR], now),
+            Reason::InvalidAuthCaptureEvmSignature
+        );
+        // A salt nonce where the salt commits to nothing.
+        let mut stray = payload.clone();
+        stray["saltNonce"] = payload["salt"].clone();
+        assert_eq!(
+            refused(&unbound, &stray, &[OPERATOR], now),
+            Reason::InvalidAuthCaptureEvmPayloadFormat
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bound_payment_passes_only_with_its_own_salt_nonce() {
+        let bound = requirements(json!({ "receiverAuthorizer": AUTHORIZER }));
+        let (_, payload) = signed(&bound).await;
+        let now = now();
+        run(&bound, &bound, &payload, &[OPERATOR], now).unwrap();
+        let mut reopened = payload.clone();
+        reopened["saltNonce"] = json!(format!("0x{}", "0".repeat(63) + "1"));
+        assert_eq!(
+            refused(&bound, &reopened, &[OPERATOR], now),
+            Reason::InvalidAuthCaptureEvmSaltBindingMismatch
+        );
+        let mut bare = payload.clone();
+        bare.as_object_mut().unwrap().remove("saltNonce");
+        assert_eq!(
+            refused(&bound, &bare, &[OPERATOR], now),
+            Reason::InvalidAuthCaptureEvmPayloadFormat
+        );
+        // The same payment pointed at another authorizer no longer opens its salt.
+        let mut repointed = bound.clone();
+        repointed["extra"]["receiverAuthorizer"] = json!(FEE_RECIPIENT);
+        assert_eq!(
+            refused(&repointed, &payload, &[OPERATOR], now),
+            Reason::InvalidAuthCaptureEvmSaltBindingMismatch
+        );
+    }
+}
