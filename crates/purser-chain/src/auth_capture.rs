@@ -22,26 +22,74 @@ use alloy::sol;
 use alloy::sol_types::{Eip712Domain, SolStruct, SolValue};
 
 sol! {
-    /// The escrow's payment, field for field as `AuthCaptureEscrow` declares it (its EIP-712
-    /// type string, and so its typehash, depends on these names and types).
+    /// The Commerce Payments Protocol's `AuthCaptureEscrow` as of v1.1 (an absolute `feeAmount`
+    /// in `charge` and `capture`): what a facilitator calls, its events and its errors. Its
+    /// `PaymentInfo` keeps the contract's field names and types, on which its EIP-712 type
+    /// string, and so its typehash, depends.
     #[derive(Debug, PartialEq, Eq)]
-    struct PaymentInfo {
-        address operator;
-        address payer;
-        address receiver;
-        address token;
-        uint120 maxAmount;
-        uint48 preApprovalExpiry;
-        uint48 authorizationExpiry;
-        uint48 refundExpiry;
-        uint16 minFeeBps;
-        uint16 maxFeeBps;
-        address feeReceiver;
-        uint256 salt;
+    contract AuthCaptureEscrow {
+        /// A payment's terms; `getHash` is its EIP-712 struct hash bound to the chain and escrow.
+        /// (The contract's derives apply to it too.)
+        #[derive(Default, Hash)]
+        struct PaymentInfo {
+            address operator;
+            address payer;
+            address receiver;
+            address token;
+            uint120 maxAmount;
+            uint48 preApprovalExpiry;
+            uint48 authorizationExpiry;
+            uint48 refundExpiry;
+            uint16 minFeeBps;
+            uint16 maxFeeBps;
+            address feeReceiver;
+            uint256 salt;
+        }
+
+        event PaymentCharged(bytes32 indexed paymentInfoHash, PaymentInfo paymentInfo, uint256 amount, address tokenCollector, uint256 feeAmount, address feeReceiver);
+        event PaymentAuthorized(bytes32 indexed paymentInfoHash, PaymentInfo paymentInfo, uint256 amount, address tokenCollector);
+        event PaymentCaptured(bytes32 indexed paymentInfoHash, uint256 amount, uint256 feeAmount, address feeReceiver);
+        event PaymentVoided(bytes32 indexed paymentInfoHash, uint256 amount);
+        event PaymentReclaimed(bytes32 indexed paymentInfoHash, uint256 amount);
+        event PaymentRefunded(bytes32 indexed paymentInfoHash, uint256 amount, address tokenCollector);
+        event TokenStoreCreated(address indexed operator, address tokenStore);
+
+        error Reentrancy();
+        error InvalidSender(address sender, address expected);
+        error ZeroAmount();
+        error AmountOverflow(uint256 amount, uint256 limit);
+        error ExceedsMaxAmount(uint256 amount, uint256 maxAmount);
+        error AfterPreApprovalExpiry(uint48 timestamp, uint48 expiry);
+        error InvalidExpiries(uint48 preApproval, uint48 authorization, uint48 refund);
+        error FeeBpsOverflow(uint16 feeBps);
+        error InvalidFeeBpsRange(uint16 minFeeBps, uint16 maxFeeBps);
+        error FeeAmountOutOfRange(uint256 feeAmount, uint256 minFee, uint256 maxFee);
+        error ZeroFeeReceiver();
+        error InvalidFeeReceiver(address attempted, address expected);
+        error InvalidCollectorForOperation();
+        error TokenCollectionFailed();
+        error PaymentAlreadyCollected(bytes32 paymentInfoHash);
+        error AfterAuthorizationExpiry(uint48 timestamp, uint48 expiry);
+        error InsufficientAuthorization(bytes32 paymentInfoHash, uint256 authorizedAmount, uint256 requestedAmount);
+        error ZeroAuthorization(bytes32 paymentInfoHash);
+        error BeforeAuthorizationExpiry(uint48 timestamp, uint48 expiry);
+        error AfterRefundExpiry(uint48 timestamp, uint48 expiry);
+        error RefundExceedsCapture(uint256 refund, uint256 captured);
+
+        function PAYMENT_INFO_TYPEHASH() external view returns (bytes32);
+        function authorize(PaymentInfo paymentInfo, uint256 amount, address tokenCollector, bytes collectorData) external;
+        function charge(PaymentInfo paymentInfo, uint256 amount, address tokenCollector, bytes collectorData, uint256 feeAmount, address feeReceiver) external;
+        function capture(PaymentInfo paymentInfo, uint256 amount, uint256 feeAmount, address feeReceiver) external;
+        function void(PaymentInfo paymentInfo) external;
+        function reclaim(PaymentInfo paymentInfo) external;
+        function refund(PaymentInfo paymentInfo, uint256 amount, address tokenCollector, bytes collectorData) external;
+        function getHash(PaymentInfo paymentInfo) external view returns (bytes32);
+        function getTokenStore(address operator) external view returns (address);
+        function paymentState(bytes32 paymentInfoHash) external view returns (bool hasCollectedPayment, uint120 capturableAmount, uint120 refundableAmount);
     }
 
     /// What the payer signs for the ERC-3009 collector: the token pulls, it does not push.
-    #[derive(Debug)]
+    #[derive(Debug, Default, PartialEq, Eq)]
     struct ReceiveWithAuthorization {
         address from;
         address to;
@@ -51,6 +99,8 @@ sol! {
         bytes32 nonce;
     }
 }
+
+pub use AuthCaptureEscrow::PaymentInfo;
 
 /// The receiver authorizer's signed operations, escrow v1.1 (an absolute fee).
 pub mod v1_1 {
@@ -272,7 +322,7 @@ pub fn fee_amount_bounds(amount: U256, min_fee_bps: u16, max_fee_bps: u16) -> (U
 
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::aliases::U120;
+    use alloy::primitives::aliases::{U48, U120};
 
     use super::*;
 
@@ -283,9 +333,9 @@ mod tests {
             receiver: address!("0x3333333333333333333333333333333333333333"),
             token: address!("0x036CbD53842c5426634e7929541eC2318f3dCF7e"),
             maxAmount: U120::from(1_000_000u64),
-            preApprovalExpiry: alloy::primitives::aliases::U48::from(1_740_675_754u64),
-            authorizationExpiry: alloy::primitives::aliases::U48::from(1_740_758_554u64),
-            refundExpiry: alloy::primitives::aliases::U48::from(1_741_276_954u64),
+            preApprovalExpiry: U48::from(1_740_675_754u64),
+            authorizationExpiry: U48::from(1_740_758_554u64),
+            refundExpiry: U48::from(1_741_276_954u64),
             minFeeBps: 100,
             maxFeeBps: 100,
             feeReceiver: address!("0x4444444444444444444444444444444444444444"),
@@ -332,7 +382,7 @@ mod tests {
         assert_ne!(base, payment_hash(8453, V1_1.escrow, &info()));
         assert_ne!(base, payment_hash(84532, V1_0.escrow, &info()));
         let mut other = info();
-        other.refundExpiry = alloy::primitives::aliases::U48::from(1_741_276_955u64);
+        other.refundExpiry = U48::from(1_741_276_955u64);
         assert_ne!(base, payment_hash(84532, V1_1.escrow, &other));
         // The signature nonce is the same hash without the payer.
         let nonce = signature_nonce(84532, V1_1.escrow, &info());
@@ -340,6 +390,32 @@ mod tests {
         anyone.payer = address!("0x9999999999999999999999999999999999999999");
         assert_eq!(nonce, signature_nonce(84532, V1_1.escrow, &anyone));
         assert_ne!(nonce, base);
+    }
+
+    #[test]
+    fn the_signature_nonce_matches_the_official_clients_derivation() {
+        // Computed with viem's `encodeAbiParameters` and `keccak256`, as `@x402/evm` 2.27
+        // derives it, for this payment on Base Sepolia in the client's v1.1 escrow.
+        let info = PaymentInfo {
+            operator: address!("0x1111111111111111111111111111111111111111"),
+            payer: address!("0x2222222222222222222222222222222222222222"),
+            receiver: address!("0x3333333333333333333333333333333333333333"),
+            token: address!("0x4444444444444444444444444444444444444444"),
+            maxAmount: U120::from(1_000_000u64),
+            preApprovalExpiry: U48::from(100u64),
+            authorizationExpiry: U48::from(200u64),
+            refundExpiry: U48::from(300u64),
+            minFeeBps: 10,
+            maxFeeBps: 100,
+            feeReceiver: address!("0x5555555555555555555555555555555555555555"),
+            salt: U256::from(7u64),
+        };
+        assert_eq!(
+            signature_nonce(84532, V1_1.escrow, &info),
+            alloy::primitives::b256!(
+                "0xb1c35ca3d6f7dc5daa1d971869131227a338bf94d7cb3f80c0c3b1de9be5852d"
+            )
+        );
     }
 
     #[test]

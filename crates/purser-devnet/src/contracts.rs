@@ -7,6 +7,10 @@
 use alloy::primitives::Bytes;
 use serde::Deserialize;
 
+/// The escrow's ABI and the receive authorization are the facilitator's own
+/// (`purser_chain::auth_capture`): the devnet's stand-ins answer exactly what Purser calls.
+pub use purser_chain::auth_capture::{AuthCaptureEscrow, ReceiveWithAuthorization};
+
 /// `contracts/out/PurserUSD.json`.
 pub const PURSER_USD_ARTEFACT: &str = include_str!("../../../contracts/out/PurserUSD.json");
 /// `contracts/out/TestSmartWallet.json`.
@@ -235,71 +239,6 @@ alloy::sol! {
         function setAnswerUpdatedAt(int256 answer, uint256 updatedAt) external returns (uint80);
     }
 
-    /// The Commerce Payments Protocol's `AuthCaptureEscrow` as of v1.1 (absolute `feeAmount` in
-    /// `charge` and `capture`), which `contracts/src/DevnetAuthCaptureEscrow.sol` answers: what
-    /// a facilitator calls for x402's `auth-capture` scheme, its events and its errors.
-    #[derive(Debug, PartialEq, Eq)]
-    contract AuthCaptureEscrow {
-        /// A payment's terms; `getHash` is its EIP-712 struct hash bound to the chain and escrow.
-        /// (The contract's derives apply to it too.)
-        #[derive(Default, Hash)]
-        struct PaymentInfo {
-            address operator;
-            address payer;
-            address receiver;
-            address token;
-            uint120 maxAmount;
-            uint48 preApprovalExpiry;
-            uint48 authorizationExpiry;
-            uint48 refundExpiry;
-            uint16 minFeeBps;
-            uint16 maxFeeBps;
-            address feeReceiver;
-            uint256 salt;
-        }
-
-        event PaymentCharged(bytes32 indexed paymentInfoHash, PaymentInfo paymentInfo, uint256 amount, address tokenCollector, uint256 feeAmount, address feeReceiver);
-        event PaymentAuthorized(bytes32 indexed paymentInfoHash, PaymentInfo paymentInfo, uint256 amount, address tokenCollector);
-        event PaymentCaptured(bytes32 indexed paymentInfoHash, uint256 amount, uint256 feeAmount, address feeReceiver);
-        event PaymentVoided(bytes32 indexed paymentInfoHash, uint256 amount);
-        event PaymentReclaimed(bytes32 indexed paymentInfoHash, uint256 amount);
-        event PaymentRefunded(bytes32 indexed paymentInfoHash, uint256 amount, address tokenCollector);
-        event TokenStoreCreated(address indexed operator, address tokenStore);
-
-        error Reentrancy();
-        error InvalidSender(address sender, address expected);
-        error ZeroAmount();
-        error AmountOverflow(uint256 amount, uint256 limit);
-        error ExceedsMaxAmount(uint256 amount, uint256 maxAmount);
-        error AfterPreApprovalExpiry(uint48 timestamp, uint48 expiry);
-        error InvalidExpiries(uint48 preApproval, uint48 authorization, uint48 refund);
-        error FeeBpsOverflow(uint16 feeBps);
-        error InvalidFeeBpsRange(uint16 minFeeBps, uint16 maxFeeBps);
-        error FeeAmountOutOfRange(uint256 feeAmount, uint256 minFee, uint256 maxFee);
-        error ZeroFeeReceiver();
-        error InvalidFeeReceiver(address attempted, address expected);
-        error InvalidCollectorForOperation();
-        error TokenCollectionFailed();
-        error PaymentAlreadyCollected(bytes32 paymentInfoHash);
-        error AfterAuthorizationExpiry(uint48 timestamp, uint48 expiry);
-        error InsufficientAuthorization(bytes32 paymentInfoHash, uint256 authorizedAmount, uint256 requestedAmount);
-        error ZeroAuthorization(bytes32 paymentInfoHash);
-        error BeforeAuthorizationExpiry(uint48 timestamp, uint48 expiry);
-        error AfterRefundExpiry(uint48 timestamp, uint48 expiry);
-        error RefundExceedsCapture(uint256 refund, uint256 captured);
-
-        function PAYMENT_INFO_TYPEHASH() external view returns (bytes32);
-        function authorize(PaymentInfo paymentInfo, uint256 amount, address tokenCollector, bytes collectorData) external;
-        function charge(PaymentInfo paymentInfo, uint256 amount, address tokenCollector, bytes collectorData, uint256 feeAmount, address feeReceiver) external;
-        function capture(PaymentInfo paymentInfo, uint256 amount, uint256 feeAmount, address feeReceiver) external;
-        function void(PaymentInfo paymentInfo) external;
-        function reclaim(PaymentInfo paymentInfo) external;
-        function refund(PaymentInfo paymentInfo, uint256 amount, address tokenCollector, bytes collectorData) external;
-        function getHash(PaymentInfo paymentInfo) external view returns (bytes32);
-        function getTokenStore(address operator) external view returns (address);
-        function paymentState(bytes32 paymentInfoHash) external view returns (bool hasCollectedPayment, uint120 capturableAmount, uint120 refundableAmount);
-    }
-
     /// A token collector of the escrow (`ERC3009PaymentCollector`, `OperatorRefundCollector`):
     /// the escrow it serves and whether it collects payments (0) or refunds (1).
     #[derive(Debug, PartialEq, Eq)]
@@ -324,16 +263,6 @@ alloy::sol! {
         bytes32 nonce;
     }
 
-    /// EIP-3009's receive authorization (only the payee may submit it).
-    #[derive(Debug, Default, PartialEq, Eq)]
-    struct ReceiveWithAuthorization {
-        address from;
-        address to;
-        uint256 value;
-        uint256 validAfter;
-        uint256 validBefore;
-        bytes32 nonce;
-    }
 
     /// EIP-3009's cancellation of an unused authorization.
     #[derive(Debug, Default, PartialEq, Eq)]

@@ -18,7 +18,7 @@
 //! `anvil_setStorageAt`: no transaction is sent, so the deployer's nonce, and with it the
 //! addresses of what it deploys, stay as they were.
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, U256};
 use purser_chain::auth_capture;
 use serde::{Deserialize, Serialize};
 
@@ -74,51 +74,9 @@ impl EscrowContracts {
     }
 }
 
-/// The same payment as `purser_chain::auth_capture` (what Purser's facilitator derives) spells
-/// it: the binding's struct and that one have the same fields and EIP-712 type.
-pub fn chain_payment_info(info: &AuthCaptureEscrow::PaymentInfo) -> auth_capture::PaymentInfo {
-    auth_capture::PaymentInfo {
-        operator: info.operator,
-        payer: info.payer,
-        receiver: info.receiver,
-        token: info.token,
-        maxAmount: info.maxAmount,
-        preApprovalExpiry: info.preApprovalExpiry,
-        authorizationExpiry: info.authorizationExpiry,
-        refundExpiry: info.refundExpiry,
-        minFeeBps: info.minFeeBps,
-        maxFeeBps: info.maxFeeBps,
-        feeReceiver: info.feeReceiver,
-        salt: info.salt,
-    }
-}
-
-/// `AuthCaptureEscrow.getHash(paymentInfo)` ([`auth_capture::payment_hash`]): the EIP-712
-/// struct hash of `PaymentInfo` bound to the chain id and the escrow,
-/// `keccak256(abi.encode(chainId, escrow, hashStruct(info)))`. It keys the escrow's
-/// `paymentState`.
-pub fn payment_info_hash(
-    chain_id: u64,
-    escrow: Address,
-    info: &AuthCaptureEscrow::PaymentInfo,
-) -> B256 {
-    auth_capture::payment_hash(chain_id, escrow, &chain_payment_info(info))
-}
-
-/// x402's `signatureNonce` ([`auth_capture::signature_nonce`]): [`payment_info_hash`] with the
-/// payer zeroed, the EIP-3009 nonce of the payer's authorization to the payment collector (one
-/// signature commits to every other field, whoever submits it).
-pub fn signature_nonce(
-    chain_id: u64,
-    escrow: Address,
-    info: &AuthCaptureEscrow::PaymentInfo,
-) -> B256 {
-    auth_capture::signature_nonce(chain_id, escrow, &chain_payment_info(info))
-}
-
 /// The EIP-3009 authorization a payer signs (on the token's domain) for `info` to be collected
 /// by `contracts`: `maxAmount` to the payment collector, valid from 0 until the pre-approval
-/// expiry, with the [`signature_nonce`] as nonce. Its signature is the collector data of
+/// expiry, with the payment's signature nonce ([`auth_capture::signature_nonce`]) as nonce. Its signature is the collector data of
 /// `authorize` and `charge`.
 pub fn receive_authorization(
     chain_id: u64,
@@ -131,7 +89,7 @@ pub fn receive_authorization(
         value: U256::from(info.maxAmount),
         validAfter: U256::ZERO,
         validBefore: U256::from(info.preApprovalExpiry),
-        nonce: signature_nonce(chain_id, contracts.auth_capture_escrow, info),
+        nonce: auth_capture::signature_nonce(chain_id, contracts.auth_capture_escrow, info),
     }
 }
 
@@ -178,7 +136,7 @@ impl DevnetChain {
         escrow: Address,
         info: &AuthCaptureEscrow::PaymentInfo,
     ) -> Result<AuthCaptureEscrow::paymentStateReturn, DevnetError> {
-        let hash = payment_info_hash(self.chain_id(), escrow, info);
+        let hash = auth_capture::payment_hash(self.chain_id(), escrow, info);
         self.call(
             escrow,
             &AuthCaptureEscrow::paymentStateCall {
@@ -191,94 +149,7 @@ impl DevnetChain {
 
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::{address, b256, keccak256};
-    use alloy::sol_types::SolStruct;
-
     use super::*;
-
-    #[test]
-    fn the_payment_info_type_hash_is_commerce_payments() {
-        let info = AuthCaptureEscrow::PaymentInfo::default();
-        assert_eq!(
-            info.eip712_type_hash(),
-            chain_payment_info(&info).eip712_type_hash()
-        );
-        assert_eq!(
-            info.eip712_type_hash(),
-            keccak256(
-                "PaymentInfo(address operator,address payer,address receiver,address token,uint120 maxAmount,uint48 preApprovalExpiry,uint48 authorizationExpiry,uint48 refundExpiry,uint16 minFeeBps,uint16 maxFeeBps,address feeReceiver,uint256 salt)"
-            )
-        );
-    }
-
-    #[test]
-    fn the_signature_nonce_ignores_the_payer_and_binds_chain_and_escrow() {
-        let info = AuthCaptureEscrow::PaymentInfo {
-            operator: address!("0x1111111111111111111111111111111111111111"),
-            payer: address!("0x2222222222222222222222222222222222222222"),
-            receiver: address!("0x3333333333333333333333333333333333333333"),
-            token: address!("0x4444444444444444444444444444444444444444"),
-            maxAmount: alloy::primitives::Uint::from(1_000_000u64),
-            preApprovalExpiry: alloy::primitives::Uint::from(100u64),
-            authorizationExpiry: alloy::primitives::Uint::from(200u64),
-            refundExpiry: alloy::primitives::Uint::from(300u64),
-            minFeeBps: 10,
-            maxFeeBps: 100,
-            feeReceiver: address!("0x5555555555555555555555555555555555555555"),
-            salt: U256::from(7),
-        };
-        let escrow = EscrowContracts::sdk_v1_1().auth_capture_escrow;
-        let other_payer = AuthCaptureEscrow::PaymentInfo {
-            payer: Address::repeat_byte(9),
-            ..info.clone()
-        };
-        assert_eq!(
-            signature_nonce(84532, escrow, &info),
-            signature_nonce(84532, escrow, &other_payer)
-        );
-        // The official client's derivation (viem's `encodeAbiParameters` and `keccak256`), for
-        // this payment on Base Sepolia.
-        assert_eq!(
-            signature_nonce(84532, escrow, &info),
-            b256!("0xb1c35ca3d6f7dc5daa1d971869131227a338bf94d7cb3f80c0c3b1de9be5852d")
-        );
-        assert_ne!(
-            payment_info_hash(84532, escrow, &info),
-            payment_info_hash(84532, escrow, &other_payer)
-        );
-        assert_ne!(
-            signature_nonce(84532, escrow, &info),
-            signature_nonce(
-                84532,
-                EscrowContracts::spec_v1_1().auth_capture_escrow,
-                &info
-            )
-        );
-        assert_ne!(
-            signature_nonce(84532, escrow, &info),
-            signature_nonce(8453, escrow, &info)
-        );
-        // abi.encode of a static struct is its fields in place: the struct hash is the hash of
-        // the type hash followed by each field as a word.
-        let mut words = info.eip712_type_hash().to_vec();
-        for word in [
-            info.operator.into_word(),
-            info.payer.into_word(),
-            info.receiver.into_word(),
-            info.token.into_word(),
-            B256::from(U256::from(1_000_000u64)),
-            B256::from(U256::from(100u64)),
-            B256::from(U256::from(200u64)),
-            B256::from(U256::from(300u64)),
-            B256::from(U256::from(10u64)),
-            B256::from(U256::from(100u64)),
-            info.feeReceiver.into_word(),
-            B256::from(U256::from(7u64)),
-        ] {
-            words.extend_from_slice(word.as_slice());
-        }
-        assert_eq!(info.eip712_hash_struct(), keccak256(&words));
-    }
 
     #[test]
     fn the_two_sets_are_distinct_and_serialize_checksummed() {

@@ -10,10 +10,11 @@ use alloy::primitives::{Address, B256, Bytes, U256, Uint, keccak256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::{Revert, SolCall, SolError, SolInterface, SolStruct, SolValue};
+use purser_chain::auth_capture;
 use purser_devnet::contracts::{
     Artefact, AuthCaptureEscrow, PurserUSD, ReceiveWithAuthorization, TokenCollector,
 };
-use purser_devnet::escrow::{payment_info_hash, receive_authorization, signature_nonce};
+use purser_devnet::escrow::receive_authorization;
 use purser_devnet::{
     AUTH_CAPTURE_SPEC_VERSION, Devnet, DevnetChain, DevnetChainSpec, EscrowContracts, TestAccount,
 };
@@ -377,7 +378,7 @@ async fn get_hash_is_the_eip712_struct_hash_bound_to_chain_and_escrow() {
             .unwrap();
         assert_eq!(on_chain, expected, "{}", set.deployment);
         assert_eq!(
-            payment_info_hash(chain.chain_id(), set.auth_capture_escrow, &info),
+            auth_capture::payment_hash(chain.chain_id(), set.auth_capture_escrow, &info),
             expected
         );
     }
@@ -410,7 +411,7 @@ async fn authorize_holds_the_amount_and_two_partial_captures_pay_it_out() {
             .authorization_state(
                 escrow.token(),
                 info.payer,
-                signature_nonce(escrow.chain().chain_id(), escrow.escrow(), &info)
+                auth_capture::signature_nonce(escrow.chain().chain_id(), escrow.escrow(), &info)
             )
             .await
             .unwrap()
@@ -437,7 +438,7 @@ async fn authorize_holds_the_amount_and_two_partial_captures_pay_it_out() {
 
     // A payment is collected once.
     let again = escrow.authorize_call(&info, 100_000);
-    let hash = payment_info_hash(escrow.chain().chain_id(), escrow.escrow(), &info);
+    let hash = auth_capture::payment_hash(escrow.chain().chain_id(), escrow.escrow(), &info);
     assert_eq!(
         refused(escrow.escrow_call(&escrow.operator, &again).await),
         Refused::PaymentAlreadyCollected(AuthCaptureEscrow::PaymentAlreadyCollected {
@@ -451,7 +452,7 @@ async fn capture_is_the_operators_up_to_what_is_capturable_and_before_the_expiry
     let escrow = Escrow::start().await;
     let info = escrow.payment(500_000).await;
     escrow.authorize(&info, 500_000).await;
-    let hash = payment_info_hash(escrow.chain().chain_id(), escrow.escrow(), &info);
+    let hash = auth_capture::payment_hash(escrow.chain().chain_id(), escrow.escrow(), &info);
 
     let too_much = escrow.capture_call(&info, 500_001, 0, Address::ZERO);
     assert_eq!(
@@ -536,7 +537,7 @@ async fn void_gives_the_hold_back_to_the_payer_at_the_operators_word() {
     assert_eq!(receiver, before[1] + 150_000);
     assert_eq!(held, before[4]);
 
-    let hash = payment_info_hash(escrow.chain().chain_id(), escrow.escrow(), &info);
+    let hash = auth_capture::payment_hash(escrow.chain().chain_id(), escrow.escrow(), &info);
     assert_eq!(
         refused(escrow.escrow_call(&escrow.operator, &void).await),
         Refused::ZeroAuthorization(AuthCaptureEscrow::ZeroAuthorization {
@@ -1050,7 +1051,7 @@ async fn a_payment_signed_by_the_official_client_is_authorized_and_captured() {
     assert_eq!(number(&authorization["validAfter"]), 0);
     assert_eq!(
         text(&authorization["nonce"]).parse::<B256>().unwrap(),
-        signature_nonce(chain.chain_id(), escrow.escrow(), &info),
+        auth_capture::signature_nonce(chain.chain_id(), escrow.escrow(), &info),
         "the client's nonce is the payer-agnostic hash"
     );
 
