@@ -15,6 +15,7 @@
 //!
 //! Everything here is pure: no RPC.
 
+pub mod onchain;
 pub mod verify;
 
 use alloy::primitives::{Address, B256, U256, address, keccak256};

@@ -202,6 +202,34 @@ reasons! {
     InvalidAuthCaptureEvmInsufficientBalance = "invalid_auth_capture_evm_insufficient_balance",
     /// Simulating the escrow call failed for a reason no typed revert explains.
     InvalidAuthCaptureEvmSimulationFailed = "invalid_auth_capture_evm_simulation_failed",
+    // Typed simulation reverts of the escrow, as the specification maps them.
+    /// The payment was already authorized or charged (`PaymentAlreadyCollected`).
+    InvalidAuthCaptureEvmPaymentAlreadyCollected =
+        "invalid_auth_capture_evm_payment_already_collected",
+    /// The collector could not pull the tokens (`TokenCollectionFailed`).
+    InvalidAuthCaptureEvmTokenCollectionFailed = "invalid_auth_capture_evm_token_collection_failed",
+    /// The collector may not serve this operation (`InvalidCollectorForOperation`).
+    InvalidAuthCaptureEvmCollector = "invalid_auth_capture_evm_collector",
+    /// An amount exceeds the escrow's `uint120` (`AmountOverflow`).
+    InvalidAuthCaptureEvmAmountOverflow = "invalid_auth_capture_evm_amount_overflow",
+    /// A fee in basis points above 10,000 (`FeeBpsOverflow`).
+    InvalidAuthCaptureEvmFeeBps = "invalid_auth_capture_evm_fee_bps",
+    /// `minFeeBps` above `maxFeeBps` (`InvalidFeeBpsRange`).
+    InvalidAuthCaptureEvmFeeBpsRange = "invalid_auth_capture_evm_fee_bps_range",
+    /// The submitted fee is outside the signed bounds (`FeeBpsOutOfRange`,
+    /// `FeeAmountOutOfRange`).
+    InvalidAuthCaptureEvmFeeBpsOutOfRange = "invalid_auth_capture_evm_fee_bps_out_of_range",
+    /// A fee with no one to receive it (`ZeroFeeReceiver`).
+    InvalidAuthCaptureEvmZeroFeeReceiver = "invalid_auth_capture_evm_zero_fee_receiver",
+    /// Another fee receiver than the payment names (`InvalidFeeReceiver`).
+    InvalidAuthCaptureEvmFeeReceiver = "invalid_auth_capture_evm_fee_receiver",
+    /// A capture above what is held (`InsufficientAuthorization`).
+    InvalidAuthCaptureEvmInsufficientAuthorization =
+        "invalid_auth_capture_evm_insufficient_authorization",
+    /// Nothing is held (`ZeroAuthorization`).
+    InvalidAuthCaptureEvmZeroAuthorization = "invalid_auth_capture_evm_zero_authorization",
+    /// A refund above what was captured (`RefundExceedsCapture`).
+    InvalidAuthCaptureEvmRefundExceedsCapture = "invalid_auth_capture_evm_refund_exceeds_capture",
     /// Settling: re-verification failed.
     InvalidAuthCaptureEvmVerificationFailed = "invalid_auth_capture_evm_verification_failed",
     /// Settling: the transaction was mined and reverted.

@@ -334,3 +334,144 @@ mod checks {
         );
     }
 }
+
+/// The escrow on a real chain: the official client's payment, checked, simulated as the
+/// operator's `authorize` against the devnet's escrow (ours, answering commerce-payments'
+/// ABI at the client's v1.1 address), authorized for real, then refused as already collected
+/// with the specification's reason; the escrow holds exactly the amount.
+mod onchain {
+    use alloy::primitives::Bytes;
+    use alloy::sol_types::SolCall;
+    use purser_chain::auth_capture::AuthCaptureEscrow;
+    use purser_chain::auth_capture::verify::{CollectRequest, check_collect};
+    use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
+    use purser_chain::rails::Rails;
+    use purser_chain::rpc::RpcPolicy;
+    use purser_devnet::{Devnet, DevnetChainSpec, DevnetOptions};
+    use purser_x402::Reason;
+    use purser_x402::auth_capture::{AuthCapturePayload, CollectPayload};
+    use purser_x402::v2::PaymentRequirements;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_official_clients_payment_is_authorized_once_in_the_escrow() {
+        let devnet = Devnet::start(DevnetOptions {
+            payer_accounts: 1,
+            canonical_usdc: false,
+            ..DevnetOptions::with_chains(vec![DevnetChainSpec::base_sepolia()])
+        })
+        .await
+        .expect("start the devnet");
+        let chain = &devnet.chains()[0];
+        let token = chain.token();
+        let operator = devnet.accounts().settlement_signer.clone();
+        let payer = devnet.accounts().payers[0].clone();
+        let key = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(key.path(), operator.private_key_hex()).unwrap();
+        let rails = Rails::open(
+            &[RailConfig {
+                network: chain.network(),
+                rpc_urls: vec![chain.rpc_url().to_owned()],
+                signers: vec![SignerSource::File {
+                    file: key.path().to_owned(),
+                }],
+                assets: vec![AssetConfig {
+                    address: token.address.to_checksum(None),
+                    name: token.name.clone(),
+                    version: token.version.clone(),
+                    decimals: token.decimals,
+                    symbol: Some(token.symbol.clone()),
+                    currency: "USD".to_owned(),
+                }],
+                ..Default::default()
+            }],
+            RpcPolicy::default(),
+        )
+        .await
+        .unwrap();
+        let rail = rails.get(&chain.network()).unwrap();
+        let now = chain.latest_timestamp().await.unwrap();
+        let requirements = json!({
+            "scheme": "auth-capture",
+            "network": chain.network(),
+            "amount": "1000000",
+            "asset": token.address,
+            "payTo": RECEIVER,
+            "maxTimeoutSeconds": 60,
+            "extra": {
+                "name": token.name, "version": token.version,
+                "captureAuthorizer": operator.address(),
+                "captureDeadline": now + 3_600, "refundDeadline": now + 7_200,
+                "minFeeBps": 0, "maxFeeBps": 0, "feeRecipient": FEE_RECIPIENT,
+            },
+        });
+        let out = run_script(
+            "sdk-auth-capture-sign.mjs",
+            &[
+                ("X402_PAYER_KEY", payer.private_key_hex()),
+                ("X402_REQUIREMENTS", requirements.to_string()),
+            ],
+        )
+        .await;
+        let payload = out["payload"].clone();
+        let parsed: CollectPayload =
+            match AuthCapturePayload::from_json(payload.as_object().unwrap()).unwrap() {
+                AuthCapturePayload::Collect(c) => c,
+                other => panic!("{other:?}"),
+            };
+        let typed: PaymentRequirements = serde_json::from_value(requirements).unwrap();
+        let collect = check_collect(CollectRequest {
+            requirements: &typed,
+            accepted: &typed,
+            payload: &parsed,
+            settling: true,
+            submitters: &[operator.address()],
+            now,
+        })
+        .unwrap();
+        let signature = Bytes::from(parsed.signature.to_bytes());
+
+        // The simulation passes, and nothing is held yet.
+        rail.simulate_authorize(&collect, signature.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        let escrow = collect.deployment.escrow;
+        let before = rail
+            .escrow_payment_state(escrow, collect.payment_hash)
+            .await
+            .unwrap();
+        assert!(!before.collected && before.capturable == 0, "{before:?}");
+
+        // Authorized for real by the operator: the escrow holds the whole amount...
+        let call = AuthCaptureEscrow::authorizeCall {
+            paymentInfo: collect.info.clone(),
+            amount: U256::from(1_000_000u64),
+            tokenCollector: collect.deployment.eip3009_collector,
+            collectorData: signature.clone(),
+        };
+        chain
+            .send_as(&operator, escrow, call.abi_encode().into(), "authorize")
+            .await
+            .unwrap();
+        let held = rail
+            .escrow_payment_state(escrow, collect.payment_hash)
+            .await
+            .unwrap();
+        assert!(held.collected, "{held:?}");
+        assert_eq!((held.capturable, held.refundable), (1_000_000, 0));
+
+        // ...and the same payment again is refused with the specification's reason.
+        let again = rail
+            .simulate_authorize(&collect, signature)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            again.reason,
+            Reason::InvalidAuthCaptureEvmPaymentAlreadyCollected,
+            "{again:?}"
+        );
+    }
+}
