@@ -22,13 +22,11 @@ use std::sync::Arc;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider as _;
 use anyhow::{Context as _, anyhow, bail, ensure};
-use purser_chain::config::{AssetConfig, RailConfig, RailKind, SignerSource};
+use purser_chain::config::RailConfig;
 use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
 use purser_devnet::payment::{Payment, now, random_nonce};
-use purser_devnet::{
-    Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, FeeKind, FeeLevels, TestAccount,
-};
+use purser_devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, FeeLevels, TestAccount};
 use purser_domain::auth::{Role, TenantScope, mint_api_key};
 use purser_domain::entitlement::RepeatAccess;
 use purser_domain::id::{ResourceId, TenantId};
@@ -1074,28 +1072,10 @@ fn rail(chain: &DevnetChain, signer: &TestAccount, dir: &Path) -> anyhow::Result
     let key_file = dir.join("settlement-signer.key");
     std::fs::write(&key_file, signer.private_key_hex())
         .with_context(|| format!("writing {}", key_file.display()))?;
-    let token = chain.token();
     Ok(RailConfig {
-        network: chain.network(),
-        kind: match chain.fee_kind() {
-            FeeKind::OpStack => RailKind::OpStack,
-            FeeKind::Arbitrum => RailKind::Arbitrum,
-            FeeKind::Ethereum => RailKind::Ethereum,
-        },
-        rpc_urls: vec![chain.rpc_url().to_owned()],
         confirmations: 1,
         receipt_timeout_seconds: 20,
-        signers: vec![SignerSource::File { file: key_file }],
-        assets: vec![AssetConfig {
-            address: token.address.to_checksum(None),
-            name: token.name.clone(),
-            version: token.version.clone(),
-            decimals: token.decimals,
-            symbol: Some(token.symbol.clone()),
-            currency: "USD".to_owned(),
-        }],
-        erc6492_factories: vec![],
-        ..Default::default()
+        ..chain.rail_config(&key_file)
     })
 }
 

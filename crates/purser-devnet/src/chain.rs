@@ -8,6 +8,7 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{BlockNumberOrTag, TransactionReceipt, TransactionRequest};
 use alloy::sol_types::{SolCall, SolConstructor};
+use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
 use serde::{Deserialize, Serialize};
 
 use crate::anvil::{AttachedAnvil, Started};
@@ -532,6 +533,30 @@ impl DevnetChain {
     /// The deployed token.
     pub fn token(&self) -> &TokenInfo {
         &self.token
+    }
+
+    /// The rail Purser settles this chain on: its endpoint, its fee kind, the deployed token
+    /// (a dollar stablecoin) and the settlement signer whose key is in `signer_key_file`; the
+    /// rest as `RailConfig` defaults it.
+    pub fn rail_config(&self, signer_key_file: &std::path::Path) -> RailConfig {
+        let token = self.token();
+        RailConfig {
+            network: self.network(),
+            kind: self.fee_kind().into(),
+            rpc_urls: vec![self.rpc_url().to_owned()],
+            signers: vec![SignerSource::File {
+                file: signer_key_file.to_owned(),
+            }],
+            assets: vec![AssetConfig {
+                address: token.address.to_checksum(None),
+                name: token.name.clone(),
+                version: token.version.clone(),
+                decimals: token.decimals,
+                symbol: Some(token.symbol.clone()),
+                currency: "USD".to_owned(),
+            }],
+            ..RailConfig::default()
+        }
     }
 
     /// The copy at the canonical USDC address, when placed.

@@ -344,7 +344,6 @@ mod onchain {
     use alloy::sol_types::SolCall;
     use purser_chain::auth_capture::AuthCaptureEscrow;
     use purser_chain::auth_capture::verify::{CollectRequest, check_collect};
-    use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
     use purser_chain::rails::Rails;
     use purser_chain::rpc::RpcPolicy;
     use purser_devnet::{Devnet, DevnetChainSpec, DevnetOptions};
@@ -369,27 +368,9 @@ mod onchain {
         let payer = devnet.accounts().payers[0].clone();
         let key = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(key.path(), operator.private_key_hex()).unwrap();
-        let rails = Rails::open(
-            &[RailConfig {
-                network: chain.network(),
-                rpc_urls: vec![chain.rpc_url().to_owned()],
-                signers: vec![SignerSource::File {
-                    file: key.path().to_owned(),
-                }],
-                assets: vec![AssetConfig {
-                    address: token.address.to_checksum(None),
-                    name: token.name.clone(),
-                    version: token.version.clone(),
-                    decimals: token.decimals,
-                    symbol: Some(token.symbol.clone()),
-                    currency: "USD".to_owned(),
-                }],
-                ..Default::default()
-            }],
-            RpcPolicy::default(),
-        )
-        .await
-        .unwrap();
+        let rails = Rails::open(&[chain.rail_config(key.path())], RpcPolicy::default())
+            .await
+            .unwrap();
         let rail = rails.get(&chain.network()).unwrap();
         let now = chain.latest_timestamp().await.unwrap();
         let requirements = json!({

@@ -14,7 +14,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
 use purser::config::Config;
-use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
+use purser_chain::config::RailConfig;
 use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
 use purser_devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, TestAccount};
@@ -74,7 +74,6 @@ impl Interop {
         .expect("start the devnet");
         let chain = &devnet.chains()[0];
         assert_eq!(chain.network(), NETWORK);
-        let token = chain.token();
         let key_file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(
             key_file.path(),
@@ -82,23 +81,9 @@ impl Interop {
         )
         .unwrap();
         let rail = RailConfig {
-            network: chain.network(),
-            rpc_urls: vec![chain.rpc_url().to_owned()],
             confirmations: 1,
             receipt_timeout_seconds: 20,
-            signers: vec![SignerSource::File {
-                file: key_file.path().to_owned(),
-            }],
-            assets: vec![AssetConfig {
-                address: token.address.to_checksum(None),
-                name: token.name.clone(),
-                version: token.version.clone(),
-                decimals: token.decimals,
-                symbol: Some(token.symbol.clone()),
-                currency: "USD".to_owned(),
-            }],
-            erc6492_factories: vec![],
-            ..Default::default()
+            ..chain.rail_config(key_file.path())
         };
         let rails = Rails::open(&[rail], RpcPolicy::default())
             .await

@@ -4,7 +4,7 @@
 //! checks and the native layer answer with), a credit top-up that names no network, and
 //! GraphQL; a tenant's policy changes it too.
 
-use purser_chain::config::{AssetConfig, PriceFeedConfig, RailConfig, SignerSource};
+use purser_chain::config::{PriceFeedConfig, RailConfig};
 use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
 use purser_devnet::{Devnet, DevnetChainSpec, DevnetOptions};
@@ -35,25 +35,7 @@ async fn changing_a_chains_fees_changes_the_order_of_the_offers() {
     let configs: Vec<RailConfig> = devnet
         .chains()
         .iter()
-        .map(|chain| {
-            let token = chain.token();
-            RailConfig {
-                network: chain.network(),
-                rpc_urls: vec![chain.rpc_url().to_owned()],
-                signers: vec![SignerSource::File {
-                    file: key.path().to_owned(),
-                }],
-                assets: vec![AssetConfig {
-                    address: token.address.to_checksum(None),
-                    name: token.name.clone(),
-                    version: token.version.clone(),
-                    decimals: token.decimals,
-                    symbol: Some(token.symbol.clone()),
-                    currency: "USD".to_owned(),
-                }],
-                ..Default::default()
-            }
-        })
+        .map(|chain| chain.rail_config(key.path()))
         .collect();
     let rails = Rails::open(&configs, RpcPolicy::default()).await.unwrap();
     let mut config = purser::config::Config::default();
