@@ -350,16 +350,8 @@ impl Connection {
                 if call.authenticated {
                     request = request.bearer_auth(&endpoint.bearer);
                 }
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| format!("request failed: {e}"))?;
-                let status = response.status().as_u16();
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| format!("reading the answer failed: {e}"))?;
-                *last = body.to_vec();
+                let (status, body) = load::exchange(request).await?;
+                *last = body;
                 Ok((status, last.as_slice()))
             }
         }

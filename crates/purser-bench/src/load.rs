@@ -143,11 +143,19 @@ async fn send(
     bearer: &str,
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), String> {
-    let response = client
-        .post(url)
-        .bearer_auth(bearer)
-        .header("content-type", "application/json")
-        .body(body)
+    exchange(
+        client
+            .post(url)
+            .bearer_auth(bearer)
+            .header("content-type", "application/json")
+            .body(body),
+    )
+    .await
+}
+
+/// Sends `request` and reads its whole answer: the status and the body.
+pub async fn exchange(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String> {
+    let response = request
         .send()
         .await
         .map_err(|e| format!("request failed: {e}"))?;

@@ -291,19 +291,7 @@ async fn challenges(
         concurrency,
         move |()| {
             let (client, url) = (client.clone(), url.clone());
-            async move {
-                let response = client
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| format!("request failed: {e}"))?;
-                let status = response.status().as_u16();
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| format!("reading the answer failed: {e}"))?;
-                Ok((status, body.to_vec()))
-            }
+            async move { load::exchange(client.get(&url)).await }
         },
         move |(status, body): (u16, Vec<u8>)| {
             if status != 200 {

@@ -12,6 +12,7 @@ use purser_x402::auth_capture::{
     AssetTransferMethod, AuthCaptureExtra, CollectPayload, OperatorType, PaymentFlow, SubmittedFee,
     TokenAuthorization,
 };
+use purser_x402::exact_evm::EvmAddress;
 use purser_x402::v2::PaymentRequirements;
 use purser_x402::{Reason, auth_capture};
 
@@ -78,6 +79,11 @@ pub struct Collect {
     pub payer_signature: PayerSignature,
 }
 
+/// An address the wire parsing already validated.
+fn evm(address: &EvmAddress) -> Address {
+    Address::from(address.to_bytes())
+}
+
 fn address(text: &str, what: &str, reason: Reason) -> Result<Address, Refusal> {
     text.parse()
         .map_err(|_| refuse(reason, format!("{what} is not an address")))
@@ -126,17 +132,7 @@ pub fn check_collect(request: CollectRequest<'_>) -> Result<Collect, Refusal> {
     let raw_extra = serde_json::Value::Object(requirements.extra.clone().unwrap_or_default());
     let extra =
         AuthCaptureExtra::from_json(&raw_extra).map_err(|e| refuse(e.reason(), e.to_string()))?;
-    let escrow = extra
-        .auth_capture_escrow
-        .as_ref()
-        .map(|a| {
-            address(
-                a.as_str(),
-                "authCaptureEscrow",
-                Reason::InvalidAuthCaptureEvmExtra,
-            )
-        })
-        .transpose()?;
+    let escrow = extra.auth_capture_escrow.as_ref().map(evm);
     let deployment = deployment(escrow).ok_or_else(|| {
         refuse(
             Reason::InvalidAuthCaptureEvmExtra,
@@ -145,11 +141,7 @@ pub fn check_collect(request: CollectRequest<'_>) -> Result<Collect, Refusal> {
     })?;
     // 5. Operator: a `delegated` one is this facilitator's own submitter; contract operators
     // are admitted by no allowlist here.
-    let operator = address(
-        extra.capture_authorizer.as_str(),
-        "captureAuthorizer",
-        Reason::InvalidAuthCaptureEvmExtra,
-    )?;
+    let operator = evm(&extra.capture_authorizer);
     match extra.operator_type {
         OperatorType::Delegated if submitters.contains(&operator) => {}
         OperatorType::Delegated => {
@@ -165,17 +157,7 @@ pub fn check_collect(request: CollectRequest<'_>) -> Result<Collect, Refusal> {
             ));
         }
     }
-    let receiver_authorizer = extra
-        .receiver_authorizer
-        .as_ref()
-        .map(|a| {
-            address(
-                a.as_str(),
-                "receiverAuthorizer",
-                Reason::InvalidAuthCaptureEvmExtra,
-            )
-        })
-        .transpose()?;
+    let receiver_authorizer = extra.receiver_authorizer.as_ref().map(evm);
     if extra.payment_flow == PaymentFlow::Authorization && receiver_authorizer.is_none() {
         return Err(refuse(
             Reason::InvalidAuthCaptureEvmMissingReceiverAuthorizer,
@@ -255,11 +237,7 @@ pub fn check_collect(request: CollectRequest<'_>) -> Result<Collect, Refusal> {
         ));
     }
     // 9. Collector.
-    let to = address(
-        authorization.to.as_str(),
-        "authorization.to",
-        Reason::InvalidAuthCaptureEvmPayloadFormat,
-    )?;
+    let to = evm(&authorization.to);
     if to != deployment.eip3009_collector {
         return Err(refuse(
             Reason::InvalidAuthCaptureEvmTokenCollectorMismatch,
@@ -316,11 +294,7 @@ pub fn check_collect(request: CollectRequest<'_>) -> Result<Collect, Refusal> {
         }
     }
     // 13. The nonce binds every PaymentInfo field; a bound salt must open to the authorizer.
-    let payer = address(
-        authorization.from.as_str(),
-        "authorization.from",
-        Reason::InvalidAuthCaptureEvmPayloadFormat,
-    )?;
+    let payer = evm(&authorization.from);
     let salt = U256::from_be_bytes(payload.salt.to_bytes());
     if let Some(salt_nonce) = &payload.salt_nonce {
         let policy = Address::ZERO;
@@ -355,11 +329,7 @@ pub fn check_collect(request: CollectRequest<'_>) -> Result<Collect, Refusal> {
         refundExpiry: seconds(extra.refund_deadline, "refundDeadline")?,
         minFeeBps: extra.min_fee_bps,
         maxFeeBps: extra.max_fee_bps,
-        feeReceiver: address(
-            extra.fee_recipient.as_str(),
-            "feeRecipient",
-            Reason::InvalidAuthCaptureEvmExtra,
-        )?,
+        feeReceiver: evm(&extra.fee_recipient),
         salt,
     };
     let nonce = B256::from(authorization.nonce.to_bytes());
