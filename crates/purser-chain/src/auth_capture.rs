@@ -15,6 +15,8 @@
 //!
 //! Everything here is pure: no RPC.
 
+pub mod call;
+pub mod lifecycle;
 pub mod onchain;
 pub mod verify;
 

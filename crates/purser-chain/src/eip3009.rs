@@ -408,10 +408,25 @@ pub struct ReceiptView {
     pub tx_hash: B256,
     pub success: bool,
     pub block_number: u64,
-    /// The receipt holds the `Transfer(from, to, value)` event of the asset.
-    pub transfer_logged: bool,
+    /// The receipt holds the event the settlement expects (the asset's `Transfer(from, to,
+    /// value)`, or the escrow's event of the operation on the payment).
+    pub logged: bool,
+    /// What the escrow's event says the operation moved (escrow operations only).
+    pub escrow_amount: Option<U256>,
     /// What the transaction cost its sender, as the receipt reports it.
     pub cost: ActualCost,
+}
+
+/// What a settlement's transaction is expected to log.
+#[derive(Debug, Clone, Copy)]
+pub enum Expected<'a> {
+    /// The `exact` transfer, by the token at `asset`.
+    Transfer {
+        transfer: &'a ExactTransfer,
+        asset: Address,
+    },
+    /// The escrow's event of this call.
+    Escrow(&'a crate::auth_capture::call::EscrowCall),
 }
 
 /// A receipt with the fee fields OP Stack nodes add (absent elsewhere).
@@ -969,12 +984,12 @@ impl Rail {
         }
     }
 
-    /// The receipt of the transaction with `0x` hash `hash`, if mined; with `transfer`, whether
-    /// it logged that transfer of `asset`.
+    /// The receipt of the transaction with `0x` hash `hash`, if mined, and whether it logged
+    /// what `expected` names.
     pub async fn receipt(
         &self,
         hash: &str,
-        transfer: Option<(&ExactTransfer, &Asset)>,
+        expected: Option<Expected<'_>>,
     ) -> Result<Option<ReceiptView>, RpcFailure> {
         let hash = parse_hash(hash).ok_or_else(|| RpcFailure::Refused {
             what: "eth_getTransactionReceipt",
@@ -994,8 +1009,17 @@ impl Rail {
             .await?;
         Ok(receipt.map(|fees| {
             let r = &fees.receipt;
-            let transfer_logged =
-                transfer.is_some_and(|(t, asset)| transfer_in_logs(r, t, asset.address));
+            let logs = || r.inner.logs().iter().map(|log| &log.inner);
+            let (logged, escrow_amount) = match expected {
+                Some(Expected::Transfer { transfer, asset }) => {
+                    (transfer_in_logs(r, transfer, asset), None)
+                }
+                Some(Expected::Escrow(call)) => {
+                    let amount = call.logged_amount(logs());
+                    (amount.is_some(), amount)
+                }
+                None => (false, None),
+            };
             let cost = ActualCost::from_parts(
                 r.gas_used,
                 r.effective_gas_price,
@@ -1004,14 +1028,15 @@ impl Rail {
                 fees.operator_fee_constant
                     .map(|c| u128::try_from(c).unwrap_or(u128::MAX)),
             );
-            if transfer_logged && r.status() {
+            if logged && r.status() {
                 self.settlement_gas.observe(hash, r.gas_used);
             }
             ReceiptView {
                 tx_hash: hash,
                 success: r.status(),
                 block_number: r.block_number.unwrap_or_default(),
-                transfer_logged,
+                logged,
+                escrow_amount,
                 cost,
             }
         }))

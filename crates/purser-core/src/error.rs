@@ -100,6 +100,7 @@ error_codes! {
     EventVoided = (409, "event_voided", "the event was voided; a voided event takes no further corrections"),
     ResourceNotPublishable = (409, "resource_not_publishable", "the resource lacks what publishing needs (an accepted network with a payout address), or is archived"),
     PaymentAlreadyUsed = (409, "payment_already_used", "this payment was presented before; a resource server takes each payment once, so sign a new one"),
+    EscrowOperationInFlight = (409, "escrow_operation_in_flight", "another operation on this escrowed payment (authorize, capture, void, refund) is not final yet; retry once it is"),
     PaymentIdentifierConflict = (409, "payment_identifier_conflict", "the payment identifier was used before with another payment payload"),
     PayloadTooLarge = (413, "payload_too_large", "the body is larger than the configured limit"),
     BatchTooLarge = (413, "batch_too_large", "the batch holds more events than `metering.max_batch_events`"),

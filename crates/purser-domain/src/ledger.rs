@@ -14,6 +14,21 @@
 //! | failed | `settlement` | (same) | (same) | voided |
 //! | mined (confirmed or failed) | `network_fee` | network fees (asset `native`) | signer gas (`native`) | posted |
 //!
+//! Operations on an escrowed payment (`auth-capture`) are settlements too, each with its own
+//! two-phase `settlement` transfer between the accounts of its kind, pending from submission,
+//! posted on confirmation, voided on failure:
+//!
+//! | operation | `settlement` transfer | on confirmation, also |
+//! |---|---|---|
+//! | `authorize` | payer clearing → escrow held (the whole amount) | |
+//! | `capture` | escrow held → merchant receivable (the amount less the fee) | `escrow_fee`: escrow held → fees |
+//! | `void` | escrow held → payer returned (all that was held) | |
+//! | `refund` | refund advances → payer returned | |
+//! | payer's `reclaim` (seen on chain) | `escrow_reclaim`: escrow held → payer returned, on the authorization's settlement | |
+//!
+//! So for every payment, escrow held is what the escrow's `capturableAmount` says, and the
+//! captures less the refunds are its `refundableAmount`.
+//!
 //! Prepaid credits (`credit_top_up`, `credit_use`) move between `credit_issuance`, a payer's own
 //! `payer_credit` account and `credit_earned`; [`crate::credits`] has their table.
 
@@ -46,6 +61,14 @@ string_enum!(
         NetworkFees = "network_fees",
         /// Gas paid by Purser's settlement signers for the tenant: credited by the same.
         SignerGas = "signer_gas",
+        /// Value authorized into the escrow and held there for the merchant: credited by
+        /// authorizations, debited by captures, fees, voids and reclaims.
+        EscrowHeld = "escrow_held",
+        /// Value that went back to payers: voided or reclaimed holds, and refunds.
+        PayerReturned = "payer_returned",
+        /// Refunds the operator paid out of its own wallet (the escrow's refund collector pulls
+        /// them from the operator): what the merchant owes the operator back.
+        RefundAdvances = "refund_advances",
     }
 );
 
@@ -68,7 +91,8 @@ string_enum!(
 string_enum!(
     /// Why a transfer exists.
     TransferCode, "transfer code" {
-        /// Payer clearing to settlement in flight: the settlement transaction.
+        /// The settlement's own transaction: payer clearing to settlement in flight for
+        /// `exact`, between the escrow accounts of its kind for an escrow operation.
         Settlement = "settlement",
         /// Settlement in flight to merchant receivable: the confirmed arrival.
         Payout = "payout",
@@ -80,6 +104,11 @@ string_enum!(
         /// Signer gas to network fees: what a mined settlement transaction cost, exactly as
         /// its receipt says, posted when its outcome is recorded.
         NetworkFee = "network_fee",
+        /// Escrow held to fees: a capture's fee, to the payment's fee receiver.
+        EscrowFee = "escrow_fee",
+        /// Escrow held to payer returned: a hold the payer took back itself after the
+        /// authorization expired, posted on the authorization's settlement when seen on chain.
+        EscrowReclaim = "escrow_reclaim",
     }
 );
 

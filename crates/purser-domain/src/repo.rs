@@ -114,6 +114,23 @@ pub trait SettlementRepository: Send + Sync {
         page: PageRequest,
     ) -> Result<Page<Settlement>>;
 
+    /// The scope's escrowed payments: their `authorize` settlements, in creation order.
+    async fn list_escrow_payments(
+        &self,
+        scope: TenantScope,
+        page: PageRequest,
+    ) -> Result<Page<Settlement>>;
+
+    /// The scope's operations on the escrowed payment `payment` (`getHash(paymentInfo)`, `0x`
+    /// and lower-case hex), its `authorize` first, then in the order they were claimed.
+    async fn escrow_operations(&self, scope: TenantScope, payment: &str)
+    -> Result<Vec<Settlement>>;
+
+    /// Posts a hold the payer reclaimed itself (seen on chain) on the payment's `authorize`
+    /// settlement `authorization`: `escrow_reclaim`, once. False when it was posted before.
+    async fn record_escrow_reclaim(&self, authorization: SettlementId, amount: Amount)
+    -> Result<bool>;
+
     /// `received` to `verified`.
     async fn mark_verified(&self, id: SettlementId) -> Result<Settlement>;
 

@@ -56,6 +56,47 @@ impl SettlementStatus {
     }
 }
 
+string_enum!(
+    /// What a settlement's transaction does: an `exact` transfer, or one operation of the
+    /// `auth-capture` escrow on a payment it holds.
+    SettlementKind, "settlement kind" {
+        /// `transferWithAuthorization` to the merchant (`exact`).
+        Exact = "exact",
+        /// `authorize`: the payer's funds move into the escrow, held for the merchant.
+        EscrowAuthorize = "escrow_authorize",
+        /// `capture`: held funds go to the merchant (less the fee, to the fee receiver).
+        EscrowCapture = "escrow_capture",
+        /// `void`: everything still held goes back to the payer.
+        EscrowVoid = "escrow_void",
+        /// `refund`: captured funds go back to the payer, advanced by the operator.
+        EscrowRefund = "escrow_refund",
+    }
+);
+
+impl SettlementKind {
+    /// An operation on an escrowed payment (every kind but `exact`).
+    pub fn is_escrow(self) -> bool {
+        !matches!(self, Self::Exact)
+    }
+}
+
+/// What ties an escrow operation to its payment: the escrow's key for it
+/// (`getHash(paymentInfo)`, `0x` and 64 lower-case hex digits) and the fee the operation pays
+/// out of `amount` (a capture's; zero for the others).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscrowLink {
+    pub payment: String,
+    pub fee: Amount,
+}
+
+/// The refusal of a second operation on an escrowed payment while one is in flight.
+pub fn escrow_operation_in_flight() -> Error {
+    Error::new(
+        ErrorCode::EscrowOperationInFlight,
+        "another operation on this escrowed payment is not final yet; retry once it is",
+    )
+}
+
 /// What makes an authorization unique on chain: EIP-3009 nonces are per token and payer.
 /// Addresses are lower-case `0x` hex; the nonce is `0x` and 64 lower-case hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,6 +148,9 @@ pub struct NewSettlement {
     /// The `PaymentRequirements` it was settled against (JSON).
     pub requirements: String,
     pub payment_identifier: Option<String>,
+    pub kind: SettlementKind,
+    /// The escrowed payment, for every kind but `exact`.
+    pub escrow: Option<EscrowLink>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -136,6 +180,8 @@ pub struct Settlement {
     /// Why this rail: the router's quotes of every rail when the transaction was signed, as
     /// JSON.
     pub route_decision: Option<String>,
+    pub kind: SettlementKind,
+    pub escrow: Option<EscrowLink>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -58,6 +58,9 @@ pub(crate) fn map_error(context: &'static str, err: sqlx::Error) -> Error {
                     "the tenant has a meter with this slug",
                 );
             }
+            Some("settlements_escrow_in_flight_key") => {
+                return purser_domain::settlement::escrow_operation_in_flight();
+            }
             Some("credit_balances_within_u128") => {
                 return Error::invalid_input(
                     "the credit balance would exceed the largest supported amount",

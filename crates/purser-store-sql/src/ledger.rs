@@ -10,7 +10,8 @@ use purser_domain::auth::TenantScope;
 use purser_domain::id::{LedgerAccountId, SettlementId, TenantId, TransferId};
 use purser_domain::ledger::{AccountBalance, AccountKind, Transfer, TransferCode, TransferState};
 use purser_domain::repo::LedgerRepository;
-use purser_domain::settlement::Settlement;
+use purser_domain::money::Amount;
+use purser_domain::settlement::{Settlement, SettlementKind};
 use purser_domain::{Error, Result};
 use uuid::Uuid;
 
@@ -78,25 +79,41 @@ pub async fn ledger_account<D: LedgerDialect>(
     Cols::<D>::new(&row).uuid("id")
 }
 
-/// A transfer of the settlement's own asset and amount.
-async fn insert_transfer<D: LedgerDialect>(
-    conn: &mut Conn<D>,
-    settlement: &Settlement,
-    code: TransferCode,
-    debit: AccountKind,
-    credit: AccountKind,
-    state: TransferState,
-) -> Result<()> {
-    insert_transfer_of::<D>(
-        conn,
-        settlement,
-        &settlement.key.asset,
-        settlement.amount,
-        code,
-        (debit, credit),
-        state,
-    )
-    .await
+/// The settlement's own transfer: between which accounts its transaction moves value, and how
+/// much (see the tables in [`purser_domain::ledger`]).
+fn settlement_leg(settlement: &Settlement) -> (AccountKind, AccountKind, Amount) {
+    let fee = settlement
+        .escrow
+        .as_ref()
+        .map_or(Amount::ZERO, |escrow| escrow.fee);
+    match settlement.kind {
+        SettlementKind::Exact => (
+            AccountKind::PayerClearing,
+            AccountKind::SettlementInFlight,
+            settlement.amount,
+        ),
+        SettlementKind::EscrowAuthorize => (
+            AccountKind::PayerClearing,
+            AccountKind::EscrowHeld,
+            settlement.amount,
+        ),
+        SettlementKind::EscrowCapture => (
+            AccountKind::EscrowHeld,
+            AccountKind::MerchantReceivable,
+            // The store refuses a fee above the amount.
+            settlement.amount.checked_sub(fee).unwrap_or(Amount::ZERO),
+        ),
+        SettlementKind::EscrowVoid => (
+            AccountKind::EscrowHeld,
+            AccountKind::PayerReturned,
+            settlement.amount,
+        ),
+        SettlementKind::EscrowRefund => (
+            AccountKind::RefundAdvances,
+            AccountKind::PayerReturned,
+            settlement.amount,
+        ),
+    }
 }
 
 /// A transfer for `settlement` of `amount` of `asset` on its chain, between tenant-wide
@@ -105,7 +122,7 @@ async fn insert_transfer_of<D: LedgerDialect>(
     conn: &mut Conn<D>,
     settlement: &Settlement,
     asset: &str,
-    amount: purser_domain::money::Amount,
+    amount: Amount,
     code: TransferCode,
     (debit, credit): (AccountKind, AccountKind),
     state: TransferState,
@@ -143,17 +160,19 @@ async fn insert_transfer_of<D: LedgerDialect>(
     Ok(())
 }
 
-/// On submission: payer clearing to settlement in flight, pending.
+/// On submission: the settlement's own transfer, pending.
 pub async fn open_settlement_transfer<D: LedgerDialect>(
     conn: &mut Conn<D>,
     settlement: &Settlement,
 ) -> Result<()> {
-    insert_transfer::<D>(
+    let (debit, credit, amount) = settlement_leg(settlement);
+    insert_transfer_of::<D>(
         conn,
         settlement,
+        &settlement.key.asset,
+        amount,
         TransferCode::Settlement,
-        AccountKind::PayerClearing,
-        AccountKind::SettlementInFlight,
+        (debit, credit),
         TransferState::Pending,
     )
     .await
@@ -164,7 +183,7 @@ async fn resolve_settlement_transfer<D: Dialect>(
     settlement: &Settlement,
     state: TransferState,
 ) -> Result<()> {
-    if settlement.amount.is_zero() {
+    if settlement_leg(settlement).2.is_zero() {
         return Ok(());
     }
     let resolved = Sql::<D>::new(
@@ -188,18 +207,68 @@ async fn resolve_settlement_transfer<D: Dialect>(
     Ok(())
 }
 
-/// On confirmation: post the settlement transfer and the payout to the merchant.
+/// On confirmation: post the settlement transfer, and what follows from it: the payout to the
+/// merchant of an `exact` settlement, the fee of an escrow capture.
 pub async fn post_settlement<D: LedgerDialect>(
     conn: &mut Conn<D>,
     settlement: &Settlement,
 ) -> Result<()> {
     resolve_settlement_transfer::<D>(conn, settlement, TransferState::Posted).await?;
-    insert_transfer::<D>(
+    let (code, accounts, amount) = match (settlement.kind, &settlement.escrow) {
+        (SettlementKind::Exact, _) => (
+            TransferCode::Payout,
+            (AccountKind::SettlementInFlight, AccountKind::MerchantReceivable),
+            settlement.amount,
+        ),
+        (SettlementKind::EscrowCapture, Some(escrow)) => (
+            TransferCode::EscrowFee,
+            (AccountKind::EscrowHeld, AccountKind::Fees),
+            escrow.fee,
+        ),
+        _ => return Ok(()),
+    };
+    insert_transfer_of::<D>(
         conn,
         settlement,
-        TransferCode::Payout,
-        AccountKind::SettlementInFlight,
-        AccountKind::MerchantReceivable,
+        &settlement.key.asset,
+        amount,
+        code,
+        accounts,
+        TransferState::Posted,
+    )
+    .await
+}
+
+/// Whether the settlement has a transfer with this code.
+pub async fn has_transfer<D: Dialect>(
+    conn: &mut Conn<D>,
+    settlement: SettlementId,
+    code: &str,
+) -> Result<bool> {
+    let row = Sql::<D>::new(
+        "SELECT COUNT(*) AS n FROM ledger_transfers WHERE settlement_id = $1 AND code = $2",
+    )
+    .arg(settlement.as_uuid())
+    .arg(code)
+    .fetch_one(conn, "reading a ledger transfer")
+    .await?;
+    Ok(Cols::<D>::new(&row).i64("n")? > 0)
+}
+
+/// A hold the payer reclaimed itself (seen on chain after the authorization expired): escrow
+/// held to payer returned, on the authorization's settlement, once.
+pub async fn post_escrow_reclaim<D: LedgerDialect>(
+    conn: &mut Conn<D>,
+    authorization: &Settlement,
+    amount: Amount,
+) -> Result<()> {
+    insert_transfer_of::<D>(
+        conn,
+        authorization,
+        &authorization.key.asset,
+        amount,
+        TransferCode::EscrowReclaim,
+        (AccountKind::EscrowHeld, AccountKind::PayerReturned),
         TransferState::Posted,
     )
     .await

@@ -9,10 +9,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use purser_domain::auth::TenantScope;
 use purser_domain::id::{AttemptId, SettlementId, TenantId};
+use purser_domain::money::Amount;
 use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::SettlementRepository;
 use purser_domain::settlement::{
-    Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NetworkCost,
+    Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, EscrowLink, InFlightQuery,
+    SettlementKind, SettlementStatus, NetworkCost,
     NetworkCostDay, NewSettlement, PaymentIdentifierClaim, PaymentIdentifierRecord, Settlement,
 };
 use purser_domain::{Error, ErrorCode, Result};
@@ -44,8 +46,8 @@ pub fn settlement_columns<D: Dialect>() -> impl Display {
              error_message, tx_hash, block_number, payment_identifier, gas_used, \
              effective_gas_price{text} AS effective_gas_price, l1_fee{text} AS l1_fee, \
              operator_fee{text} AS operator_fee, network_cost{text} AS network_cost, \
-             estimated_network_cost{text} AS estimated_network_cost, route_decision, \
-             created_at, updated_at",
+             estimated_network_cost{text} AS estimated_network_cost, route_decision, kind, \
+             escrow_payment, escrow_fee{text} AS escrow_fee, created_at, updated_at",
             text = D::AS_TEXT
         )
     })
@@ -111,6 +113,11 @@ pub fn read_settlement<D: Dialect>(row: &Row<D>) -> Result<Settlement> {
         },
         estimated_network_cost: r.opt_amount("estimated_network_cost")?,
         route_decision: r.opt_text("route_decision")?,
+        kind: r.parse("kind", what)?,
+        escrow: match (r.opt_text("escrow_payment")?, r.opt_amount("escrow_fee")?) {
+            (Some(payment), Some(fee)) => Some(EscrowLink { payment, fee }),
+            _ => None,
+        },
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
     })
@@ -196,6 +203,31 @@ fn outcome_message(message: &str) -> String {
 }
 
 impl<D: Dialect> SqlStore<D> {
+    /// The scope's settlements, of one kind or all, in creation order.
+    async fn settlements_page(
+        &self,
+        scope: TenantScope,
+        kind: Option<SettlementKind>,
+        page: PageRequest,
+    ) -> Result<Page<Settlement>> {
+        let mut sql = Sql::new(format!(
+            "SELECT {} FROM settlements WHERE tenant_id = ",
+            settlement_columns::<D>()
+        ));
+        sql.push_arg(scope.tenant_id().as_uuid());
+        if let Some(kind) = kind {
+            sql.push(" AND kind = ").push_arg(kind.as_str());
+        }
+        push_page(&mut sql, &page);
+        let settlements = self
+            .fetch_all(sql, "listing settlements")
+            .await?
+            .iter()
+            .map(read_settlement::<D>)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.finish(settlements))
+    }
+
     async fn settlement_or_missing(&self, id: SettlementId) -> Result<Settlement> {
         let mut conn = self.acquire("reading a settlement").await?;
         settlement_by_id::<D>(&mut conn, id)
@@ -252,8 +284,9 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
         let insert = Sql::new(format!(
             "INSERT INTO settlements (id, tenant_id, network, asset, payer, auth_nonce, pay_to, amount,
                  valid_after, valid_before, payload, requirements, status, payment_identifier,
-                 created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8{numeric}, $9, $10, $11, $12, 'received', $13, $14, $14)
+                 kind, escrow_payment, escrow_fee, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8{numeric}, $9, $10, $11, $12, 'received', $13,
+                 $14, $15, $16{numeric}, $17, $17)
              ON CONFLICT (network, asset, payer, auth_nonce) DO NOTHING
              RETURNING {columns}"
         ))
@@ -270,6 +303,9 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
         .arg(&new.payload)
         .arg(&new.requirements)
         .arg(&new.payment_identifier)
+        .arg(new.kind.as_str())
+        .arg(new.escrow.as_ref().map(|e| e.payment.as_str()))
+        .arg(new.escrow.as_ref().map(|e| e.fee))
         .arg(new.created_at);
         if let Some(row) = self.fetch_optional(insert, "claiming a settlement").await? {
             return Ok(Claim::Created(read_settlement::<D>(&row)?));
@@ -278,7 +314,8 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
         let reclaim = Sql::new(format!(
             "UPDATE settlements SET status = 'received', pay_to = $6, amount = $7{numeric},
                  valid_after = $8, valid_before = $9, payload = $10, requirements = $11,
-                 payment_identifier = $12, error_reason = NULL, error_message = NULL, updated_at = $13
+                 payment_identifier = $12, kind = $14, escrow_payment = $15, escrow_fee = $16{numeric},
+                 error_reason = NULL, error_message = NULL, updated_at = $13
              WHERE network = $1 AND asset = $2 AND payer = $3 AND auth_nonce = $4 AND tenant_id = $5
                AND status = 'rejected'
              RETURNING {columns}"
@@ -295,7 +332,10 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
         .arg(&new.payload)
         .arg(&new.requirements)
         .arg(&new.payment_identifier)
-        .arg(purser_domain::time::now());
+        .arg(purser_domain::time::now())
+        .arg(new.kind.as_str())
+        .arg(new.escrow.as_ref().map(|e| e.payment.as_str()))
+        .arg(new.escrow.as_ref().map(|e| e.fee));
         if let Some(row) = self
             .fetch_optional(reclaim, "reclaiming a settlement")
             .await?
@@ -359,19 +399,58 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
         scope: TenantScope,
         page: PageRequest,
     ) -> Result<Page<Settlement>> {
-        let mut sql = Sql::new(format!(
-            "SELECT {} FROM settlements WHERE tenant_id = ",
+        self.settlements_page(scope, None, page).await
+    }
+
+    async fn list_escrow_payments(
+        &self,
+        scope: TenantScope,
+        page: PageRequest,
+    ) -> Result<Page<Settlement>> {
+        self.settlements_page(scope, Some(SettlementKind::EscrowAuthorize), page)
+            .await
+    }
+
+    async fn escrow_operations(
+        &self,
+        scope: TenantScope,
+        payment: &str,
+    ) -> Result<Vec<Settlement>> {
+        let sql = Sql::new(format!(
+            "SELECT {} FROM settlements WHERE escrow_payment = $1 AND tenant_id = $2
+             ORDER BY kind <> 'escrow_authorize', created_at, id",
             settlement_columns::<D>()
-        ));
-        sql.push_arg(scope.tenant_id().as_uuid());
-        push_page(&mut sql, &page);
-        let settlements = self
-            .fetch_all(sql, "listing settlements")
+        ))
+        .arg(payment.to_ascii_lowercase())
+        .arg(scope.tenant_id().as_uuid());
+        self.fetch_all(sql, "reading an escrowed payment's operations")
             .await?
             .iter()
             .map(read_settlement::<D>)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page.finish(settlements))
+            .collect()
+    }
+
+    async fn record_escrow_reclaim(
+        &self,
+        authorization: SettlementId,
+        amount: Amount,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let settlement = settlement_by_id::<D>(&mut tx, authorization)
+            .await?
+            .ok_or_else(|| Error::not_found(SettlementId::WHAT))?;
+        if settlement.kind != SettlementKind::EscrowAuthorize
+            || settlement.status != SettlementStatus::Confirmed
+        {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "only a confirmed authorization's hold can be reclaimed",
+            ));
+        }
+        let before = ledger::has_transfer::<D>(&mut tx, authorization, "escrow_reclaim").await?;
+        ledger::post_escrow_reclaim::<D>(&mut tx, &settlement, amount).await?;
+        commit::<D>(tx).await?;
+        Ok(!before)
     }
 
     async fn mark_verified(&self, id: SettlementId) -> Result<Settlement> {

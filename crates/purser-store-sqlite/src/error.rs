@@ -15,6 +15,9 @@ pub(crate) fn map_error(context: &'static str, err: sqlx::Error) -> Error {
             ErrorKind::UniqueViolation if message.contains("resources.resource_key") => {
                 return purser_domain::registry::resource_taken();
             }
+            ErrorKind::UniqueViolation if message.contains("settlements.escrow_payment") => {
+                return purser_domain::settlement::escrow_operation_in_flight();
+            }
             ErrorKind::UniqueViolation if message.contains("meters.slug") => {
                 return Error::new(
                     ErrorCode::MeterSlugTaken,

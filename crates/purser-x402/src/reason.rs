@@ -159,6 +159,10 @@ reasons! {
     InvalidAuthCaptureEvmSaltBindingMismatch = "invalid_auth_capture_evm_salt_binding_mismatch",
     /// The authorizer signature does not recover to `extra.receiverAuthorizer`.
     InvalidAuthCaptureEvmAuthorizerSignature = "invalid_auth_capture_evm_authorizer_signature",
+    /// A lifecycle request without an authorizer signature, for an authorizer delegated to the
+    /// facilitator, that the facilitator could not authenticate out of band.
+    InvalidAuthCaptureEvmUnauthenticatedAuthorizerRequest =
+        "invalid_auth_capture_evm_unauthenticated_authorizer_request",
     /// The escrow's balances differ from the ones the authorizer signed for.
     InvalidAuthCaptureEvmUnexpectedPaymentState =
         "invalid_auth_capture_evm_unexpected_payment_state",

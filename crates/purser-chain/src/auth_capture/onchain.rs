@@ -1,15 +1,16 @@
-//! The escrow on a rail: what it holds of a payment, and an `authorize` simulated from the
-//! operator before anything is sent, its refusal read as the specification's reason.
+//! The escrow on a rail: what it holds of a payment, and a call simulated from the operator
+//! before anything is sent, its refusal read as the specification's reason.
 
 use alloy::eips::BlockId;
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::primitives::{Address, B256, Bytes};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::{SolCall, SolInterface};
 use purser_x402::Reason;
 
 use super::AuthCaptureEscrow::{self, AuthCaptureEscrowErrors as Refused};
-use super::verify::{Collect, Refusal};
+use super::call::EscrowCall;
+use super::verify::Refusal;
 use crate::rails::Rail;
 use crate::rpc::RpcFailure;
 
@@ -121,27 +122,14 @@ impl Rail {
         })
     }
 
-    /// Simulates the `authorize` that settles `collect` (the whole amount, through the
-    /// deployment's ERC-3009 collector, with the payer's signature as collector data, exactly
-    /// as it will be sent) from the operator. `Ok(Err(_))`: the escrow refuses, and why.
-    pub async fn simulate_authorize(
+    /// Simulates `call` from its operator, exactly as it will be sent. `Ok(Err(_))`: the
+    /// escrow refuses, and why.
+    pub async fn simulate_escrow(
         &self,
-        collect: &Collect,
-        signature: Bytes,
+        call: &EscrowCall,
     ) -> Result<Result<(), Refusal>, RpcFailure> {
-        let input = AuthCaptureEscrow::authorizeCall {
-            paymentInfo: collect.info.clone(),
-            amount: U256::from(collect.info.maxAmount),
-            tokenCollector: collect.deployment.eip3009_collector,
-            collectorData: signature,
-        }
-        .abi_encode();
         match self
-            .escrow_call(
-                Some(collect.info.operator),
-                collect.deployment.escrow,
-                input,
-            )
+            .escrow_call(Some(call.operator()), call.escrow, call.calldata().to_vec())
             .await
         {
             Ok(_) => Ok(Ok(())),

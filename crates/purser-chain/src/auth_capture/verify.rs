@@ -7,7 +7,7 @@
 //! itself.
 
 use alloy::primitives::aliases::{U48, U120};
-use alloy::primitives::{Address, B256, Signature, U256};
+use alloy::primitives::{Address, B256, Bytes, Signature, U256};
 use purser_x402::auth_capture::{
     AssetTransferMethod, AuthCaptureExtra, CollectPayload, OperatorType, PaymentFlow, SubmittedFee,
     TokenAuthorization,
@@ -16,6 +16,7 @@ use purser_x402::exact_evm::EvmAddress;
 use purser_x402::v2::PaymentRequirements;
 use purser_x402::{Reason, auth_capture};
 
+use super::call::{EscrowCall, EscrowOperation};
 use super::{
     Deployment, EscrowVersion, PaymentInfo, ReceiveWithAuthorization, bound_salt, deployment,
     fee_amount_bounds, payment_hash, receive_authorization_digest, signature_nonce,
@@ -32,7 +33,7 @@ pub struct Refusal {
     pub message: String,
 }
 
-fn refuse(reason: Reason, message: impl Into<String>) -> Refusal {
+pub(crate) fn refuse(reason: Reason, message: impl Into<String>) -> Refusal {
     Refusal {
         reason,
         message: message.into(),
@@ -79,8 +80,24 @@ pub struct Collect {
     pub payer_signature: PayerSignature,
 }
 
+impl Collect {
+    /// The `authorize` that collects this payment: the whole amount, through the deployment's
+    /// ERC-3009 collector, with the payer's signature (`collector_data`) as it came.
+    pub fn authorize_call(&self, collector_data: Bytes) -> EscrowCall {
+        EscrowCall {
+            escrow: self.deployment.escrow,
+            info: self.info.clone(),
+            payment_hash: self.payment_hash,
+            operation: EscrowOperation::Authorize {
+                collector: self.deployment.eip3009_collector,
+                collector_data,
+            },
+        }
+    }
+}
+
 /// An address the wire parsing already validated.
-fn evm(address: &EvmAddress) -> Address {
+pub(crate) fn evm(address: &EvmAddress) -> Address {
     Address::from(address.to_bytes())
 }
 
@@ -90,7 +107,7 @@ fn address(text: &str, what: &str, reason: Reason) -> Result<Address, Refusal> {
 }
 
 /// A time as the escrow keeps it (`uint48`).
-fn seconds(value: u64, what: &str) -> Result<U48, Refusal> {
+pub(crate) fn seconds(value: u64, what: &str) -> Result<U48, Refusal> {
     U48::try_from(value).map_err(|_| {
         refuse(
             Reason::InvalidAuthCaptureEvmDeadlineOrdering,
@@ -99,16 +116,22 @@ fn seconds(value: u64, what: &str) -> Result<U48, Refusal> {
     })
 }
 
-/// Runs the checks in order; the first that fails answers.
-pub fn check_collect(request: CollectRequest<'_>) -> Result<Collect, Refusal> {
-    let CollectRequest {
-        requirements,
-        accepted,
-        payload,
-        settling,
-        submitters,
-        now,
-    } = request;
+/// What checks 2 to 5 establish, for collect and lifecycle payloads alike.
+pub(crate) struct Admitted {
+    pub chain_id: u64,
+    pub extra: AuthCaptureExtra,
+    pub deployment: Deployment,
+    /// `extra.captureAuthorizer`: one of this facilitator's submitters.
+    pub operator: Address,
+}
+
+/// Checks 2 to 5: the scheme, the network, `extra` and the deployment it names, and the
+/// operator's admission.
+pub(crate) fn admit(
+    requirements: &PaymentRequirements,
+    accepted: &PaymentRequirements,
+    submitters: &[Address],
+) -> Result<Admitted, Refusal> {
     // 2. Scheme, 3. network.
     if requirements.scheme != auth_capture::SCHEME || accepted.scheme != auth_capture::SCHEME {
         return Err(refuse(
@@ -157,6 +180,30 @@ pub fn check_collect(request: CollectRequest<'_>) -> Result<Collect, Refusal> {
             ));
         }
     }
+    Ok(Admitted {
+        chain_id,
+        extra,
+        deployment,
+        operator,
+    })
+}
+
+/// Runs the checks in order; the first that fails answers.
+pub fn check_collect(request: CollectRequest<'_>) -> Result<Collect, Refusal> {
+    let CollectRequest {
+        requirements,
+        accepted,
+        payload,
+        settling,
+        submitters,
+        now,
+    } = request;
+    let Admitted {
+        chain_id,
+        extra,
+        deployment,
+        operator,
+    } = admit(requirements, accepted, submitters)?;
     let receiver_authorizer = extra.receiver_authorizer.as_ref().map(evm);
     if extra.payment_flow == PaymentFlow::Authorization && receiver_authorizer.is_none() {
         return Err(refuse(

@@ -1,0 +1,397 @@
+//! The facilitator's checks of a lifecycle payload (`capture`, `void`, `refund` of a held
+//! payment), in the specification's order: admission (checks 2 to 5 of a collect), then the
+//! operator, the salt binding, the payment's fields against the requirements, and the
+//! authorizer's signatures, all without a chain; then, against the escrow's `paymentState`,
+//! the operation's preconditions ([`Lifecycle::check_state`]).
+
+use alloy::primitives::{Address, B256, Signature, U256};
+use alloy::sol_types::SolStruct;
+use purser_x402::auth_capture::{
+    LifecycleOperation, LifecyclePayload, PaymentFlow, SubmittedFee, WirePaymentInfo,
+};
+use purser_x402::v2::PaymentRequirements;
+use purser_x402::{HexSignature, Reason};
+
+use super::call::{EscrowCall, EscrowOperation};
+use super::onchain::PaymentState;
+use super::verify::{Admitted, Refusal, admit, evm, refuse, seconds};
+use super::{
+    Deployment, EscrowVersion, PaymentInfo, Refund, Void, authorizer_domain, bound_salt,
+    fee_amount_bounds, payment_hash, v1_1,
+};
+
+/// What is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct LifecycleRequest<'a> {
+    pub requirements: &'a PaymentRequirements,
+    pub accepted: &'a PaymentRequirements,
+    pub payload: &'a LifecyclePayload,
+    /// The addresses this facilitator submits from.
+    pub submitters: &'a [Address],
+    /// The receiver authorizers this facilitator signs for (it advertises them): a payload
+    /// for one of them may omit its signature, and is authenticated out of band.
+    pub delegated: &'a [Address],
+}
+
+/// How the operation was authorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorization {
+    /// The receiver authorizer's signature recovered.
+    Signed,
+    /// No signature: the authorizer is delegated to this facilitator, which must authenticate
+    /// the request itself.
+    Delegated,
+}
+
+/// A lifecycle payload that passed the checks that need no chain.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    pub chain_id: u64,
+    pub deployment: Deployment,
+    pub info: PaymentInfo,
+    pub payment_hash: B256,
+    pub operation: LifecycleOperation,
+    /// `capture` and `refund`.
+    pub amount: U256,
+    /// `capture`.
+    pub fee_amount: U256,
+    pub fee_receiver: Address,
+    /// The balances the authorizer signed against (`capture`, `refund`).
+    pub expected: Option<(U256, U256)>,
+    /// A `capture` that also voids what remains.
+    pub void_after: bool,
+    pub authorization: Authorization,
+}
+
+fn wire_info(info: &WirePaymentInfo) -> Result<PaymentInfo, Refusal> {
+    let max_amount = alloy::primitives::aliases::U120::try_from(info.max_amount.atomic())
+        .map_err(|_| {
+            refuse(
+                Reason::InvalidAuthCaptureEvmAmountOverflow,
+                "paymentInfo.maxAmount exceeds the escrow's uint120",
+            )
+        })?;
+    Ok(PaymentInfo {
+        operator: evm(&info.operator),
+        payer: evm(&info.payer),
+        receiver: evm(&info.receiver),
+        token: evm(&info.token),
+        maxAmount: max_amount,
+        preApprovalExpiry: seconds(info.pre_approval_expiry, "preApprovalExpiry")?,
+        authorizationExpiry: seconds(info.authorization_expiry, "authorizationExpiry")?,
+        refundExpiry: seconds(info.refund_expiry, "refundExpiry")?,
+        minFeeBps: info.min_fee_bps,
+        maxFeeBps: info.max_fee_bps,
+        feeReceiver: evm(&info.fee_receiver),
+        salt: U256::from_be_bytes(info.salt.to_bytes()),
+    })
+}
+
+/// Whether `signature` is `authorizer`'s over `digest` (65-byte ECDSA).
+fn signed_by(signature: &HexSignature, digest: B256, authorizer: Address) -> bool {
+    Signature::try_from(signature.to_bytes().as_slice())
+        .ok()
+        .and_then(|s| s.recover_address_from_prehash(&digest).ok())
+        == Some(authorizer)
+}
+
+fn amount_of(value: Option<purser_domain::money::Amount>) -> U256 {
+    value.map_or(U256::ZERO, |a| U256::from(a.atomic()))
+}
+
+/// Runs the checks in order; the first that fails answers.
+pub fn check_lifecycle(request: LifecycleRequest<'_>) -> Result<Lifecycle, Refusal> {
+    let LifecycleRequest {
+        requirements,
+        accepted,
+        payload,
+        submitters,
+        delegated,
+    } = request;
+    let Admitted {
+        chain_id,
+        extra,
+        deployment,
+        operator,
+    } = admit(requirements, accepted, submitters)?;
+    if !extra.relays_lifecycle() {
+        return Err(refuse(
+            Reason::InvalidAuthCaptureEvmLifecycleNotRelayed,
+            "this payment names no receiver authorizer: its lifecycle is not relayed",
+        ));
+    }
+    if extra.payment_flow == PaymentFlow::Authorization
+        && payload.operation != LifecycleOperation::Refund
+    {
+        return Err(refuse(
+            Reason::InvalidAuthCaptureEvmPayloadType,
+            "a charged payment holds nothing to capture or void",
+        ));
+    }
+    if deployment.version != EscrowVersion::V1_1 {
+        return Err(refuse(
+            Reason::InvalidAuthCaptureEvmExtra,
+            "this facilitator relays lifecycle on escrow v1.1 only",
+        ));
+    }
+    // 1. Operator.
+    let info = wire_info(&payload.payment_info)?;
+    if info.operator != operator {
+        return Err(refuse(
+            Reason::InvalidAuthCaptureEvmOperatorMismatch,
+            "paymentInfo.operator is not extra.captureAuthorizer",
+        ));
+    }
+    // 2. The salt opens to the authorizer (and no policy).
+    let receiver_authorizer = extra.receiver_authorizer.as_ref().map(evm).unwrap_or_default();
+    let salt_nonce = U256::from_be_bytes(payload.salt_nonce.to_bytes());
+    if bound_salt(receiver_authorizer, Address::ZERO, salt_nonce) != info.salt {
+        return Err(refuse(
+            Reason::InvalidAuthCaptureEvmSaltBindingMismatch,
+            "paymentInfo.salt is not the commitment to the receiver authorizer and saltNonce",
+        ));
+    }
+    // 3. Every other field is what the requirements dictate.
+    let mismatch = |field: &str| {
+        refuse(
+            Reason::InvalidAuthCaptureEvmExtra,
+            format!("paymentInfo.{field} is not what the requirements dictate"),
+        )
+    };
+    if !requirements
+        .pay_to
+        .parse::<Address>()
+        .is_ok_and(|a| a == info.receiver)
+    {
+        return Err(mismatch("receiver"));
+    }
+    if !requirements
+        .asset
+        .parse::<Address>()
+        .is_ok_and(|a| a == info.token)
+    {
+        return Err(mismatch("token"));
+    }
+    if U256::from(info.maxAmount) != U256::from(requirements.amount.atomic()) {
+        return Err(mismatch("maxAmount"));
+    }
+    if info.authorizationExpiry.to::<u64>() != extra.capture_deadline {
+        return Err(mismatch("authorizationExpiry"));
+    }
+    if info.refundExpiry.to::<u64>() != extra.refund_deadline {
+        return Err(mismatch("refundExpiry"));
+    }
+    if info.minFeeBps != extra.min_fee_bps || info.maxFeeBps != extra.max_fee_bps {
+        return Err(mismatch("minFeeBps"));
+    }
+    if info.feeReceiver != evm(&extra.fee_recipient) {
+        return Err(mismatch("feeReceiver"));
+    }
+    let hash = payment_hash(chain_id, deployment.escrow, &info);
+    let amount = amount_of(payload.amount);
+    let expected = payload
+        .expected_capturable
+        .zip(payload.expected_refundable)
+        .map(|(c, r)| (U256::from(c.atomic()), U256::from(r.atomic())));
+    let (expected_capturable, expected_refundable) = expected.unwrap_or_default();
+    // The fee: an amount within the bounds, to the receiver the payment committed to.
+    let (fee_amount, fee_receiver) = match (payload.fee, &payload.fee_receiver) {
+        (Some(SubmittedFee::Amount(fee)), Some(receiver)) => {
+            let fee = U256::from(fee.atomic());
+            let (low, high) = fee_amount_bounds(amount, info.minFeeBps, info.maxFeeBps);
+            if fee < low || fee > high {
+                return Err(refuse(
+                    Reason::InvalidAuthCaptureEvmFeeBpsOutOfRange,
+                    "feeAmount is outside the fee bounds for this amount",
+                ));
+            }
+            let receiver = evm(receiver);
+            if info.feeReceiver != Address::ZERO && receiver != info.feeReceiver {
+                return Err(refuse(
+                    Reason::InvalidAuthCaptureEvmFeeReceiver,
+                    "feeReceiver is not the payment's fee receiver",
+                ));
+            }
+            if fee > U256::ZERO && receiver == Address::ZERO {
+                return Err(refuse(
+                    Reason::InvalidAuthCaptureEvmZeroFeeReceiver,
+                    "a fee needs a fee receiver",
+                ));
+            }
+            (fee, receiver)
+        }
+        (Some(SubmittedFee::Bps(_)), _) => {
+            return Err(refuse(
+                Reason::InvalidAuthCaptureEvmPayloadFormat,
+                "feeBps is the v1.0 escrow's fee field; this payment is on v1.1",
+            ));
+        }
+        _ => (U256::ZERO, Address::ZERO),
+    };
+    // 4. and 5. The authorizer's signatures, or the delegation that stands in for them.
+    let domain = authorizer_domain(chain_id, operator);
+    let digest = match payload.operation {
+        LifecycleOperation::Capture => v1_1::Capture {
+            paymentInfoHash: hash,
+            amount,
+            feeAmount: fee_amount,
+            feeReceiver: fee_receiver,
+            expectedCapturableAmount: expected_capturable,
+            expectedRefundableAmount: expected_refundable,
+        }
+        .eip712_signing_hash(&domain),
+        LifecycleOperation::Void => Void {
+            paymentInfoHash: hash,
+        }
+        .eip712_signing_hash(&domain),
+        LifecycleOperation::Refund => Refund {
+            paymentInfoHash: hash,
+            amount,
+            tokenCollector: deployment.operator_refund_collector,
+            expectedCapturableAmount: expected_capturable,
+            expectedRefundableAmount: expected_refundable,
+        }
+        .eip712_signing_hash(&domain),
+    };
+    let is_delegated = delegated.contains(&receiver_authorizer);
+    let authorization = match &payload.authorizer_signature {
+        Some(signature) if signed_by(signature, digest, receiver_authorizer) => {
+            Authorization::Signed
+        }
+        Some(_) => {
+            return Err(refuse(
+                Reason::InvalidAuthCaptureEvmAuthorizerSignature,
+                "authorizerSignature is not the receiver authorizer's over this operation",
+            ));
+        }
+        None if is_delegated => Authorization::Delegated,
+        None => {
+            return Err(refuse(
+                Reason::InvalidAuthCaptureEvmAuthorizerSignature,
+                "authorizerSignature is missing, and the receiver authorizer is not delegated to this facilitator",
+            ));
+        }
+    };
+    let void_digest = Void {
+        paymentInfoHash: hash,
+    }
+    .eip712_signing_hash(&domain);
+    let void_after = match &payload.void_authorizer_signature {
+        Some(signature) if signed_by(signature, void_digest, receiver_authorizer) => true,
+        Some(_) => {
+            return Err(refuse(
+                Reason::InvalidAuthCaptureEvmVoidAuthorizerSignature,
+                "voidAuthorizerSignature is not the receiver authorizer's over the void",
+            ));
+        }
+        None => false,
+    };
+    Ok(Lifecycle {
+        chain_id,
+        deployment,
+        info,
+        payment_hash: hash,
+        operation: payload.operation,
+        amount,
+        fee_amount,
+        fee_receiver,
+        expected,
+        void_after,
+        authorization,
+    })
+}
+
+impl Lifecycle {
+    /// Check 6: the operation's preconditions against what the escrow holds, at unix time
+    /// `now`.
+    pub fn check_state(&self, state: PaymentState, now: u64) -> Result<(), Refusal> {
+        let capturable = U256::from(state.capturable);
+        let refundable = U256::from(state.refundable);
+        let single_use = || match self.expected {
+            Some(expected) if expected == (capturable, refundable) => Ok(()),
+            _ => Err(refuse(
+                Reason::InvalidAuthCaptureEvmUnexpectedPaymentState,
+                format!(
+                    "the escrow holds {capturable} capturable and {refundable} refundable, not what the authorizer signed for"
+                ),
+            )),
+        };
+        match self.operation {
+            LifecycleOperation::Capture => {
+                if now >= self.info.authorizationExpiry.to::<u64>() {
+                    return Err(refuse(
+                        Reason::InvalidAuthCaptureEvmCaptureDeadlineExpired,
+                        "the authorization has expired: nothing can be captured",
+                    ));
+                }
+                if self.amount.is_zero() || self.amount > capturable {
+                    return Err(refuse(
+                        Reason::InvalidAuthCaptureEvmInsufficientAuthorization,
+                        format!("{} is more than the {capturable} held", self.amount),
+                    ));
+                }
+                if self.void_after && self.amount == capturable {
+                    return Err(refuse(
+                        Reason::InvalidAuthCaptureEvmVoidRemainderFullCapture,
+                        "the capture takes everything held: nothing remains to void",
+                    ));
+                }
+                single_use()
+            }
+            LifecycleOperation::Void => {
+                if capturable.is_zero() {
+                    return Err(refuse(
+                        Reason::InvalidAuthCaptureEvmZeroAuthorization,
+                        "nothing is held to void",
+                    ));
+                }
+                Ok(())
+            }
+            LifecycleOperation::Refund => {
+                if now >= self.info.refundExpiry.to::<u64>() {
+                    return Err(refuse(
+                        Reason::InvalidAuthCaptureEvmRefundDeadlineExpired,
+                        "the refund window has closed",
+                    ));
+                }
+                if self.amount.is_zero() || self.amount > refundable {
+                    return Err(refuse(
+                        Reason::InvalidAuthCaptureEvmRefundExceedsCapture,
+                        format!("{} is more than the {refundable} refundable", self.amount),
+                    ));
+                }
+                single_use()
+            }
+        }
+    }
+
+    /// The escrow call of the operation.
+    pub fn call(&self) -> EscrowCall {
+        let operation = match self.operation {
+            LifecycleOperation::Capture => EscrowOperation::Capture {
+                amount: self.amount,
+                fee_amount: self.fee_amount,
+                fee_receiver: self.fee_receiver,
+            },
+            LifecycleOperation::Void => EscrowOperation::Void,
+            LifecycleOperation::Refund => EscrowOperation::Refund {
+                amount: self.amount,
+                collector: self.deployment.operator_refund_collector,
+            },
+        };
+        EscrowCall {
+            escrow: self.deployment.escrow,
+            info: self.info.clone(),
+            payment_hash: self.payment_hash,
+            operation,
+        }
+    }
+
+    /// The void that follows a capture with a `voidAuthorizerSignature`.
+    pub fn void_call(&self) -> Option<EscrowCall> {
+        self.void_after.then(|| EscrowCall {
+            operation: EscrowOperation::Void,
+            ..self.call()
+        })
+    }
+}
