@@ -74,6 +74,13 @@ pub enum AccountKindGql {
     NetworkFees,
     /// Gas paid by Purser's settlement signers for the tenant.
     SignerGas,
+    /// Value held in the escrow for the merchant (`auth-capture`): what the escrow's
+    /// `capturableAmount` says, summed over the tenant's payments.
+    EscrowHeld,
+    /// Value that went back to payers: voided or reclaimed holds, and refunds.
+    PayerReturned,
+    /// Refunds the operator advanced out of its own wallet: what the merchant owes it.
+    RefundAdvances,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -98,6 +105,10 @@ pub enum TransferCodeGql {
     CreditUse,
     /// What a mined settlement transaction cost in gas, exactly as its receipt says.
     NetworkFee,
+    /// A capture's fee, from the escrow to the fee receiver.
+    EscrowFee,
+    /// A hold the payer took back after the authorization expired.
+    EscrowReclaim,
 }
 
 /// What a mined transaction cost its sender, in wei (decimal strings).

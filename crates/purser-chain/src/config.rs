@@ -66,6 +66,35 @@ pub struct RailConfig {
     /// (the default) refuses every undeployed smart wallet.
     #[serde(default)]
     pub erc6492_factories: Vec<String>,
+    /// Escrowed payments (x402 `auth-capture`) on this chain; absent, the scheme is not
+    /// offered here.
+    #[serde(default)]
+    pub auth_capture: Option<AuthCaptureConfig>,
+}
+
+/// `[rails.auth_capture]`: which Commerce Payments escrow payments are collected into, and the
+/// facilitator's fee terms, advertised in `/supported` for servers to copy.
+///
+/// ```toml
+/// [rails.auth_capture]
+/// escrow = "0xf968e2A5d5D4aA4D2bF1d2c7F8dAa3c9c4DE36C3"   # a canonical v1.1 escrow (the default)
+/// fee_recipient = "0x…"                                  # absent: no fee is claimed
+/// min_fee_bps = 100
+/// max_fee_bps = 100
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthCaptureConfig {
+    /// The escrow: one of the canonical v1.1 deployments (`purser_chain::auth_capture`);
+    /// absent, the one the official client defaults to.
+    #[serde(default)]
+    pub escrow: Option<String>,
+    #[serde(default)]
+    pub fee_recipient: Option<String>,
+    #[serde(default)]
+    pub min_fee_bps: u16,
+    #[serde(default)]
+    pub max_fee_bps: u16,
 }
 
 impl Default for RailConfig {
@@ -84,6 +113,7 @@ impl Default for RailConfig {
             signers: Vec::new(),
             assets: Vec::new(),
             erc6492_factories: Vec::new(),
+            auth_capture: None,
         }
     }
 }

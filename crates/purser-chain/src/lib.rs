@@ -3,6 +3,10 @@
 //! settles with. Knows no HTTP, GraphQL or SQL, and no development chain (the anvil devnet is
 //! `purser-devnet`).
 
+/// The primitive types this crate's API speaks in (addresses, words, amounts), for its
+/// callers to name without depending on alloy.
+pub use alloy::primitives;
+
 pub mod auth_capture;
 pub mod config;
 pub mod eip3009;

@@ -85,6 +85,52 @@ pub struct Rail {
     /// How often receipts are polled while waiting.
     pub receipt_poll_interval: Duration,
     pub(crate) erc6492_factories: HashSet<Address>,
+    /// Escrowed payments on this chain, when offered.
+    pub auth_capture: Option<AuthCaptureRail>,
+}
+
+/// The escrow a rail collects `auth-capture` payments into, and the fee terms it advertises.
+#[derive(Debug, Clone)]
+pub struct AuthCaptureRail {
+    pub deployment: crate::auth_capture::Deployment,
+    /// Where fees go; `None`: no fee is claimed (both bounds zero).
+    pub fee_recipient: Option<Address>,
+    pub min_fee_bps: u16,
+    pub max_fee_bps: u16,
+}
+
+impl AuthCaptureRail {
+    fn from_config(config: &crate::config::AuthCaptureConfig) -> Result<Self> {
+        let escrow = config
+            .escrow
+            .as_deref()
+            .map(|e| parse_address(e, "auth_capture.escrow"))
+            .transpose()?;
+        let deployment = crate::auth_capture::deployment(escrow)
+            .filter(|d| d.version == crate::auth_capture::EscrowVersion::V1_1)
+            .ok_or_else(|| {
+                Error::invalid_input("auth_capture.escrow is not a canonical v1.1 escrow")
+            })?;
+        let fee_recipient = config
+            .fee_recipient
+            .as_deref()
+            .map(|f| parse_address(f, "auth_capture.fee_recipient"))
+            .transpose()?;
+        let bounds_ok = config.min_fee_bps <= config.max_fee_bps
+            && config.max_fee_bps <= purser_x402::auth_capture::MAX_FEE_BPS
+            && (fee_recipient.is_some() || config.max_fee_bps == 0);
+        if !bounds_ok {
+            return Err(Error::invalid_input(
+                "auth_capture fees: min_fee_bps <= max_fee_bps <= 10000, and a fee needs a fee_recipient",
+            ));
+        }
+        Ok(Self {
+            deployment,
+            fee_recipient,
+            min_fee_bps: config.min_fee_bps,
+            max_fee_bps: config.max_fee_bps,
+        })
+    }
 }
 
 /// Every configured rail, by CAIP-2 network.
@@ -220,6 +266,12 @@ impl Rail {
             receipt_timeout: Duration::from_secs(config.receipt_timeout_seconds.max(1)),
             receipt_poll_interval: Duration::from_millis(250),
             erc6492_factories,
+            auth_capture: config
+                .auth_capture
+                .as_ref()
+                .map(AuthCaptureRail::from_config)
+                .transpose()
+                .map_err(|e| context(e.message().to_owned()))?,
         };
         // A node that answers for another chain is a configuration error; one that does not
         // answer yet is an outage, which must not keep the other services from starting.

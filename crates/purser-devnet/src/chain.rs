@@ -555,6 +555,10 @@ impl DevnetChain {
                 symbol: Some(token.symbol.clone()),
                 currency: "USD".to_owned(),
             }],
+            // Escrowed payments wherever the escrows are placed, into the one the official
+            // client defaults to, without a fee.
+            auth_capture: (!self.escrow_contracts.is_empty())
+                .then(purser_chain::config::AuthCaptureConfig::default),
             ..RailConfig::default()
         }
     }

@@ -3,10 +3,12 @@
 //! each payment authorization exactly once over the settlement record's state machine.
 
 pub mod config;
+mod escrow;
 mod reconcile;
 mod replay;
 mod routes;
 mod service;
+mod work;
 
 pub use config::FacilitatorConfig;
 pub use reconcile::{ReconcileReport, Reconciler};

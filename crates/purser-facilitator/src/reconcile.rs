@@ -16,17 +16,17 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use purser_chain::eip3009::{ExactTransfer, Fees, hex_of};
+use purser_chain::eip3009::{Fees, hex_of};
 use purser_chain::rails::Rail;
 use purser_domain::id::AttemptId;
 use purser_domain::settlement::{
     Attempt, AttemptKind, InFlightQuery, Settlement, SettlementStatus,
 };
 use purser_domain::{Error, Result};
-use purser_x402::{PaymentPayload, Reason};
+use purser_x402::Reason;
 
 use crate::Facilitator;
-use crate::service::ChainState;
+use crate::service::{ChainState, taken_reason};
 
 /// Settlements looked at per pass.
 const BATCH: u32 = 200;
@@ -140,14 +140,14 @@ impl Reconciler {
             SettlementStatus::Submitted | SettlementStatus::Pending => {}
             _ => return Ok(()),
         }
-        let transfer = transfer_of(settlement)?;
+        let work = facilitator.work_of(settlement)?;
         let Some(asset) = rail.asset(&settlement.key.asset).cloned() else {
             return Ok(());
         };
-        match facilitator.chain_state(settlement, rail, &transfer).await? {
+        match facilitator.chain_state(settlement, rail, &work).await? {
             ChainState::Confirmed(_) | ChainState::Failed { .. } => {
                 if facilitator
-                    .resolve_from_chain(settlement, rail, &transfer)
+                    .resolve_from_chain(settlement, rail, &work)
                     .await?
                     .is_some()
                 {
@@ -155,8 +155,8 @@ impl Reconciler {
                 }
             }
             ChainState::Dropped => {
-                let used = rail
-                    .authorization_used(asset.address, transfer.from, transfer.nonce)
+                let used = work
+                    .done_elsewhere(rail, &asset)
                     .await
                     .map_err(|e| Error::unavailable("reading an authorization's state", e))?;
                 if used {
@@ -167,7 +167,7 @@ impl Reconciler {
                             settlement.id,
                             None,
                             None,
-                            Reason::InvalidExactEvmNonceAlreadyUsed.as_str(),
+                            taken_reason(&work).as_str(),
                             "the authorization was executed by another transaction",
                         )
                         .await?;
@@ -175,7 +175,7 @@ impl Reconciler {
                         report.resolved += 1;
                     }
                 } else if facilitator
-                    .submit(settlement, rail, &transfer, &asset)
+                    .submit(settlement, rail, &work, &asset)
                     .await
                     .is_ok()
                 {
@@ -335,14 +335,4 @@ impl Reconciler {
         }
         Ok(())
     }
-}
-
-/// The authorization a settlement record holds.
-fn transfer_of(settlement: &Settlement) -> Result<ExactTransfer> {
-    let payload: PaymentPayload = serde_json::from_str(&settlement.payload)
-        .map_err(|e| Error::internal("reading a settlement's payload", e))?;
-    let exact = payload
-        .exact_evm()
-        .map_err(|e| Error::internal("reading a settlement's payload", e.to_string()))?;
-    Ok(ExactTransfer::from_payload(&exact))
 }

@@ -22,6 +22,7 @@ use purser_x402::{PaymentPayload, PaymentRequirements};
 use serde_json::Value;
 
 use crate::service::Prepared;
+use crate::work::Work;
 
 /// Whether `settlement` settled what `prepared`, a request of `tenant`'s, asks for.
 pub(crate) fn settles(settlement: &Settlement, tenant: TenantId, prepared: &Prepared) -> bool {
@@ -39,12 +40,18 @@ pub(crate) fn settles(settlement: &Settlement, tenant: TenantId, prepared: &Prep
             .is_ok_and(|settled| same_requirements(&settled, requirements))
 }
 
-/// Whether a claimed settlement is for the same signed authorization as this request.
+/// Whether a claimed settlement is for the same signed authorization as this request: the
+/// same transfer for `exact`; the same payload, compared as values, for an escrow call.
 fn same_authorization(existing: &Settlement, prepared: &Prepared) -> bool {
-    serde_json::from_str::<PaymentPayload>(&existing.payload)
-        .ok()
-        .and_then(|payload| payload.exact_evm().ok())
-        .is_some_and(|exact| ExactTransfer::from_payload(&exact) == prepared.transfer)
+    let Ok(payload) = serde_json::from_str::<PaymentPayload>(&existing.payload) else {
+        return false;
+    };
+    match &prepared.work {
+        Work::Exact(transfer) => payload
+            .exact_evm()
+            .is_ok_and(|exact| ExactTransfer::from_payload(&exact) == *transfer),
+        Work::Escrow(_) => same_objects(&payload.payload, &prepared.payload.payload),
+    }
 }
 
 /// The same requirements, compared as values.

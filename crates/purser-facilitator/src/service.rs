@@ -19,6 +19,7 @@ use purser_domain::settlement::{
     Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, NetworkCost, NewSettlement,
     PaymentIdentifierClaim, Settlement, SettlementStatus,
 };
+use purser_domain::money::Amount;
 use purser_domain::{Error, ErrorCode, Result};
 use purser_x402::facilitator::FacilitatorRequest;
 use purser_x402::network::NetworkPattern;
@@ -30,6 +31,7 @@ use purser_x402::{
 use sha2::{Digest, Sha256};
 
 use crate::config::FacilitatorConfig;
+use crate::work::Work;
 use crate::replay::settles;
 
 /// A waiting settlement looks at its record and the chain after this, then twice as long
@@ -54,7 +56,7 @@ pub struct Facilitator {
 pub(crate) struct Prepared {
     pub rail: Arc<Rail>,
     pub asset: Asset,
-    pub transfer: ExactTransfer,
+    pub work: Work,
     pub payload: PaymentPayload,
     pub requirements: PaymentRequirements,
     /// The network as the request named it (a v1 name for v1 requests).
@@ -64,7 +66,7 @@ pub(crate) struct Prepared {
 
 impl Prepared {
     pub fn payer(&self) -> String {
-        self.transfer.payer()
+        self.work.payer()
     }
 
     /// The authorization's key: unique per settlement.
@@ -72,18 +74,47 @@ impl Prepared {
         AuthorizationKey::new(
             &self.rail.network,
             &format!("{:#x}", self.asset.address),
-            &format!("{:#x}", self.transfer.from),
-            &hex_of(self.transfer.nonce.as_slice()),
+            &format!("{:#x}", self.work.payer_address()),
+            &hex_of(self.work.nonce().as_slice()),
         )
     }
 
-    pub fn requirement(&self) -> Result<ExactRequirement<'_>, (Reason, String)> {
+    /// What an `exact` transfer must pay; `None` for escrow calls, which check their own.
+    pub fn requirement(&self) -> Result<Option<ExactRequirement<'_>>, (Reason, String)> {
+        if !matches!(self.work, Work::Exact(_)) {
+            return Ok(None);
+        }
         ExactRequirement::new(
             &self.asset,
             &self.requirements.pay_to,
             self.requirements.amount,
         )
+        .map(Some)
         .map_err(|e| (Reason::InvalidPaymentRequirements, e.to_string()))
+    }
+
+    /// Everything the chain must agree to before the settlement is sent (`recorded`: the
+    /// amount a claimed settlement holds).
+    pub async fn check_on_chain(&self, recorded: Option<Amount>) -> Verdict {
+        let requirement = match self.requirement() {
+            Ok(r) => r,
+            Err((reason, message)) => return Verdict::Invalid { reason, message },
+        };
+        match self
+            .work
+            .check_on_chain(&self.rail, requirement.as_ref(), recorded, unix_now())
+            .await
+        {
+            Ok(Verdict::Invalid { reason, message }) => Verdict::Invalid {
+                reason: versioned(reason, self.version),
+                message,
+            },
+            Ok(Verdict::Valid) => Verdict::Valid,
+            Err(rpc) => Verdict::Invalid {
+                reason: Reason::UnexpectedVerifyError,
+                message: format!("the chain could not be reached: {}", rpc.message()),
+            },
+        }
     }
 }
 
@@ -200,6 +231,9 @@ impl Facilitator {
             {
                 kinds.push(SupportedKind::new(X402Version::V1, "exact", name));
             }
+            if let Some(kind) = crate::escrow::supported_kind(rail) {
+                kinds.push(kind);
+            }
             signers.extend(rail.signer_addresses());
         }
         signers.sort();
@@ -215,10 +249,19 @@ impl Facilitator {
         response
     }
 
-    /// Parses a request and makes every check that needs no chain.
-    pub(crate) fn prepare(&self, request: &FacilitatorRequest) -> Result<Preparation> {
+    /// Parses a request and makes every check that needs no chain, at unix time `now`.
+    pub(crate) fn prepare(&self, request: &FacilitatorRequest, now: u64) -> Result<Preparation> {
         let (payload, requirements) = request.to_v2()?;
         let network_label = request.payload_network().to_owned();
+        if requirements.scheme == purser_x402::auth_capture::SCHEME {
+            return Ok(crate::escrow::prepare(
+                &self.rails,
+                payload,
+                requirements,
+                network_label,
+                now,
+            ));
+        }
         let payer = payload
             .exact_evm()
             .ok()
@@ -301,7 +344,7 @@ impl Facilitator {
         Ok(Preparation::Ready(Box::new(Prepared {
             asset: asset.clone(),
             rail: rail.clone(),
-            transfer,
+            work: Work::Exact(transfer),
             payload,
             requirements,
             network_label,
@@ -320,7 +363,7 @@ impl Facilitator {
                 VerifyResponse::invalid(Reason::InvalidPayload, None).with_message(err.message())
             );
         }
-        let prepared = match self.prepare(&request)? {
+        let prepared = match self.prepare(&request, unix_now())? {
             Preparation::Ready(p) => p,
             Preparation::Refused {
                 reason,
@@ -331,27 +374,12 @@ impl Facilitator {
             }
         };
         let payer = prepared.payer();
-        let requirement = match prepared.requirement() {
-            Ok(r) => r,
-            Err((reason, message)) => {
-                return Ok(VerifyResponse::invalid(reason, Some(payer)).with_message(message));
+        Ok(match prepared.check_on_chain(None).await {
+            Verdict::Valid => VerifyResponse::valid(payer),
+            Verdict::Invalid { reason, message } => {
+                VerifyResponse::invalid(reason, Some(payer)).with_message(message)
             }
-        };
-        Ok(
-            match prepared
-                .rail
-                .verify_exact(&prepared.transfer, &requirement, unix_now())
-                .await
-            {
-                Ok(Verdict::Valid) => VerifyResponse::valid(payer),
-                Ok(Verdict::Invalid { reason, message }) => {
-                    VerifyResponse::invalid(versioned(reason, prepared.version), Some(payer))
-                        .with_message(message)
-                }
-                Err(rpc) => VerifyResponse::invalid(Reason::UnexpectedVerifyError, Some(payer))
-                    .with_message(format!("the chain could not be reached: {}", rpc.message())),
-            },
-        )
+        })
     }
 
     /// `POST /settle`, for the tenant `scope`.
@@ -408,7 +436,7 @@ impl Facilitator {
         payment_id: Option<&str>,
     ) -> Result<SettleResponse> {
         let network_label = request.payload_network().to_owned();
-        let prepared = match self.prepare(request)? {
+        let prepared = match self.prepare(request, unix_now())? {
             Preparation::Ready(p) => p,
             Preparation::Refused {
                 reason,
@@ -420,18 +448,31 @@ impl Facilitator {
                 );
             }
         };
+        let amount = match prepared.work.amount(prepared.requirements.amount) {
+            Some(amount) => amount,
+            None => match crate::escrow::held(&prepared).await {
+                Ok(amount) => amount,
+                Err(response) => return Ok(response),
+            },
+        };
+        if let Err(refusal) = crate::escrow::admit(&*self.store, scope, &prepared).await? {
+            return Ok(refusal);
+        }
         let key = prepared.authorization_key()?;
+        let (valid_after, valid_before) = prepared.work.window();
         let new = NewSettlement {
             id: SettlementId::new(),
             tenant_id: scope.tenant_id(),
             key,
             pay_to: prepared.requirements.pay_to.clone(),
-            amount: prepared.requirements.amount,
-            valid_after: prepared.transfer.valid_after,
-            valid_before: prepared.transfer.valid_before,
+            amount,
+            valid_after,
+            valid_before,
             payload: to_json(&prepared.payload)?,
             requirements: to_json(&prepared.requirements)?,
             payment_identifier: payment_id.map(str::to_owned),
+            kind: prepared.work.kind(),
+            escrow: prepared.work.escrow_link(),
             created_at: purser_domain::time::now(),
         };
         let settlement = match self.store.claim_settlement(new).await? {
@@ -443,6 +484,21 @@ impl Facilitator {
                 self.join(existing, &prepared).await?
             }
         };
+        if settlement.status == SettlementStatus::Confirmed
+            && let Some(void) = crate::escrow::void_after(&prepared)
+        {
+            // The capture stands whatever becomes of the void that finishes it (a race may
+            // have emptied the hold already).
+            let request = FacilitatorRequest::V2(purser_x402::facilitator::VerifyRequest {
+                x402_version: Some(purser_x402::V2),
+                payment_payload: void,
+                payment_requirements: prepared.requirements.clone(),
+            });
+            let voided = Box::pin(self.settle_request(scope, &request, None)).await?;
+            if !voided.success {
+                tracing::warn!(settlement = %settlement.id, reason = ?voided.error_reason, "the void after a capture did not settle");
+            }
+        }
         Ok(respond(&settlement, &prepared))
     }
 
@@ -454,7 +510,7 @@ impl Facilitator {
         scope: TenantScope,
         request: &FacilitatorRequest,
     ) -> Result<Option<Settlement>> {
-        let Preparation::Ready(prepared) = self.prepare(request)? else {
+        let Preparation::Ready(prepared) = self.prepare(request, unix_now())? else {
             return Ok(None);
         };
         let settlement = self
@@ -490,60 +546,28 @@ impl Facilitator {
     async fn refuse_taken(&self, prepared: &Prepared) -> SettleResponse {
         let payer = Some(prepared.payer());
         let network = prepared.network_label.clone();
-        let verdict = match prepared.requirement() {
-            Ok(requirement) => {
-                prepared
-                    .rail
-                    .verify_exact(&prepared.transfer, &requirement, unix_now())
-                    .await
+        match prepared.check_on_chain(None).await {
+            Verdict::Invalid { reason, message } if reason != Reason::UnexpectedVerifyError => {
+                SettleResponse::failed(reason, network, payer).with_message(message)
             }
-            Err((reason, message)) => Ok(Verdict::Invalid { reason, message }),
-        };
-        match verdict {
-            Ok(Verdict::Invalid { reason, message }) => {
-                SettleResponse::failed(versioned(reason, prepared.version), network, payer)
-                    .with_message(message)
-            }
-            Ok(Verdict::Valid) | Err(_) => {
-                SettleResponse::failed(Reason::InvalidExactEvmNonceAlreadyUsed, network, payer)
-                    .with_message("this authorization is already being settled for another payment")
-            }
+            _ => SettleResponse::failed(taken_reason(&prepared.work), network, payer)
+                .with_message("this authorization is already being settled for another payment"),
         }
     }
 
     /// Takes a freshly claimed settlement to an outcome, or to `pending`.
     async fn drive(&self, settlement: Settlement, prepared: &Prepared) -> Result<Settlement> {
-        let requirement = match prepared.requirement() {
-            Ok(r) => r,
-            Err((reason, message)) => {
+        match prepared.check_on_chain(Some(settlement.amount)).await {
+            Verdict::Valid => {}
+            Verdict::Invalid { reason, message } => {
+                let reason = if reason == Reason::UnexpectedVerifyError {
+                    Reason::UnexpectedSettleError
+                } else {
+                    reason
+                };
                 return self
                     .store
                     .reject_settlement(settlement.id, reason.as_str(), &message)
-                    .await;
-            }
-        };
-        let verdict = prepared
-            .rail
-            .verify_exact(&prepared.transfer, &requirement, unix_now())
-            .await;
-        match verdict {
-            Ok(Verdict::Valid) => {}
-            Ok(Verdict::Invalid { reason, message }) => {
-                let reason = versioned(reason, prepared.version);
-                return self
-                    .store
-                    .reject_settlement(settlement.id, reason.as_str(), &message)
-                    .await;
-            }
-            Err(rpc) => {
-                let message = format!("the chain could not be reached: {}", rpc.message());
-                return self
-                    .store
-                    .reject_settlement(
-                        settlement.id,
-                        Reason::UnexpectedSettleError.as_str(),
-                        &message,
-                    )
                     .await;
             }
         }
@@ -552,12 +576,7 @@ impl Facilitator {
             return Ok(verified);
         }
         if let Err(message) = self
-            .submit(
-                &verified,
-                &prepared.rail,
-                &prepared.transfer,
-                &prepared.asset,
-            )
+            .submit(&verified, &prepared.rail, &prepared.work, &prepared.asset)
             .await
         {
             // Nothing was recorded, so nothing was sent.
@@ -615,12 +634,12 @@ impl Facilitator {
         &self,
         settlement: &Settlement,
         rail: &Rail,
-        transfer: &ExactTransfer,
+        work: &Work,
         asset: &Asset,
     ) -> Result<(), String> {
-        let signer = rail
-            .pick_signer()
-            .ok_or_else(|| format!("no signer is configured for {}", rail.network))?;
+        let signer = work
+            .sender(rail)
+            .ok_or_else(|| format!("no signer that may send this is configured for {}", rail.network))?;
         // The router's decision is kept with the settlement, in the transaction that records
         // its transfer.
         let decision = async {
@@ -633,11 +652,17 @@ impl Facilitator {
                 None => None,
             }
         };
+        let deployment = async {
+            match work {
+                Work::Exact(transfer) => rail.deployment_needed(transfer).await,
+                Work::Escrow(_) => Ok(None),
+            }
+        };
         let (deployment, quote, mut route) =
-            tokio::join!(rail.deployment_needed(transfer), rail.fee_quote(), decision);
+            tokio::join!(deployment, rail.fee_quote(), decision);
         let deployment = deployment.map_err(|e| format!("reading the payer's code: {e}"))?;
         let fees = quote.map_err(|e| format!("reading fees: {e}"))?.offer();
-        let calldata = transfer.settlement_calldata();
+        let (target, calldata) = work.call(asset);
         let deployment_gas = match &deployment {
             Some(d) => {
                 rail.call_gas(signer.address(), d.factory, &d.calldata)
@@ -645,9 +670,7 @@ impl Facilitator {
             }
             None => 0,
         };
-        let transfer_gas = rail
-            .call_gas(signer.address(), asset.address, &calldata)
-            .await;
+        let transfer_gas = rail.call_gas(signer.address(), target, &calldata).await;
         let mut record =
             |kind: AttemptKind, nonce: u64, signed: purser_chain::eip3009::SignedTransaction| {
                 Attempt {
@@ -711,7 +734,7 @@ impl Facilitator {
                     .map_err(|e| format!("leasing a nonce: {}", e.message()))?;
             }
             let signed = rail
-                .sign(&signer, nonce, asset.address, calldata, transfer_gas, fees)
+                .sign(&signer, nonce, target, calldata, transfer_gas, fees)
                 .map_err(|e| format!("signing: {e}"))?;
             let attempt = record(AttemptKind::Transfer, nonce, signed);
             self.store
@@ -793,7 +816,7 @@ impl Facilitator {
                 }
                 _ if reads_chain => {
                     if let Some(resolved) = self
-                        .resolve_from_chain(&settlement, &prepared.rail, &prepared.transfer)
+                        .resolve_from_chain(&settlement, &prepared.rail, &prepared.work)
                         .await?
                     {
                         return Ok(resolved);
@@ -823,9 +846,9 @@ impl Facilitator {
         &self,
         settlement: &Settlement,
         rail: &Rail,
-        transfer: &ExactTransfer,
+        work: &Work,
     ) -> Result<Option<Settlement>> {
-        let resolved = self.apply_chain_state(settlement, rail, transfer).await?;
+        let resolved = self.apply_chain_state(settlement, rail, work).await?;
         if let (Some(routes), Some(resolved)) = (&self.routes, &resolved)
             && let (Some(estimated), Some(actual)) =
                 (resolved.estimated_network_cost, resolved.network_cost)
@@ -839,9 +862,9 @@ impl Facilitator {
         &self,
         settlement: &Settlement,
         rail: &Rail,
-        transfer: &ExactTransfer,
+        work: &Work,
     ) -> Result<Option<Settlement>> {
-        match self.chain_state(settlement, rail, transfer).await? {
+        match self.chain_state(settlement, rail, work).await? {
             ChainState::Confirmed(outcome) => {
                 tracing::info!(settlement = %settlement.id, tx = %outcome.tx_hash, block = outcome.block_number, "settlement confirmed");
                 self.store
@@ -876,7 +899,7 @@ impl Facilitator {
         &self,
         settlement: &Settlement,
         rail: &Rail,
-        transfer: &ExactTransfer,
+        work: &Work,
     ) -> Result<ChainState> {
         // Only transfers decide the outcome; a wallet deployment merely precedes one.
         let attempts: Vec<Attempt> = self
@@ -900,7 +923,7 @@ impl Facilitator {
         }
         for attempt in &attempts {
             let receipt = match rail
-                .receipt(&attempt.tx_hash, asset.map(|a| (transfer, a)))
+                .receipt(&attempt.tx_hash, asset.map(|a| work.expected(a)))
                 .await
             {
                 Ok(receipt) => receipt,
@@ -911,17 +934,18 @@ impl Facilitator {
                 return Ok(ChainState::Waiting);
             }
             unresolved_nonces.remove(&(attempt.signer.clone(), attempt.signer_nonce));
-            if receipt.success && receipt.transfer_logged {
+            if receipt.success && receipt.logged {
                 return Ok(ChainState::Confirmed(ChainOutcome {
                     tx_hash: attempt.tx_hash.clone(),
                     block_number: receipt.block_number,
                     cost: network_cost(&receipt),
                 }));
             }
-            let reason = if receipt.success {
-                Reason::InvalidExactEvmTransferEventMismatch
-            } else {
-                Reason::InvalidExactEvmTransactionFailed
+            let reason = match (work, receipt.success) {
+                (Work::Exact(_), true) => Reason::InvalidExactEvmTransferEventMismatch,
+                (Work::Exact(_), false) => Reason::InvalidExactEvmTransactionFailed,
+                (Work::Escrow(_), true) => Reason::InvalidAuthCaptureEvmVerificationFailed,
+                (Work::Escrow(_), false) => Reason::InvalidAuthCaptureEvmTransactionReverted,
             };
             reverted = Some((reason, attempt.tx_hash.clone(), network_cost(&receipt)));
         }
@@ -972,6 +996,17 @@ fn payment_identifier_of(payload: &PaymentPayload) -> Result<Option<purser_x402:
     identifier.require(required)
 }
 
+/// Why an authorization already being settled for something else is refused.
+pub(crate) fn taken_reason(work: &Work) -> Reason {
+    match work {
+        Work::Exact(_) => Reason::InvalidExactEvmNonceAlreadyUsed,
+        Work::Escrow(escrow) if escrow.lifecycle.is_none() => {
+            Reason::InvalidAuthCaptureEvmPaymentAlreadyCollected
+        }
+        Work::Escrow(_) => Reason::InvalidAuthCaptureEvmUnexpectedPaymentState,
+    }
+}
+
 /// v1 clients know the value mismatch by the v1 verifier's string.
 fn versioned(reason: Reason, version: X402Version) -> Reason {
     match (reason, version) {
@@ -1000,6 +1035,11 @@ pub(crate) fn respond(settlement: &Settlement, prepared: &Prepared) -> SettleRes
         None => response,
     };
     match settlement.status {
+        SettlementStatus::Confirmed if settlement.kind.is_escrow() => {
+            let mut settled = SettleResponse::settled(tx, network, prepared.payer());
+            settled.amount = Some(settlement.amount);
+            settled
+        }
         SettlementStatus::Confirmed => SettleResponse::settled(tx, network, prepared.payer()),
         SettlementStatus::Failed => with_message(SettleResponse::failed_after_broadcast(
             reason(),
@@ -1019,6 +1059,26 @@ pub(crate) fn respond(settlement: &Settlement, prepared: &Prepared) -> SettleRes
         SettlementStatus::Received | SettlementStatus::Verified => with_message(
             SettleResponse::failed(Reason::UnexpectedSettleError, network, payer),
         ),
+    }
+}
+
+impl Facilitator {
+    /// The work a stored settlement does, read back from its payload and requirements as they
+    /// were checked when it was claimed.
+    pub(crate) fn work_of(&self, settlement: &Settlement) -> Result<Work> {
+        let what = "reading a settlement's payload";
+        let request = FacilitatorRequest::V2(purser_x402::facilitator::VerifyRequest {
+            x402_version: Some(purser_x402::V2),
+            payment_payload: serde_json::from_str(&settlement.payload)
+                .map_err(|e| Error::internal(what, e))?,
+            payment_requirements: serde_json::from_str(&settlement.requirements)
+                .map_err(|e| Error::internal(what, e))?,
+        });
+        let claimed = u64::try_from(settlement.created_at.timestamp()).unwrap_or_default();
+        match self.prepare(&request, claimed)? {
+            Preparation::Ready(prepared) => Ok(prepared.work),
+            Preparation::Refused { message, .. } => Err(Error::internal(what, message)),
+        }
     }
 }
 

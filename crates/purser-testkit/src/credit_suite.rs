@@ -21,7 +21,7 @@ use purser_domain::id::{CreditReservationId, SettlementId, TenantId};
 use purser_domain::ledger::{AccountBalance, AccountKind};
 use purser_domain::money::Amount;
 use purser_domain::repo::Store;
-use purser_domain::settlement::{AuthorizationKey, NewSettlement};
+use purser_domain::settlement::{AuthorizationKey, NewSettlement, SettlementKind};
 use purser_domain::{ErrorCode, time};
 
 use crate::registry_suite::tenant;
@@ -314,6 +314,8 @@ pub async fn a_settlement_tops_up_once(store: Arc<dyn Store>) {
             payload: "{}".to_owned(),
             requirements: "{}".to_owned(),
             payment_identifier: None,
+            kind: SettlementKind::Exact,
+            escrow: None,
             created_at: time::now(),
         })
         .await

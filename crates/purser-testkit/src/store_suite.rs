@@ -585,7 +585,7 @@ use purser_domain::ledger::{AccountKind, TransferCode, TransferState};
 use purser_domain::money::Amount;
 use purser_domain::settlement::{
     Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NewSettlement,
-    PaymentIdentifierClaim, Settlement, SettlementStatus,
+    PaymentIdentifierClaim, Settlement, SettlementKind, SettlementStatus,
 };
 
 const NETWORK: &str = "eip155:84532";
@@ -610,6 +610,8 @@ fn new_settlement(tenant: TenantId, nonce_byte: u8, amount: u128) -> NewSettleme
         payload: r#"{"x402Version":2}"#.to_owned(),
         requirements: r#"{"scheme":"exact"}"#.to_owned(),
         payment_identifier: None,
+        kind: SettlementKind::Exact,
+        escrow: None,
         created_at: time::now(),
     }
 }
@@ -1280,6 +1282,8 @@ pub async fn seed_submitted_settlement_for(
         payload: "{}".to_owned(),
         requirements: "{}".to_owned(),
         payment_identifier: None,
+        kind: SettlementKind::Exact,
+        escrow: None,
         created_at: time::now(),
     };
     let settlement = created(store, new).await;

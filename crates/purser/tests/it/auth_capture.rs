@@ -414,7 +414,8 @@ mod onchain {
         let signature = Bytes::from(parsed.signature.to_bytes());
 
         // The simulation passes, and nothing is held yet.
-        rail.simulate_authorize(&collect, signature.clone())
+        let authorize = collect.authorize_call(signature.clone());
+        rail.simulate_escrow(&authorize)
             .await
             .unwrap()
             .unwrap();
@@ -426,14 +427,16 @@ mod onchain {
         assert!(!before.collected && before.capturable == 0, "{before:?}");
 
         // Authorized for real by the operator: the escrow holds the whole amount...
+        // (the calldata is the escrow's own ABI encoding of authorize)
         let call = AuthCaptureEscrow::authorizeCall {
             paymentInfo: collect.info.clone(),
             amount: U256::from(1_000_000u64),
             tokenCollector: collect.deployment.eip3009_collector,
             collectorData: signature.clone(),
         };
+        assert_eq!(authorize.calldata(), Bytes::from(call.abi_encode()));
         chain
-            .send_as(&operator, escrow, call.abi_encode().into(), "authorize")
+            .send_as(&operator, escrow, authorize.calldata(), "authorize")
             .await
             .unwrap();
         let held = rail
@@ -445,7 +448,7 @@ mod onchain {
 
         // ...and the same payment again is refused with the specification's reason.
         let again = rail
-            .simulate_authorize(&collect, signature)
+            .simulate_escrow(&authorize)
             .await
             .unwrap()
             .unwrap_err();
