@@ -128,8 +128,11 @@ pub trait SettlementRepository: Send + Sync {
 
     /// Posts a hold the payer reclaimed itself (seen on chain) on the payment's `authorize`
     /// settlement `authorization`: `escrow_reclaim`, once. False when it was posted before.
-    async fn record_escrow_reclaim(&self, authorization: SettlementId, amount: Amount)
-    -> Result<bool>;
+    async fn record_escrow_reclaim(
+        &self,
+        authorization: SettlementId,
+        amount: Amount,
+    ) -> Result<bool>;
 
     /// `received` to `verified`.
     async fn mark_verified(&self, id: SettlementId) -> Result<Settlement>;

@@ -9,15 +9,15 @@
 //! payment it is, is the out-of-band authentication the specification asks for. A payload
 //! naming the receiver's own authorizer carries its signature, checked over the operation.
 
-use purser_chain::primitives::Address;
 use purser_chain::auth_capture::lifecycle::{Lifecycle, LifecycleRequest, check_lifecycle};
 use purser_chain::auth_capture::verify::{CollectRequest, check_collect};
+use purser_chain::primitives::Address;
 use purser_chain::rails::{Rail, Rails};
+use purser_domain::Result;
 use purser_domain::auth::TenantScope;
 use purser_domain::money::Amount;
 use purser_domain::repo::SettlementRepository;
 use purser_domain::settlement::{SettlementKind, SettlementStatus};
-use purser_domain::Result;
 use purser_x402::auth_capture::{AuthCapturePayload, LifecycleOperation, PaymentFlow};
 use purser_x402::{
     JsonObject, PaymentPayload, PaymentRequirements, Reason, SettleResponse, SupportedKind,
@@ -240,7 +240,9 @@ pub(crate) async fn admit(
         prepared.network_label.clone(),
         Some(prepared.payer()),
     )
-    .with_message("no payment held for this tenant matches this paymentInfo")))
+    .with_message(
+        "no payment held for this tenant matches this paymentInfo",
+    )))
 }
 
 /// The `void` payload that finishes a `capture` carrying a `voidAuthorizerSignature`: the same

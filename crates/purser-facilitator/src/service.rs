@@ -13,13 +13,13 @@ use purser_chain::eip3009::{Broadcast, ExactRequirement, ExactTransfer, Verdict,
 use purser_chain::rails::{Asset, Rail, Rails};
 use purser_domain::auth::TenantScope;
 use purser_domain::id::{AttemptId, SettlementId};
+use purser_domain::money::Amount;
 use purser_domain::repo::SettlementRepository;
 use purser_domain::routing::RouteRecorder;
 use purser_domain::settlement::{
     Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, NetworkCost, NewSettlement,
     PaymentIdentifierClaim, Settlement, SettlementStatus,
 };
-use purser_domain::money::Amount;
 use purser_domain::{Error, ErrorCode, Result};
 use purser_x402::facilitator::FacilitatorRequest;
 use purser_x402::network::NetworkPattern;
@@ -31,8 +31,8 @@ use purser_x402::{
 use sha2::{Digest, Sha256};
 
 use crate::config::FacilitatorConfig;
-use crate::work::Work;
 use crate::replay::settles;
+use crate::work::Work;
 
 /// A waiting settlement looks at its record and the chain after this, then twice as long
 /// each time, up to [`POLL_INTERVAL_MAX`]: a receipt that is there at once is seen at once,
@@ -637,9 +637,12 @@ impl Facilitator {
         work: &Work,
         asset: &Asset,
     ) -> Result<(), String> {
-        let signer = work
-            .sender(rail)
-            .ok_or_else(|| format!("no signer that may send this is configured for {}", rail.network))?;
+        let signer = work.sender(rail).ok_or_else(|| {
+            format!(
+                "no signer that may send this is configured for {}",
+                rail.network
+            )
+        })?;
         // The router's decision is kept with the settlement, in the transaction that records
         // its transfer.
         let decision = async {
@@ -658,8 +661,7 @@ impl Facilitator {
                 Work::Escrow(_) => Ok(None),
             }
         };
-        let (deployment, quote, mut route) =
-            tokio::join!(deployment, rail.fee_quote(), decision);
+        let (deployment, quote, mut route) = tokio::join!(deployment, rail.fee_quote(), decision);
         let deployment = deployment.map_err(|e| format!("reading the payer's code: {e}"))?;
         let fees = quote.map_err(|e| format!("reading fees: {e}"))?.offer();
         let (target, calldata) = work.call(asset);

@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use purser_chain::primitives::{Address, B256, Bytes, U256, keccak256};
 use purser_chain::auth_capture::call::EscrowCall;
 use purser_chain::auth_capture::lifecycle::Lifecycle;
 use purser_chain::auth_capture::verify::Refusal;
 use purser_chain::eip3009::{ExactRequirement, ExactTransfer, Expected, Verdict, hex_of};
+use purser_chain::primitives::{Address, B256, Bytes, U256, keccak256};
 use purser_chain::rails::{Asset, Rail, Signer};
 use purser_chain::rpc::RpcFailure;
 use purser_domain::money::Amount;
@@ -129,7 +129,12 @@ impl Work {
     pub fn escrow_link(&self) -> Option<EscrowLink> {
         self.escrow().map(|escrow| EscrowLink {
             payment: hex_of(escrow.call.payment_hash.as_slice()),
-            fee: amount(escrow.lifecycle.as_ref().map_or(U256::ZERO, |l| l.fee_amount)),
+            fee: amount(
+                escrow
+                    .lifecycle
+                    .as_ref()
+                    .map_or(U256::ZERO, |l| l.fee_amount),
+            ),
         })
     }
 

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use purser_domain::auth::TenantScope;
 use purser_domain::id::{LedgerAccountId, SettlementId, TenantId, TransferId};
 use purser_domain::ledger::{AccountBalance, AccountKind, Transfer, TransferCode, TransferState};
-use purser_domain::repo::LedgerRepository;
 use purser_domain::money::Amount;
+use purser_domain::repo::LedgerRepository;
 use purser_domain::settlement::{Settlement, SettlementKind};
 use purser_domain::{Error, Result};
 use uuid::Uuid;
@@ -217,7 +217,10 @@ pub async fn post_settlement<D: LedgerDialect>(
     let (code, accounts, amount) = match (settlement.kind, &settlement.escrow) {
         (SettlementKind::Exact, _) => (
             TransferCode::Payout,
-            (AccountKind::SettlementInFlight, AccountKind::MerchantReceivable),
+            (
+                AccountKind::SettlementInFlight,
+                AccountKind::MerchantReceivable,
+            ),
             settlement.amount,
         ),
         (SettlementKind::EscrowCapture, Some(escrow)) => (

@@ -14,8 +14,8 @@ use purser_domain::page::{Page, PageRequest};
 use purser_domain::repo::SettlementRepository;
 use purser_domain::settlement::{
     Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, EscrowLink, InFlightQuery,
-    SettlementKind, SettlementStatus, NetworkCost,
-    NetworkCostDay, NewSettlement, PaymentIdentifierClaim, PaymentIdentifierRecord, Settlement,
+    NetworkCost, NetworkCostDay, NewSettlement, PaymentIdentifierClaim, PaymentIdentifierRecord,
+    Settlement, SettlementKind, SettlementStatus,
 };
 use purser_domain::{Error, ErrorCode, Result};
 use sqlx::Transaction;

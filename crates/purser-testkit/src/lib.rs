@@ -5,6 +5,7 @@
 
 pub mod credit_suite;
 pub mod grant_suite;
+pub mod interop;
 pub mod metering_suite;
 pub mod postgres;
 pub mod proxy;

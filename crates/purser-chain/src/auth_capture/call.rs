@@ -202,7 +202,10 @@ mod tests {
             log_of(capture.escrow, &logged(B256::repeat_byte(8), 300, 3)),
             log_of(capture.escrow, &logged(capture.payment_hash, 299, 3)),
             log_of(capture.escrow, &logged(capture.payment_hash, 300, 0)),
-            log_of(Address::repeat_byte(2), &logged(capture.payment_hash, 300, 3)),
+            log_of(
+                Address::repeat_byte(2),
+                &logged(capture.payment_hash, 300, 3),
+            ),
         ] {
             assert_eq!(capture.logged_amount([&wrong]), None);
         }

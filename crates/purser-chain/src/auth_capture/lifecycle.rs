@@ -64,8 +64,8 @@ pub struct Lifecycle {
 }
 
 fn wire_info(info: &WirePaymentInfo) -> Result<PaymentInfo, Refusal> {
-    let max_amount = alloy::primitives::aliases::U120::try_from(info.max_amount.atomic())
-        .map_err(|_| {
+    let max_amount =
+        alloy::primitives::aliases::U120::try_from(info.max_amount.atomic()).map_err(|_| {
             refuse(
                 Reason::InvalidAuthCaptureEvmAmountOverflow,
                 "paymentInfo.maxAmount exceeds the escrow's uint120",
@@ -143,7 +143,11 @@ pub fn check_lifecycle(request: LifecycleRequest<'_>) -> Result<Lifecycle, Refus
         ));
     }
     // 2. The salt opens to the authorizer (and no policy).
-    let receiver_authorizer = extra.receiver_authorizer.as_ref().map(evm).unwrap_or_default();
+    let receiver_authorizer = extra
+        .receiver_authorizer
+        .as_ref()
+        .map(evm)
+        .unwrap_or_default();
     let salt_nonce = U256::from_be_bytes(payload.salt_nonce.to_bytes());
     if bound_salt(receiver_authorizer, Address::ZERO, salt_nonce) != info.salt {
         return Err(refuse(

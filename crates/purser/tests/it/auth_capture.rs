@@ -415,10 +415,7 @@ mod onchain {
 
         // The simulation passes, and nothing is held yet.
         let authorize = collect.authorize_call(signature.clone());
-        rail.simulate_escrow(&authorize)
-            .await
-            .unwrap()
-            .unwrap();
+        rail.simulate_escrow(&authorize).await.unwrap().unwrap();
         let escrow = collect.deployment.escrow;
         let before = rail
             .escrow_payment_state(escrow, collect.payment_hash)
@@ -447,11 +444,7 @@ mod onchain {
         assert_eq!((held.capturable, held.refundable), (1_000_000, 0));
 
         // ...and the same payment again is refused with the specification's reason.
-        let again = rail
-            .simulate_escrow(&authorize)
-            .await
-            .unwrap()
-            .unwrap_err();
+        let again = rail.simulate_escrow(&authorize).await.unwrap().unwrap_err();
         assert_eq!(
             again.reason,
             Reason::InvalidAuthCaptureEvmPaymentAlreadyCollected,
