@@ -35,7 +35,12 @@ pub(crate) fn settles(settlement: &Settlement, tenant: TenantId, prepared: &Prep
             .asset
             .eq_ignore_ascii_case(&format!("{:#x}", prepared.asset.address))
         && settlement.pay_to.eq_ignore_ascii_case(&requirements.pay_to)
-        && settlement.amount == requirements.amount
+        // What the work moves: the required amount, or an escrow operation's own (a void's is
+        // whatever was held when it was claimed).
+        && prepared
+            .work
+            .amount(requirements.amount)
+            .is_none_or(|amount| settlement.amount == amount)
         && serde_json::from_str::<PaymentRequirements>(&settlement.requirements)
             .is_ok_and(|settled| same_requirements(&settled, requirements))
 }

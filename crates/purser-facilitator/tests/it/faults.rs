@@ -122,27 +122,6 @@ async fn an_unreachable_chain_before_broadcast_moves_nothing_and_may_be_retried(
     assert_eq!(fixture.ledger_receivable().await, Amount::from_atomic(42));
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::support::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::support::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     an_unknown_outcome_is_pending_then_reconciled,
     a_crash_after_broadcast_resumes_without_a_second_transfer,

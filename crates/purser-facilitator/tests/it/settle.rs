@@ -7,27 +7,6 @@ use serde_json::{Value, json};
 
 use crate::support::{Backend, Fixture, Setup, now, tenant_with_key};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::support::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(crate::support::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
     a_payment_is_verified_settled_and_booked_once,
     bad_payments_get_their_reasons_and_move_nothing,

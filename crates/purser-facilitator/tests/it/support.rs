@@ -5,7 +5,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use alloy::primitives::{Address, U256};
-use purser_chain::config::{AssetConfig, RailConfig, SignerSource};
+use purser_chain::config::{AssetConfig, AuthCaptureConfig, RailConfig, SignerSource};
 use purser_chain::rails::Rails;
 use purser_chain::rpc::RpcPolicy;
 use purser_devnet::{Devnet, DevnetChain, DevnetChainSpec, DevnetOptions, Mining, TestAccount};
@@ -38,6 +38,8 @@ pub struct Setup {
     pub config: FacilitatorConfig,
     /// Serve callers without a key, for the fixture's tenant.
     pub anonymous: bool,
+    /// Offer escrowed payments (`auth-capture`) on the rail, on these terms.
+    pub auth_capture: Option<AuthCaptureConfig>,
 }
 
 impl Setup {
@@ -50,6 +52,7 @@ impl Setup {
             receipt_timeout_seconds: 20,
             config: FacilitatorConfig::default(),
             anonymous: false,
+            auth_capture: None,
         }
     }
 }
@@ -177,12 +180,13 @@ impl Fixture {
             .rpc_urls
             .clone()
             .unwrap_or_else(|| vec![devnet.chains()[0].rpc_url().to_owned()]);
-        let (rail, key_files) = rail_config(
+        let (mut rail, key_files) = rail_config(
             &devnet,
             rpc_urls,
             setup.signers,
             setup.receipt_timeout_seconds,
         );
+        rail.auth_capture = setup.auth_capture.clone();
         let rails = Rails::open(&[rail], fast_rpc())
             .await
             .expect("open the rail");

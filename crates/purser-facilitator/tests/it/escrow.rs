@@ -1,0 +1,475 @@
+//! Escrowed payments (`auth-capture`) through `/facilitator/verify` and `/settle`, on both
+//! backends: the official client's payment authorized into the devnet's escrow, then captured
+//! in parts, refunded and voided by lifecycle payloads; every balance on chain moves as the
+//! ledger says, and the ledger matches the escrow's `paymentState`.
+
+use alloy::primitives::{Address, U256, address};
+use alloy::sol;
+use alloy::sol_types::SolCall;
+use purser_chain::auth_capture::{self, PaymentInfo};
+use purser_chain::config::AuthCaptureConfig;
+use purser_domain::auth::{Role, TenantScope};
+use purser_domain::ledger::AccountKind;
+use purser_domain::money::Amount;
+use purser_testkit::interop::run_script;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, Fixture, Setup, tenant_with_key};
+
+/// Where the facilitator's fee goes: an address nobody else pays.
+const FEE_RECIPIENT: Address = address!("0x000000000000000000000000000000000000fee1");
+/// One percent, fixed (equal bounds, as a facilitator should advertise).
+const FEE_BPS: u16 = 100;
+const AMOUNT: u128 = 1_000_000;
+
+sol! {
+    function approve(address spender, uint256 amount) external returns (bool);
+}
+
+on_both_backends!(
+    an_escrowed_payment_is_held_captured_in_parts_refunded_and_voided,
+    concurrent_captures_never_take_more_than_is_held,
+);
+
+async fn start(backend: Backend) -> Fixture {
+    Fixture::start(Setup {
+        auth_capture: Some(AuthCaptureConfig {
+            escrow: None,
+            fee_recipient: Some(FEE_RECIPIENT.to_checksum(None)),
+            min_fee_bps: FEE_BPS,
+            max_fee_bps: FEE_BPS,
+        }),
+        ..Setup::new(backend)
+    })
+    .await
+}
+
+/// An escrowed payment collected by the fixture's facilitator: the requirements a server
+/// builds from `/supported`, and the official client's payload for them.
+struct Escrowed {
+    requirements: Value,
+    payload: Value,
+    info: PaymentInfo,
+    hash: alloy::primitives::B256,
+}
+
+impl Escrowed {
+    async fn signed(fixture: &Fixture, payer_index: usize) -> Self {
+        let supported = fixture
+            .client
+            .get(format!("{}/facilitator/supported", fixture.base))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        let kind = supported["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["scheme"] == "auth-capture")
+            .unwrap_or_else(|| panic!("auth-capture is listed: {supported}"))
+            .clone();
+        assert_eq!(kind["network"], fixture.chain().network());
+        let token = fixture.chain().token();
+        let now = fixture.chain().latest_timestamp().await.unwrap();
+        // A server copies the facilitator's terms verbatim and adds its deadlines.
+        let mut extra = kind["extra"].as_object().unwrap().clone();
+        extra.extend(
+            json!({
+                "name": token.name, "version": token.version,
+                "paymentFlow": "escrow",
+                "captureDeadline": now + 3_600,
+                "refundDeadline": now + 7_200,
+            })
+            .as_object()
+            .unwrap()
+            .clone(),
+        );
+        let requirements = json!({
+            "scheme": "auth-capture",
+            "network": fixture.chain().network(),
+            "amount": AMOUNT.to_string(),
+            "asset": token.address.to_checksum(None),
+            "payTo": fixture.merchant.to_checksum(None),
+            "maxTimeoutSeconds": 120,
+            "extra": extra,
+        });
+        let payer = fixture.payer(payer_index);
+        let out = run_script(
+            "sdk-auth-capture-sign.mjs",
+            &[
+                ("X402_PAYER_KEY", payer.private_key_hex()),
+                ("X402_REQUIREMENTS", requirements.to_string()),
+            ],
+        )
+        .await;
+        let payload = json!({
+            "x402Version": 2,
+            "accepted": requirements,
+            "payload": out["payload"],
+        });
+        let inner = &payload["payload"];
+        let info = PaymentInfo {
+            operator: extra["captureAuthorizer"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+            payer: payer.address(),
+            receiver: fixture.merchant,
+            token: token.address,
+            maxAmount: alloy::primitives::aliases::U120::from(AMOUNT),
+            preApprovalExpiry: alloy::primitives::aliases::U48::from(
+                inner["authorization"]["validBefore"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            ),
+            authorizationExpiry: alloy::primitives::aliases::U48::from(now + 3_600),
+            refundExpiry: alloy::primitives::aliases::U48::from(now + 7_200),
+            minFeeBps: FEE_BPS,
+            maxFeeBps: FEE_BPS,
+            feeReceiver: FEE_RECIPIENT,
+            salt: inner["salt"].as_str().unwrap().parse().unwrap(),
+        };
+        let hash = auth_capture::payment_hash(
+            fixture.chain().chain_id(),
+            auth_capture::V1_1.escrow,
+            &info,
+        );
+        Self {
+            requirements,
+            payload,
+            info,
+            hash,
+        }
+    }
+
+    fn collect(&self) -> Value {
+        json!({
+            "x402Version": 2,
+            "paymentPayload": self.payload,
+            "paymentRequirements": self.requirements,
+        })
+    }
+
+    /// A lifecycle request for the payment (`fields` beside `type`, `paymentInfo` and
+    /// `saltNonce`), with no authorizer signature: the receiver's authorizer is the
+    /// facilitator's own, and the caller's key authenticates it.
+    fn lifecycle(&self, operation: &str, fields: Value) -> Value {
+        let info = &self.info;
+        let mut inner = json!({
+            "type": operation,
+            "paymentInfo": {
+                "operator": info.operator.to_checksum(None),
+                "payer": info.payer.to_checksum(None),
+                "receiver": info.receiver.to_checksum(None),
+                "token": info.token.to_checksum(None),
+                "maxAmount": info.maxAmount.to_string(),
+                "preApprovalExpiry": info.preApprovalExpiry.to::<u64>(),
+                "authorizationExpiry": info.authorizationExpiry.to::<u64>(),
+                "refundExpiry": info.refundExpiry.to::<u64>(),
+                "minFeeBps": info.minFeeBps,
+                "maxFeeBps": info.maxFeeBps,
+                "feeReceiver": info.feeReceiver.to_checksum(None),
+                "salt": self.payload["payload"]["salt"],
+            },
+            "saltNonce": self.payload["payload"]["saltNonce"],
+        });
+        inner
+            .as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        json!({
+            "x402Version": 2,
+            "paymentPayload": {
+                "x402Version": 2,
+                "accepted": self.requirements,
+                "payload": inner,
+            },
+            "paymentRequirements": self.requirements,
+        })
+    }
+
+    fn capture(&self, amount: u128, expected: (u128, u128)) -> Value {
+        self.lifecycle(
+            "capture",
+            json!({
+                "amount": amount.to_string(),
+                "feeAmount": (amount * u128::from(FEE_BPS) / 10_000).to_string(),
+                "feeReceiver": FEE_RECIPIENT.to_checksum(None),
+                "expectedCapturableAmount": expected.0.to_string(),
+                "expectedRefundableAmount": expected.1.to_string(),
+            }),
+        )
+    }
+
+    fn refund(&self, amount: u128, expected: (u128, u128)) -> Value {
+        self.lifecycle(
+            "refund",
+            json!({
+                "amount": amount.to_string(),
+                "expectedCapturableAmount": expected.0.to_string(),
+                "expectedRefundableAmount": expected.1.to_string(),
+            }),
+        )
+    }
+
+    /// (capturable, refundable) as the escrow holds them.
+    async fn state(&self, fixture: &Fixture) -> (u128, u128) {
+        let state = fixture
+            .chain()
+            .payment_state(auth_capture::V1_1.escrow, &self.info)
+            .await
+            .unwrap();
+        (
+            state.capturableAmount.to::<u128>(),
+            state.refundableAmount.to::<u128>(),
+        )
+    }
+}
+
+/// The tenant's posted balance of each escrow account: credits less debits.
+async fn ledger(fixture: &Fixture, kind: AccountKind) -> i128 {
+    fixture
+        .store
+        .account_balances(TenantScope::trusted(fixture.tenant))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.account.kind == kind && b.account.asset != "native")
+        .map(|b| b.credits_posted.atomic() as i128 - b.debits_posted.atomic() as i128)
+        .sum()
+}
+
+/// The ledger says what the escrow holds: held is `capturableAmount`; what merchants and fees
+/// received, less what was refunded, is `refundableAmount`.
+async fn assert_ledger_matches_escrow(fixture: &Fixture, escrowed: &Escrowed) {
+    let (capturable, refundable) = escrowed.state(fixture).await;
+    assert_eq!(
+        ledger(fixture, AccountKind::EscrowHeld).await,
+        capturable as i128,
+        "escrow held"
+    );
+    let captured = ledger(fixture, AccountKind::MerchantReceivable).await
+        + ledger(fixture, AccountKind::Fees).await;
+    let refunded = -ledger(fixture, AccountKind::RefundAdvances).await;
+    assert_eq!(captured - refunded, refundable as i128, "refundable");
+}
+
+async fn settle(fixture: &Fixture, body: &Value) -> Value {
+    let (status, answer) = fixture.post("settle", body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+async fn an_escrowed_payment_is_held_captured_in_parts_refunded_and_voided(backend: Backend) {
+    let fixture = start(backend).await;
+    let escrowed = Escrowed::signed(&fixture, 0).await;
+    let payer = fixture.payer(0).address();
+    let balances = || async {
+        (
+            fixture.token_balance(payer).await.to::<u128>(),
+            fixture.token_balance(fixture.merchant).await.to::<u128>(),
+            fixture.token_balance(FEE_RECIPIENT).await.to::<u128>(),
+        )
+    };
+    let start_balances = balances().await;
+
+    // Verified, then authorized: the escrow holds the whole amount, taken from the payer.
+    let (status, verified) = fixture.post("verify", &escrowed.collect()).await;
+    assert_eq!(
+        (status, &verified["isValid"]),
+        (200, &json!(true)),
+        "{verified}"
+    );
+    let held = settle(&fixture, &escrowed.collect()).await;
+    assert_eq!(held["success"], true, "{held}");
+    assert_eq!(held["amount"], AMOUNT.to_string(), "{held}");
+    assert_eq!(escrowed.state(&fixture).await, (AMOUNT, 0));
+    let after_hold = balances().await;
+    assert_eq!(start_balances.0 - after_hold.0, AMOUNT);
+    assert_eq!(
+        after_hold.1, start_balances.1,
+        "nothing reaches the merchant yet"
+    );
+    assert_ledger_matches_escrow(&fixture, &escrowed).await;
+    // The same payment again answers the same hold, and holds nothing more.
+    let again = settle(&fixture, &escrowed.collect()).await;
+    assert_eq!(again["transaction"], held["transaction"], "{again}");
+    assert_eq!(escrowed.state(&fixture).await, (AMOUNT, 0));
+
+    // Captured in two parts, each against the balances it expects, each paying the fee.
+    let first = settle(&fixture, &escrowed.capture(300_000, (AMOUNT, 0))).await;
+    assert_eq!(first["success"], true, "{first}");
+    assert_eq!(first["amount"], "300000", "{first}");
+    assert_eq!(escrowed.state(&fixture).await, (700_000, 300_000));
+    // Presented again, the same capture is the same settlement: nothing moves twice.
+    let replayed = settle(&fixture, &escrowed.capture(300_000, (AMOUNT, 0))).await;
+    assert_eq!(replayed["transaction"], first["transaction"], "{replayed}");
+    // A capture signed against balances the escrow no longer holds is refused.
+    let stale = settle(&fixture, &escrowed.capture(100_000, (AMOUNT, 0))).await;
+    assert_eq!(stale["success"], false, "{stale}");
+    assert_eq!(
+        stale["errorReason"], "invalid_auth_capture_evm_unexpected_payment_state",
+        "{stale}"
+    );
+    // More than is held is refused, by the check before anything is sent.
+    let greedy = settle(&fixture, &escrowed.capture(700_001, (700_000, 300_000))).await;
+    assert_eq!(
+        greedy["errorReason"], "invalid_auth_capture_evm_insufficient_authorization",
+        "{greedy}"
+    );
+    let second = settle(&fixture, &escrowed.capture(200_000, (700_000, 300_000))).await;
+    assert_eq!(second["success"], true, "{second}");
+    assert_eq!(escrowed.state(&fixture).await, (500_000, 500_000));
+    let after_captures = balances().await;
+    assert_eq!(
+        after_captures.1 - start_balances.1,
+        495_000,
+        "500,000 less 1%"
+    );
+    assert_eq!(after_captures.2 - start_balances.2, 5_000, "the fee");
+    assert_ledger_matches_escrow(&fixture, &escrowed).await;
+
+    // Another tenant cannot touch the payment, signed or not.
+    let (_, other_key) = tenant_with_key(&fixture.store, "Other", Role::ResourceServer).await;
+    let (status, foreign) = fixture
+        .post_as(
+            Some(&other_key),
+            "settle",
+            &escrowed.capture(100_000, (500_000, 500_000)),
+        )
+        .await;
+    assert_eq!(status, 200, "{foreign}");
+    assert_eq!(
+        foreign["errorReason"], "invalid_auth_capture_evm_unauthenticated_authorizer_request",
+        "{foreign}"
+    );
+    assert_eq!(escrowed.state(&fixture).await, (500_000, 500_000));
+
+    // A refund is advanced by the operator through the refund collector: fund and approve it.
+    let operator = fixture.devnet.accounts().settlement_signer.clone();
+    let chain = fixture.chain();
+    chain
+        .mint(
+            chain.token().address,
+            operator.address(),
+            U256::from(100_000u64),
+        )
+        .await
+        .unwrap();
+    let approval = approveCall {
+        spender: auth_capture::V1_1.operator_refund_collector,
+        amount: U256::MAX,
+    };
+    chain
+        .send_as(
+            &operator,
+            chain.token().address,
+            approval.abi_encode().into(),
+            "approve",
+        )
+        .await
+        .unwrap();
+    // More than was captured is refused; a part is returned to the payer.
+    let too_much = settle(&fixture, &escrowed.refund(500_001, (500_000, 500_000))).await;
+    assert_eq!(
+        too_much["errorReason"], "invalid_auth_capture_evm_refund_exceeds_capture",
+        "{too_much}"
+    );
+    let refunded = settle(&fixture, &escrowed.refund(100_000, (500_000, 500_000))).await;
+    assert_eq!(refunded["success"], true, "{refunded}");
+    assert_eq!(escrowed.state(&fixture).await, (500_000, 400_000));
+    assert_eq!(balances().await.0, after_hold.0 + 100_000);
+    assert_ledger_matches_escrow(&fixture, &escrowed).await;
+
+    // The rest is voided back to the payer; then nothing is left to void.
+    let voided = settle(&fixture, &escrowed.lifecycle("void", json!({}))).await;
+    assert_eq!(voided["success"], true, "{voided}");
+    assert_eq!(voided["amount"], "500000", "{voided}");
+    assert_eq!(escrowed.state(&fixture).await, (0, 400_000));
+    let end = balances().await;
+    assert_eq!(
+        start_balances.0 - end.0,
+        400_000,
+        "paid: 500,000 captured less 100,000 refunded"
+    );
+    assert_ledger_matches_escrow(&fixture, &escrowed).await;
+    assert_eq!(ledger(&fixture, AccountKind::PayerReturned).await, 600_000);
+    assert_eq!(
+        ledger(&fixture, AccountKind::PayerClearing).await,
+        -(AMOUNT as i128)
+    );
+    let nothing = settle(&fixture, &escrowed.lifecycle("void", json!({}))).await;
+    assert_eq!(nothing["success"], false, "{nothing}");
+    // Every operation's gas is the tenant's network fee.
+    assert!(fixture.network_fees().await > Amount::ZERO);
+    let operations = fixture
+        .store
+        .escrow_operations(
+            TenantScope::trusted(fixture.tenant),
+            &format!("{:#x}", escrowed.hash),
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = operations
+        .iter()
+        .filter(|o| o.status == purser_domain::settlement::SettlementStatus::Confirmed)
+        .map(|o| o.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "escrow_authorize",
+            "escrow_capture",
+            "escrow_capture",
+            "escrow_refund",
+            "escrow_void"
+        ]
+    );
+}
+
+async fn concurrent_captures_never_take_more_than_is_held(backend: Backend) {
+    let fixture = start(backend).await;
+    let escrowed = Escrowed::signed(&fixture, 1).await;
+    let held = settle(&fixture, &escrowed.collect()).await;
+    assert_eq!(held["success"], true, "{held}");
+    let merchant_before = fixture.token_balance(fixture.merchant).await.to::<u128>();
+
+    // Fifty captures at once, every one signed against the full hold, each for a different
+    // amount: one runs; the rest are refused, by the in-flight guard or by the balances.
+    let captures = (0..50u128).map(|i| {
+        let body = escrowed.capture(100_000 + i * 1_000, (AMOUNT, 0));
+        let fixture = &fixture;
+        async move { fixture.post("settle", &body).await }
+    });
+    let answers = futures::future::join_all(captures).await;
+    let mut settled = Vec::new();
+    for (status, answer) in &answers {
+        match status {
+            200 if answer["success"] == true => settled.push(answer["amount"].clone()),
+            200 => assert!(
+                answer["errorReason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("invalid_auth_capture_evm_")),
+                "{answer}"
+            ),
+            409 => assert_eq!(
+                answer["error"]["code"], "escrow_operation_in_flight",
+                "{answer}"
+            ),
+            other => panic!("{other}: {answer}"),
+        }
+    }
+    assert_eq!(settled.len(), 1, "{answers:?}");
+    let captured: u128 = settled[0].as_str().unwrap().parse().unwrap();
+    let (capturable, refundable) = escrowed.state(&fixture).await;
+    assert_eq!((capturable, refundable), (AMOUNT - captured, captured));
+    let merchant_after = fixture.token_balance(fixture.merchant).await.to::<u128>();
+    assert_eq!(merchant_after - merchant_before, captured - captured / 100);
+    assert_ledger_matches_escrow(&fixture, &escrowed).await;
+}
