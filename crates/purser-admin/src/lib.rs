@@ -6,6 +6,7 @@
 mod bounds;
 mod context;
 mod error;
+mod escrow;
 mod grants;
 mod handler;
 mod metering;
@@ -121,6 +122,9 @@ pub struct AdminServices {
     pub invalidator: Arc<Invalidator>,
     /// The settlement router: live quotes, and the order of `paymentRequired`'s offers.
     pub settlement_router: purser_router::Router,
+    /// Carries out merchants' commands on escrowed payments; `None` where no facilitator runs
+    /// (the escrow fields then answer `unavailable`).
+    pub escrow: Option<Arc<dyn purser_domain::escrow::EscrowDesk>>,
 }
 
 impl AdminState {
@@ -132,15 +136,19 @@ impl AdminState {
             authenticator,
             invalidator,
             settlement_router,
+            escrow,
         } = services;
+        let mut schema = schema_builder(limits)
+            .data(settlement_router)
+            .data(store)
+            .data(registry)
+            .data(metering)
+            .data(invalidator);
+        if let Some(escrow) = escrow {
+            schema = schema.data(escrow);
+        }
         Self {
-            schema: schema_builder(limits)
-                .data(settlement_router)
-                .data(store)
-                .data(registry)
-                .data(metering)
-                .data(invalidator)
-                .finish(),
+            schema: schema.finish(),
             authenticator,
             graphiql,
             limits,

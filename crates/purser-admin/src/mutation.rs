@@ -6,6 +6,7 @@ use purser_domain::tenant::{NewTenant, TenantName, TenantUpdate};
 
 use crate::context::{invalidator, key_owner, parse_id, principal, store};
 use crate::error::GqlResult;
+use crate::escrow::EscrowMutation;
 use crate::grants::GrantsMutation;
 use crate::metering::MeteringMutation;
 use crate::registry::RegistryMutation;
@@ -23,6 +24,7 @@ pub struct AdminMutation;
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
     AdminMutation,
+    EscrowMutation,
     RegistryMutation,
     GrantsMutation,
     MeteringMutation,

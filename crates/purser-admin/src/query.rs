@@ -5,6 +5,7 @@ use purser_domain::id::TenantId;
 
 use crate::context::{key_owner, parse_id, principal, scope, store};
 use crate::error::{GqlError, GqlResult};
+use crate::escrow::EscrowQuery;
 use crate::grants::GrantsQuery;
 use crate::metering::MeteringQuery;
 use crate::pagination::{IdCursor, RelayArgs, connection};
@@ -22,6 +23,7 @@ pub struct AdminQuery;
 pub struct QueryRoot(
     AdminQuery,
     PaymentsQuery,
+    EscrowQuery,
     RegistryQuery,
     GrantsQuery,
     MeteringQuery,

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod coord;
 pub mod credits;
 pub mod entitlement;
+pub mod escrow;
 pub mod ledger;
 mod macros;
 pub mod metering;

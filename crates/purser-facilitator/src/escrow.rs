@@ -15,6 +15,7 @@ use purser_chain::primitives::Address;
 use purser_chain::rails::{Rail, Rails};
 use purser_domain::Result;
 use purser_domain::auth::TenantScope;
+use purser_domain::escrow::{EscrowBalances, EscrowCommand, EscrowDesk};
 use purser_domain::money::Amount;
 use purser_domain::repo::SettlementRepository;
 use purser_domain::settlement::{SettlementKind, SettlementStatus};
@@ -23,6 +24,7 @@ use purser_x402::{
     JsonObject, PaymentPayload, PaymentRequirements, Reason, SettleResponse, SupportedKind,
 };
 
+use crate::Facilitator;
 use crate::service::{Preparation, Prepared};
 use crate::work::{EscrowWork, Work};
 
@@ -265,4 +267,184 @@ pub(crate) fn void_after(prepared: &Prepared) -> Option<PaymentPayload> {
     object.insert("type".into(), "void".into());
     object.insert("authorizerSignature".into(), signature);
     Some(payload)
+}
+
+/// The scope's confirmed authorization of `payment`, and what it collected: the payload and
+/// requirements it was settled with.
+struct Held {
+    authorization: purser_domain::settlement::Settlement,
+    collect: purser_x402::auth_capture::CollectPayload,
+    requirements: PaymentRequirements,
+    extra: purser_x402::auth_capture::AuthCaptureExtra,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> purser_domain::Error {
+    purser_domain::Error::internal(
+        "reading an escrowed payment's authorization",
+        what.to_string(),
+    )
+}
+
+impl Held {
+    async fn find(
+        store: &dyn SettlementRepository,
+        scope: TenantScope,
+        payment: &str,
+    ) -> Result<Self> {
+        let authorization = store
+            .escrow_operations(scope, payment)
+            .await?
+            .into_iter()
+            .find(|op| {
+                op.kind == SettlementKind::EscrowAuthorize
+                    && op.status == SettlementStatus::Confirmed
+            })
+            .ok_or_else(|| purser_domain::Error::not_found("escrowed payment"))?;
+        let payload: PaymentPayload =
+            serde_json::from_str(&authorization.payload).map_err(corrupt)?;
+        let requirements: PaymentRequirements =
+            serde_json::from_str(&authorization.requirements).map_err(corrupt)?;
+        let AuthCapturePayload::Collect(collect) =
+            AuthCapturePayload::from_json(&payload.payload).map_err(corrupt)?
+        else {
+            return Err(corrupt("not a collect payload"));
+        };
+        let extra = purser_x402::auth_capture::AuthCaptureExtra::from_json(
+            &serde_json::Value::Object(requirements.extra.clone().unwrap_or_default()),
+        )
+        .map_err(corrupt)?;
+        Ok(Self {
+            authorization,
+            collect,
+            requirements,
+            extra,
+        })
+    }
+
+    /// The lifecycle request for `command` against the balances the escrow holds now, as the
+    /// `/settle` body that carries it.
+    fn request(
+        &self,
+        command: EscrowCommand,
+        balances: EscrowBalances,
+    ) -> Result<serde_json::Value> {
+        use purser_x402::auth_capture::{LifecyclePayload, LifecycleRequest};
+        let info = self
+            .collect
+            .payment_info(&self.requirements, &self.extra)
+            .ok_or_else(|| corrupt("payTo or asset is not an address"))?;
+        let salt_nonce = self.collect.salt_nonce.clone().ok_or_else(|| {
+            purser_domain::Error::new(
+                purser_domain::ErrorCode::EscrowOperationRefused,
+                "this payment names no receiver authorizer: its capture, void and refund are not relayed",
+            )
+        })?;
+        let expected = Some((balances.capturable, balances.refundable));
+        let request = match command {
+            EscrowCommand::Capture { amount } => {
+                let amount = amount.unwrap_or(balances.capturable);
+                // The specification's default fee: the lower bound.
+                let fee = amount.atomic().saturating_mul(u128::from(info.min_fee_bps)) / 10_000;
+                LifecycleRequest {
+                    operation: LifecycleOperation::Capture,
+                    amount: Some(amount),
+                    fee: Some((Amount::from_atomic(fee), info.fee_receiver.clone())),
+                    expected,
+                }
+            }
+            EscrowCommand::Void => LifecycleRequest {
+                operation: LifecycleOperation::Void,
+                amount: None,
+                fee: None,
+                expected: None,
+            },
+            EscrowCommand::Refund { amount } => LifecycleRequest {
+                operation: LifecycleOperation::Refund,
+                amount: Some(amount.unwrap_or(balances.refundable)),
+                fee: None,
+                expected,
+            },
+        };
+        let payload = LifecyclePayload::unsigned(info, salt_nonce, request);
+        Ok(serde_json::json!({
+            "x402Version": 2,
+            "paymentPayload": {
+                "x402Version": 2,
+                "accepted": self.requirements,
+                "payload": payload.to_json(),
+            },
+            "paymentRequirements": self.requirements,
+        }))
+    }
+}
+
+impl Facilitator {
+    async fn balances_of(&self, held: &Held) -> Result<EscrowBalances> {
+        let work = self.work_of(&held.authorization)?;
+        let escrow = work
+            .escrow()
+            .ok_or_else(|| corrupt("an authorization that is no escrow call"))?;
+        let rail = self
+            .rails
+            .get(&held.authorization.key.network)
+            .ok_or_else(|| {
+                purser_domain::Error::new(
+                    purser_domain::ErrorCode::UnsupportedNetwork,
+                    "the payment's network is no longer served",
+                )
+            })?;
+        let state = rail
+            .escrow_payment_state(escrow.call.escrow, escrow.call.payment_hash)
+            .await
+            .map_err(|e| purser_domain::Error::unavailable("reading the escrow", e))?;
+        Ok(EscrowBalances {
+            capturable: Amount::from_atomic(state.capturable),
+            refundable: Amount::from_atomic(state.refundable),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl EscrowDesk for Facilitator {
+    async fn command(
+        &self,
+        scope: TenantScope,
+        payment: &str,
+        command: EscrowCommand,
+    ) -> Result<purser_domain::settlement::Settlement> {
+        let held = Held::find(&*self.store, scope, payment).await?;
+        let balances = self.balances_of(&held).await?;
+        let body = held.request(command, balances)?;
+        let bytes = serde_json::to_vec(&body).map_err(corrupt)?;
+        let answer = self.settle(scope, &bytes).await?;
+        if !answer.success && !answer.is_pending() {
+            return Err(purser_domain::escrow::refused(
+                answer
+                    .error_reason
+                    .as_deref()
+                    .unwrap_or("unexpected_settle_error"),
+                answer
+                    .error_message
+                    .as_deref()
+                    .unwrap_or("the escrow operation was refused"),
+            ));
+        }
+        let kind = match command {
+            EscrowCommand::Capture { .. } => SettlementKind::EscrowCapture,
+            EscrowCommand::Void => SettlementKind::EscrowVoid,
+            EscrowCommand::Refund { .. } => SettlementKind::EscrowRefund,
+        };
+        self.store
+            .escrow_operations(scope, payment)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|op| op.kind == kind && op.tx_hash.as_deref() == Some(&answer.transaction))
+            .ok_or_else(|| corrupt("the operation's settlement is missing"))
+    }
+
+    async fn balances(&self, scope: TenantScope, payment: &str) -> Result<EscrowBalances> {
+        let held = Held::find(&*self.store, scope, payment).await?;
+        self.balances_of(&held).await
+    }
 }

@@ -94,3 +94,68 @@ pub async fn run_script(script: &str, env: &[(&str, String)]) -> Value {
     serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("`node {script}` printed no JSON line ({e})\n{shown}"))
 }
+
+/// What a server prices an escrowed (`auth-capture`) resource with.
+pub struct EscrowOffer<'a> {
+    pub network: &'a str,
+    /// The token's address and EIP-712 domain.
+    pub asset: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub pay_to: &'a str,
+    pub amount: u128,
+    /// Unix seconds.
+    pub capture_deadline: u64,
+    pub refund_deadline: u64,
+}
+
+/// The `auth-capture` requirements a server writes from a facilitator's `/supported` answer:
+/// the kind's terms copied verbatim (operator, receiver authorizer, fees), with the server's
+/// own asset, price and deadlines.
+pub fn auth_capture_requirements(supported: &Value, offer: &EscrowOffer<'_>) -> Value {
+    let kind = supported["kinds"]
+        .as_array()
+        .and_then(|kinds| {
+            kinds
+                .iter()
+                .find(|k| k["scheme"] == "auth-capture" && k["network"] == offer.network)
+        })
+        .unwrap_or_else(|| panic!("no auth-capture kind for {}: {supported}", offer.network));
+    let mut extra = kind["extra"].as_object().cloned().unwrap_or_default();
+    for (key, value) in [
+        ("name", Value::from(offer.name)),
+        ("version", Value::from(offer.version)),
+        ("paymentFlow", Value::from("escrow")),
+        ("captureDeadline", Value::from(offer.capture_deadline)),
+        ("refundDeadline", Value::from(offer.refund_deadline)),
+    ] {
+        extra.insert(key.to_owned(), value);
+    }
+    serde_json::json!({
+        "scheme": "auth-capture",
+        "network": offer.network,
+        "amount": offer.amount.to_string(),
+        "asset": offer.asset,
+        "payTo": offer.pay_to,
+        "maxTimeoutSeconds": 120,
+        "extra": extra,
+    })
+}
+
+/// The official client's (`@x402/evm` auth-capture) payment for `requirements`, signed with
+/// the private key `payer_key`: a whole `PaymentPayload`.
+pub async fn pay_auth_capture(payer_key: &str, requirements: &Value) -> Value {
+    let out = run_script(
+        "sdk-auth-capture-sign.mjs",
+        &[
+            ("X402_PAYER_KEY", payer_key.to_owned()),
+            ("X402_REQUIREMENTS", requirements.to_string()),
+        ],
+    )
+    .await;
+    serde_json::json!({
+        "x402Version": 2,
+        "accepted": requirements,
+        "payload": out["payload"],
+    })
+}

@@ -829,5 +829,123 @@ impl LifecyclePayload {
     }
 }
 
+/// What a server asks of a held payment, to be written as a lifecycle payload
+/// ([`LifecyclePayload::to_json`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LifecycleRequest {
+    pub operation: LifecycleOperation,
+    /// `capture` and `refund`.
+    pub amount: Option<Amount>,
+    /// `capture`: the fee amount (escrow v1.1) and where it goes.
+    pub fee: Option<(Amount, EvmAddress)>,
+    /// `capture` and `refund`: the (capturable, refundable) balances the request expects.
+    pub expected: Option<(Amount, Amount)>,
+}
+
+impl CollectPayload {
+    /// The `PaymentInfo` this payload committed to under `requirements` (whose `extra` is
+    /// `extra`), as a lifecycle payload names it: every field from the requirements, but the
+    /// payer, the pre-approval expiry and the salt, which are the payload's. `None` when the
+    /// requirements' `payTo` or `asset` is not an address.
+    pub fn payment_info(
+        &self,
+        requirements: &crate::v2::PaymentRequirements,
+        extra: &AuthCaptureExtra,
+    ) -> Option<WirePaymentInfo> {
+        let pre_approval_expiry = match &self.authorization {
+            TokenAuthorization::Eip3009(a) => a.valid_before,
+            TokenAuthorization::Permit2(p) => p.deadline,
+        };
+        Some(WirePaymentInfo {
+            operator: extra.capture_authorizer.clone(),
+            payer: self.authorization.from().clone(),
+            receiver: EvmAddress::parse(&requirements.pay_to).ok()?,
+            token: EvmAddress::parse(&requirements.asset).ok()?,
+            max_amount: requirements.amount,
+            pre_approval_expiry,
+            authorization_expiry: extra.capture_deadline,
+            refund_expiry: extra.refund_deadline,
+            min_fee_bps: extra.min_fee_bps,
+            max_fee_bps: extra.max_fee_bps,
+            fee_receiver: extra.fee_recipient.clone(),
+            salt: self.salt.clone(),
+        })
+    }
+}
+
+impl LifecyclePayload {
+    /// The payload `request` on the payment `info`, whose salt opens with `salt_nonce`, with
+    /// no authorizer signature (for an authorizer delegated to the facilitator).
+    pub fn unsigned(info: WirePaymentInfo, salt_nonce: Bytes32, request: LifecycleRequest) -> Self {
+        Self {
+            operation: request.operation,
+            payment_info: info,
+            salt_nonce,
+            amount: request.amount,
+            fee: request
+                .fee
+                .as_ref()
+                .map(|(fee, _)| SubmittedFee::Amount(*fee)),
+            fee_receiver: request.fee.map(|(_, receiver)| receiver),
+            expected_capturable: request.expected.map(|(c, _)| c),
+            expected_refundable: request.expected.map(|(_, r)| r),
+            authorizer_signature: None,
+            void_authorizer_signature: None,
+        }
+    }
+
+    /// The payload as the wire writes it (`payload` of a `PaymentPayload`).
+    pub fn to_json(&self) -> JsonObject {
+        let info = &self.payment_info;
+        let mut out = JsonObject::new();
+        let mut put = |key: &str, value: Value| {
+            out.insert(key.to_owned(), value);
+        };
+        put("type", self.operation.as_str().into());
+        put(
+            "paymentInfo",
+            serde_json::json!({
+                "operator": info.operator.as_str(),
+                "payer": info.payer.as_str(),
+                "receiver": info.receiver.as_str(),
+                "token": info.token.as_str(),
+                "maxAmount": info.max_amount.to_string(),
+                "preApprovalExpiry": info.pre_approval_expiry,
+                "authorizationExpiry": info.authorization_expiry,
+                "refundExpiry": info.refund_expiry,
+                "minFeeBps": info.min_fee_bps,
+                "maxFeeBps": info.max_fee_bps,
+                "feeReceiver": info.fee_receiver.as_str(),
+                "salt": info.salt.as_str(),
+            }),
+        );
+        put("saltNonce", self.salt_nonce.as_str().into());
+        if let Some(amount) = self.amount {
+            put("amount", amount.to_string().into());
+        }
+        match self.fee {
+            Some(SubmittedFee::Amount(fee)) => put("feeAmount", fee.to_string().into()),
+            Some(SubmittedFee::Bps(bps)) => put("feeBps", bps.into()),
+            None => {}
+        }
+        if let Some(receiver) = &self.fee_receiver {
+            put("feeReceiver", receiver.as_str().into());
+        }
+        if let Some(capturable) = self.expected_capturable {
+            put("expectedCapturableAmount", capturable.to_string().into());
+        }
+        if let Some(refundable) = self.expected_refundable {
+            put("expectedRefundableAmount", refundable.to_string().into());
+        }
+        if let Some(signature) = &self.authorizer_signature {
+            put("authorizerSignature", signature.as_str().into());
+        }
+        if let Some(signature) = &self.void_authorizer_signature {
+            put("voidAuthorizerSignature", signature.as_str().into());
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -258,6 +258,7 @@ impl Platform {
                 authenticator: self.authenticator.clone(),
                 invalidator: self.invalidator.clone(),
                 settlement_router: self.settlement_router.clone(),
+                escrow: Some(self.facilitator.clone()),
             },
             config.graphql.limits(),
             config.graphql.graphiql,

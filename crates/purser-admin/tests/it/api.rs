@@ -72,6 +72,7 @@ impl TestApi {
                     Default::default(),
                 )
                 .unwrap(),
+                escrow: None,
             },
             limits,
             false,

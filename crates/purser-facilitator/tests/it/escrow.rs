@@ -11,7 +11,12 @@ use purser_chain::config::AuthCaptureConfig;
 use purser_domain::auth::{Role, TenantScope};
 use purser_domain::ledger::AccountKind;
 use purser_domain::money::Amount;
-use purser_testkit::interop::run_script;
+use purser_testkit::interop::{EscrowOffer, auth_capture_requirements, pay_auth_capture};
+use purser_x402::auth_capture::{
+    AuthCaptureExtra, AuthCapturePayload, LifecycleOperation, LifecyclePayload, LifecycleRequest,
+};
+use purser_x402::exact_evm::EvmAddress;
+use purser_x402::v2::PaymentRequirements;
 use serde_json::{Value, json};
 
 use crate::support::{Backend, Fixture, Setup, tenant_with_key};
@@ -64,52 +69,25 @@ impl Escrowed {
             .json::<Value>()
             .await
             .unwrap();
-        let kind = supported["kinds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["scheme"] == "auth-capture")
-            .unwrap_or_else(|| panic!("auth-capture is listed: {supported}"))
-            .clone();
-        assert_eq!(kind["network"], fixture.chain().network());
         let token = fixture.chain().token();
         let now = fixture.chain().latest_timestamp().await.unwrap();
-        // A server copies the facilitator's terms verbatim and adds its deadlines.
-        let mut extra = kind["extra"].as_object().unwrap().clone();
-        extra.extend(
-            json!({
-                "name": token.name, "version": token.version,
-                "paymentFlow": "escrow",
-                "captureDeadline": now + 3_600,
-                "refundDeadline": now + 7_200,
-            })
-            .as_object()
-            .unwrap()
-            .clone(),
+        let network = fixture.chain().network();
+        let requirements = auth_capture_requirements(
+            &supported,
+            &EscrowOffer {
+                network: &network,
+                asset: &token.address.to_checksum(None),
+                name: &token.name,
+                version: &token.version,
+                pay_to: &fixture.merchant.to_checksum(None),
+                amount: AMOUNT,
+                capture_deadline: now + 3_600,
+                refund_deadline: now + 7_200,
+            },
         );
-        let requirements = json!({
-            "scheme": "auth-capture",
-            "network": fixture.chain().network(),
-            "amount": AMOUNT.to_string(),
-            "asset": token.address.to_checksum(None),
-            "payTo": fixture.merchant.to_checksum(None),
-            "maxTimeoutSeconds": 120,
-            "extra": extra,
-        });
+        let extra = requirements["extra"].clone();
         let payer = fixture.payer(payer_index);
-        let out = run_script(
-            "sdk-auth-capture-sign.mjs",
-            &[
-                ("X402_PAYER_KEY", payer.private_key_hex()),
-                ("X402_REQUIREMENTS", requirements.to_string()),
-            ],
-        )
-        .await;
-        let payload = json!({
-            "x402Version": 2,
-            "accepted": requirements,
-            "payload": out["payload"],
-        });
+        let payload = pay_auth_capture(&payer.private_key_hex(), &requirements).await;
         let inner = &payload["payload"];
         let info = PaymentInfo {
             operator: extra["captureAuthorizer"]
@@ -156,66 +134,60 @@ impl Escrowed {
         })
     }
 
-    /// A lifecycle request for the payment (`fields` beside `type`, `paymentInfo` and
-    /// `saltNonce`), with no authorizer signature: the receiver's authorizer is the
-    /// facilitator's own, and the caller's key authenticates it.
-    fn lifecycle(&self, operation: &str, fields: Value) -> Value {
-        let info = &self.info;
-        let mut inner = json!({
-            "type": operation,
-            "paymentInfo": {
-                "operator": info.operator.to_checksum(None),
-                "payer": info.payer.to_checksum(None),
-                "receiver": info.receiver.to_checksum(None),
-                "token": info.token.to_checksum(None),
-                "maxAmount": info.maxAmount.to_string(),
-                "preApprovalExpiry": info.preApprovalExpiry.to::<u64>(),
-                "authorizationExpiry": info.authorizationExpiry.to::<u64>(),
-                "refundExpiry": info.refundExpiry.to::<u64>(),
-                "minFeeBps": info.minFeeBps,
-                "maxFeeBps": info.maxFeeBps,
-                "feeReceiver": info.feeReceiver.to_checksum(None),
-                "salt": self.payload["payload"]["salt"],
-            },
-            "saltNonce": self.payload["payload"]["saltNonce"],
-        });
-        inner
-            .as_object_mut()
-            .unwrap()
-            .extend(fields.as_object().unwrap().clone());
+    /// A lifecycle request for the payment, written by Purser's own builder, with no
+    /// authorizer signature: the receiver's authorizer is the facilitator's own, and the
+    /// caller's key authenticates it.
+    fn lifecycle(&self, request: LifecycleRequest) -> Value {
+        let requirements: PaymentRequirements =
+            serde_json::from_value(self.requirements.clone()).unwrap();
+        let extra = AuthCaptureExtra::from_json(&self.requirements["extra"]).unwrap();
+        let AuthCapturePayload::Collect(collect) =
+            AuthCapturePayload::from_json(self.payload["payload"].as_object().unwrap()).unwrap()
+        else {
+            panic!("a collect payload")
+        };
+        let info = collect.payment_info(&requirements, &extra).unwrap();
+        let payload = LifecyclePayload::unsigned(info, collect.salt_nonce.unwrap(), request);
         json!({
             "x402Version": 2,
             "paymentPayload": {
                 "x402Version": 2,
                 "accepted": self.requirements,
-                "payload": inner,
+                "payload": payload.to_json(),
             },
             "paymentRequirements": self.requirements,
         })
     }
 
+    fn void(&self) -> Value {
+        self.lifecycle(LifecycleRequest {
+            operation: LifecycleOperation::Void,
+            amount: None,
+            fee: None,
+            expected: None,
+        })
+    }
+
     fn capture(&self, amount: u128, expected: (u128, u128)) -> Value {
-        self.lifecycle(
-            "capture",
-            json!({
-                "amount": amount.to_string(),
-                "feeAmount": (amount * u128::from(FEE_BPS) / 10_000).to_string(),
-                "feeReceiver": FEE_RECIPIENT.to_checksum(None),
-                "expectedCapturableAmount": expected.0.to_string(),
-                "expectedRefundableAmount": expected.1.to_string(),
-            }),
-        )
+        let fee = amount * u128::from(FEE_BPS) / 10_000;
+        self.lifecycle(LifecycleRequest {
+            operation: LifecycleOperation::Capture,
+            amount: Some(Amount::from_atomic(amount)),
+            fee: Some((
+                Amount::from_atomic(fee),
+                EvmAddress::parse(&FEE_RECIPIENT.to_checksum(None)).unwrap(),
+            )),
+            expected: Some(amounts(expected)),
+        })
     }
 
     fn refund(&self, amount: u128, expected: (u128, u128)) -> Value {
-        self.lifecycle(
-            "refund",
-            json!({
-                "amount": amount.to_string(),
-                "expectedCapturableAmount": expected.0.to_string(),
-                "expectedRefundableAmount": expected.1.to_string(),
-            }),
-        )
+        self.lifecycle(LifecycleRequest {
+            operation: LifecycleOperation::Refund,
+            amount: Some(Amount::from_atomic(amount)),
+            fee: None,
+            expected: Some(amounts(expected)),
+        })
     }
 
     /// (capturable, refundable) as the escrow holds them.
@@ -258,6 +230,13 @@ async fn assert_ledger_matches_escrow(fixture: &Fixture, escrowed: &Escrowed) {
         + ledger(fixture, AccountKind::Fees).await;
     let refunded = -ledger(fixture, AccountKind::RefundAdvances).await;
     assert_eq!(captured - refunded, refundable as i128, "refundable");
+}
+
+fn amounts((capturable, refundable): (u128, u128)) -> (Amount, Amount) {
+    (
+        Amount::from_atomic(capturable),
+        Amount::from_atomic(refundable),
+    )
 }
 
 async fn settle(fixture: &Fixture, body: &Value) -> Value {
@@ -388,7 +367,7 @@ async fn an_escrowed_payment_is_held_captured_in_parts_refunded_and_voided(backe
     assert_ledger_matches_escrow(&fixture, &escrowed).await;
 
     // The rest is voided back to the payer; then nothing is left to void.
-    let voided = settle(&fixture, &escrowed.lifecycle("void", json!({}))).await;
+    let voided = settle(&fixture, &escrowed.void()).await;
     assert_eq!(voided["success"], true, "{voided}");
     assert_eq!(voided["amount"], "500000", "{voided}");
     assert_eq!(escrowed.state(&fixture).await, (0, 400_000));
@@ -404,7 +383,7 @@ async fn an_escrowed_payment_is_held_captured_in_parts_refunded_and_voided(backe
         ledger(&fixture, AccountKind::PayerClearing).await,
         -(AMOUNT as i128)
     );
-    let nothing = settle(&fixture, &escrowed.lifecycle("void", json!({}))).await;
+    let nothing = settle(&fixture, &escrowed.void()).await;
     assert_eq!(nothing["success"], false, "{nothing}");
     // Every operation's gas is the tenant's network fee.
     assert!(fixture.network_fees().await > Amount::ZERO);

@@ -359,3 +359,59 @@ fn lifecycle_payloads_refuse_what_does_not_belong() {
         );
     }
 }
+
+#[test]
+fn a_lifecycle_payload_written_for_a_collected_payment_reads_back_as_it_was_asked() {
+    let requirements: crate::v2::PaymentRequirements = serde_json::from_value(json!({
+        "scheme": "auth-capture", "network": "eip155:84532", "amount": "1000000",
+        "asset": A, "payTo": B, "maxTimeoutSeconds": 60,
+        "extra": extra(json!({ "receiverAuthorizer": A })),
+    }))
+    .unwrap();
+    let parsed_extra =
+        AuthCaptureExtra::from_json(&Value::Object(requirements.extra.clone().unwrap())).unwrap();
+    let paid = collect(json!({
+        "authorization": authorization(), "signature": SIG, "salt": WORD, "saltNonce": WORD,
+    }))
+    .unwrap();
+    let info = paid.payment_info(&requirements, &parsed_extra).unwrap();
+    assert_eq!(info.max_amount, Amount::from_atomic(1_000_000));
+    assert_eq!(info.receiver.as_str(), B);
+    assert_eq!(info.authorization_expiry, 1_740_758_554);
+    assert_eq!(info.salt.as_str(), WORD);
+    let asked = LifecyclePayload::unsigned(
+        info,
+        Bytes32::parse(WORD).unwrap(),
+        LifecycleRequest {
+            operation: LifecycleOperation::Capture,
+            amount: Some(Amount::from_atomic(300_000)),
+            fee: Some((Amount::from_atomic(3_000), EvmAddress::parse(B).unwrap())),
+            expected: Some((Amount::from_atomic(1_000_000), Amount::ZERO)),
+        },
+    );
+    let written = asked.to_json();
+    assert_eq!(written["type"], "capture");
+    assert_eq!(written["feeAmount"], "3000");
+    match AuthCapturePayload::from_json(&written).unwrap() {
+        AuthCapturePayload::Lifecycle(read) => assert_eq!(read, asked),
+        other => panic!("{other:?}"),
+    }
+    // A void carries none of a capture's amounts.
+    let void = LifecyclePayload::unsigned(
+        asked.payment_info.clone(),
+        asked.salt_nonce.clone(),
+        LifecycleRequest {
+            operation: LifecycleOperation::Void,
+            amount: None,
+            fee: None,
+            expected: None,
+        },
+    );
+    assert!(matches!(
+        AuthCapturePayload::from_json(&void.to_json()),
+        Ok(AuthCapturePayload::Lifecycle(LifecyclePayload {
+            operation: LifecycleOperation::Void,
+            ..
+        }))
+    ));
+}
