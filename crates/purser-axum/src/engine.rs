@@ -487,6 +487,25 @@ impl Paywall {
         }
     }
 
+    /// Finishes an escrowed (`auth-capture`) payment whose hold was just authorized: captures
+    /// the whole hold (`capture`), or voids it, through the facilitator, with a lifecycle
+    /// payload that names no authorizer signature (the facilitator stands in for the
+    /// receiver's authorizer and authenticates this server by its key).
+    pub async fn finalize_escrow(
+        &self,
+        admitted: &Admitted,
+        capture: bool,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let payload = escrow_lifecycle(admitted, capture)
+            .map_err(|why| FacilitatorError::Refused {
+                code: ErrorCode::InvalidPaymentPayload.as_str().to_owned(),
+                message: format!("finalizing the escrow: {why}"),
+            })?;
+        self.facilitator
+            .settle(&payload, &admitted.requirements)
+            .await
+    }
+
     /// The request failed and nothing is settled: the payment may be presented again.
     pub async fn release(&self, admitted: &Admitted) {
         self.release_keys(&admitted.claims).await;
@@ -690,6 +709,74 @@ fn payload_hash(payload: &PaymentPayload) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// How an escrowed (`auth-capture`) offer is finalized: `None` for any other scheme.
+pub fn escrow_capture_mode(
+    requirements: &PaymentRequirements,
+) -> Option<purser_x402::auth_capture::CaptureMode> {
+    if requirements.scheme != purser_x402::auth_capture::SCHEME {
+        return None;
+    }
+    let extra = Value::Object(requirements.extra.clone().unwrap_or_default());
+    let parsed = purser_x402::auth_capture::AuthCaptureExtra::from_json(&extra).ok()?;
+    Some(
+        parsed
+            .capture_mode
+            .unwrap_or(purser_x402::auth_capture::CaptureMode::Sync),
+    )
+}
+
+/// The `capture` of the whole hold, or the `void`, of an admitted escrowed payment.
+fn escrow_lifecycle(admitted: &Admitted, capture: bool) -> Result<PaymentPayload, String> {
+    use purser_core::money::Amount;
+    use purser_x402::auth_capture::{
+        AuthCaptureExtra, AuthCapturePayload, LifecycleOperation, LifecyclePayload,
+        LifecycleRequest,
+    };
+    let requirements = &admitted.requirements;
+    let extra = AuthCaptureExtra::from_json(&Value::Object(
+        requirements.extra.clone().unwrap_or_default(),
+    ))
+    .map_err(|e| e.to_string())?;
+    let AuthCapturePayload::Collect(collect) =
+        AuthCapturePayload::from_json(&admitted.payload.payload).map_err(|e| e.to_string())?
+    else {
+        return Err("the payment is not a collect payload".into());
+    };
+    let info = collect
+        .payment_info(requirements, &extra)
+        .ok_or("payTo or asset is not an address")?;
+    let salt_nonce = collect
+        .salt_nonce
+        .clone()
+        .ok_or("the payment names no receiver authorizer: its lifecycle is not relayed")?;
+    let amount = requirements.amount;
+    let request = if capture {
+        let fee = amount.atomic().saturating_mul(u128::from(info.min_fee_bps)) / 10_000;
+        LifecycleRequest {
+            operation: LifecycleOperation::Capture,
+            amount: Some(amount),
+            fee: Some((Amount::from_atomic(fee), info.fee_receiver.clone())),
+            // Just authorized: the whole amount is held, nothing captured.
+            expected: Some((amount, Amount::ZERO)),
+        }
+    } else {
+        LifecycleRequest {
+            operation: LifecycleOperation::Void,
+            amount: None,
+            fee: None,
+            expected: None,
+        }
+    };
+    Ok(PaymentPayload {
+        x402_version: purser_x402::V2,
+        resource: admitted.payload.resource.clone(),
+        accepted: requirements.clone(),
+        payload: LifecyclePayload::unsigned(info, salt_nonce, request).to_json(),
+        extensions: None,
+        other: JsonObject::new(),
+    })
 }
 
 fn unix_now() -> u64 {

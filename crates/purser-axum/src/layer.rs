@@ -26,7 +26,9 @@ use serde::Deserialize;
 use tokio::sync::RwLock;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::engine::{Offer, PAYER_HEADER, Paywall, Reply, SettleTiming, Settled, payer_name};
+use crate::engine::{
+    Admitted, Offer, PAYER_HEADER, Paywall, Reply, SettleTiming, Settled, payer_name,
+};
 use crate::entitlement::{Entitled, EntitlementCheck, has_payment};
 use purser_x402::header::lowercase::PURSER_SESSION;
 
@@ -363,6 +365,9 @@ where
         Err(reply) => return reply.into_response(),
     };
     set_payer(&mut request, &admitted.payer);
+    if let Some(mode) = crate::engine::escrow_capture_mode(&admitted.requirements) {
+        return escrowed(paywall, &offer, &admitted, mode, route.timing, inner, request).await;
+    }
     match route.timing {
         SettleTiming::Before => match paywall.settle(&offer, &admitted).await {
             Settled::Paid { headers, .. } => {
@@ -387,6 +392,57 @@ where
             }
         }
     }
+}
+
+/// An escrowed (`auth-capture`) payment: the hold is authorized before the handler runs, so
+/// the request is served only on money held. Then, in `sync` capture mode, the hold is captured
+/// whole when the handler answers below 400 and voided otherwise (`SettleTiming::Before`
+/// captures at once, before the handler); in `deferred` mode it is left for later (the
+/// merchant, or Purser's schedule by the resource's policy). A capture or void that fails does
+/// not unserve the request: the hold stays, for the schedule or the merchant to finish.
+async fn escrowed<S>(
+    paywall: &Paywall,
+    offer: &Offer,
+    admitted: &Admitted,
+    mode: purser_x402::auth_capture::CaptureMode,
+    timing: SettleTiming,
+    inner: S,
+    request: Request<Body>,
+) -> Response
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Send,
+    S::Future: Send,
+{
+    use purser_x402::auth_capture::CaptureMode;
+    let held = match paywall.settle(offer, admitted).await {
+        Settled::Paid { headers, response } if response.success => headers,
+        // A hold still pending is not money held: nothing is served on it.
+        Settled::Paid { .. } => {
+            return Paywall::challenge(offer, Some("settlement_pending")).into_response();
+        }
+        Settled::Refused(reply) => return reply.into_response(),
+    };
+    let finalize = |capture: bool| async move {
+        match paywall.finalize_escrow(admitted, capture).await {
+            Ok(answer) if answer.success || answer.is_pending() => {}
+            Ok(answer) => tracing::warn!(
+                capture,
+                reason = ?answer.error_reason,
+                "finishing an escrowed payment was refused; the hold stays"
+            ),
+            Err(e) => tracing::warn!(capture, error = %e, "finishing an escrowed payment failed; the hold stays"),
+        }
+    };
+    let captures_now = mode == CaptureMode::Sync && timing == SettleTiming::Before;
+    if captures_now {
+        finalize(true).await;
+    }
+    let Ok(mut response) = inner.oneshot(request).await;
+    if mode == CaptureMode::Sync && !captures_now {
+        finalize(response.status().as_u16() < 400).await;
+    }
+    response.headers_mut().extend(held);
+    response
 }
 
 /// Hands the handler the payer (or the signed-in wallet): the [`Payer`] extension and the

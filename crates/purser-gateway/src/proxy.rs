@@ -201,6 +201,21 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
         Ok(admitted) => admitted,
         Err(reply) => return reply.into_response(),
     };
+    if let Some(mode) = purser_axum::engine::escrow_capture_mode(&admitted.requirements) {
+        return escrowed(
+            &proxy,
+            route,
+            &priced,
+            &paywall,
+            &offer,
+            &admitted,
+            mode,
+            request,
+            &path_and_query,
+            (host.as_deref(), client_addr),
+        )
+        .await;
+    }
     let mut paid_headers = HeaderMap::new();
     let mut paid = false;
     if route.settle == SettleTiming::Before {
@@ -254,6 +269,63 @@ async fn proxy(State(proxy): State<Proxy>, request: Request<Body>) -> Response {
             .await;
     }
     respond(upstream, paid_headers)
+}
+
+/// An escrowed (`auth-capture`) payment through the proxy, as the native layer runs one
+/// (`purser_axum::layer`): the hold is authorized before the upstream is called; in `sync`
+/// capture mode it is captured whole when the upstream answers below 400 (at once, before the
+/// upstream, when the route settles `before`) and voided when it fails; in `deferred` mode the
+/// resource's schedule finishes it. Either way the hold is scheduled, so that a capture or
+/// void that does not happen here (a crash, the chain away) still happens before the capture
+/// deadline.
+#[allow(clippy::too_many_arguments)]
+async fn escrowed(
+    proxy: &Proxy,
+    route: &Route,
+    priced: &crate::Priced,
+    paywall: &purser_axum::Paywall,
+    offer: &purser_axum::Offer,
+    admitted: &purser_axum::engine::Admitted,
+    mode: purser_x402::auth_capture::CaptureMode,
+    request: Request<Body>,
+    path_and_query: &str,
+    (host, client_addr): (Option<&str>, Option<SocketAddr>),
+) -> Response {
+    use purser_x402::auth_capture::CaptureMode;
+    let held = match paywall.settle(offer, admitted).await {
+        Settled::Paid { headers, response } if response.success => headers,
+        Settled::Paid { .. } => {
+            return purser_axum::Paywall::challenge(offer, Some("settlement_pending"))
+                .into_response();
+        }
+        Settled::Refused(reply) => return reply.into_response(),
+    };
+    proxy.gateway.escrow_held(priced, admitted).await;
+    let finalize = |capture: bool| async move {
+        let outcome = paywall.finalize_escrow(admitted, capture).await;
+        proxy.gateway.escrow_finalized(priced, admitted, capture, &outcome).await;
+    };
+    let captures_now = mode == CaptureMode::Sync && route.settle == SettleTiming::Before;
+    if captures_now {
+        finalize(true).await;
+    }
+    let forwarded = forward(
+        route,
+        request,
+        path_and_query,
+        &admitted.payer,
+        host,
+        client_addr,
+    )
+    .await;
+    if mode == CaptureMode::Sync && !captures_now {
+        let served = matches!(&forwarded, Ok(upstream) if upstream.status().as_u16() < 400);
+        finalize(served).await;
+    }
+    match forwarded {
+        Ok(upstream) => respond(upstream, held),
+        Err(failure) => failure,
+    }
 }
 
 /// The upstream's response, streamed, with `extra` headers (the settlement's) added.
