@@ -496,8 +496,8 @@ impl Paywall {
         admitted: &Admitted,
         capture: bool,
     ) -> Result<SettleResponse, FacilitatorError> {
-        let payload = escrow_lifecycle(admitted, capture)
-            .map_err(|why| FacilitatorError::Refused {
+        let payload =
+            escrow_lifecycle(admitted, capture).map_err(|why| FacilitatorError::Refused {
                 code: ErrorCode::InvalidPaymentPayload.as_str().to_owned(),
                 message: format!("finalizing the escrow: {why}"),
             })?;

@@ -366,7 +366,16 @@ where
     };
     set_payer(&mut request, &admitted.payer);
     if let Some(mode) = crate::engine::escrow_capture_mode(&admitted.requirements) {
-        return escrowed(paywall, &offer, &admitted, mode, route.timing, inner, request).await;
+        return escrowed(
+            paywall,
+            &offer,
+            &admitted,
+            mode,
+            route.timing,
+            inner,
+            request,
+        )
+        .await;
     }
     match route.timing {
         SettleTiming::Before => match paywall.settle(&offer, &admitted).await {
@@ -430,7 +439,9 @@ where
                 reason = ?answer.error_reason,
                 "finishing an escrowed payment was refused; the hold stays"
             ),
-            Err(e) => tracing::warn!(capture, error = %e, "finishing an escrowed payment failed; the hold stays"),
+            Err(e) => {
+                tracing::warn!(capture, error = %e, "finishing an escrowed payment failed; the hold stays")
+            }
         }
     };
     let captures_now = mode == CaptureMode::Sync && timing == SettleTiming::Before;

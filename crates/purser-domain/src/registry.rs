@@ -110,6 +110,10 @@ pub struct Accept {
     /// The token's EIP-712 domain, as `extra` in the 402.
     pub eip712_name: String,
     pub eip712_version: String,
+    /// More of `extra` the scheme asks for: for `auth-capture`, the facilitator's terms
+    /// (operator, receiver authorizer, escrow, fees) when the version was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Map<String, Value>>,
 }
 
 /// Everything a payer or a client depends on: changing any of it makes a new version.
@@ -141,6 +145,9 @@ pub struct VersionSpec {
     /// with Sign-In-With-X. `None`: every request pays.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_access: Option<crate::entitlement::RepeatAccess>,
+    /// How `auth-capture` payments of this version are held and finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escrow: Option<crate::escrow::EscrowTerms>,
 }
 
 /// One version of a resource's [`VersionSpec`].
@@ -543,6 +550,7 @@ mod tests {
                 body_type: None,
                 bazaar: None,
                 repeat_access: None,
+                escrow: None,
             },
             created_at: Utc::now(),
             superseded_at: superseded,

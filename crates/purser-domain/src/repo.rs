@@ -626,6 +626,7 @@ pub trait Store:
     + CreditRepository
     + MeteringRepository
     + RoutingRepository
+    + crate::escrow::EscrowScheduleRepository
     + StoreHealth
 {
 }
@@ -640,6 +641,7 @@ impl<T> Store for T where
         + CreditRepository
         + MeteringRepository
         + RoutingRepository
+        + crate::escrow::EscrowScheduleRepository
         + StoreHealth
 {
 }

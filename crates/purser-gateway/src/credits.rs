@@ -235,6 +235,7 @@ async fn offer(
             pay_to: payout.address.clone(),
             eip712_name: asset.name.clone(),
             eip712_version: asset.version.clone(),
+            extra: None,
         };
         accepts.push(challenge::requirements(&accept, TOP_UP_TIMEOUT_SECONDS)?);
     }

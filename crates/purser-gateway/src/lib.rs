@@ -28,6 +28,7 @@ pub mod proxy;
 use std::sync::Arc;
 use std::time::Duration;
 
+use purser_axum::engine::Admitted;
 use purser_axum::{Offer, Paywall};
 use purser_cache::BoundedCache;
 use purser_domain::auth::TenantScope;
@@ -164,6 +165,14 @@ pub(crate) fn authorization_key(payload: &PaymentPayload) -> Result<Authorizatio
     })
 }
 
+/// How long before a hold's capture deadline Purser's schedule finishes it at the latest: the
+/// capture (or void) must be mined before the escrow refuses it, whatever the chain's load.
+pub const ESCROW_DEADLINE_MARGIN_SECONDS: i64 = 600;
+
+fn unix_now() -> i64 {
+    purser_domain::time::now().timestamp()
+}
+
 /// How much of resources the gateway caches at most: each weighs one plus its number of
 /// versions, so this bounds both the resources and the versions held.
 pub const PRICED_CACHE_WEIGHT: u64 = 50_000;
@@ -240,6 +249,8 @@ pub struct GatewayRepositories {
     pub meters: Arc<dyn MeteringRepository>,
     /// Tenants' routing policies, read with their resources.
     pub routing: Arc<dyn RoutingRepository>,
+    /// The holds of escrowed payments the gateway leaves for Purser to finish.
+    pub escrow: Arc<dyn purser_domain::escrow::EscrowScheduleRepository>,
 }
 
 /// What the gateway's parts share.
@@ -685,3 +696,108 @@ impl purser_facilitator::OnSettled for Gateway {
 
 #[cfg(test)]
 mod cache_tests;
+
+impl Gateway {
+    /// The escrow's key for an admitted escrowed payment, as the facilitator recorded it with
+    /// the payment's authorization; `None` when that record cannot be read.
+    async fn escrow_payment_of(&self, priced: &Priced, admitted: &Admitted) -> Option<String> {
+        let key = authorization_key(&admitted.payload).ok()?;
+        match self
+            .repositories
+            .settlements
+            .find_settlement_by_authorization(priced.scope(), &key)
+            .await
+        {
+            Ok(settlement) => settlement.and_then(|s| s.escrow).map(|e| e.payment),
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "reading an escrowed payment's authorization");
+                None
+            }
+        }
+    }
+
+    /// An escrowed payment's hold was authorized for `priced`: schedules what finishes it by
+    /// the resource's policy, at the latest [`ESCROW_DEADLINE_MARGIN_SECONDS`] before its
+    /// capture deadline, so that no hold the policy captures expires uncaptured, and none it
+    /// voids waits for the payer's reclaim. A request that finishes the hold itself resolves
+    /// the schedule ([`Self::escrow_finalized`]).
+    pub async fn escrow_held(&self, priced: &Priced, admitted: &Admitted) {
+        use purser_domain::escrow::{CapturePolicy, EscrowAction, EscrowSchedule};
+        let Some(payment) = self.escrow_payment_of(priced, admitted).await else {
+            tracing::error!("an escrowed payment held without its record; it is not scheduled");
+            return;
+        };
+        let extra = admitted.requirements.extra.clone().unwrap_or_default();
+        let Some(capture_deadline) = extra.get("captureDeadline").and_then(|d| d.as_i64()) else {
+            return;
+        };
+        let terms = priced.resource.current.spec.escrow.unwrap_or_default();
+        let latest = capture_deadline - ESCROW_DEADLINE_MARGIN_SECONDS;
+        let (action, due_at) = match terms.capture {
+            CapturePolicy::Immediate => (EscrowAction::Capture, latest),
+            CapturePolicy::AfterDelay => (
+                EscrowAction::Capture,
+                (unix_now() + i64::from(terms.capture_delay_seconds)).min(latest),
+            ),
+            // Until the upstream has answered, a hold is not earned.
+            CapturePolicy::OnSuccess | CapturePolicy::Manual => (EscrowAction::Void, latest),
+        };
+        let schedule = EscrowSchedule {
+            payment,
+            tenant_id: priced.resource.tenant_id,
+            network: admitted.requirements.network.to_string(),
+            action,
+            due_at,
+            capture_deadline,
+            attempts: 0,
+            last_error: None,
+            resolved_at: None,
+            outcome: None,
+            created_at: purser_domain::time::now(),
+        };
+        if let Err(e) = self.repositories.escrow.schedule_escrow(schedule).await {
+            tracing::error!(error = %e.chain(), "scheduling an escrowed payment failed");
+        }
+    }
+
+    /// What the request did to its hold: a capture or void that went through resolves the
+    /// schedule; one that did not is left to the schedule, due now, with the request's verdict
+    /// (capture when the upstream served, void when it failed).
+    pub async fn escrow_finalized(
+        &self,
+        priced: &Priced,
+        admitted: &Admitted,
+        capture: bool,
+        outcome: &Result<purser_x402::SettleResponse, purser_axum::FacilitatorError>,
+    ) {
+        use purser_domain::escrow::EscrowAction;
+        let Some(payment) = self.escrow_payment_of(priced, admitted).await else {
+            return;
+        };
+        let action = if capture {
+            EscrowAction::Capture
+        } else {
+            EscrowAction::Void
+        };
+        let store = &self.repositories.escrow;
+        let done = match outcome {
+            Ok(answer) if answer.success => {
+                store
+                    .resolve_escrow_schedule(&payment, &format!("{action} in the request"))
+                    .await
+            }
+            other => {
+                let why = match other {
+                    Ok(answer) if answer.is_pending() => "pending".to_owned(),
+                    Ok(answer) => answer.error_reason.clone().unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(%payment, %action, %why, "the request did not finish its hold; the schedule will");
+                store.reschedule_escrow(&payment, action, unix_now()).await
+            }
+        };
+        if let Err(e) = done {
+            tracing::error!(error = %e.chain(), "recording an escrowed payment's outcome failed");
+        }
+    }
+}

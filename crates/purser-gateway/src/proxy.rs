@@ -303,7 +303,10 @@ async fn escrowed(
     proxy.gateway.escrow_held(priced, admitted).await;
     let finalize = |capture: bool| async move {
         let outcome = paywall.finalize_escrow(admitted, capture).await;
-        proxy.gateway.escrow_finalized(priced, admitted, capture, &outcome).await;
+        proxy
+            .gateway
+            .escrow_finalized(priced, admitted, capture, &outcome)
+            .await;
     };
     let captures_now = mode == CaptureMode::Sync && route.settle == SettleTiming::Before;
     if captures_now {

@@ -263,6 +263,7 @@ pub fn discover(payload: &PaymentPayload) -> Result<Option<Discovered>, String> 
             pay_to: accepted.pay_to.clone(),
             eip712_name,
             eip712_version,
+            extra: None,
         }],
         max_timeout_seconds: u32::try_from(accepted.max_timeout_seconds).unwrap_or(u32::MAX),
         input_schema: None,
@@ -272,6 +273,7 @@ pub fn discover(payload: &PaymentPayload) -> Result<Option<Discovered>, String> 
         body_type: None,
         bazaar: Some(stored),
         repeat_access: None,
+        escrow: None,
     };
 
     let service_name = resource

@@ -560,6 +560,7 @@ impl Registry {
                 pay_to,
                 eip712_name: asset.eip712_name.clone(),
                 eip712_version: asset.eip712_version.clone(),
+                extra: None,
             });
         }
         if let PriceSpec::Atomic { amount } = &draft.price
@@ -587,6 +588,7 @@ impl Registry {
                 body_type,
                 bazaar: None,
                 repeat_access: draft.repeat_access.clone(),
+                escrow: None,
             },
             search_fields: words.join(" "),
         };

@@ -15,6 +15,7 @@
 mod dialect;
 
 pub mod credits;
+pub mod escrow;
 pub mod grants;
 pub mod keys;
 pub mod ledger;

@@ -45,6 +45,7 @@ fn spec(network: &str, pay_to: &str, amount: u128) -> VersionSpec {
             pay_to: pay_to.into(),
             eip712_name: "USDC".into(),
             eip712_version: "2".into(),
+            extra: None,
         }],
         max_timeout_seconds: 60,
         input_schema: None,
@@ -54,6 +55,7 @@ fn spec(network: &str, pay_to: &str, amount: u128) -> VersionSpec {
         body_type: None,
         bazaar: None,
         repeat_access: None,
+        escrow: None,
     }
 }
 

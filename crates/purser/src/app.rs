@@ -208,6 +208,7 @@ impl Platform {
                 credits: store.clone(),
                 meters: store.clone(),
                 routing: store.clone(),
+                escrow: store.clone(),
             },
             coordination.clone(),
             facilitator.clone(),

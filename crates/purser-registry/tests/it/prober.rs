@@ -29,6 +29,7 @@ fn accept(amount: u128) -> Accept {
         pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
         eip712_name: "USDC".into(),
         eip712_version: "2".into(),
+        extra: None,
     }
 }
 
@@ -59,6 +60,7 @@ fn new_resource(tenant: purser_domain::id::TenantId, url: String, amount: u128) 
             body_type: None,
             bazaar: None,
             repeat_access: None,
+            escrow: None,
         },
         search_fields: String::new(),
         at: Utc::now(),
