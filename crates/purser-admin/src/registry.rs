@@ -213,6 +213,60 @@ impl From<&RepeatAccessPolicy> for RepeatAccess {
     }
 }
 
+/// When a resource priced with escrow captures what it holds.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(
+    name = "CapturePolicy",
+    remote = "purser_domain::escrow::CapturePolicy"
+)]
+pub enum CapturePolicyGql {
+    /// Capture the whole hold as soon as it is authorized, before the request is served.
+    Immediate,
+    /// Capture when the upstream answers below 400; void when it fails.
+    OnSuccess,
+    /// Capture `captureDelaySeconds` after the hold.
+    AfterDelay,
+    /// The merchant captures by hand; what is still held near the deadline is voided.
+    Manual,
+}
+
+/// How `auth-capture` payments of a version are held and finished.
+#[derive(SimpleObject, InputObject, Clone, Copy)]
+#[graphql(input_name = "EscrowTermsInput")]
+pub struct EscrowTerms {
+    pub capture: CapturePolicyGql,
+    /// `AFTER_DELAY` only.
+    #[graphql(default)]
+    pub capture_delay_seconds: u32,
+    /// How long a hold may be captured: the offers' `captureDeadline` is this far ahead
+    /// (rounded up to ten minutes). At least 900.
+    pub capture_window_seconds: u32,
+    /// How long after the capture deadline captured funds may be refunded or disputed.
+    pub refund_window_seconds: u32,
+}
+
+impl From<EscrowTerms> for purser_domain::escrow::EscrowTerms {
+    fn from(t: EscrowTerms) -> Self {
+        Self {
+            capture: t.capture.into(),
+            capture_delay_seconds: t.capture_delay_seconds,
+            capture_window_seconds: t.capture_window_seconds,
+            refund_window_seconds: t.refund_window_seconds,
+        }
+    }
+}
+
+impl From<purser_domain::escrow::EscrowTerms> for EscrowTerms {
+    fn from(t: purser_domain::escrow::EscrowTerms) -> Self {
+        Self {
+            capture: t.capture.into(),
+            capture_delay_seconds: t.capture_delay_seconds,
+            capture_window_seconds: t.capture_window_seconds,
+            refund_window_seconds: t.refund_window_seconds,
+        }
+    }
+}
+
 fn repeat_access_of(spec: &domain::VersionSpec) -> Option<RepeatAccess> {
     spec.repeat_access.as_ref().map(RepeatAccess::from)
 }
@@ -267,6 +321,11 @@ impl ResourceVersion {
     /// What a payment buys beyond its request; null: every request pays.
     async fn repeat_access(&self) -> Option<RepeatAccess> {
         repeat_access_of(&self.0.spec)
+    }
+
+    /// How its `auth-capture` payments are held and finished; null without such an accept.
+    async fn escrow(&self) -> Option<EscrowTerms> {
+        self.0.spec.escrow.map(Into::into)
     }
 }
 
@@ -548,6 +607,9 @@ pub struct CreateResourceInput {
     pub max_timeout_seconds: Option<u32>,
     /// What a payment buys beyond its request; omit for none.
     pub repeat_access: Option<RepeatAccessInput>,
+    /// How `auth-capture` accepts hold and finish payments; the defaults (`ON_SUCCESS`, a day
+    /// to capture, a week to refund) when omitted.
+    pub escrow: Option<EscrowTerms>,
     /// Publish at once instead of creating a draft.
     #[graphql(default)]
     pub publish: bool,
@@ -578,6 +640,8 @@ pub struct UpdateResourceInput {
     pub max_timeout_seconds: Option<u32>,
     /// `null` ends repeat access for payments made from the new version on.
     pub repeat_access: MaybeUndefined<RepeatAccessInput>,
+    /// `null` restores the default escrow terms.
+    pub escrow: MaybeUndefined<EscrowTerms>,
 }
 
 /// `None` to keep, `Some(None)` to clear, `Some(Some(v))` to set.
@@ -724,6 +788,7 @@ impl RegistryMutation {
             accepts: input.accepts.into_iter().map(Into::into).collect(),
             max_timeout_seconds: input.max_timeout_seconds,
             repeat_access: input.repeat_access.map(Into::into),
+            escrow: input.escrow.map(Into::into),
         };
         let resource = registry(ctx)
             .create_resource(scope, draft, input.publish)
@@ -759,6 +824,7 @@ impl RegistryMutation {
                 .map(|a| a.into_iter().map(Into::into).collect()),
             max_timeout_seconds: input.max_timeout_seconds,
             repeat_access: patch(input.repeat_access).map(|r| r.map(Into::into)),
+            escrow: patch(input.escrow).map(|t| t.map(Into::into)),
         };
         let resource = registry(ctx).update_resource(scope, id, patch).await?;
         Ok(Resource(resource))

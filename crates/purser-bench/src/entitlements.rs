@@ -522,6 +522,7 @@ fn draft(name: &str, path: &str, repeat_access: bool) -> ResourceDraft {
             duration_seconds: None,
             uses: None,
         }),
+        escrow: None,
     }
 }
 

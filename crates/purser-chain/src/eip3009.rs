@@ -857,6 +857,26 @@ impl Rail {
             .await
     }
 
+    /// The latest block's timestamp (unix seconds): the time the chain's contracts judge
+    /// deadlines by.
+    pub async fn latest_block_time(&self) -> Result<u64, RpcFailure> {
+        let block = self
+            .rpc
+            .request("eth_getBlockByNumber", |p| async move {
+                p.get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+                    .await
+            })
+            .await?;
+        block
+            .map(|b| b.header.timestamp)
+            .ok_or_else(|| RpcFailure::Refused {
+                what: "eth_getBlockByNumber",
+                code: 0,
+                message: "the node has no latest block".to_owned(),
+                data: None,
+            })
+    }
+
     /// Gas for a call from `signer` to `to`, with a fifth on top; a fixed allowance when the
     /// node cannot estimate.
     pub async fn call_gas(&self, signer: Address, to: Address, calldata: &Bytes) -> u64 {

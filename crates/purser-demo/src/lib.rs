@@ -968,6 +968,7 @@ fn weather_resource(gateway_url: &str, networks: &[String]) -> ResourceDraft {
             duration_seconds: Some(86_400),
             uses: None,
         }),
+        escrow: None,
     }
 }
 

@@ -26,6 +26,8 @@ pub struct FacilitatorConfig {
     /// A transaction with no receipt whose fee is below the current base fee is replaced with
     /// a higher fee after this long.
     pub replace_after_seconds: u64,
+    /// How often the escrow schedule finishes the holds that came due.
+    pub escrow_schedule_interval_ms: u64,
 }
 
 impl Default for FacilitatorConfig {
@@ -38,6 +40,7 @@ impl Default for FacilitatorConfig {
             abandon_after_seconds: 120,
             rebroadcast_after_seconds: 15,
             replace_after_seconds: 30,
+            escrow_schedule_interval_ms: 5_000,
         }
     }
 }
@@ -45,6 +48,10 @@ impl Default for FacilitatorConfig {
 impl FacilitatorConfig {
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_millis(self.reconcile_interval_ms.max(50))
+    }
+
+    pub fn escrow_schedule_interval(&self) -> Duration {
+        Duration::from_millis(self.escrow_schedule_interval_ms.max(50))
     }
 
     pub fn reconcile_min_age(&self) -> Duration {

@@ -28,10 +28,10 @@ use crate::Facilitator;
 use crate::service::{Preparation, Prepared};
 use crate::work::{EscrowWork, Work};
 
-/// The `auth-capture` kind a rail with an escrow serves: Purser's first submitter as the
-/// operator it submits from, and as the receiver authorizer it stands in for; the rail's fee
-/// terms, for servers to copy.
-pub(crate) fn supported_kind(rail: &Rail) -> Option<SupportedKind> {
+/// The `auth-capture` terms a rail with an escrow offers (`extra` of its `/supported` kind):
+/// Purser's first submitter as the operator it submits from, and as the receiver authorizer it
+/// stands in for; the escrow; the rail's fee terms, for servers to copy.
+pub fn auth_capture_terms(rail: &Rail) -> Option<JsonObject> {
     let escrow = rail.auth_capture.as_ref()?;
     let operator = rail.signers().first()?.address_string();
     let mut extra = JsonObject::new();
@@ -41,17 +41,21 @@ pub(crate) fn supported_kind(rail: &Rail) -> Option<SupportedKind> {
         "authCaptureEscrow".into(),
         escrow.deployment.escrow.to_checksum(None).into(),
     );
-    if let Some(recipient) = escrow.fee_recipient {
-        extra.insert("feeRecipient".into(), recipient.to_checksum(None).into());
-        extra.insert("minFeeBps".into(), escrow.min_fee_bps.into());
-        extra.insert("maxFeeBps".into(), escrow.max_fee_bps.into());
-    }
+    let recipient = escrow.fee_recipient.unwrap_or_default();
+    extra.insert("feeRecipient".into(), recipient.to_checksum(None).into());
+    extra.insert("minFeeBps".into(), escrow.min_fee_bps.into());
+    extra.insert("maxFeeBps".into(), escrow.max_fee_bps.into());
+    Some(extra)
+}
+
+/// The `auth-capture` kind a rail with an escrow serves.
+pub(crate) fn supported_kind(rail: &Rail) -> Option<SupportedKind> {
     let mut kind = SupportedKind::new(
         purser_x402::X402Version::V2,
         purser_x402::auth_capture::SCHEME,
         rail.network.clone(),
     );
-    kind.extra = Some(extra);
+    kind.extra = Some(auth_capture_terms(rail)?);
     Some(kind)
 }
 

@@ -7,10 +7,13 @@ mod escrow;
 mod reconcile;
 mod replay;
 mod routes;
+mod schedule;
 mod service;
 mod work;
 
 pub use config::FacilitatorConfig;
+pub use escrow::auth_capture_terms;
 pub use reconcile::{ReconcileReport, Reconciler};
 pub use routes::{FacilitatorState, OnSettled, router};
+pub use schedule::{EscrowScheduler, ScheduleReport};
 pub use service::Facilitator;

@@ -111,18 +111,18 @@ impl Priced {
         challenge::route(&mut required, self.router.as_ref(), &self.policy);
         let now = purser_domain::time::now();
         let current = self.resource.current.version;
-        let also_accepts = self
+        let mut also_accepts: Vec<_> = self
             .versions
             .iter()
             .filter(|v| v.version != current && v.payable_at(now))
             .flat_map(|v| {
-                v.spec
-                    .accepts
-                    .iter()
-                    .filter_map(|a| challenge::requirements(a, v.spec.max_timeout_seconds).ok())
-                    .collect::<Vec<_>>()
+                challenge::version_requirements(&v.spec, now.timestamp()).unwrap_or_default()
             })
             .collect();
+        also_accepts.extend(challenge::earlier_escrow_requirements(
+            &self.resource.current.spec,
+            now.timestamp(),
+        ));
         let mut offer = Offer::new(required);
         offer.also_accepts = also_accepts;
         Some(offer)

@@ -22,6 +22,9 @@ pub struct AssetInfo {
 #[derive(Debug, Clone, Default)]
 pub struct AssetCatalog {
     networks: BTreeMap<String, Vec<AssetInfo>>,
+    /// Per network with an escrow: the facilitator's `auth-capture` terms, as its `/supported`
+    /// kind gives them (`extra`), for escrowed offers to carry.
+    escrow_terms: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 impl AssetCatalog {
@@ -33,7 +36,28 @@ impl AssetCatalog {
                 .or_default()
                 .push(asset);
         }
-        Self { networks }
+        Self {
+            networks,
+            escrow_terms: BTreeMap::new(),
+        }
+    }
+
+    /// Offers escrowed payments on `network`, on the facilitator's `terms`.
+    pub fn with_escrow_terms(
+        mut self,
+        network: &str,
+        terms: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        self.escrow_terms.insert(network.to_owned(), terms);
+        self
+    }
+
+    /// The facilitator's `auth-capture` terms on `network`, when it offers escrowed payments.
+    pub fn escrow_terms(
+        &self,
+        network: &str,
+    ) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.escrow_terms.get(network)
     }
 
     pub fn networks(&self) -> impl Iterator<Item = (&str, &[AssetInfo])> {

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use purser_domain::registry::{Accept, Resource, ResourceVersion};
+use purser_domain::escrow::EscrowTerms;
+use purser_domain::registry::{Accept, Resource, ResourceVersion, VersionSpec};
 use purser_domain::routing::{Candidate, OfferRouter, RoutingPolicy};
 use purser_domain::{Error, Result};
 use purser_x402::v2::{Extensions, JsonObject, PaymentRequired, PaymentRequirements, ResourceInfo};
@@ -93,6 +94,57 @@ pub fn requirements(accept: &Accept, max_timeout_seconds: u32) -> Result<Payment
     })
 }
 
+/// Escrow deadlines fall on this grid, so that the 402s of one stretch of time ask for the
+/// same deadlines (a client echoes them, and its payment must match the offer).
+pub const ESCROW_DEADLINE_GRID_SECONDS: i64 = 600;
+
+/// The capture and refund deadlines of an escrowed offer made at unix time `now`: the capture
+/// window ahead, rounded up to the grid, and the refund window after it.
+pub fn escrow_deadlines(terms: &EscrowTerms, now: i64) -> (i64, i64) {
+    let grid = ESCROW_DEADLINE_GRID_SECONDS;
+    let capture =
+        (now + i64::from(terms.capture_window_seconds) + grid - 1).div_euclid(grid) * grid;
+    (capture, capture + i64::from(terms.refund_window_seconds))
+}
+
+/// The requirements of one accepted way to pay of `spec`, offered at unix time `now`: an
+/// `auth-capture` one carries the facilitator's terms, the flow and capture mode of the
+/// version's escrow terms, and the deadlines for `now`.
+pub fn offered(accept: &Accept, spec: &VersionSpec, now: i64) -> Result<PaymentRequirements> {
+    let mut offered = requirements(accept, spec.max_timeout_seconds)?;
+    if accept.scheme == purser_x402::auth_capture::SCHEME {
+        let terms = spec.escrow.unwrap_or_default();
+        let (capture, refund) = escrow_deadlines(&terms, now);
+        let extra = offered.extra.get_or_insert_with(JsonObject::new);
+        extra.extend(accept.extra.clone().unwrap_or_default());
+        extra.insert("paymentFlow".into(), Value::from("escrow"));
+        let mode = if terms.capture.is_sync() {
+            "sync"
+        } else {
+            "deferred"
+        };
+        extra.insert("captureMode".into(), Value::from(mode));
+        extra.insert("captureDeadline".into(), Value::from(capture));
+        extra.insert("refundDeadline".into(), Value::from(refund));
+    }
+    Ok(offered)
+}
+
+/// Every accepted way to pay of `spec`, offered at `now`.
+pub fn version_requirements(spec: &VersionSpec, now: i64) -> Result<Vec<PaymentRequirements>> {
+    spec.accepts.iter().map(|a| offered(a, spec, now)).collect()
+}
+
+/// The escrowed offers of `spec` as the previous stretch of the deadline grid made them: a
+/// payment signed against a 402 from just before the deadlines moved still matches.
+pub fn earlier_escrow_requirements(spec: &VersionSpec, now: i64) -> Vec<PaymentRequirements> {
+    spec.accepts
+        .iter()
+        .filter(|a| a.scheme == purser_x402::auth_capture::SCHEME)
+        .filter_map(|a| offered(a, spec, now - ESCROW_DEADLINE_GRID_SECONDS).ok())
+        .collect()
+}
+
 /// The resource's route, parsed from its stored URL.
 pub fn template_of(resource: &Resource) -> Result<RouteTemplate> {
     validate::resource_url(&resource.url)
@@ -114,12 +166,10 @@ pub fn payment_required(
         }
         None => (resource.url.clone(), None),
     };
-    let spec = &resource.current.spec;
-    let accepts = spec
-        .accepts
-        .iter()
-        .map(|a| requirements(a, spec.max_timeout_seconds))
-        .collect::<Result<Vec<_>>>()?;
+    let accepts = version_requirements(
+        &resource.current.spec,
+        purser_domain::time::now().timestamp(),
+    )?;
     let mut extensions = Extensions::new();
     extensions.insert(
         bazaar::BAZAAR.into(),
@@ -174,12 +224,10 @@ pub fn payable_version<'a>(
 /// A catalog entry: the discovery API's item for a resource.
 pub fn catalog_item(resource: &Resource) -> Result<Value> {
     let template = template_of(resource)?;
-    let spec = &resource.current.spec;
-    let accepts = spec
-        .accepts
-        .iter()
-        .map(|a| requirements(a, spec.max_timeout_seconds))
-        .collect::<Result<Vec<_>>>()?;
+    let accepts = version_requirements(
+        &resource.current.spec,
+        purser_domain::time::now().timestamp(),
+    )?;
     let m = &resource.metadata;
     let mut item = json!({
         "resource": resource.url,
@@ -262,6 +310,7 @@ pub(crate) mod tests {
                         pay_to: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C".into(),
                         eip712_name: "USDC".into(),
                         eip712_version: "2".into(),
+                        extra: None,
                     }],
                     max_timeout_seconds: 60,
                     input_schema: Some(
@@ -275,6 +324,7 @@ pub(crate) mod tests {
                         .map(|_| "json".to_owned()),
                     bazaar: None,
                     repeat_access: None,
+                    escrow: None,
                 },
                 created_at: now,
                 superseded_at: None,

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use purser_domain::auth::TenantScope;
 use purser_domain::entitlement::RepeatAccess;
+use purser_domain::escrow::EscrowTerms;
 use purser_domain::id::ResourceId;
 use purser_domain::registry::{
     Accept, LearnedResource, NewResource, PayoutAddress, PriceSpec, Resource, ResourceChange,
@@ -41,7 +42,7 @@ pub use prober::{ProbeConfig, Prober};
 use crate::validate::{BODY_METHODS, BODY_TYPES, HTTP_METHODS, clip};
 
 /// Schemes a resource may accept today.
-pub const SCHEMES: &[&str] = &["exact"];
+pub const SCHEMES: &[&str] = &["exact", purser_x402::auth_capture::SCHEME];
 /// The payment window when a resource does not set one.
 pub const DEFAULT_MAX_TIMEOUT_SECONDS: u32 = 300;
 /// The longest payment window a resource may set.
@@ -84,6 +85,9 @@ pub struct ResourceDraft {
     pub max_timeout_seconds: Option<u32>,
     /// Repeat access for payers who sign in; `None`: every request pays.
     pub repeat_access: Option<RepeatAccess>,
+    /// How `auth-capture` payments are held and finished; the defaults when `None` and an
+    /// accept is `auth-capture`.
+    pub escrow: Option<EscrowTerms>,
 }
 
 /// Changes to a resource; absent fields keep their value. `Some(None)` clears an optional one.
@@ -106,6 +110,7 @@ pub struct ResourcePatch {
     pub accepts: Option<Vec<AcceptDraft>>,
     pub max_timeout_seconds: Option<u32>,
     pub repeat_access: Option<Option<RepeatAccess>>,
+    pub escrow: Option<Option<EscrowTerms>>,
 }
 
 /// What became of a payment's `bazaar` extension: the `EXTENSION-RESPONSES` entry.
@@ -502,6 +507,23 @@ impl Registry {
         if let Some(policy) = &draft.repeat_access {
             policy.validate()?;
         }
+        let escrowed = draft
+            .accepts
+            .iter()
+            .any(|a| a.scheme.as_deref() == Some(purser_x402::auth_capture::SCHEME));
+        let escrow = match (escrowed, draft.escrow) {
+            (true, terms) => {
+                let terms = terms.unwrap_or_default();
+                terms.check()?;
+                Some(terms)
+            }
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(Error::invalid_input(
+                    "escrow terms go with an auth-capture accept",
+                ));
+            }
+        };
         if let PriceSpec::Usd { usd } = &draft.price
             && usd.trim().is_empty()
         {
@@ -552,6 +574,20 @@ impl Registry {
                     asset.address, asset.network
                 )));
             }
+            let extra = if scheme == purser_x402::auth_capture::SCHEME {
+                let terms = self.assets.escrow_terms(&asset.network).ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::UnsupportedNetwork,
+                        format!(
+                            "escrowed payments (auth-capture) are not offered on {}",
+                            asset.network
+                        ),
+                    )
+                })?;
+                Some(terms.clone())
+            } else {
+                None
+            };
             accepts.push(Accept {
                 scheme: scheme.to_owned(),
                 network: asset.network.clone(),
@@ -560,7 +596,7 @@ impl Registry {
                 pay_to,
                 eip712_name: asset.eip712_name.clone(),
                 eip712_version: asset.eip712_version.clone(),
-                extra: None,
+                extra,
             });
         }
         if let PriceSpec::Atomic { amount } = &draft.price
@@ -588,7 +624,7 @@ impl Registry {
                 body_type,
                 bazaar: None,
                 repeat_access: draft.repeat_access.clone(),
-                escrow: None,
+                escrow,
             },
             search_fields: words.join(" "),
         };
@@ -673,6 +709,7 @@ fn merge(current: &Resource, patch: ResourcePatch) -> ResourceDraft {
         repeat_access: patch
             .repeat_access
             .unwrap_or_else(|| spec.repeat_access.clone()),
+        escrow: patch.escrow.unwrap_or(spec.escrow),
     }
 }
 

@@ -13,7 +13,7 @@ use purser_domain::auth::Authenticator;
 use purser_domain::coord::{Coordination, Invalidator};
 use purser_domain::repo::Store;
 use purser_entitlement::GrantCache;
-use purser_facilitator::{Facilitator, FacilitatorState, Reconciler};
+use purser_facilitator::{EscrowScheduler, Facilitator, FacilitatorState, Reconciler};
 use purser_gateway::access::AccessState;
 use purser_gateway::proxy::Proxy;
 use purser_gateway::{Gateway, GatewayRepositories};
@@ -333,7 +333,7 @@ impl Platform {
 
 /// What the rails settle, for pricing resources.
 fn asset_catalog(rails: &Rails) -> AssetCatalog {
-    AssetCatalog::new(rails.iter().flat_map(|rail| {
+    let catalog = AssetCatalog::new(rails.iter().flat_map(|rail| {
         rail.assets.iter().map(|asset| AssetInfo {
             network: rail.network.clone(),
             address: asset.address.to_checksum(None),
@@ -342,7 +342,14 @@ fn asset_catalog(rails: &Rails) -> AssetCatalog {
             eip712_version: asset.version.clone(),
             symbol: asset.symbol.clone(),
         })
-    }))
+    }));
+    rails.iter().fold(
+        catalog,
+        |catalog, rail| match purser_facilitator::auth_capture_terms(rail) {
+            Some(terms) => catalog.with_escrow_terms(&rail.network, terms),
+            None => catalog,
+        },
+    )
 }
 
 /// Serves every service on `listener`, and the gateway on `gateway.listen` when configured,
@@ -410,6 +417,16 @@ pub async fn serve_with(
             let _ = stop.wait_for(|stopping| *stopping).await;
         }))
     };
+    let escrow_schedule = {
+        let mut stop = stop.clone();
+        tokio::spawn(
+            EscrowScheduler::new(platform.facilitator.clone(), platform.store.clone()).run(
+                async move {
+                    let _ = stop.wait_for(|stopping| *stopping).await;
+                },
+            ),
+        )
+    };
     let reconciler = tokio::spawn(
         Reconciler::new(platform.facilitator.clone()).run(async move {
             let mut stop = stop;
@@ -437,6 +454,7 @@ pub async fn serve_with(
     )
     .await?;
     let _ = reconciler.await;
+    let _ = escrow_schedule.await;
     let _ = quotes.await;
     if let Some(gateway) = gateway {
         let _ = gateway.await;

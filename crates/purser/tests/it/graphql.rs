@@ -468,6 +468,7 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
                     accepts: vec![],
                     max_timeout_seconds: None,
                     repeat_access: None,
+                    escrow: None,
                 },
                 false,
             )

@@ -125,6 +125,7 @@ impl Fixture {
                         duration_seconds: None,
                         uses: None,
                     }),
+                    escrow: None,
                 },
                 true,
             )

@@ -478,6 +478,7 @@ async fn bazaar_clients_find_merchant_and_learned_resources(backends: Backends) 
                 }],
                 max_timeout_seconds: None,
                 repeat_access: None,
+                escrow: None,
             },
             true,
         )
@@ -731,6 +732,7 @@ impl Interop {
                     }],
                     max_timeout_seconds: None,
                     repeat_access,
+                    escrow: None,
                 },
                 true,
             )
