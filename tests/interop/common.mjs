@@ -7,6 +7,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { x402Client } from "@x402/core/client";
 import { HTTPFacilitatorClient } from "@x402/core/server";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { AuthCaptureEvmScheme } from "@x402/evm/auth-capture/client";
 
 /** A required environment variable. */
 export function env(name) {
@@ -67,8 +68,11 @@ export function facilitator(s, apiKey = s.apiKey) {
 /** An x402 client paying with the payer key, allowed to spend the configured (non-default) token. */
 export function payingClient(s) {
   const account = privateKeyToAccount(s.payerKey);
+  // Both EVM schemes Purser offers: an `exact` route is paid with `exact`, an escrowed one
+  // with `auth-capture`.
   const client = new x402Client()
     .register(s.network, new ExactEvmScheme(account))
+    .register(s.network, new AuthCaptureEvmScheme(account))
     .setSpendControls({
       allowedAssets: [{ network: s.network, asset: s.asset, maxAmountPerPayment: s.amount }],
     });

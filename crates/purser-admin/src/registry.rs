@@ -420,6 +420,12 @@ impl Resource {
         repeat_access_of(&self.0.current.spec)
     }
 
+    /// How its `auth-capture` payments are held and finished (current version); null without
+    /// such an accept.
+    async fn escrow(&self) -> Option<EscrowTerms> {
+        self.0.current.spec.escrow.map(Into::into)
+    }
+
     async fn input_example(&self) -> Option<Json<Value>> {
         json(self.0.current.spec.input_example.as_ref())
     }

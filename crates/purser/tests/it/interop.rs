@@ -59,6 +59,14 @@ pub(crate) fn repo_root() -> PathBuf {
 
 impl Interop {
     pub(crate) async fn start(backends: Backends) -> Self {
+        Self::start_with(backends, |_| {}).await
+    }
+
+    /// Like [`Self::start`], with `configure` applied to Purser's configuration.
+    pub(crate) async fn start_with(
+        backends: Backends,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         // Fail fast, before any chain starts, when the npm packages are missing.
         interop_dir();
         let devnet = Devnet::start(DevnetOptions {
@@ -87,6 +95,7 @@ impl Interop {
         drop(key_file);
         let mut config = Config::default();
         config.router.price_feeds = vec![fixed_eth_usd()];
+        configure(&mut config);
         let app = TestApp::start_with_rails(backends, config, rails).await;
         let tenant = app
             .store

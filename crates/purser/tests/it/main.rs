@@ -7,6 +7,7 @@ mod crash;
 mod demo;
 mod deploy;
 mod entitlement;
+mod escrow;
 mod graphql;
 mod grpc;
 mod harness;
