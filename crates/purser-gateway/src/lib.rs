@@ -686,6 +686,16 @@ impl purser_facilitator::OnSettled for Gateway {
             }),
             None => None,
         };
+        if payload.accepted.scheme == purser_x402::auth_capture::SCHEME {
+            // A hold, not yet a payment: scheduled by the resource's policy, so that it is
+            // finished before its deadline whatever the resource server does.
+            if let Some(priced) = priced
+                && !payload.payload.contains_key("type")
+            {
+                self.escrow_held(&priced, payload, &payload.accepted).await;
+            }
+            return;
+        }
         match priced {
             Some(priced) => self.paid(&priced, payload, payer).await,
             // A payment for something outside the registry is usage all the same.
@@ -700,8 +710,8 @@ mod cache_tests;
 impl Gateway {
     /// The escrow's key for an admitted escrowed payment, as the facilitator recorded it with
     /// the payment's authorization; `None` when that record cannot be read.
-    async fn escrow_payment_of(&self, priced: &Priced, admitted: &Admitted) -> Option<String> {
-        let key = authorization_key(&admitted.payload).ok()?;
+    async fn escrow_payment_of(&self, priced: &Priced, paid: &PaymentPayload) -> Option<String> {
+        let key = authorization_key(paid).ok()?;
         match self
             .repositories
             .settlements
@@ -721,13 +731,18 @@ impl Gateway {
     /// capture deadline, so that no hold the policy captures expires uncaptured, and none it
     /// voids waits for the payer's reclaim. A request that finishes the hold itself resolves
     /// the schedule ([`Self::escrow_finalized`]).
-    pub async fn escrow_held(&self, priced: &Priced, admitted: &Admitted) {
+    pub async fn escrow_held(
+        &self,
+        priced: &Priced,
+        paid: &PaymentPayload,
+        requirements: &purser_x402::PaymentRequirements,
+    ) {
         use purser_domain::escrow::{CapturePolicy, EscrowAction, EscrowSchedule};
-        let Some(payment) = self.escrow_payment_of(priced, admitted).await else {
+        let Some(payment) = self.escrow_payment_of(priced, paid).await else {
             tracing::error!("an escrowed payment held without its record; it is not scheduled");
             return;
         };
-        let extra = admitted.requirements.extra.clone().unwrap_or_default();
+        let extra = requirements.extra.clone().unwrap_or_default();
         let Some(capture_deadline) = extra.get("captureDeadline").and_then(|d| d.as_i64()) else {
             return;
         };
@@ -745,7 +760,7 @@ impl Gateway {
         let schedule = EscrowSchedule {
             payment,
             tenant_id: priced.resource.tenant_id,
-            network: admitted.requirements.network.to_string(),
+            network: requirements.network.to_string(),
             action,
             due_at,
             capture_deadline,
@@ -771,7 +786,7 @@ impl Gateway {
         outcome: &Result<purser_x402::SettleResponse, purser_axum::FacilitatorError>,
     ) {
         use purser_domain::escrow::EscrowAction;
-        let Some(payment) = self.escrow_payment_of(priced, admitted).await else {
+        let Some(payment) = self.escrow_payment_of(priced, &admitted.payload).await else {
             return;
         };
         let action = if capture {

@@ -300,7 +300,10 @@ async fn escrowed(
         }
         Settled::Refused(reply) => return reply.into_response(),
     };
-    proxy.gateway.escrow_held(priced, admitted).await;
+    proxy
+        .gateway
+        .escrow_held(priced, &admitted.payload, &admitted.requirements)
+        .await;
     let finalize = |capture: bool| async move {
         let outcome = paywall.finalize_escrow(admitted, capture).await;
         proxy

@@ -18,6 +18,7 @@ const PRICE: u128 = 20_000;
 on_both_backend_pairs!(
     escrowed_purchases_are_held_then_captured_or_voided_by_the_upstream,
     the_schedule_finishes_holds_before_their_deadlines,
+    the_native_layer_holds_then_captures_through_purser,
 );
 
 /// A tenant admin key of the interop merchant.
@@ -369,4 +370,101 @@ async fn the_schedule_finishes_holds_before_their_deadlines(backends: Backends) 
         ledger(&fx, AccountKind::MerchantReceivable).await,
         (PRICE + 5_000) as i128
     );
+}
+
+/// A merchant's own axum app with `purser-axum`, its route priced in Purser's registry with
+/// escrow: the official client pays, the layer holds through Purser's facilitator before the
+/// handler, then captures; Purser schedules the hold all the same (the layer might have died
+/// before capturing), and its schedule finds nothing left to do.
+async fn the_native_layer_holds_then_captures_through_purser(backends: Backends) {
+    use purser_axum::{HttpFacilitator, MemoryReplayGuard, Paywall, PaywallLayer, RegistryOffer};
+    let fx = Interop::start_with(backends, |config| {
+        config.facilitator.escrow_schedule_interval_ms = 200;
+    })
+    .await;
+    let admin = admin_key(&fx).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let resource = publish_escrowed(
+        &fx,
+        &admin,
+        &format!("{base}/report"),
+        json!({ "capture": "ON_SUCCESS", "captureWindowSeconds": 3_600, "refundWindowSeconds": 86_400 }),
+    )
+    .await;
+    let facilitator = HttpFacilitator::new(fx.app.url("/facilitator")).with_api_key(fx.key.clone());
+    let paywall = Paywall::new(
+        std::sync::Arc::new(facilitator),
+        std::sync::Arc::new(MemoryReplayGuard::default()),
+    );
+    let offer = RegistryOffer::new(
+        &fx.app.url(""),
+        &resource,
+        std::time::Duration::from_secs(60),
+    );
+    let app = axum::Router::new()
+        .route(
+            "/report",
+            axum::routing::get(|| async { axum::Json(json!({ "report": "quarterly" })) }),
+        )
+        .layer(PaywallLayer::new(paywall).route("GET", "/report", offer));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let payer_before = fx.balance(fx.payer().address()).await;
+    let merchant_before = fx.balance(fx.merchant()).await;
+
+    let out = pay(&fx, &format!("{base}/report")).await;
+    assert_eq!(
+        out["unpaid"]["paymentRequired"]["accepts"][0]["scheme"], "auth-capture",
+        "{out}"
+    );
+    assert_eq!(out["paid"]["status"], 200, "{out}");
+    assert_eq!(out["paid"]["body"]["report"], "quarterly", "{out}");
+    assert_eq!(
+        fx.balance(fx.merchant()).await,
+        merchant_before + U256::from(PRICE)
+    );
+    assert_eq!(
+        fx.balance(fx.payer().address()).await,
+        payer_before - U256::from(PRICE)
+    );
+    let payments = escrow_payments(&fx, &admin).await;
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(amount(&payments[0]["captured"]), PRICE, "{payments:?}");
+    let payment = payments[0]["payment"].as_str().unwrap().to_owned();
+    let schedule = fx
+        .app
+        .store
+        .escrow_schedule(&payment)
+        .await
+        .unwrap()
+        .expect("the hold is scheduled from the facilitator's settlement");
+    assert_eq!(schedule.tenant_id, fx.tenant);
+    // At its deadline the schedule finds the hold captured, and only marks it so.
+    let chain = fx.chain();
+    let now = chain.latest_timestamp().await.unwrap();
+    chain
+        .increase_time((schedule.due_at - now as i64 + 5) as u64)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let schedule = fx
+            .app
+            .store
+            .escrow_schedule(&payment)
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(outcome) = schedule.outcome {
+            assert_eq!(outcome, "nothing held");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{schedule:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        fx.balance(fx.merchant()).await,
+        merchant_before + U256::from(PRICE)
+    );
+    assert_eq!(ledger(&fx, AccountKind::EscrowHeld).await, 0);
 }
