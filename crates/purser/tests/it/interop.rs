@@ -582,8 +582,6 @@ pub(crate) fn assert_same_address(value: &Value, expected: Address) {
     assert_eq!(parsed, Some(expected), "{value} is not {expected}");
 }
 
-/// `tests/interop`, or `PURSER_INTEROP_DIR`, checked to hold the installed npm packages.
-
 // ---------------------------------------------------------------------------------------------
 // Resource servers: the gateway in front of an upstream, and the native axum layer.
 
