@@ -64,6 +64,8 @@ macro_rules! store_suite {
             outcome_messages_from_outside_are_stored_printable,
             routing_policies_are_per_tenant_and_checked,
             mined_transactions_post_their_network_fee_once,
+            escrow_operations_post_by_kind_one_at_a_time,
+            escrow_schedules_come_due_once,
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
@@ -584,8 +586,8 @@ use purser_domain::id::{AttemptId, SettlementId};
 use purser_domain::ledger::{AccountKind, TransferCode, TransferState};
 use purser_domain::money::Amount;
 use purser_domain::settlement::{
-    Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, InFlightQuery, NewSettlement,
-    PaymentIdentifierClaim, Settlement, SettlementKind, SettlementStatus,
+    Attempt, AttemptKind, AuthorizationKey, ChainOutcome, Claim, EscrowLink, InFlightQuery,
+    NewSettlement, PaymentIdentifierClaim, Settlement, SettlementKind, SettlementStatus,
 };
 
 const NETWORK: &str = "eip155:84532";
@@ -1264,6 +1266,17 @@ pub async fn seed_submitted_settlement_for(
     store: &Arc<dyn Store>,
     tenant: TenantId,
 ) -> (SettlementId, String) {
+    seed_submitted(store, tenant, SettlementKind::Exact, None, 1_000).await
+}
+
+/// A settlement of `kind` (on the escrowed payment `escrow` names) submitted for `tenant`.
+async fn seed_submitted(
+    store: &Arc<dyn Store>,
+    tenant: TenantId,
+    kind: SettlementKind,
+    escrow: Option<EscrowLink>,
+    amount: u128,
+) -> (SettlementId, String) {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let new = NewSettlement {
         id: SettlementId::new(),
@@ -1276,14 +1289,14 @@ pub async fn seed_submitted_settlement_for(
         )
         .unwrap(),
         pay_to: "0x4444444444444444444444444444444444444444".to_owned(),
-        amount: Amount::from_atomic(1_000),
+        amount: Amount::from_atomic(amount),
         valid_after: 0,
         valid_before: 1,
         payload: "{}".to_owned(),
         requirements: "{}".to_owned(),
         payment_identifier: None,
-        kind: SettlementKind::Exact,
-        escrow: None,
+        kind,
+        escrow,
         created_at: time::now(),
     };
     let settlement = created(store, new).await;
@@ -1308,6 +1321,277 @@ pub async fn seed_submitted_settlement_for(
         .await
         .unwrap();
     (settlement.id, tx_hash)
+}
+
+/// An escrowed payment of `amount` held for `tenant` (its `authorize` confirmed): the escrow's
+/// key for it, and the authorization's settlement.
+pub async fn seed_escrow_payment_for(
+    store: &Arc<dyn Store>,
+    tenant: TenantId,
+    amount: u128,
+) -> (String, SettlementId) {
+    let payment = format!("0x{}", uuid::Uuid::new_v4().simple().to_string().repeat(2));
+    let id = seed_escrow_operation(
+        store,
+        tenant,
+        &payment,
+        SettlementKind::EscrowAuthorize,
+        amount,
+        0,
+    )
+    .await;
+    (payment, id)
+}
+
+/// One operation of `kind` on `payment`, submitted and confirmed.
+async fn seed_escrow_operation(
+    store: &Arc<dyn Store>,
+    tenant: TenantId,
+    payment: &str,
+    kind: SettlementKind,
+    amount: u128,
+    fee: u128,
+) -> SettlementId {
+    let link = EscrowLink {
+        payment: payment.to_owned(),
+        fee: Amount::from_atomic(fee),
+    };
+    let (id, tx_hash) = seed_submitted(store, tenant, kind, Some(link), amount).await;
+    store
+        .confirm_settlement(
+            id,
+            ChainOutcome {
+                tx_hash,
+                block_number: 1,
+                cost: None,
+            },
+        )
+        .await
+        .unwrap();
+    id
+}
+
+/// The tenant's posted balance of `kind` in the seeded settlements' token: credits less debits.
+async fn posted(store: &Arc<dyn Store>, tenant: TenantId, kind: AccountKind) -> i128 {
+    store
+        .account_balances(TenantScope::trusted(tenant))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| {
+            b.account.kind == kind && b.account.asset != purser_domain::settlement::NATIVE_ASSET
+        })
+        .map(|b| b.credits_posted.atomic() as i128 - b.debits_posted.atomic() as i128)
+        .sum()
+}
+
+pub async fn escrow_operations_post_by_kind_one_at_a_time(store: Arc<dyn Store>) {
+    let acme = tenant(&store, "Acme").await.id;
+    let globex = tenant(&store, "Globex").await.id;
+    let (payment, authorization) = seed_escrow_payment_for(&store, acme, 1_000).await;
+    assert_eq!(posted(&store, acme, AccountKind::EscrowHeld).await, 1_000);
+    assert_eq!(
+        posted(&store, acme, AccountKind::PayerClearing).await,
+        -1_000
+    );
+
+    // A capture of 300 paying a fee of 3: 297 to the merchant, 3 to fees.
+    seed_escrow_operation(
+        &store,
+        acme,
+        &payment,
+        SettlementKind::EscrowCapture,
+        300,
+        3,
+    )
+    .await;
+    assert_eq!(posted(&store, acme, AccountKind::EscrowHeld).await, 700);
+    assert_eq!(
+        posted(&store, acme, AccountKind::MerchantReceivable).await,
+        297
+    );
+    assert_eq!(posted(&store, acme, AccountKind::Fees).await, 3);
+
+    // While one operation is in flight, a second on the same payment is refused; another
+    // payment is not held up.
+    let (in_flight, _) = seed_submitted(
+        &store,
+        acme,
+        SettlementKind::EscrowRefund,
+        Some(EscrowLink {
+            payment: payment.clone(),
+            fee: Amount::ZERO,
+        }),
+        100,
+    )
+    .await;
+    let second = store
+        .claim_settlement(NewSettlement {
+            kind: SettlementKind::EscrowVoid,
+            escrow: Some(EscrowLink {
+                payment: payment.clone(),
+                fee: Amount::ZERO,
+            }),
+            ..new_settlement(acme, 201, 700)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(second.code(), ErrorCode::EscrowOperationInFlight);
+    seed_escrow_payment_for(&store, acme, 50).await;
+    // The refund fails on chain: its pending transfer is voided, and the payment is free again.
+    store
+        .fail_settlement(in_flight, None, None, "reverted", "reverted")
+        .await
+        .unwrap();
+    assert_eq!(posted(&store, acme, AccountKind::RefundAdvances).await, 0);
+    seed_escrow_operation(&store, acme, &payment, SettlementKind::EscrowRefund, 100, 0).await;
+    assert_eq!(
+        posted(&store, acme, AccountKind::RefundAdvances).await,
+        -100
+    );
+    seed_escrow_operation(&store, acme, &payment, SettlementKind::EscrowVoid, 700, 0).await;
+    assert_eq!(posted(&store, acme, AccountKind::EscrowHeld).await, 50);
+    assert_eq!(posted(&store, acme, AccountKind::PayerReturned).await, 800);
+
+    // The payment's operations, its authorization first, for its tenant only.
+    let operations = store
+        .escrow_operations(
+            TenantScope::trusted(acme),
+            &payment.to_ascii_uppercase().replace("0X", "0x"),
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<_> = operations.iter().map(|o| (o.kind, o.status)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (SettlementKind::EscrowAuthorize, SettlementStatus::Confirmed),
+            (SettlementKind::EscrowCapture, SettlementStatus::Confirmed),
+            (SettlementKind::EscrowRefund, SettlementStatus::Failed),
+            (SettlementKind::EscrowRefund, SettlementStatus::Confirmed),
+            (SettlementKind::EscrowVoid, SettlementStatus::Confirmed),
+        ]
+    );
+    assert!(
+        store
+            .escrow_operations(TenantScope::trusted(globex), &payment)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let listed = store
+        .list_escrow_payments(TenantScope::trusted(acme), PageRequest::first(10).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 2);
+    assert!(
+        listed
+            .items
+            .iter()
+            .all(|s| s.kind == SettlementKind::EscrowAuthorize)
+    );
+
+    // A reclaim of the other payment's hold posts once.
+    let (other, other_authorization) = seed_escrow_payment_for(&store, globex, 40).await;
+    assert!(
+        store
+            .record_escrow_reclaim(other_authorization, Amount::from_atomic(40))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_escrow_reclaim(other_authorization, Amount::from_atomic(40))
+            .await
+            .unwrap()
+    );
+    assert_eq!(posted(&store, globex, AccountKind::EscrowHeld).await, 0);
+    assert_eq!(posted(&store, globex, AccountKind::PayerReturned).await, 40);
+    let _ = (other, authorization);
+}
+
+pub async fn escrow_schedules_come_due_once(store: Arc<dyn Store>) {
+    use purser_domain::escrow::{EscrowAction, EscrowSchedule};
+    let acme = tenant(&store, "Acme").await.id;
+    let schedule = |payment: &str, due_at: i64| EscrowSchedule {
+        payment: payment.to_owned(),
+        tenant_id: acme,
+        network: "eip155:84532".into(),
+        action: EscrowAction::Void,
+        due_at,
+        capture_deadline: 5_000,
+        attempts: 0,
+        last_error: None,
+        resolved_at: None,
+        outcome: None,
+        created_at: time::now(),
+    };
+    let early = format!("0x{}", "a1".repeat(32));
+    let late = format!("0x{}", "b2".repeat(32));
+    assert!(
+        store
+            .schedule_escrow(schedule(&early, 1_000))
+            .await
+            .unwrap()
+    );
+    assert!(store.schedule_escrow(schedule(&late, 3_000)).await.unwrap());
+    // A second schedule of one payment keeps the first.
+    assert!(!store.schedule_escrow(schedule(&early, 9)).await.unwrap());
+    let due = store
+        .due_escrow_schedules("eip155:84532", 2_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.payment.as_str()).collect::<Vec<_>>(),
+        [early.as_str()]
+    );
+    assert!(
+        store
+            .due_escrow_schedules("eip155:1", 9_999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Rescheduled sooner, and as a capture; a failed attempt is counted.
+    store
+        .reschedule_escrow(&late, EscrowAction::Capture, 1_500)
+        .await
+        .unwrap();
+    store
+        .note_escrow_attempt(&late, "the chain was away")
+        .await
+        .unwrap();
+    let due = store
+        .due_escrow_schedules("eip155:84532", 2_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    let late_row = store.escrow_schedule(&late).await.unwrap().unwrap();
+    assert_eq!(
+        (late_row.action, late_row.attempts),
+        (EscrowAction::Capture, 1)
+    );
+    assert_eq!(late_row.last_error.as_deref(), Some("the chain was away"));
+    // Resolved, it is due no more, and keeps its outcome.
+    store
+        .resolve_escrow_schedule(&early, "voided by the schedule")
+        .await
+        .unwrap();
+    store
+        .resolve_escrow_schedule(&early, "again")
+        .await
+        .unwrap();
+    let due = store
+        .due_escrow_schedules("eip155:84532", 9_999, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.payment.as_str()).collect::<Vec<_>>(),
+        [late.as_str()]
+    );
+    let early_row = store.escrow_schedule(&early).await.unwrap().unwrap();
+    assert_eq!(early_row.outcome.as_deref(), Some("voided by the schedule"));
+    assert!(early_row.resolved_at.is_some());
 }
 
 pub async fn settlements_are_listed_per_tenant(store: Arc<dyn Store>) {

@@ -332,6 +332,34 @@ const ISOLATION_ATTEMPTS: &[(&str, &str)] = &[
         "query($bSettlement: ID!) { settlement(id: $bSettlement) { id } }",
     ),
     (
+        "escrowPayments",
+        "query($b: ID!) { escrowPayments(tenantId: $b) { nodes { payment } } }",
+    ),
+    (
+        "escrowPayment",
+        "query($bPayment: String!) { escrowPayment(payment: $bPayment) { payment } }",
+    ),
+    (
+        "escrowPayment",
+        "query($b: ID!, $bPayment: String!) { escrowPayment(tenantId: $b, payment: $bPayment) { payment } }",
+    ),
+    (
+        "captureEscrowPayment",
+        "mutation($bPayment: String!) { captureEscrowPayment(payment: $bPayment) { id } }",
+    ),
+    (
+        "captureEscrowPayment",
+        "mutation($b: ID!, $bPayment: String!) { captureEscrowPayment(tenantId: $b, payment: $bPayment, amount: \"1\") { id } }",
+    ),
+    (
+        "voidEscrowPayment",
+        "mutation($bPayment: String!) { voidEscrowPayment(payment: $bPayment) { id } }",
+    ),
+    (
+        "refundEscrowPayment",
+        "mutation($bPayment: String!) { refundEscrowPayment(payment: $bPayment) { id } }",
+    ),
+    (
         "ledgerBalances",
         "query($b: ID!) { ledgerBalances(tenantId: $b) { kind } }",
     ),
@@ -444,6 +472,12 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
     let b_settlement =
         purser_testkit::store_suite::seed_settlement_for(&app.store, tenant_b.parse().unwrap())
             .await;
+    let (b_payment, _) = purser_testkit::store_suite::seed_escrow_payment_for(
+        &app.store,
+        tenant_b.parse().unwrap(),
+        1_000,
+    )
+    .await;
     let b_resource =
         purser_registry::Registry::new(app.store.clone(), app.store.clone(), Default::default())
             .create_resource(
@@ -532,6 +566,7 @@ async fn tenant_keys_cannot_reach_another_tenant(app: TestApp) {
         "bSettlement": b_settlement.to_string(),
         "bResource": b_resource.id.to_string(),
         "bGrant": b_grant.id.to_string(),
+        "bPayment": b_payment,
     });
 
     for (field, attempt) in ISOLATION_ATTEMPTS {
