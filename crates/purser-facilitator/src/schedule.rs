@@ -14,7 +14,8 @@ use purser_domain::auth::TenantScope;
 use purser_domain::escrow::{
     EscrowAction, EscrowCommand, EscrowDesk, EscrowSchedule, EscrowScheduleRepository,
 };
-use purser_domain::settlement::SettlementStatus;
+use purser_domain::money::Amount;
+use purser_domain::settlement::{SettlementKind, SettlementStatus};
 
 use crate::Facilitator;
 
@@ -29,6 +30,8 @@ pub struct ScheduleReport {
     /// Found finished already (nothing held).
     pub finished: usize,
     pub pending: usize,
+    /// Found taken back by the payer after its deadline: posted to the ledger.
+    pub reclaimed: usize,
     pub failed: usize,
 }
 
@@ -93,17 +96,75 @@ impl EscrowScheduler {
         Ok(report)
     }
 
+    /// A due hold the escrow no longer holds: finished by an operation of ours (once its
+    /// receipt is in), or taken back by the payer (`reclaim`, after the capture deadline),
+    /// which the ledger learns here, once.
+    async fn nothing_held(
+        &self,
+        scope: TenantScope,
+        payment: &str,
+        report: &mut ScheduleReport,
+    ) -> Result<()> {
+        let operations = self
+            .facilitator
+            .store
+            .escrow_operations(scope, payment)
+            .await?;
+        if operations
+            .iter()
+            .any(|op| !op.status.is_terminal() && op.status != SettlementStatus::Rejected)
+        {
+            // An operation of ours is still in flight: its receipt decides.
+            report.pending += 1;
+            return Ok(());
+        }
+        let confirmed = |kind: SettlementKind| {
+            operations
+                .iter()
+                .filter(|op| op.kind == kind && op.status == SettlementStatus::Confirmed)
+                .map(|op| op.amount.atomic())
+                .sum::<u128>()
+        };
+        let Some(authorization) = operations.iter().find(|op| {
+            op.kind == SettlementKind::EscrowAuthorize && op.status == SettlementStatus::Confirmed
+        }) else {
+            return self
+                .schedules
+                .resolve_escrow_schedule(payment, "no authorization held")
+                .await;
+        };
+        let left = authorization
+            .amount
+            .atomic()
+            .saturating_sub(confirmed(SettlementKind::EscrowCapture))
+            .saturating_sub(confirmed(SettlementKind::EscrowVoid));
+        let outcome = if left > 0 {
+            let posted = self
+                .facilitator
+                .store
+                .record_escrow_reclaim(authorization.id, Amount::from_atomic(left))
+                .await?;
+            if posted {
+                report.reclaimed += 1;
+                tracing::warn!(%payment, amount = left, "the payer reclaimed a hold Purser did not finish in time");
+            }
+            "reclaimed by the payer"
+        } else {
+            report.finished += 1;
+            "nothing held"
+        };
+        self.schedules
+            .resolve_escrow_schedule(payment, outcome)
+            .await
+    }
+
     async fn finish(&self, schedule: &EscrowSchedule, now: i64, report: &mut ScheduleReport) {
         let scope = TenantScope::trusted(schedule.tenant_id);
         let payment = schedule.payment.as_str();
         let outcome = async {
             let held = self.facilitator.balances(scope, payment).await?;
             if held.capturable.is_zero() {
-                report.finished += 1;
-                return self
-                    .schedules
-                    .resolve_escrow_schedule(payment, "nothing held")
-                    .await;
+                return self.nothing_held(scope, payment, report).await;
             }
             if schedule.action == EscrowAction::Capture && now >= schedule.capture_deadline {
                 tracing::error!(%payment, "a hold the policy captures reached its deadline uncaptured");

@@ -450,9 +450,17 @@ impl Facilitator {
         };
         let amount = match prepared.work.amount(prepared.requirements.amount) {
             Some(amount) => amount,
-            None => match crate::escrow::held(&prepared).await {
-                Ok(amount) => amount,
-                Err(response) => return Ok(response),
+            // A void releases what is held; presented again, it is the void already claimed.
+            None => match self
+                .store
+                .find_settlement_by_authorization(scope, &prepared.authorization_key()?)
+                .await?
+            {
+                Some(claimed) if claimed.status != SettlementStatus::Rejected => claimed.amount,
+                _ => match crate::escrow::held(&prepared).await {
+                    Ok(amount) => amount,
+                    Err(response) => return Ok(response),
+                },
             },
         };
         if let Err(refusal) = crate::escrow::admit(&*self.store, scope, &prepared).await? {

@@ -19,7 +19,7 @@ use purser_x402::exact_evm::EvmAddress;
 use purser_x402::v2::PaymentRequirements;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Fixture, Setup, tenant_with_key};
+use crate::support::{Backend, Fixture, Setup, facilitator_with, tenant_with_key};
 
 /// Where the facilitator's fee goes: an address nobody else pays.
 const FEE_RECIPIENT: Address = address!("0x000000000000000000000000000000000000fee1");
@@ -34,10 +34,12 @@ sol! {
 on_both_backends!(
     an_escrowed_payment_is_held_captured_in_parts_refunded_and_voided,
     concurrent_captures_never_take_more_than_is_held,
+    every_operation_interrupted_after_broadcast_ends_in_one_outcome,
+    a_hold_the_payer_reclaims_after_its_deadline_is_posted_once,
 );
 
-async fn start(backend: Backend) -> Fixture {
-    Fixture::start(Setup {
+fn escrow_setup(backend: Backend) -> Setup {
+    Setup {
         auth_capture: Some(AuthCaptureConfig {
             escrow: None,
             fee_recipient: Some(FEE_RECIPIENT.to_checksum(None)),
@@ -45,8 +47,38 @@ async fn start(backend: Backend) -> Fixture {
             max_fee_bps: FEE_BPS,
         }),
         ..Setup::new(backend)
-    })
-    .await
+    }
+}
+
+async fn start(backend: Backend) -> Fixture {
+    Fixture::start(escrow_setup(backend)).await
+}
+
+/// Funds the operator (the fixture's signer) for refunds and approves the refund collector.
+async fn fund_refunds(fixture: &Fixture, amount: u64) {
+    let operator = fixture.devnet.accounts().settlement_signer.clone();
+    let chain = fixture.chain();
+    chain
+        .mint(
+            chain.token().address,
+            operator.address(),
+            U256::from(amount),
+        )
+        .await
+        .unwrap();
+    let approval = approveCall {
+        spender: auth_capture::V1_1.operator_refund_collector,
+        amount: U256::MAX,
+    };
+    chain
+        .send_as(
+            &operator,
+            chain.token().address,
+            approval.abi_encode().into(),
+            "approve",
+        )
+        .await
+        .unwrap();
 }
 
 /// An escrowed payment collected by the fixture's facilitator: the requirements a server
@@ -331,29 +363,7 @@ async fn an_escrowed_payment_is_held_captured_in_parts_refunded_and_voided(backe
     assert_eq!(escrowed.state(&fixture).await, (500_000, 500_000));
 
     // A refund is advanced by the operator through the refund collector: fund and approve it.
-    let operator = fixture.devnet.accounts().settlement_signer.clone();
-    let chain = fixture.chain();
-    chain
-        .mint(
-            chain.token().address,
-            operator.address(),
-            U256::from(100_000u64),
-        )
-        .await
-        .unwrap();
-    let approval = approveCall {
-        spender: auth_capture::V1_1.operator_refund_collector,
-        amount: U256::MAX,
-    };
-    chain
-        .send_as(
-            &operator,
-            chain.token().address,
-            approval.abi_encode().into(),
-            "approve",
-        )
-        .await
-        .unwrap();
+    fund_refunds(&fixture, 100_000).await;
     // More than was captured is refused; a part is returned to the payer.
     let too_much = settle(&fixture, &escrowed.refund(500_001, (500_000, 500_000))).await;
     assert_eq!(
@@ -383,8 +393,10 @@ async fn an_escrowed_payment_is_held_captured_in_parts_refunded_and_voided(backe
         ledger(&fixture, AccountKind::PayerClearing).await,
         -(AMOUNT as i128)
     );
-    let nothing = settle(&fixture, &escrowed.void()).await;
-    assert_eq!(nothing["success"], false, "{nothing}");
+    // The void presented again is the same void: its answer, and nothing moves.
+    let again = settle(&fixture, &escrowed.void()).await;
+    assert_eq!(again["transaction"], voided["transaction"], "{again}");
+    assert_eq!(escrowed.state(&fixture).await, (0, 400_000));
     // Every operation's gas is the tenant's network fee.
     assert!(fixture.network_fees().await > Amount::ZERO);
     let operations = fixture
@@ -451,4 +463,163 @@ async fn concurrent_captures_never_take_more_than_is_held(backend: Backend) {
     let merchant_after = fixture.token_balance(fixture.merchant).await.to::<u128>();
     assert_eq!(merchant_after - merchant_before, captured - captured / 100);
     assert_ledger_matches_escrow(&fixture, &escrowed).await;
+}
+
+/// Purser dies after broadcasting each operation (authorize, capture, refund, void) and before
+/// its receipt: a new instance over the same store reconciles it from the chain, the retry
+/// answers that one outcome, and nothing is sent twice.
+async fn every_operation_interrupted_after_broadcast_ends_in_one_outcome(backend: Backend) {
+    use std::time::Duration;
+
+    use alloy::providers::Provider;
+    use purser_facilitator::{FacilitatorConfig, Reconciler};
+
+    let fixture = start(backend).await;
+    fund_refunds(&fixture, 100_000).await;
+    let escrowed = Escrowed::signed(&fixture, 2).await;
+    // From here on, transactions wait in the mempool until the test mines them.
+    fixture.chain().set_automine(false).await.unwrap();
+    let rpc = vec![fixture.chain().rpc_url().to_owned()];
+    let operator = fixture.devnet.accounts().settlement_signer.address();
+    let provider = fixture.chain().provider().clone();
+    let scope = TenantScope::trusted(fixture.tenant);
+    let steps = [
+        ("authorize", escrowed.collect(), (AMOUNT, 0)),
+        (
+            "capture",
+            escrowed.capture(300_000, (AMOUNT, 0)),
+            (700_000, 300_000),
+        ),
+        (
+            "refund",
+            escrowed.refund(100_000, (700_000, 300_000)),
+            (700_000, 200_000),
+        ),
+        ("void", escrowed.void(), (0, 200_000)),
+    ];
+    for (what, body, after) in steps {
+        let sent_before = provider.get_transaction_count(operator).await.unwrap();
+        let dying = facilitator_with(&fixture, rpc.clone(), 30, FacilitatorConfig::default()).await;
+        let request = {
+            let body = serde_json::to_vec(&body).unwrap();
+            tokio::spawn(async move { dying.settle(scope, &body).await })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while provider
+            .get_transaction_count(operator)
+            .pending()
+            .await
+            .unwrap()
+            == sent_before
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: the transaction never reached the mempool"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        request.abort();
+
+        // A new instance, the same store; the chain mines what was sent.
+        let restarted =
+            facilitator_with(&fixture, rpc.clone(), 30, FacilitatorConfig::default()).await;
+        fixture.chain().mine().await.unwrap();
+        let report = Reconciler::new(restarted.clone()).pass().await.unwrap();
+        assert_eq!(report.resolved, 1, "{what}: {report:?}");
+        let answer = restarted
+            .settle(scope, &serde_json::to_vec(&body).unwrap())
+            .await
+            .unwrap();
+        assert!(answer.success, "{what}: {answer:?}");
+        assert_eq!(
+            provider.get_transaction_count(operator).await.unwrap(),
+            sent_before + 1,
+            "{what}: one transaction, ever"
+        );
+        assert_eq!(escrowed.state(&fixture).await, after, "{what}");
+        assert_ledger_matches_escrow(&fixture, &escrowed).await;
+    }
+}
+
+/// A hold nobody finished before its capture deadline is the payer's to take back: the
+/// schedule finds it gone and posts the reclaim, once.
+async fn a_hold_the_payer_reclaims_after_its_deadline_is_posted_once(backend: Backend) {
+    use purser_domain::escrow::{EscrowAction, EscrowSchedule};
+    use purser_facilitator::EscrowScheduler;
+
+    let fixture = start(backend).await;
+    let escrowed = Escrowed::signed(&fixture, 1).await;
+    let held = settle(&fixture, &escrowed.collect()).await;
+    assert_eq!(held["success"], true, "{held}");
+    let payer = fixture.payer(1);
+    let paid = fixture.token_balance(payer.address()).await;
+    let capture_deadline = escrowed.info.authorizationExpiry.to::<i64>();
+    fixture
+        .store
+        .schedule_escrow(EscrowSchedule {
+            payment: format!("{:#x}", escrowed.hash),
+            tenant_id: fixture.tenant,
+            network: fixture.chain().network(),
+            action: EscrowAction::Capture,
+            due_at: capture_deadline + 60,
+            capture_deadline,
+            attempts: 0,
+            last_error: None,
+            resolved_at: None,
+            outcome: None,
+            created_at: purser_domain::time::now(),
+        })
+        .await
+        .unwrap();
+
+    // Past the deadline (the schedule was down), the payer takes the hold back itself.
+    let chain = fixture.chain();
+    let now = chain.latest_timestamp().await.unwrap();
+    chain
+        .increase_time(capture_deadline as u64 - now + 120)
+        .await
+        .unwrap();
+    let reclaim = auth_capture::AuthCaptureEscrow::reclaimCall {
+        paymentInfo: escrowed.info.clone(),
+    };
+    chain
+        .send_as(
+            payer,
+            auth_capture::V1_1.escrow,
+            reclaim.abi_encode().into(),
+            "reclaim",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fixture.token_balance(payer.address()).await - paid,
+        U256::from(AMOUNT)
+    );
+
+    let facilitator = crate::support::facilitator_with(
+        &fixture,
+        vec![chain.rpc_url().to_owned()],
+        20,
+        Default::default(),
+    )
+    .await;
+    let scheduler = EscrowScheduler::new(facilitator, fixture.store.clone());
+    let report = scheduler.pass().await.unwrap();
+    assert_eq!(report.reclaimed, 1, "{report:?}");
+    assert_eq!(ledger(&fixture, AccountKind::EscrowHeld).await, 0);
+    assert_eq!(
+        ledger(&fixture, AccountKind::PayerReturned).await,
+        AMOUNT as i128
+    );
+    assert_ledger_matches_escrow(&fixture, &escrowed).await;
+    // Resolved: the next pass has nothing to do, and nothing posts twice.
+    let again = scheduler.pass().await.unwrap();
+    assert_eq!(again, Default::default());
+    let schedule = fixture
+        .store
+        .escrow_schedule(&format!("{:#x}", escrowed.hash))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(schedule.outcome.as_deref(), Some("reclaimed by the payer"));
 }

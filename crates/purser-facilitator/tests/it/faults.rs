@@ -3,7 +3,6 @@
 //! transfer on chain per payment and a ledger that matches the chain.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::U256;
@@ -16,7 +15,7 @@ use purser_domain::settlement::SettlementStatus;
 use purser_facilitator::{Facilitator, FacilitatorConfig, Reconciler};
 use purser_testkit::proxy::{Fault, FaultyProxy};
 
-use crate::support::{Backend, Fixture, Setup, fast_rpc, rail_config};
+use crate::support::{Backend, Fixture, Setup, facilitator_with, fast_rpc, rail_config};
 
 fn anvil_address(url: &str) -> SocketAddr {
     url.trim_start_matches("http://").parse().unwrap()
@@ -30,24 +29,6 @@ async fn behind_proxy(mut setup: Setup) -> (Fixture, FaultyProxy) {
     let fixture = Fixture::start(setup).await;
     let proxy = FaultyProxy::start(anvil_address(fixture.chain().rpc_url())).await;
     (fixture, proxy)
-}
-
-/// A facilitator over the fixture's store whose rail uses `rpc_urls`, as a second process
-/// (or the same process after a restart) would have.
-async fn facilitator_with(
-    fixture: &Fixture,
-    rpc_urls: Vec<String>,
-    receipt_timeout_seconds: u64,
-    config: FacilitatorConfig,
-) -> Arc<Facilitator> {
-    let (rail, _keys) = rail_config(&fixture.devnet, rpc_urls, 1, receipt_timeout_seconds);
-    let rails = Rails::open(&[rail], fast_rpc()).await.unwrap();
-    // These tests run the reconciler by hand, right after the state it should act on.
-    let config = FacilitatorConfig {
-        reconcile_min_age_ms: 0,
-        ..config
-    };
-    Arc::new(Facilitator::new(fixture.store.clone(), Arc::new(rails), config).unwrap())
 }
 
 fn scope(fixture: &Fixture) -> TenantScope {

@@ -66,6 +66,8 @@ pub struct Fixture {
     pub key: String,
     pub client: reqwest::Client,
     pub merchant: Address,
+    /// The escrow terms the rail offers, for facilitators made beside the fixture's.
+    pub auth_capture: Option<AuthCaptureConfig>,
     server: tokio::task::JoinHandle<()>,
     _guard: Box<dyn Any + Send>,
 }
@@ -226,6 +228,7 @@ impl Fixture {
             key,
             client: purser_testkit::http_client(),
             merchant,
+            auth_capture: setup.auth_capture.clone(),
             server,
             _guard: guard,
         }
@@ -290,6 +293,25 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         self.server.abort();
     }
+}
+
+/// A facilitator over the fixture's store whose rail uses `rpc_urls`, as a second process
+/// (or the same process after a restart) would have.
+pub async fn facilitator_with(
+    fixture: &Fixture,
+    rpc_urls: Vec<String>,
+    receipt_timeout_seconds: u64,
+    config: FacilitatorConfig,
+) -> Arc<Facilitator> {
+    let (mut rail, _keys) = rail_config(&fixture.devnet, rpc_urls, 1, receipt_timeout_seconds);
+    rail.auth_capture = fixture.auth_capture.clone();
+    let rails = Rails::open(&[rail], fast_rpc()).await.unwrap();
+    // These tests run the reconciler by hand, right after the state it should act on.
+    let config = FacilitatorConfig {
+        reconcile_min_age_ms: 0,
+        ..config
+    };
+    Arc::new(Facilitator::new(fixture.store.clone(), Arc::new(rails), config).unwrap())
 }
 
 /// Quick failover for tests: a dead endpoint costs a fraction of a second, not seconds.
