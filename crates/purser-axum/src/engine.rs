@@ -731,8 +731,7 @@ pub fn escrow_capture_mode(
 fn escrow_lifecycle(admitted: &Admitted, capture: bool) -> Result<PaymentPayload, String> {
     use purser_core::money::Amount;
     use purser_x402::auth_capture::{
-        AuthCaptureExtra, AuthCapturePayload, LifecycleOperation, LifecyclePayload,
-        LifecycleRequest,
+        AuthCaptureExtra, AuthCapturePayload, LifecycleOperation, LifecycleOrder, LifecyclePayload,
     };
     let requirements = &admitted.requirements;
     let extra = AuthCaptureExtra::from_json(&Value::Object(
@@ -754,7 +753,7 @@ fn escrow_lifecycle(admitted: &Admitted, capture: bool) -> Result<PaymentPayload
     let amount = requirements.amount;
     let request = if capture {
         let fee = amount.atomic().saturating_mul(u128::from(info.min_fee_bps)) / 10_000;
-        LifecycleRequest {
+        LifecycleOrder {
             operation: LifecycleOperation::Capture,
             amount: Some(amount),
             fee: Some((Amount::from_atomic(fee), info.fee_receiver.clone())),
@@ -762,7 +761,7 @@ fn escrow_lifecycle(admitted: &Admitted, capture: bool) -> Result<PaymentPayload
             expected: Some((amount, Amount::ZERO)),
         }
     } else {
-        LifecycleRequest {
+        LifecycleOrder {
             operation: LifecycleOperation::Void,
             amount: None,
             fee: None,

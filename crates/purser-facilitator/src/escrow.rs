@@ -332,7 +332,7 @@ impl Held {
         command: EscrowCommand,
         balances: EscrowBalances,
     ) -> Result<serde_json::Value> {
-        use purser_x402::auth_capture::{LifecyclePayload, LifecycleRequest};
+        use purser_x402::auth_capture::{LifecycleOrder, LifecyclePayload};
         let info = self
             .collect
             .payment_info(&self.requirements, &self.extra)
@@ -349,20 +349,20 @@ impl Held {
                 let amount = amount.unwrap_or(balances.capturable);
                 // The specification's default fee: the lower bound.
                 let fee = amount.atomic().saturating_mul(u128::from(info.min_fee_bps)) / 10_000;
-                LifecycleRequest {
+                LifecycleOrder {
                     operation: LifecycleOperation::Capture,
                     amount: Some(amount),
                     fee: Some((Amount::from_atomic(fee), info.fee_receiver.clone())),
                     expected,
                 }
             }
-            EscrowCommand::Void => LifecycleRequest {
+            EscrowCommand::Void => LifecycleOrder {
                 operation: LifecycleOperation::Void,
                 amount: None,
                 fee: None,
                 expected: None,
             },
-            EscrowCommand::Refund { amount } => LifecycleRequest {
+            EscrowCommand::Refund { amount } => LifecycleOrder {
                 operation: LifecycleOperation::Refund,
                 amount: Some(amount.unwrap_or(balances.refundable)),
                 fee: None,

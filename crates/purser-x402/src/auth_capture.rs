@@ -832,7 +832,7 @@ impl LifecyclePayload {
 /// What a server asks of a held payment, to be written as a lifecycle payload
 /// ([`LifecyclePayload::to_json`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LifecycleRequest {
+pub struct LifecycleOrder {
     pub operation: LifecycleOperation,
     /// `capture` and `refund`.
     pub amount: Option<Amount>,
@@ -876,7 +876,7 @@ impl CollectPayload {
 impl LifecyclePayload {
     /// The payload `request` on the payment `info`, whose salt opens with `salt_nonce`, with
     /// no authorizer signature (for an authorizer delegated to the facilitator).
-    pub fn unsigned(info: WirePaymentInfo, salt_nonce: Bytes32, request: LifecycleRequest) -> Self {
+    pub fn unsigned(info: WirePaymentInfo, salt_nonce: Bytes32, request: LifecycleOrder) -> Self {
         Self {
             operation: request.operation,
             payment_info: info,

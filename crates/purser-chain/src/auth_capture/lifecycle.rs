@@ -399,3 +399,303 @@ impl Lifecycle {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::signers::SignerSync;
+    use alloy::signers::local::PrivateKeySigner;
+    use purser_domain::money::Amount;
+    use purser_x402::auth_capture::{AuthCapturePayload, LifecycleOrder};
+    use purser_x402::exact_evm::{Bytes32, EvmAddress, HexSignature};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::auth_capture::V1_1;
+
+    const OPERATOR: &str = "0x1111111111111111111111111111111111111111";
+    const RECEIVER: &str = "0x3333333333333333333333333333333333333333";
+    const TOKEN: &str = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
+    const FEES: &str = "0x4444444444444444444444444444444444444444";
+    const CHAIN: u64 = 84532;
+
+    struct Case {
+        authorizer: PrivateKeySigner,
+        requirements: PaymentRequirements,
+        salt_nonce: Bytes32,
+    }
+
+    impl Case {
+        fn new() -> Self {
+            let authorizer = PrivateKeySigner::random();
+            let requirements: PaymentRequirements = serde_json::from_value(json!({
+                "scheme": "auth-capture", "network": format!("eip155:{CHAIN}"),
+                "amount": "1000000", "asset": TOKEN, "payTo": RECEIVER, "maxTimeoutSeconds": 60,
+                "extra": {
+                    "name": "USDC", "version": "2", "captureAuthorizer": OPERATOR,
+                    "receiverAuthorizer": authorizer.address().to_checksum(None),
+                    "captureDeadline": 1_900_000_000u64, "refundDeadline": 1_900_100_000u64,
+                    "minFeeBps": 100, "maxFeeBps": 200, "feeRecipient": FEES,
+                },
+            }))
+            .unwrap();
+            Self {
+                authorizer,
+                requirements,
+                salt_nonce: Bytes32::parse(&format!("0x{}", "0a".repeat(32))).unwrap(),
+            }
+        }
+
+        fn info(&self) -> purser_x402::auth_capture::WirePaymentInfo {
+            let salt = bound_salt(
+                self.authorizer.address(),
+                Address::ZERO,
+                U256::from_be_bytes(self.salt_nonce.to_bytes()),
+            );
+            purser_x402::auth_capture::WirePaymentInfo {
+                operator: EvmAddress::parse(OPERATOR).unwrap(),
+                payer: EvmAddress::parse("0x2222222222222222222222222222222222222222").unwrap(),
+                receiver: EvmAddress::parse(RECEIVER).unwrap(),
+                token: EvmAddress::parse(TOKEN).unwrap(),
+                max_amount: Amount::from_atomic(1_000_000),
+                pre_approval_expiry: 1_800_000_000,
+                authorization_expiry: 1_900_000_000,
+                refund_expiry: 1_900_100_000,
+                min_fee_bps: 100,
+                max_fee_bps: 200,
+                fee_receiver: EvmAddress::parse(FEES).unwrap(),
+                salt: Bytes32::parse(&format!("{salt:#066x}")).unwrap(),
+            }
+        }
+
+        fn capture(&self, amount: u128, fee: u128) -> LifecyclePayload {
+            LifecyclePayload::unsigned(
+                self.info(),
+                self.salt_nonce.clone(),
+                LifecycleOrder {
+                    operation: LifecycleOperation::Capture,
+                    amount: Some(Amount::from_atomic(amount)),
+                    fee: Some((Amount::from_atomic(fee), EvmAddress::parse(FEES).unwrap())),
+                    expected: Some((Amount::from_atomic(1_000_000), Amount::ZERO)),
+                },
+            )
+        }
+
+        /// `signer`'s signature over `payload`'s capture, as the receiver authorizer makes it.
+        fn sign(&self, payload: &mut LifecyclePayload, signer: &PrivateKeySigner) {
+            let info = wire_info(&payload.payment_info).unwrap();
+            let domain = authorizer_domain(CHAIN, OPERATOR.parse().unwrap());
+            let fee = match payload.fee {
+                Some(SubmittedFee::Amount(fee)) => U256::from(fee.atomic()),
+                _ => U256::ZERO,
+            };
+            let digest = v1_1::Capture {
+                paymentInfoHash: payment_hash(CHAIN, V1_1.escrow, &info),
+                amount: amount_of(payload.amount),
+                feeAmount: fee,
+                feeReceiver: FEES.parse().unwrap(),
+                expectedCapturableAmount: amount_of(payload.expected_capturable),
+                expectedRefundableAmount: amount_of(payload.expected_refundable),
+            }
+            .eip712_signing_hash(&domain);
+            payload.authorizer_signature = Some(signed(signer, digest));
+        }
+
+        fn void_signature(&self, signer: &PrivateKeySigner) -> HexSignature {
+            let info = wire_info(&self.info()).unwrap();
+            let digest = Void {
+                paymentInfoHash: payment_hash(CHAIN, V1_1.escrow, &info),
+            }
+            .eip712_signing_hash(&authorizer_domain(CHAIN, OPERATOR.parse().unwrap()));
+            signed(signer, digest)
+        }
+
+        fn check_with(
+            &self,
+            payload: &LifecyclePayload,
+            delegated: &[Address],
+        ) -> Result<Lifecycle, Refusal> {
+            // Round-trips through the wire, as a facilitator reads it.
+            let wire = payload.to_json();
+            let AuthCapturePayload::Lifecycle(read) = AuthCapturePayload::from_json(&wire).unwrap()
+            else {
+                panic!("a lifecycle payload");
+            };
+            check_lifecycle(LifecycleRequest {
+                requirements: &self.requirements,
+                accepted: &self.requirements,
+                payload: &read,
+                submitters: &[OPERATOR.parse().unwrap()],
+                delegated,
+            })
+        }
+
+        fn check(&self, payload: &LifecyclePayload) -> Result<Lifecycle, Refusal> {
+            self.check_with(payload, &[])
+        }
+    }
+
+    fn signed(signer: &PrivateKeySigner, digest: B256) -> HexSignature {
+        let signature = signer.sign_hash_sync(&digest).unwrap();
+        HexSignature::parse(&format!("0x{}", alloy::hex::encode(signature.as_bytes()))).unwrap()
+    }
+
+    fn reason(result: Result<Lifecycle, Refusal>) -> Reason {
+        result.map(|_| ()).unwrap_err().reason
+    }
+
+    #[test]
+    fn the_receiver_authorizers_signature_admits_exactly_what_it_signed() {
+        let case = Case::new();
+        let mut capture = case.capture(300_000, 3_000);
+        case.sign(&mut capture, &case.authorizer);
+        let checked = case.check(&capture).unwrap();
+        assert_eq!(checked.authorization, Authorization::Signed);
+        assert_eq!(checked.amount, U256::from(300_000));
+        assert!(!checked.void_after);
+        // Another amount under the same signature, or another signer: refused.
+        let mut altered = capture.clone();
+        altered.amount = Some(Amount::from_atomic(300_001));
+        assert_eq!(
+            reason(case.check(&altered)),
+            Reason::InvalidAuthCaptureEvmAuthorizerSignature
+        );
+        let mut forged = case.capture(300_000, 3_000);
+        case.sign(&mut forged, &PrivateKeySigner::random());
+        assert_eq!(
+            reason(case.check(&forged)),
+            Reason::InvalidAuthCaptureEvmAuthorizerSignature
+        );
+        // Unsigned: only for an authorizer delegated to this facilitator.
+        let unsigned = case.capture(300_000, 3_000);
+        assert_eq!(
+            reason(case.check(&unsigned)),
+            Reason::InvalidAuthCaptureEvmAuthorizerSignature
+        );
+        let delegated = case
+            .check_with(&unsigned, &[case.authorizer.address()])
+            .unwrap();
+        assert_eq!(delegated.authorization, Authorization::Delegated);
+        // A void signature makes it a capture-and-void; a void signed by another is refused.
+        let mut and_void = capture.clone();
+        and_void.void_authorizer_signature = Some(case.void_signature(&case.authorizer));
+        assert!(case.check(&and_void).unwrap().void_after);
+        and_void.void_authorizer_signature = Some(case.void_signature(&PrivateKeySigner::random()));
+        assert_eq!(
+            reason(case.check(&and_void)),
+            Reason::InvalidAuthCaptureEvmVoidAuthorizerSignature
+        );
+    }
+
+    #[test]
+    fn the_payment_must_be_the_one_the_requirements_and_salt_describe() {
+        let case = Case::new();
+        let delegated = [case.authorizer.address()];
+        let refused = |change: &dyn Fn(&mut LifecyclePayload)| {
+            let mut payload = case.capture(300_000, 3_000);
+            change(&mut payload);
+            reason(case.check_with(&payload, &delegated))
+        };
+        assert_eq!(
+            refused(&|p| p.payment_info.operator = EvmAddress::parse(FEES).unwrap()),
+            Reason::InvalidAuthCaptureEvmOperatorMismatch
+        );
+        assert_eq!(
+            refused(&|p| p.salt_nonce = Bytes32::parse(&format!("0x{}", "0b".repeat(32))).unwrap()),
+            Reason::InvalidAuthCaptureEvmSaltBindingMismatch
+        );
+        assert_eq!(
+            refused(&|p| p.payment_info.receiver = EvmAddress::parse(FEES).unwrap()),
+            Reason::InvalidAuthCaptureEvmExtra
+        );
+        assert_eq!(
+            refused(&|p| p.payment_info.refund_expiry += 1),
+            Reason::InvalidAuthCaptureEvmExtra
+        );
+        // The fee: within the bounds for the amount (1% to 2% here), to the committed receiver.
+        assert_eq!(
+            refused(&|p| p.fee = Some(SubmittedFee::Amount(Amount::from_atomic(2_999)))),
+            Reason::InvalidAuthCaptureEvmFeeBpsOutOfRange
+        );
+        assert_eq!(
+            refused(&|p| p.fee = Some(SubmittedFee::Amount(Amount::from_atomic(6_001)))),
+            Reason::InvalidAuthCaptureEvmFeeBpsOutOfRange
+        );
+        assert_eq!(
+            refused(&|p| p.fee_receiver = Some(EvmAddress::parse(RECEIVER).unwrap())),
+            Reason::InvalidAuthCaptureEvmFeeReceiver
+        );
+        assert_eq!(
+            refused(&|p| p.fee = Some(SubmittedFee::Bps(100))),
+            Reason::InvalidAuthCaptureEvmPayloadFormat
+        );
+        // No receiver authorizer: nothing is relayed.
+        let mut unbound = Case::new();
+        let mut extra: Value = Value::Object(unbound.requirements.extra.clone().unwrap());
+        extra.as_object_mut().unwrap().remove("receiverAuthorizer");
+        unbound.requirements.extra = extra.as_object().cloned();
+        assert_eq!(
+            reason(unbound.check(&unbound.capture(1, 0))),
+            Reason::InvalidAuthCaptureEvmLifecycleNotRelayed
+        );
+    }
+
+    #[test]
+    fn preconditions_are_read_against_the_escrows_balances() {
+        let case = Case::new();
+        let delegated = [case.authorizer.address()];
+        let capture = case
+            .check_with(&case.capture(300_000, 3_000), &delegated)
+            .unwrap();
+        let state = |capturable: u128, refundable: u128| PaymentState {
+            collected: true,
+            capturable,
+            refundable,
+        };
+        let now = 1_850_000_000;
+        assert!(capture.check_state(state(1_000_000, 0), now).is_ok());
+        // Balances that moved since the request was made: single use.
+        assert_eq!(
+            capture
+                .check_state(state(700_000, 300_000), now)
+                .unwrap_err()
+                .reason,
+            Reason::InvalidAuthCaptureEvmUnexpectedPaymentState
+        );
+        assert_eq!(
+            capture
+                .check_state(state(200_000, 0), now)
+                .unwrap_err()
+                .reason,
+            Reason::InvalidAuthCaptureEvmInsufficientAuthorization
+        );
+        assert_eq!(
+            capture
+                .check_state(state(1_000_000, 0), 1_900_000_000)
+                .unwrap_err()
+                .reason,
+            Reason::InvalidAuthCaptureEvmCaptureDeadlineExpired
+        );
+        let mut refund = case.capture(0, 0);
+        refund.operation = LifecycleOperation::Refund;
+        refund.amount = Some(Amount::from_atomic(400_000));
+        refund.fee = None;
+        refund.fee_receiver = None;
+        refund.expected_capturable = Some(Amount::ZERO);
+        refund.expected_refundable = Some(Amount::from_atomic(300_000));
+        let refund = case.check_with(&refund, &delegated).unwrap();
+        assert_eq!(
+            refund
+                .check_state(state(0, 300_000), now)
+                .unwrap_err()
+                .reason,
+            Reason::InvalidAuthCaptureEvmRefundExceedsCapture
+        );
+        assert_eq!(
+            refund
+                .check_state(state(0, 300_000), 1_900_100_000)
+                .unwrap_err()
+                .reason,
+            Reason::InvalidAuthCaptureEvmRefundDeadlineExpired
+        );
+    }
+}

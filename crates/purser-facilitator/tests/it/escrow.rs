@@ -13,7 +13,7 @@ use purser_domain::ledger::AccountKind;
 use purser_domain::money::Amount;
 use purser_testkit::interop::{EscrowOffer, auth_capture_requirements, pay_auth_capture};
 use purser_x402::auth_capture::{
-    AuthCaptureExtra, AuthCapturePayload, LifecycleOperation, LifecyclePayload, LifecycleRequest,
+    AuthCaptureExtra, AuthCapturePayload, LifecycleOperation, LifecycleOrder, LifecyclePayload,
 };
 use purser_x402::exact_evm::EvmAddress;
 use purser_x402::v2::PaymentRequirements;
@@ -169,7 +169,7 @@ impl Escrowed {
     /// A lifecycle request for the payment, written by Purser's own builder, with no
     /// authorizer signature: the receiver's authorizer is the facilitator's own, and the
     /// caller's key authenticates it.
-    fn lifecycle(&self, request: LifecycleRequest) -> Value {
+    fn lifecycle(&self, request: LifecycleOrder) -> Value {
         let requirements: PaymentRequirements =
             serde_json::from_value(self.requirements.clone()).unwrap();
         let extra = AuthCaptureExtra::from_json(&self.requirements["extra"]).unwrap();
@@ -192,7 +192,7 @@ impl Escrowed {
     }
 
     fn void(&self) -> Value {
-        self.lifecycle(LifecycleRequest {
+        self.lifecycle(LifecycleOrder {
             operation: LifecycleOperation::Void,
             amount: None,
             fee: None,
@@ -202,7 +202,7 @@ impl Escrowed {
 
     fn capture(&self, amount: u128, expected: (u128, u128)) -> Value {
         let fee = amount * u128::from(FEE_BPS) / 10_000;
-        self.lifecycle(LifecycleRequest {
+        self.lifecycle(LifecycleOrder {
             operation: LifecycleOperation::Capture,
             amount: Some(Amount::from_atomic(amount)),
             fee: Some((
@@ -214,7 +214,7 @@ impl Escrowed {
     }
 
     fn refund(&self, amount: u128, expected: (u128, u128)) -> Value {
-        self.lifecycle(LifecycleRequest {
+        self.lifecycle(LifecycleOrder {
             operation: LifecycleOperation::Refund,
             amount: Some(Amount::from_atomic(amount)),
             fee: None,

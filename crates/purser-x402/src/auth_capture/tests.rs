@@ -382,7 +382,7 @@ fn a_lifecycle_payload_written_for_a_collected_payment_reads_back_as_it_was_aske
     let asked = LifecyclePayload::unsigned(
         info,
         Bytes32::parse(WORD).unwrap(),
-        LifecycleRequest {
+        LifecycleOrder {
             operation: LifecycleOperation::Capture,
             amount: Some(Amount::from_atomic(300_000)),
             fee: Some((Amount::from_atomic(3_000), EvmAddress::parse(B).unwrap())),
@@ -400,7 +400,7 @@ fn a_lifecycle_payload_written_for_a_collected_payment_reads_back_as_it_was_aske
     let void = LifecyclePayload::unsigned(
         asked.payment_info.clone(),
         asked.salt_nonce.clone(),
-        LifecycleRequest {
+        LifecycleOrder {
             operation: LifecycleOperation::Void,
             amount: None,
             fee: None,
