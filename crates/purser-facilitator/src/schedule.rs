@@ -35,6 +35,25 @@ pub struct ScheduleReport {
     pub failed: usize,
 }
 
+impl ScheduleReport {
+    /// Adds the pass to `purser_escrow_schedule_total{result}`.
+    fn count(&self) {
+        for (result, n) in [
+            ("captured", self.captured),
+            ("voided", self.voided),
+            ("finished", self.finished),
+            ("pending", self.pending),
+            ("reclaimed", self.reclaimed),
+            ("failed", self.failed),
+        ] {
+            if n > 0 {
+                metrics::counter!("purser_escrow_schedule_total", "result" => result)
+                    .increment(n as u64);
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct EscrowScheduler {
     facilitator: Arc<Facilitator>,
@@ -59,6 +78,7 @@ impl EscrowScheduler {
         loop {
             match self.pass().await {
                 Ok(report) if report != ScheduleReport::default() => {
+                    report.count();
                     tracing::info!(?report, "escrow schedule");
                 }
                 Ok(_) => {}

@@ -877,6 +877,7 @@ impl Facilitator {
         match self.chain_state(settlement, rail, work).await? {
             ChainState::Confirmed(outcome) => {
                 tracing::info!(settlement = %settlement.id, tx = %outcome.tx_hash, block = outcome.block_number, "settlement confirmed");
+                count_escrow_outcome(settlement, "confirmed");
                 self.store
                     .confirm_settlement(settlement.id, outcome)
                     .await
@@ -888,6 +889,7 @@ impl Facilitator {
                 cost,
             } => {
                 tracing::warn!(settlement = %settlement.id, tx = %tx_hash, %reason, "settlement failed on chain");
+                count_escrow_outcome(settlement, "failed");
                 self.store
                     .fail_settlement(
                         settlement.id,
@@ -979,6 +981,20 @@ impl Facilitator {
             },
             None => ChainState::Dropped,
         })
+    }
+}
+
+/// Counts an escrow operation's outcome on chain: `purser_escrow_operations_total{operation,
+/// outcome}` (`operation` from the settlement's kind, a closed set).
+fn count_escrow_outcome(settlement: &Settlement, outcome: &'static str) {
+    if settlement.kind.is_escrow() {
+        let operation = settlement.kind.as_str().trim_start_matches("escrow_");
+        metrics::counter!(
+            "purser_escrow_operations_total",
+            "operation" => operation,
+            "outcome" => outcome,
+        )
+        .increment(1);
     }
 }
 

@@ -207,6 +207,23 @@ async fn escrowed_purchases_are_held_then_captured_or_voided_by_the_upstream(bac
     assert_eq!(amount(&voided["balances"]["capturable"]), 0, "{voided}");
     assert_eq!(ledger(&fx, AccountKind::EscrowHeld).await, 0);
     assert_eq!(ledger(&fx, AccountKind::PayerReturned).await, PRICE as i128);
+    // Metrics count the operations by kind and outcome.
+    let metrics = reqwest::get(fx.app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for operation in ["authorize", "capture", "void"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("purser_escrow_operations_total{")
+                    && l.contains(&format!("operation=\"{operation}\""))
+                    && l.contains("outcome=\"confirmed\"")),
+            "{operation}: {metrics}"
+        );
+    }
     // Each request finished its own hold: the schedule has nothing left to do.
     for payment in &payments {
         let schedule = fx
