@@ -13,6 +13,7 @@ use purser_domain::{Error, ErrorCode};
 pub(crate) const FOREIGN_KEYS: &[(&str, &str)] = &[
     ("api_keys_tenant_id_fkey", "tenant"),
     ("credit_balances_tenant_id_fkey", "tenant"),
+    ("escrow_schedules_tenant_id_fkey", "tenant"),
     ("grants_tenant_id_fkey", "tenant"),
     ("grants_resource_fkey", "resource"),
     ("grants_settlement_fkey", "settlement"),
