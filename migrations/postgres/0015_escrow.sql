@@ -1,5 +1,5 @@
--- Escrowed payments (`auth-capture`): each operation on a payment the escrow holds (authorize,
--- capture, void, refund) is a settlement of its own kind, with the escrow's key for the payment
+-- Escrowed payments (`auth-capture`): each operation on a payment the escrow holds (authorize
+-- or charge, capture, void, refund) is a settlement of its own kind, with the escrow's key for the payment
 -- (`getHash(paymentInfo)`) and the fee it pays out. The ledger gains the escrow's accounts and
 -- codes (see `purser_domain::ledger`).
 ALTER TABLE ledger_accounts
@@ -17,7 +17,8 @@ ALTER TABLE ledger_transfers
 
 ALTER TABLE settlements
     ADD COLUMN kind text NOT NULL DEFAULT 'exact' CHECK (kind IN
-        ('exact', 'escrow_authorize', 'escrow_capture', 'escrow_void', 'escrow_refund')),
+        ('exact', 'escrow_authorize', 'escrow_charge', 'escrow_capture', 'escrow_void',
+         'escrow_refund')),
     ADD COLUMN escrow_payment text
         CHECK (escrow_payment ~ '^0x[0-9a-f]{64}$'),
     ADD COLUMN escrow_fee numeric(39, 0) CHECK (escrow_fee >= 0 AND escrow_fee <= amount),

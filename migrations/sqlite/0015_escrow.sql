@@ -1,6 +1,6 @@
 -- no-transaction
--- Escrowed payments (`auth-capture`): each operation on a payment the escrow holds (authorize,
--- capture, void, refund) is a settlement of its own kind, with the escrow's key for the payment
+-- Escrowed payments (`auth-capture`): each operation on a payment the escrow holds (authorize
+-- or charge, capture, void, refund) is a settlement of its own kind, with the escrow's key for the payment
 -- (`getHash(paymentInfo)`) and the fee it pays out. The ledger gains the escrow's accounts and
 -- codes (see `purser_domain::ledger`); its tables are rebuilt for their CHECK constraints as in
 -- 0014.
@@ -94,7 +94,8 @@ BEGIN
 END;
 
 ALTER TABLE settlements ADD COLUMN kind TEXT NOT NULL DEFAULT 'exact' CHECK (kind IN
-    ('exact', 'escrow_authorize', 'escrow_capture', 'escrow_void', 'escrow_refund'));
+    ('exact', 'escrow_authorize', 'escrow_charge', 'escrow_capture', 'escrow_void',
+         'escrow_refund'));
 ALTER TABLE settlements ADD COLUMN escrow_payment TEXT
     CHECK (length(escrow_payment) = 66 AND escrow_payment GLOB '0x*' AND substr(escrow_payment, 3) NOT GLOB '*[^0-9a-f]*');
 ALTER TABLE settlements ADD COLUMN escrow_fee TEXT

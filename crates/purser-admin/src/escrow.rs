@@ -69,7 +69,7 @@ impl EscrowPayment {
         self.hash()
     }
 
-    /// The `authorize` that collected it into the escrow.
+    /// The `authorize` (or `charge`) that collected it.
     async fn authorization(&self) -> Settlement {
         Settlement(self.0.clone())
     }
@@ -106,9 +106,15 @@ impl EscrowPayment {
         self.deadline("refundDeadline")
     }
 
-    /// Captured so far (confirmed captures, fees included).
+    /// Captured so far (confirmed captures, or the charge, fees included).
     async fn captured(&self, ctx: &Context<'_>) -> GqlResult<Amount> {
-        self.confirmed_sum(ctx, SettlementKind::EscrowCapture).await
+        let captures = self.confirmed_sum(ctx, SettlementKind::EscrowCapture).await?;
+        let charged = self.confirmed_sum(ctx, SettlementKind::EscrowCharge).await?;
+        captures
+            .0
+            .checked_add(charged.0)
+            .map(Amount)
+            .ok_or_else(|| Error::internal("summing escrow operations", "overflow").into())
     }
 
     /// Refunded so far.
@@ -185,7 +191,12 @@ impl EscrowQuery {
             .escrow_operations(scope, &payment)
             .await?
             .into_iter()
-            .find(|op| op.kind == SettlementKind::EscrowAuthorize)
+            .find(|op| {
+                matches!(
+                    op.kind,
+                    SettlementKind::EscrowAuthorize | SettlementKind::EscrowCharge
+                )
+            })
             .map(EscrowPayment)
             .ok_or_else(|| Error::not_found("escrowed payment").into())
     }

@@ -21,6 +21,7 @@
 //! | operation | `settlement` transfer | on confirmation, also |
 //! |---|---|---|
 //! | `authorize` | payer clearing → escrow held (the whole amount) | |
+//! | `charge` | payer clearing → merchant receivable (the amount less the fee) | `escrow_fee`: payer clearing → fees |
 //! | `capture` | escrow held → merchant receivable (the amount less the fee) | `escrow_fee`: escrow held → fees |
 //! | `void` | escrow held → payer returned (all that was held) | |
 //! | `refund` | refund advances → payer returned | |

@@ -114,7 +114,8 @@ pub trait SettlementRepository: Send + Sync {
         page: PageRequest,
     ) -> Result<Page<Settlement>>;
 
-    /// The scope's escrowed payments: their `authorize` settlements, in creation order.
+    /// The scope's escrowed payments: their `authorize` (or `charge`) settlements, in creation
+    /// order.
     async fn list_escrow_payments(
         &self,
         scope: TenantScope,
@@ -122,7 +123,8 @@ pub trait SettlementRepository: Send + Sync {
     ) -> Result<Page<Settlement>>;
 
     /// The scope's operations on the escrowed payment `payment` (`getHash(paymentInfo)`, `0x`
-    /// and lower-case hex), its `authorize` first, then in the order they were claimed.
+    /// and lower-case hex), its `authorize` (or `charge`) first, then in the order they were
+    /// claimed.
     async fn escrow_operations(&self, scope: TenantScope, payment: &str)
     -> Result<Vec<Settlement>>;
 

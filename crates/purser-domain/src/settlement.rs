@@ -64,6 +64,9 @@ string_enum!(
         Exact = "exact",
         /// `authorize`: the payer's funds move into the escrow, held for the merchant.
         EscrowAuthorize = "escrow_authorize",
+        /// `charge`: the payer's funds go straight to the merchant (less the fee), through the
+        /// escrow, refundable (the authorization flow).
+        EscrowCharge = "escrow_charge",
         /// `capture`: held funds go to the merchant (less the fee, to the fee receiver).
         EscrowCapture = "escrow_capture",
         /// `void`: everything still held goes back to the payer.

@@ -75,6 +75,7 @@ pub(crate) fn prepare(
     requirements: PaymentRequirements,
     network_label: String,
     now: u64,
+    settling: bool,
 ) -> Preparation {
     let Some(rail) = rails.get(requirements.network.as_str()) else {
         return refused(
@@ -115,7 +116,7 @@ pub(crate) fn prepare(
                 requirements: &requirements,
                 accepted: &payload.accepted,
                 payload: &collect,
-                settling: true,
+                settling,
                 submitters: &submitters,
                 now,
             });
@@ -123,13 +124,6 @@ pub(crate) fn prepare(
                 Ok(checked) => checked,
                 Err(refusal) => return refused(refusal.reason, refusal.message, payer),
             };
-            if checked.flow != PaymentFlow::Escrow {
-                return refused(
-                    Reason::InvalidAuthCaptureEvmUnsupportedPaymentFlow,
-                    "this facilitator settles the escrow flow (authorize, then capture); not a charge",
-                    payer,
-                );
-            }
             let purser_x402::auth_capture::TokenAuthorization::Eip3009(authorization) =
                 &collect.authorization
             else {
@@ -140,8 +134,19 @@ pub(crate) fn prepare(
                 );
             };
             let signature = purser_chain::primitives::Bytes::from(collect.signature.to_bytes());
+            let call = match checked.flow {
+                PaymentFlow::Escrow => checked.authorize_call(signature),
+                // Charged at once, on the server's completion (a raw payload at `/verify`: the
+                // provisional charge).
+                PaymentFlow::Authorization => {
+                    match checked.charge_call(signature, collect.charge.as_ref(), &submitters) {
+                        Ok(call) => call,
+                        Err(refusal) => return refused(refusal.reason, refusal.message, payer),
+                    }
+                }
+            };
             Work::Escrow(Box::new(EscrowWork {
-                call: checked.authorize_call(signature),
+                call,
                 lifecycle: None,
                 collect_nonce: Some(authorization.nonce.to_bytes().into()),
                 window: (authorization.valid_after, authorization.valid_before),
@@ -221,6 +226,14 @@ pub(crate) async fn held(prepared: &Prepared) -> std::result::Result<Amount, Set
     }
 }
 
+/// Whether an operation collected the payment (`authorize` or `charge`).
+pub(crate) fn is_collect(kind: SettlementKind) -> bool {
+    matches!(
+        kind,
+        SettlementKind::EscrowAuthorize | SettlementKind::EscrowCharge
+    )
+}
+
 /// Whether the scope may settle this: anything but an operation on a held payment may; an
 /// operation only on a payment collected for the scope's tenant, whose authorization is
 /// confirmed. The refusal answers otherwise (the same for another tenant's payment as for one
@@ -235,9 +248,9 @@ pub(crate) async fn admit(
     };
     let payment = purser_chain::eip3009::hex_of(escrow.call.payment_hash.as_slice());
     let operations = store.escrow_operations(scope, &payment).await?;
-    let collected = operations.iter().any(|op| {
-        op.kind == SettlementKind::EscrowAuthorize && op.status == SettlementStatus::Confirmed
-    });
+    let collected = operations
+        .iter()
+        .any(|op| is_collect(op.kind) && op.status == SettlementStatus::Confirmed);
     if collected {
         return Ok(Ok(()));
     }
@@ -299,10 +312,7 @@ impl Held {
             .escrow_operations(scope, payment)
             .await?
             .into_iter()
-            .find(|op| {
-                op.kind == SettlementKind::EscrowAuthorize
-                    && op.status == SettlementStatus::Confirmed
-            })
+            .find(|op| is_collect(op.kind) && op.status == SettlementStatus::Confirmed)
             .ok_or_else(|| purser_domain::Error::not_found("escrowed payment"))?;
         let payload: PaymentPayload =
             serde_json::from_str(&authorization.payload).map_err(corrupt)?;

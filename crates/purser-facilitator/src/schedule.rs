@@ -148,6 +148,7 @@ impl EscrowScheduler {
         let Some(authorization) = operations.iter().find(|op| {
             op.kind == SettlementKind::EscrowAuthorize && op.status == SettlementStatus::Confirmed
         }) else {
+            // Charged (nothing was ever held), or never collected.
             return self
                 .schedules
                 .resolve_escrow_schedule(payment, "no authorization held")

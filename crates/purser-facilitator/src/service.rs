@@ -250,7 +250,14 @@ impl Facilitator {
     }
 
     /// Parses a request and makes every check that needs no chain, at unix time `now`.
-    pub(crate) fn prepare(&self, request: &FacilitatorRequest, now: u64) -> Result<Preparation> {
+    /// For settling (`settling`) or only verifying: an `auth-capture` charge may then be
+    /// uncompleted.
+    pub(crate) fn prepare(
+        &self,
+        request: &FacilitatorRequest,
+        now: u64,
+        settling: bool,
+    ) -> Result<Preparation> {
         let (payload, requirements) = request.to_v2()?;
         let network_label = request.payload_network().to_owned();
         if requirements.scheme == purser_x402::auth_capture::SCHEME {
@@ -260,6 +267,7 @@ impl Facilitator {
                 requirements,
                 network_label,
                 now,
+                settling,
             ));
         }
         let payer = payload
@@ -363,7 +371,7 @@ impl Facilitator {
                 VerifyResponse::invalid(Reason::InvalidPayload, None).with_message(err.message())
             );
         }
-        let prepared = match self.prepare(&request, unix_now())? {
+        let prepared = match self.prepare(&request, unix_now(), false)? {
             Preparation::Ready(p) => p,
             Preparation::Refused {
                 reason,
@@ -436,7 +444,7 @@ impl Facilitator {
         payment_id: Option<&str>,
     ) -> Result<SettleResponse> {
         let network_label = request.payload_network().to_owned();
-        let prepared = match self.prepare(request, unix_now())? {
+        let prepared = match self.prepare(request, unix_now(), true)? {
             Preparation::Ready(p) => p,
             Preparation::Refused {
                 reason,
@@ -518,7 +526,7 @@ impl Facilitator {
         scope: TenantScope,
         request: &FacilitatorRequest,
     ) -> Result<Option<Settlement>> {
-        let Preparation::Ready(prepared) = self.prepare(request, unix_now())? else {
+        let Preparation::Ready(prepared) = self.prepare(request, unix_now(), true)? else {
             return Ok(None);
         };
         let settlement = self
@@ -1101,7 +1109,7 @@ impl Facilitator {
                 .map_err(|e| Error::internal(what, e))?,
         });
         let claimed = u64::try_from(settlement.created_at.timestamp()).unwrap_or_default();
-        match self.prepare(&request, claimed)? {
+        match self.prepare(&request, claimed, true)? {
             Preparation::Ready(prepared) => Ok(prepared.work),
             Preparation::Refused { message, .. } => Err(Error::internal(what, message)),
         }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use purser_chain::auth_capture::call::EscrowCall;
+use purser_chain::auth_capture::call::{EscrowCall, EscrowOperation};
 use purser_chain::auth_capture::lifecycle::Lifecycle;
 use purser_chain::auth_capture::verify::Refusal;
 use purser_chain::eip3009::{ExactRequirement, ExactTransfer, Expected, Verdict, hex_of};
@@ -29,11 +29,11 @@ pub(crate) enum Work {
 #[derive(Debug, Clone)]
 pub(crate) struct EscrowWork {
     pub call: EscrowCall,
-    /// `None` for the `authorize` that collects the payment.
+    /// `None` for the `authorize` or `charge` that collects the payment.
     pub lifecycle: Option<Lifecycle>,
-    /// The ERC-3009 nonce the payer signed (`authorize`).
+    /// The ERC-3009 nonce the payer signed (`authorize`, `charge`).
     pub collect_nonce: Option<B256>,
-    /// The unix seconds the payer's authorization is valid from and until (`authorize`).
+    /// The unix seconds the payer's authorization is valid from and until (a collect).
     pub window: (u64, u64),
 }
 
@@ -50,15 +50,16 @@ fn amount(value: U256) -> Amount {
 
 impl EscrowWork {
     pub fn kind(&self) -> SettlementKind {
-        match self.lifecycle.as_ref().map(|l| l.operation) {
-            None => SettlementKind::EscrowAuthorize,
-            Some(LifecycleOperation::Capture) => SettlementKind::EscrowCapture,
-            Some(LifecycleOperation::Void) => SettlementKind::EscrowVoid,
-            Some(LifecycleOperation::Refund) => SettlementKind::EscrowRefund,
+        match self.call.operation {
+            EscrowOperation::Authorize { .. } => SettlementKind::EscrowAuthorize,
+            EscrowOperation::Charge { .. } => SettlementKind::EscrowCharge,
+            EscrowOperation::Capture { .. } => SettlementKind::EscrowCapture,
+            EscrowOperation::Void => SettlementKind::EscrowVoid,
+            EscrowOperation::Refund { .. } => SettlementKind::EscrowRefund,
         }
     }
 
-    /// What makes the operation unique: the payer's nonce for an authorize; for an operation
+    /// What makes the operation unique: the payer's nonce for a collect; for an operation
     /// on a held payment, the payment with the balances it expects, which the escrow's state
     /// never shows twice, so the same signed operation is one settlement however often it
     /// comes, and two operations signed against the same balances are one too many.
@@ -129,12 +130,7 @@ impl Work {
     pub fn escrow_link(&self) -> Option<EscrowLink> {
         self.escrow().map(|escrow| EscrowLink {
             payment: hex_of(escrow.call.payment_hash.as_slice()),
-            fee: amount(
-                escrow
-                    .lifecycle
-                    .as_ref()
-                    .map_or(U256::ZERO, |l| l.fee_amount),
-            ),
+            fee: amount(escrow.call.fee()),
         })
     }
 

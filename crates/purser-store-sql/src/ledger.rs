@@ -97,6 +97,11 @@ fn settlement_leg(settlement: &Settlement) -> (AccountKind, AccountKind, Amount)
             AccountKind::EscrowHeld,
             settlement.amount,
         ),
+        SettlementKind::EscrowCharge => (
+            AccountKind::PayerClearing,
+            AccountKind::MerchantReceivable,
+            settlement.amount.checked_sub(fee).unwrap_or(Amount::ZERO),
+        ),
         SettlementKind::EscrowCapture => (
             AccountKind::EscrowHeld,
             AccountKind::MerchantReceivable,
@@ -208,7 +213,7 @@ async fn resolve_settlement_transfer<D: Dialect>(
 }
 
 /// On confirmation: post the settlement transfer, and what follows from it: the payout to the
-/// merchant of an `exact` settlement, the fee of an escrow capture.
+/// merchant of an `exact` settlement, the fee of an escrow charge or capture.
 pub async fn post_settlement<D: LedgerDialect>(
     conn: &mut Conn<D>,
     settlement: &Settlement,
@@ -226,6 +231,11 @@ pub async fn post_settlement<D: LedgerDialect>(
         (SettlementKind::EscrowCapture, Some(escrow)) => (
             TransferCode::EscrowFee,
             (AccountKind::EscrowHeld, AccountKind::Fees),
+            escrow.fee,
+        ),
+        (SettlementKind::EscrowCharge, Some(escrow)) => (
+            TransferCode::EscrowFee,
+            (AccountKind::PayerClearing, AccountKind::Fees),
             escrow.fee,
         ),
         _ => return Ok(()),

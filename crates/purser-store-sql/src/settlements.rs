@@ -203,11 +203,11 @@ fn outcome_message(message: &str) -> String {
 }
 
 impl<D: Dialect> SqlStore<D> {
-    /// The scope's settlements, of one kind or all, in creation order.
+    /// The scope's settlements, of these kinds (all when none), in creation order.
     async fn settlements_page(
         &self,
         scope: TenantScope,
-        kind: Option<SettlementKind>,
+        kinds: &[SettlementKind],
         page: PageRequest,
     ) -> Result<Page<Settlement>> {
         let mut sql = Sql::new(format!(
@@ -215,8 +215,12 @@ impl<D: Dialect> SqlStore<D> {
             settlement_columns::<D>()
         ));
         sql.push_arg(scope.tenant_id().as_uuid());
-        if let Some(kind) = kind {
-            sql.push(" AND kind = ").push_arg(kind.as_str());
+        for (i, kind) in kinds.iter().enumerate() {
+            sql.push(if i == 0 { " AND kind IN (" } else { ", " })
+                .push_arg(kind.as_str());
+        }
+        if !kinds.is_empty() {
+            sql.push(")");
         }
         push_page(&mut sql, &page);
         let settlements = self
@@ -399,7 +403,7 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
         scope: TenantScope,
         page: PageRequest,
     ) -> Result<Page<Settlement>> {
-        self.settlements_page(scope, None, page).await
+        self.settlements_page(scope, &[], page).await
     }
 
     async fn list_escrow_payments(
@@ -407,8 +411,12 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
         scope: TenantScope,
         page: PageRequest,
     ) -> Result<Page<Settlement>> {
-        self.settlements_page(scope, Some(SettlementKind::EscrowAuthorize), page)
-            .await
+        self.settlements_page(
+            scope,
+            &[SettlementKind::EscrowAuthorize, SettlementKind::EscrowCharge],
+            page,
+        )
+        .await
     }
 
     async fn escrow_operations(
@@ -418,7 +426,7 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
     ) -> Result<Vec<Settlement>> {
         let sql = Sql::new(format!(
             "SELECT {} FROM settlements WHERE escrow_payment = $1 AND tenant_id = $2
-             ORDER BY kind <> 'escrow_authorize', created_at, id",
+             ORDER BY kind NOT IN ('escrow_authorize', 'escrow_charge'), created_at, id",
             settlement_columns::<D>()
         ))
         .arg(payment.to_ascii_lowercase())

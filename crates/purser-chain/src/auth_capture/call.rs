@@ -15,6 +15,15 @@ pub enum EscrowOperation {
         /// The payer's signature, as the collector takes it (wrapper intact).
         collector_data: Bytes,
     },
+    /// Collects `amount` from the payer through `collector` and pays it out at once: to the
+    /// receiver, `fee_amount` of it to `fee_receiver` (the authorization flow: no hold).
+    Charge {
+        amount: U256,
+        collector: Address,
+        collector_data: Bytes,
+        fee_amount: U256,
+        fee_receiver: Address,
+    },
     /// Sends `amount` of the hold to the receiver, `fee_amount` of it to `fee_receiver`.
     Capture {
         amount: U256,
@@ -32,6 +41,7 @@ impl EscrowOperation {
     pub const fn name(&self) -> &'static str {
         match self {
             Self::Authorize { .. } => "authorize",
+            Self::Charge { .. } => "charge",
             Self::Capture { .. } => "capture",
             Self::Void => "void",
             Self::Refund { .. } => "refund",
@@ -68,6 +78,21 @@ impl EscrowCall {
                 collectorData: collector_data.clone(),
             }
             .abi_encode(),
+            EscrowOperation::Charge {
+                amount,
+                collector,
+                collector_data,
+                fee_amount,
+                fee_receiver,
+            } => AuthCaptureEscrow::chargeCall {
+                paymentInfo: info,
+                amount: *amount,
+                tokenCollector: *collector,
+                collectorData: collector_data.clone(),
+                feeAmount: *fee_amount,
+                feeReceiver: *fee_receiver,
+            }
+            .abi_encode(),
             EscrowOperation::Capture {
                 amount,
                 fee_amount,
@@ -91,15 +116,24 @@ impl EscrowCall {
     }
 
     /// What the call moves, as far as it is known before it runs: the whole hold for an
-    /// authorize, the named amount for a capture or refund; `None` for a void (whatever is
-    /// held when it runs).
+    /// authorize, the named amount for a charge, capture or refund; `None` for a void
+    /// (whatever is held when it runs).
     pub fn amount(&self) -> Option<U256> {
         match &self.operation {
             EscrowOperation::Authorize { .. } => Some(U256::from(self.info.maxAmount)),
-            EscrowOperation::Capture { amount, .. } | EscrowOperation::Refund { amount, .. } => {
-                Some(*amount)
-            }
+            EscrowOperation::Charge { amount, .. }
+            | EscrowOperation::Capture { amount, .. }
+            | EscrowOperation::Refund { amount, .. } => Some(*amount),
             EscrowOperation::Void => None,
+        }
+    }
+
+    /// The fee the call pays out of its amount: a charge's or a capture's, else zero.
+    pub fn fee(&self) -> U256 {
+        match &self.operation {
+            EscrowOperation::Charge { fee_amount, .. }
+            | EscrowOperation::Capture { fee_amount, .. } => *fee_amount,
+            _ => U256::ZERO,
         }
     }
 
@@ -125,6 +159,22 @@ impl EscrowCall {
                     })
                     .map(|e| e.amount)
             }
+            EscrowOperation::Charge {
+                amount,
+                collector,
+                fee_amount,
+                fee_receiver,
+                ..
+            } => AuthCaptureEscrow::PaymentCharged::decode_log_data(&log.data)
+                .ok()
+                .filter(|e| {
+                    ours(e.paymentInfoHash)
+                        && e.amount == *amount
+                        && e.tokenCollector == *collector
+                        && e.feeAmount == *fee_amount
+                        && e.feeReceiver == *fee_receiver
+                })
+                .map(|e| e.amount),
             EscrowOperation::Capture {
                 amount,
                 fee_amount,

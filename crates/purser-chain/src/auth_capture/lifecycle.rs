@@ -14,7 +14,7 @@ use purser_x402::{HexSignature, Reason};
 
 use super::call::{EscrowCall, EscrowOperation};
 use super::onchain::PaymentState;
-use super::verify::{Admitted, Refusal, admit, evm, refuse, seconds};
+use super::verify::{Admitted, Refusal, admit, evm, refuse, seconds, signed_by};
 use super::{
     Deployment, EscrowVersion, PaymentInfo, Refund, Void, authorizer_domain, bound_salt,
     fee_amount_bounds, payment_hash, v1_1,
@@ -85,14 +85,6 @@ fn wire_info(info: &WirePaymentInfo) -> Result<PaymentInfo, Refusal> {
         feeReceiver: evm(&info.fee_receiver),
         salt: U256::from_be_bytes(info.salt.to_bytes()),
     })
-}
-
-/// Whether `signature` is `authorizer`'s over `digest` (65-byte ECDSA).
-fn signed_by(signature: &HexSignature, digest: B256, authorizer: Address) -> bool {
-    Signature::try_from(signature.to_bytes().as_slice())
-        .ok()
-        .and_then(|s| s.recover_address_from_prehash(&digest).ok())
-        == Some(authorizer)
 }
 
 fn amount_of(value: Option<purser_domain::money::Amount>) -> U256 {

@@ -7,10 +7,11 @@
 //! itself.
 
 use alloy::primitives::aliases::{U48, U120};
-use alloy::primitives::{Address, B256, Bytes, Signature, U256};
+use alloy::primitives::{Address, B256, Bytes, Signature, U256, keccak256};
+use alloy::sol_types::SolStruct;
 use purser_x402::auth_capture::{
-    AssetTransferMethod, AuthCaptureExtra, CollectPayload, OperatorType, PaymentFlow, SubmittedFee,
-    TokenAuthorization,
+    AssetTransferMethod, AuthCaptureExtra, ChargeTerms, CollectPayload, OperatorType, PaymentFlow,
+    SubmittedFee, TokenAuthorization,
 };
 use purser_x402::exact_evm::EvmAddress;
 use purser_x402::v2::PaymentRequirements;
@@ -18,8 +19,9 @@ use purser_x402::{Reason, auth_capture};
 
 use super::call::{EscrowCall, EscrowOperation};
 use super::{
-    Deployment, EscrowVersion, PaymentInfo, ReceiveWithAuthorization, bound_salt, deployment,
-    fee_amount_bounds, payment_hash, receive_authorization_digest, signature_nonce,
+    Deployment, EscrowVersion, PaymentInfo, ReceiveWithAuthorization, authorizer_domain,
+    bound_salt, deployment, fee_amount_bounds, payment_hash, receive_authorization_digest,
+    signature_nonce, v1_1,
 };
 
 /// How far in the future a deadline must be for a transaction to be mined before it (the
@@ -80,7 +82,96 @@ pub struct Collect {
     pub payer_signature: PayerSignature,
 }
 
+/// Whether `signature` is `signer`'s over `digest` (65-byte ECDSA).
+pub(crate) fn signed_by(
+    signature: &purser_x402::HexSignature,
+    digest: B256,
+    signer: Address,
+) -> bool {
+    Signature::try_from(signature.to_bytes().as_slice())
+        .ok()
+        .and_then(|s| s.recover_address_from_prehash(&digest).ok())
+        == Some(signer)
+}
+
 impl Collect {
+    /// The `charge` that collects this payment (the authorization flow): the amount, fee and
+    /// fee receiver the server completed it with (`terms`), authorized by the receiver
+    /// authorizer's `Charge` signature or, without one, by its delegation to this facilitator
+    /// (an authorizer in `delegated`). Without `terms` (a raw payload at `/verify`), the
+    /// provisional charge the specification simulates: the whole amount at the lowest fee.
+    pub fn charge_call(
+        &self,
+        collector_data: Bytes,
+        terms: Option<&ChargeTerms>,
+        delegated: &[Address],
+    ) -> Result<EscrowCall, Refusal> {
+        let max = U256::from(self.info.maxAmount);
+        let lowest_fee = |amount: U256| amount * U256::from(self.info.minFeeBps) / U256::from(10_000u32);
+        let (amount, fee_amount, fee_receiver) = match terms {
+            None => (max, lowest_fee(max), self.info.feeReceiver),
+            Some(terms) => {
+                let SubmittedFee::Amount(fee) = terms.fee else {
+                    return Err(refuse(
+                        Reason::InvalidAuthCaptureEvmPayloadFormat,
+                        "feeBps is the v1.0 escrow's fee field",
+                    ));
+                };
+                (
+                    U256::from(terms.amount.atomic()),
+                    U256::from(fee.atomic()),
+                    evm(&terms.fee_receiver),
+                )
+            }
+        };
+        if self.info.feeReceiver != Address::ZERO && fee_receiver != self.info.feeReceiver {
+            return Err(refuse(
+                Reason::InvalidAuthCaptureEvmFeeReceiver,
+                "feeReceiver is not the payment's fee receiver",
+            ));
+        }
+        if fee_amount > U256::ZERO && fee_receiver == Address::ZERO {
+            return Err(refuse(
+                Reason::InvalidAuthCaptureEvmZeroFeeReceiver,
+                "a fee needs a fee receiver",
+            ));
+        }
+        if let Some(terms) = terms {
+            let authorizer = self.extra.receiver_authorizer.as_ref().map(evm).unwrap_or_default();
+            let digest = v1_1::Charge {
+                paymentInfoHash: self.payment_hash,
+                amount,
+                tokenCollector: self.deployment.eip3009_collector,
+                collectorDataHash: keccak256(&collector_data),
+                feeAmount: fee_amount,
+                feeReceiver: fee_receiver,
+            }
+            .eip712_signing_hash(&authorizer_domain(self.chain_id, self.info.operator));
+            let authorized = match &terms.authorizer_signature {
+                Some(signature) => signed_by(signature, digest, authorizer),
+                None => delegated.contains(&authorizer),
+            };
+            if !authorized {
+                return Err(refuse(
+                    Reason::InvalidAuthCaptureEvmAuthorizerSignature,
+                    "the charge is not the receiver authorizer's, nor delegated to this facilitator",
+                ));
+            }
+        }
+        Ok(EscrowCall {
+            escrow: self.deployment.escrow,
+            info: self.info.clone(),
+            payment_hash: self.payment_hash,
+            operation: EscrowOperation::Charge {
+                amount,
+                collector: self.deployment.eip3009_collector,
+                collector_data,
+                fee_amount,
+                fee_receiver,
+            },
+        })
+    }
+
     /// The `authorize` that collects this payment: the whole amount, through the deployment's
     /// ERC-3009 collector, with the payer's signature (`collector_data`) as it came.
     pub fn authorize_call(&self, collector_data: Bytes) -> EscrowCall {

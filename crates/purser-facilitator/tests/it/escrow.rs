@@ -33,6 +33,7 @@ sol! {
 
 on_both_backends!(
     an_escrowed_payment_is_held_captured_in_parts_refunded_and_voided,
+    a_charge_takes_what_the_server_completes_and_may_be_refunded,
     concurrent_captures_never_take_more_than_is_held,
     every_operation_interrupted_after_broadcast_ends_in_one_outcome,
     a_hold_the_payer_reclaims_after_its_deadline_is_posted_once,
@@ -92,6 +93,11 @@ struct Escrowed {
 
 impl Escrowed {
     async fn signed(fixture: &Fixture, payer_index: usize) -> Self {
+        Self::signed_for(fixture, payer_index, "escrow").await
+    }
+
+    /// Like [`Self::signed`], in the payment flow `flow` (`escrow` or `authorization`).
+    async fn signed_for(fixture: &Fixture, payer_index: usize, flow: &str) -> Self {
         let supported = fixture
             .client
             .get(format!("{}/facilitator/supported", fixture.base))
@@ -117,6 +123,8 @@ impl Escrowed {
                 refund_deadline: now + 7_200,
             },
         );
+        let mut requirements = requirements;
+        requirements["extra"]["paymentFlow"] = json!(flow);
         let extra = requirements["extra"].clone();
         let payer = fixture.payer(payer_index);
         let payload = pay_auth_capture(&payer.private_key_hex(), &requirements).await;
@@ -622,4 +630,63 @@ async fn a_hold_the_payer_reclaims_after_its_deadline_is_posted_once(backend: Ba
         .unwrap()
         .unwrap();
     assert_eq!(schedule.outcome.as_deref(), Some("reclaimed by the payer"));
+}
+
+/// The authorization flow: the client's payment is charged at once, for the amount, fee and
+/// fee receiver the server completes it with (here unsigned: the receiver authorizer is the
+/// facilitator's own); nothing is held, and what was charged may be refunded.
+async fn a_charge_takes_what_the_server_completes_and_may_be_refunded(backend: Backend) {
+    let fixture = start(backend).await;
+    fund_refunds(&fixture, 100_000).await;
+    let escrowed = Escrowed::signed_for(&fixture, 2, "authorization").await;
+    let payer = fixture.payer(2).address();
+    let before = (
+        fixture.token_balance(payer).await.to::<u128>(),
+        fixture.token_balance(fixture.merchant).await.to::<u128>(),
+        fixture.token_balance(FEE_RECIPIENT).await.to::<u128>(),
+    );
+
+    // The raw payload verifies (as the provisional charge of the whole amount) but is not
+    // settled until the server completes it.
+    let (status, verified) = fixture.post("verify", &escrowed.collect()).await;
+    assert_eq!((status, &verified["isValid"]), (200, &json!(true)), "{verified}");
+    let raw = settle(&fixture, &escrowed.collect()).await;
+    assert_eq!(
+        raw["errorReason"], "invalid_auth_capture_evm_payload_format",
+        "{raw}"
+    );
+    let mut completed = escrowed.collect();
+    let fields = completed["paymentPayload"]["payload"].as_object_mut().unwrap();
+    fields.insert("amount".into(), json!("600000"));
+    fields.insert("feeAmount".into(), json!("6000"));
+    fields.insert("feeReceiver".into(), json!(FEE_RECIPIENT.to_checksum(None)));
+    // A fee below the bounds for the amount is refused before anything is sent.
+    let mut cheap = completed.clone();
+    cheap["paymentPayload"]["payload"]["feeAmount"] = json!("5999");
+    let refused = settle(&fixture, &cheap).await;
+    assert_eq!(refused["success"], false, "{refused}");
+    let charged = settle(&fixture, &completed).await;
+    assert_eq!(charged["success"], true, "{charged}");
+    assert_eq!(charged["amount"], "600000", "{charged}");
+    assert_eq!(escrowed.state(&fixture).await, (0, 600_000));
+    let after = (
+        fixture.token_balance(payer).await.to::<u128>(),
+        fixture.token_balance(fixture.merchant).await.to::<u128>(),
+        fixture.token_balance(FEE_RECIPIENT).await.to::<u128>(),
+    );
+    assert_eq!(before.0 - after.0, 600_000, "only what was charged leaves the payer");
+    assert_eq!(after.1 - before.1, 594_000);
+    assert_eq!(after.2 - before.2, 6_000);
+    assert_ledger_matches_escrow(&fixture, &escrowed).await;
+
+    // Nothing is held, so nothing is captured; what was charged may be refunded.
+    let capture = settle(&fixture, &escrowed.capture(100_000, (0, 600_000))).await;
+    assert_eq!(
+        capture["errorReason"], "invalid_auth_capture_evm_payload_type",
+        "{capture}"
+    );
+    let refunded = settle(&fixture, &escrowed.refund(100_000, (0, 600_000))).await;
+    assert_eq!(refunded["success"], true, "{refunded}");
+    assert_eq!(escrowed.state(&fixture).await, (0, 500_000));
+    assert_ledger_matches_escrow(&fixture, &escrowed).await;
 }
