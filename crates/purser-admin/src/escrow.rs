@@ -108,8 +108,12 @@ impl EscrowPayment {
 
     /// Captured so far (confirmed captures, or the charge, fees included).
     async fn captured(&self, ctx: &Context<'_>) -> GqlResult<Amount> {
-        let captures = self.confirmed_sum(ctx, SettlementKind::EscrowCapture).await?;
-        let charged = self.confirmed_sum(ctx, SettlementKind::EscrowCharge).await?;
+        let captures = self
+            .confirmed_sum(ctx, SettlementKind::EscrowCapture)
+            .await?;
+        let charged = self
+            .confirmed_sum(ctx, SettlementKind::EscrowCharge)
+            .await?;
         captures
             .0
             .checked_add(charged.0)

@@ -413,7 +413,10 @@ impl<D: SettlementDialect + LedgerDialect> SettlementRepository for SqlStore<D> 
     ) -> Result<Page<Settlement>> {
         self.settlements_page(
             scope,
-            &[SettlementKind::EscrowAuthorize, SettlementKind::EscrowCharge],
+            &[
+                SettlementKind::EscrowAuthorize,
+                SettlementKind::EscrowCharge,
+            ],
             page,
         )
         .await

@@ -4,13 +4,13 @@
 //! authorizer's signatures, all without a chain; then, against the escrow's `paymentState`,
 //! the operation's preconditions ([`Lifecycle::check_state`]).
 
-use alloy::primitives::{Address, B256, Signature, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolStruct;
+use purser_x402::Reason;
 use purser_x402::auth_capture::{
     LifecycleOperation, LifecyclePayload, PaymentFlow, SubmittedFee, WirePaymentInfo,
 };
 use purser_x402::v2::PaymentRequirements;
-use purser_x402::{HexSignature, Reason};
 
 use super::call::{EscrowCall, EscrowOperation};
 use super::onchain::PaymentState;

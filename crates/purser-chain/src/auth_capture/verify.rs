@@ -107,7 +107,8 @@ impl Collect {
         delegated: &[Address],
     ) -> Result<EscrowCall, Refusal> {
         let max = U256::from(self.info.maxAmount);
-        let lowest_fee = |amount: U256| amount * U256::from(self.info.minFeeBps) / U256::from(10_000u32);
+        let lowest_fee =
+            |amount: U256| amount * U256::from(self.info.minFeeBps) / U256::from(10_000u32);
         let (amount, fee_amount, fee_receiver) = match terms {
             None => (max, lowest_fee(max), self.info.feeReceiver),
             Some(terms) => {
@@ -137,7 +138,12 @@ impl Collect {
             ));
         }
         if let Some(terms) = terms {
-            let authorizer = self.extra.receiver_authorizer.as_ref().map(evm).unwrap_or_default();
+            let authorizer = self
+                .extra
+                .receiver_authorizer
+                .as_ref()
+                .map(evm)
+                .unwrap_or_default();
             let digest = v1_1::Charge {
                 paymentInfoHash: self.payment_hash,
                 amount,

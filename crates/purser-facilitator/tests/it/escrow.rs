@@ -649,14 +649,20 @@ async fn a_charge_takes_what_the_server_completes_and_may_be_refunded(backend: B
     // The raw payload verifies (as the provisional charge of the whole amount) but is not
     // settled until the server completes it.
     let (status, verified) = fixture.post("verify", &escrowed.collect()).await;
-    assert_eq!((status, &verified["isValid"]), (200, &json!(true)), "{verified}");
+    assert_eq!(
+        (status, &verified["isValid"]),
+        (200, &json!(true)),
+        "{verified}"
+    );
     let raw = settle(&fixture, &escrowed.collect()).await;
     assert_eq!(
         raw["errorReason"], "invalid_auth_capture_evm_payload_format",
         "{raw}"
     );
     let mut completed = escrowed.collect();
-    let fields = completed["paymentPayload"]["payload"].as_object_mut().unwrap();
+    let fields = completed["paymentPayload"]["payload"]
+        .as_object_mut()
+        .unwrap();
     fields.insert("amount".into(), json!("600000"));
     fields.insert("feeAmount".into(), json!("6000"));
     fields.insert("feeReceiver".into(), json!(FEE_RECIPIENT.to_checksum(None)));
@@ -674,7 +680,11 @@ async fn a_charge_takes_what_the_server_completes_and_may_be_refunded(backend: B
         fixture.token_balance(fixture.merchant).await.to::<u128>(),
         fixture.token_balance(FEE_RECIPIENT).await.to::<u128>(),
     );
-    assert_eq!(before.0 - after.0, 600_000, "only what was charged leaves the payer");
+    assert_eq!(
+        before.0 - after.0,
+        600_000,
+        "only what was charged leaves the payer"
+    );
     assert_eq!(after.1 - before.1, 594_000);
     assert_eq!(after.2 - before.2, 6_000);
     assert_ledger_matches_escrow(&fixture, &escrowed).await;
