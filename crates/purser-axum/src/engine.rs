@@ -730,49 +730,22 @@ pub fn escrow_capture_mode(
 /// The `capture` of the whole hold, or the `void`, of an admitted escrowed payment.
 fn escrow_lifecycle(admitted: &Admitted, capture: bool) -> Result<PaymentPayload, String> {
     use purser_core::money::Amount;
-    use purser_x402::auth_capture::{
-        AuthCaptureExtra, AuthCapturePayload, LifecycleOperation, LifecycleOrder, LifecyclePayload,
-    };
+    use purser_x402::auth_capture::{LifecycleOrder, LifecyclePayload, collected_payment};
     let requirements = &admitted.requirements;
-    let extra = AuthCaptureExtra::from_json(&Value::Object(
-        requirements.extra.clone().unwrap_or_default(),
-    ))
-    .map_err(|e| e.to_string())?;
-    let AuthCapturePayload::Collect(collect) =
-        AuthCapturePayload::from_json(&admitted.payload.payload).map_err(|e| e.to_string())?
-    else {
-        return Err("the payment is not a collect payload".into());
-    };
-    let info = collect
-        .payment_info(requirements, &extra)
-        .ok_or("payTo or asset is not an address")?;
-    let salt_nonce = collect
-        .salt_nonce
-        .clone()
-        .ok_or("the payment names no receiver authorizer: its lifecycle is not relayed")?;
-    let amount = requirements.amount;
-    let request = if capture {
-        let fee = amount.atomic().saturating_mul(u128::from(info.min_fee_bps)) / 10_000;
-        LifecycleOrder {
-            operation: LifecycleOperation::Capture,
-            amount: Some(amount),
-            fee: Some((Amount::from_atomic(fee), info.fee_receiver.clone())),
-            // Just authorized: the whole amount is held, nothing captured.
-            expected: Some((amount, Amount::ZERO)),
-        }
+    let (info, salt_nonce) =
+        collected_payment(&admitted.payload.payload, requirements).map_err(|e| e.to_string())?;
+    let order = if capture {
+        // Just authorized: the whole amount is held, nothing captured.
+        let amount = requirements.amount;
+        LifecycleOrder::capture(&info, amount, (amount, Amount::ZERO))
     } else {
-        LifecycleOrder {
-            operation: LifecycleOperation::Void,
-            amount: None,
-            fee: None,
-            expected: None,
-        }
+        LifecycleOrder::void()
     };
     Ok(PaymentPayload {
         x402_version: purser_x402::V2,
         resource: admitted.payload.resource.clone(),
         accepted: requirements.clone(),
-        payload: LifecyclePayload::unsigned(info, salt_nonce, request).to_json(),
+        payload: LifecyclePayload::unsigned(info, salt_nonce, order).to_json(),
         extensions: None,
         other: JsonObject::new(),
     })

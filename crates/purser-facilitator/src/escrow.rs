@@ -286,13 +286,12 @@ pub(crate) fn void_after(prepared: &Prepared) -> Option<PaymentPayload> {
     Some(payload)
 }
 
-/// The scope's confirmed authorization of `payment`, and what it collected: the payload and
-/// requirements it was settled with.
+/// The scope's confirmed authorization (or charge) of `payment`, and what it collected: the
+/// payload and requirements it was settled with.
 struct Held {
     authorization: purser_domain::settlement::Settlement,
-    collect: purser_x402::auth_capture::CollectPayload,
+    payload: PaymentPayload,
     requirements: PaymentRequirements,
-    extra: purser_x402::auth_capture::AuthCaptureExtra,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> purser_domain::Error {
@@ -314,24 +313,10 @@ impl Held {
             .into_iter()
             .find(|op| is_collect(op.kind) && op.status == SettlementStatus::Confirmed)
             .ok_or_else(|| purser_domain::Error::not_found("escrowed payment"))?;
-        let payload: PaymentPayload =
-            serde_json::from_str(&authorization.payload).map_err(corrupt)?;
-        let requirements: PaymentRequirements =
-            serde_json::from_str(&authorization.requirements).map_err(corrupt)?;
-        let AuthCapturePayload::Collect(collect) =
-            AuthCapturePayload::from_json(&payload.payload).map_err(corrupt)?
-        else {
-            return Err(corrupt("not a collect payload"));
-        };
-        let extra = purser_x402::auth_capture::AuthCaptureExtra::from_json(
-            &serde_json::Value::Object(requirements.extra.clone().unwrap_or_default()),
-        )
-        .map_err(corrupt)?;
         Ok(Self {
+            payload: serde_json::from_str(&authorization.payload).map_err(corrupt)?,
+            requirements: serde_json::from_str(&authorization.requirements).map_err(corrupt)?,
             authorization,
-            collect,
-            requirements,
-            extra,
         })
     }
 
@@ -342,44 +327,26 @@ impl Held {
         command: EscrowCommand,
         balances: EscrowBalances,
     ) -> Result<serde_json::Value> {
-        use purser_x402::auth_capture::{LifecycleOrder, LifecyclePayload};
-        let info = self
-            .collect
-            .payment_info(&self.requirements, &self.extra)
-            .ok_or_else(|| corrupt("payTo or asset is not an address"))?;
-        let salt_nonce = self.collect.salt_nonce.clone().ok_or_else(|| {
-            purser_domain::Error::new(
-                purser_domain::ErrorCode::EscrowOperationRefused,
-                "this payment names no receiver authorizer: its capture, void and refund are not relayed",
-            )
-        })?;
-        let expected = Some((balances.capturable, balances.refundable));
-        let request = match command {
+        use purser_x402::auth_capture::{LifecycleOrder, LifecyclePayload, collected_payment};
+        let (info, salt_nonce) = collected_payment(&self.payload.payload, &self.requirements)
+            .map_err(|e| match e.reason() {
+                Reason::InvalidAuthCaptureEvmLifecycleNotRelayed => purser_domain::Error::new(
+                    purser_domain::ErrorCode::EscrowOperationRefused,
+                    "this payment names no receiver authorizer: its capture, void and refund are not relayed",
+                ),
+                _ => corrupt(e),
+            })?;
+        let expected = (balances.capturable, balances.refundable);
+        let order = match command {
             EscrowCommand::Capture { amount } => {
-                let amount = amount.unwrap_or(balances.capturable);
-                // The specification's default fee: the lower bound.
-                let fee = amount.atomic().saturating_mul(u128::from(info.min_fee_bps)) / 10_000;
-                LifecycleOrder {
-                    operation: LifecycleOperation::Capture,
-                    amount: Some(amount),
-                    fee: Some((Amount::from_atomic(fee), info.fee_receiver.clone())),
-                    expected,
-                }
+                LifecycleOrder::capture(&info, amount.unwrap_or(balances.capturable), expected)
             }
-            EscrowCommand::Void => LifecycleOrder {
-                operation: LifecycleOperation::Void,
-                amount: None,
-                fee: None,
-                expected: None,
-            },
-            EscrowCommand::Refund { amount } => LifecycleOrder {
-                operation: LifecycleOperation::Refund,
-                amount: Some(amount.unwrap_or(balances.refundable)),
-                fee: None,
-                expected,
-            },
+            EscrowCommand::Void => LifecycleOrder::void(),
+            EscrowCommand::Refund { amount } => {
+                LifecycleOrder::refund(amount.unwrap_or(balances.refundable), expected)
+            }
         };
-        let payload = LifecyclePayload::unsigned(info, salt_nonce, request);
+        let payload = LifecyclePayload::unsigned(info, salt_nonce, order);
         Ok(serde_json::json!({
             "x402Version": 2,
             "paymentPayload": {

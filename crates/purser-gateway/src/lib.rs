@@ -28,7 +28,6 @@ pub mod proxy;
 use std::sync::Arc;
 use std::time::Duration;
 
-use purser_axum::engine::Admitted;
 use purser_axum::{Offer, Paywall};
 use purser_cache::BoundedCache;
 use purser_domain::auth::TenantScope;
@@ -730,22 +729,21 @@ impl Gateway {
     /// the resource's policy, at the latest [`ESCROW_DEADLINE_MARGIN_SECONDS`] before its
     /// capture deadline, so that no hold the policy captures expires uncaptured, and none it
     /// voids waits for the payer's reclaim. A request that finishes the hold itself resolves
-    /// the schedule ([`Self::escrow_finalized`]).
+    /// the schedule ([`Self::escrow_finalized`], with the escrow's key for the payment this
+    /// answers).
     pub async fn escrow_held(
         &self,
         priced: &Priced,
         paid: &PaymentPayload,
         requirements: &purser_x402::PaymentRequirements,
-    ) {
+    ) -> Option<String> {
         use purser_domain::escrow::{CapturePolicy, EscrowAction, EscrowSchedule};
         let Some(payment) = self.escrow_payment_of(priced, paid).await else {
             tracing::error!("an escrowed payment held without its record; it is not scheduled");
-            return;
+            return None;
         };
         let extra = requirements.extra.clone().unwrap_or_default();
-        let Some(capture_deadline) = extra.get("captureDeadline").and_then(|d| d.as_i64()) else {
-            return;
-        };
+        let capture_deadline = extra.get("captureDeadline").and_then(|d| d.as_i64())?;
         let terms = priced.resource.current.spec.escrow.unwrap_or_default();
         let latest = capture_deadline - ESCROW_DEADLINE_MARGIN_SECONDS;
         let (action, due_at) = match terms.capture {
@@ -758,7 +756,7 @@ impl Gateway {
             CapturePolicy::OnSuccess | CapturePolicy::Manual => (EscrowAction::Void, latest),
         };
         let schedule = EscrowSchedule {
-            payment,
+            payment: payment.clone(),
             tenant_id: priced.resource.tenant_id,
             network: requirements.network.to_string(),
             action,
@@ -773,6 +771,7 @@ impl Gateway {
         if let Err(e) = self.repositories.escrow.schedule_escrow(schedule).await {
             tracing::error!(error = %e.chain(), "scheduling an escrowed payment failed");
         }
+        Some(payment)
     }
 
     /// What the request did to its hold: a capture or void that went through resolves the
@@ -780,15 +779,11 @@ impl Gateway {
     /// (capture when the upstream served, void when it failed).
     pub async fn escrow_finalized(
         &self,
-        priced: &Priced,
-        admitted: &Admitted,
+        payment: &str,
         capture: bool,
         outcome: &Result<purser_x402::SettleResponse, purser_axum::FacilitatorError>,
     ) {
         use purser_domain::escrow::EscrowAction;
-        let Some(payment) = self.escrow_payment_of(priced, &admitted.payload).await else {
-            return;
-        };
         let action = if capture {
             EscrowAction::Capture
         } else {
@@ -798,7 +793,7 @@ impl Gateway {
         let done = match outcome {
             Ok(answer) if answer.success => {
                 store
-                    .resolve_escrow_schedule(&payment, &format!("{action} in the request"))
+                    .resolve_escrow_schedule(payment, &format!("{action} in the request"))
                     .await
             }
             other => {
@@ -808,7 +803,7 @@ impl Gateway {
                     Err(e) => e.to_string(),
                 };
                 tracing::warn!(%payment, %action, %why, "the request did not finish its hold; the schedule will");
-                store.reschedule_escrow(&payment, action, unix_now()).await
+                store.reschedule_escrow(payment, action, unix_now()).await
             }
         };
         if let Err(e) = done {

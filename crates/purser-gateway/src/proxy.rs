@@ -300,16 +300,21 @@ async fn escrowed(
         }
         Settled::Refused(reply) => return reply.into_response(),
     };
-    proxy
+    let scheduled = proxy
         .gateway
         .escrow_held(priced, &admitted.payload, &admitted.requirements)
         .await;
-    let finalize = |capture: bool| async move {
-        let outcome = paywall.finalize_escrow(admitted, capture).await;
-        proxy
-            .gateway
-            .escrow_finalized(priced, admitted, capture, &outcome)
-            .await;
+    let finalize = |capture: bool| {
+        let scheduled = scheduled.as_deref();
+        async move {
+            let outcome = paywall.finalize_escrow(admitted, capture).await;
+            if let Some(payment) = scheduled {
+                proxy
+                    .gateway
+                    .escrow_finalized(payment, capture, &outcome)
+                    .await;
+            }
+        }
     };
     let captures_now = mode == CaptureMode::Sync && route.settle == SettleTiming::Before;
     if captures_now {

@@ -1371,8 +1371,9 @@ async fn seed_escrow_operation(
     id
 }
 
-/// The tenant's posted balance of `kind` in the seeded settlements' token: credits less debits.
-async fn posted(store: &Arc<dyn Store>, tenant: TenantId, kind: AccountKind) -> i128 {
+/// The tenant's posted balance of its `kind` accounts in tokens (gas, in `native`, left out):
+/// credits less debits.
+pub async fn posted(store: &Arc<dyn Store>, tenant: TenantId, kind: AccountKind) -> i128 {
     store
         .account_balances(TenantScope::trusted(tenant))
         .await
@@ -1388,7 +1389,7 @@ async fn posted(store: &Arc<dyn Store>, tenant: TenantId, kind: AccountKind) -> 
 pub async fn escrow_operations_post_by_kind_one_at_a_time(store: Arc<dyn Store>) {
     let acme = tenant(&store, "Acme").await.id;
     let globex = tenant(&store, "Globex").await.id;
-    let (payment, authorization) = seed_escrow_payment_for(&store, acme, 1_000).await;
+    let (payment, _) = seed_escrow_payment_for(&store, acme, 1_000).await;
     assert_eq!(posted(&store, acme, AccountKind::EscrowHeld).await, 1_000);
     assert_eq!(
         posted(&store, acme, AccountKind::PayerClearing).await,
@@ -1492,7 +1493,7 @@ pub async fn escrow_operations_post_by_kind_one_at_a_time(store: Arc<dyn Store>)
     );
 
     // A reclaim of the other payment's hold posts once.
-    let (other, other_authorization) = seed_escrow_payment_for(&store, globex, 40).await;
+    let (_, other_authorization) = seed_escrow_payment_for(&store, globex, 40).await;
     assert!(
         store
             .record_escrow_reclaim(other_authorization, Amount::from_atomic(40))
@@ -1507,7 +1508,6 @@ pub async fn escrow_operations_post_by_kind_one_at_a_time(store: Arc<dyn Store>)
     );
     assert_eq!(posted(&store, globex, AccountKind::EscrowHeld).await, 0);
     assert_eq!(posted(&store, globex, AccountKind::PayerReturned).await, 40);
-    let _ = (other, authorization);
 }
 
 pub async fn escrow_schedules_come_due_once(store: Arc<dyn Store>) {

@@ -842,6 +842,72 @@ pub struct LifecycleOrder {
     pub expected: Option<(Amount, Amount)>,
 }
 
+impl LifecycleOrder {
+    /// Void what is held.
+    pub fn void() -> Self {
+        Self {
+            operation: LifecycleOperation::Void,
+            amount: None,
+            fee: None,
+            expected: None,
+        }
+    }
+
+    /// Refund `amount` of what was captured, against the balances `expected`.
+    pub fn refund(amount: Amount, expected: (Amount, Amount)) -> Self {
+        Self {
+            operation: LifecycleOperation::Refund,
+            amount: Some(amount),
+            fee: None,
+            expected: Some(expected),
+        }
+    }
+
+    /// Capture `amount` of the payment `info`, against the balances `expected`, at the
+    /// specification's default fee (the lower bound, `amount × minFeeBps / 10000`) to the fee
+    /// receiver the payment committed to.
+    pub fn capture(info: &WirePaymentInfo, amount: Amount, expected: (Amount, Amount)) -> Self {
+        let fee = amount.atomic().saturating_mul(u128::from(info.min_fee_bps)) / 10_000;
+        Self {
+            operation: LifecycleOperation::Capture,
+            amount: Some(amount),
+            fee: Some((Amount::from_atomic(fee), info.fee_receiver.clone())),
+            expected: Some(expected),
+        }
+    }
+}
+
+/// The payment a client's collect `payload` made under `requirements`, as lifecycle payloads
+/// name it: its `PaymentInfo`, and the salt nonce that opens its salt. Refused when the payload
+/// is no collect payload, or when its payment names no receiver authorizer (its lifecycle is
+/// then not relayed).
+pub fn collected_payment(
+    payload: &JsonObject,
+    requirements: &crate::v2::PaymentRequirements,
+) -> Result<(WirePaymentInfo, Bytes32), AuthCaptureError> {
+    let extra = AuthCaptureExtra::from_json(&Value::Object(
+        requirements.extra.clone().unwrap_or_default(),
+    ))?;
+    let AuthCapturePayload::Collect(collect) = AuthCapturePayload::from_json(payload)? else {
+        return Err(AuthCaptureError::new(
+            Reason::InvalidAuthCaptureEvmPayloadType,
+            "type",
+            "names a lifecycle operation, not a collected payment",
+        ));
+    };
+    let info = collect
+        .payment_info(requirements, &extra)
+        .ok_or_else(|| AuthCaptureError::format("payTo", "or asset is not an address"))?;
+    let salt_nonce = collect.salt_nonce.ok_or_else(|| {
+        AuthCaptureError::new(
+            Reason::InvalidAuthCaptureEvmLifecycleNotRelayed,
+            "extra.receiverAuthorizer",
+            "is absent: this payment's capture, void and refund are not relayed",
+        )
+    })?;
+    Ok((info, salt_nonce))
+}
+
 impl CollectPayload {
     /// The `PaymentInfo` this payload committed to under `requirements` (whose `extra` is
     /// `extra`), as a lifecycle payload names it: every field from the requirements, but the

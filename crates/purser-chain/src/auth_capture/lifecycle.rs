@@ -14,7 +14,9 @@ use purser_x402::v2::PaymentRequirements;
 
 use super::call::{EscrowCall, EscrowOperation};
 use super::onchain::PaymentState;
-use super::verify::{Admitted, Refusal, admit, evm, refuse, seconds, signed_by};
+use super::verify::{
+    Admitted, Refusal, admit, check_fee_receiver, evm, refuse, seconds, signed_by,
+};
 use super::{
     Deployment, EscrowVersion, PaymentInfo, Refund, Void, authorizer_domain, bound_salt,
     fee_amount_bounds, payment_hash, v1_1,
@@ -202,18 +204,7 @@ pub fn check_lifecycle(request: LifecycleRequest<'_>) -> Result<Lifecycle, Refus
                 ));
             }
             let receiver = evm(receiver);
-            if info.feeReceiver != Address::ZERO && receiver != info.feeReceiver {
-                return Err(refuse(
-                    Reason::InvalidAuthCaptureEvmFeeReceiver,
-                    "feeReceiver is not the payment's fee receiver",
-                ));
-            }
-            if fee > U256::ZERO && receiver == Address::ZERO {
-                return Err(refuse(
-                    Reason::InvalidAuthCaptureEvmZeroFeeReceiver,
-                    "a fee needs a fee receiver",
-                ));
-            }
+            check_fee_receiver(&info, fee, receiver)?;
             (fee, receiver)
         }
         (Some(SubmittedFee::Bps(_)), _) => {

@@ -82,6 +82,28 @@ pub struct Collect {
     pub payer_signature: PayerSignature,
 }
 
+/// Where a charge's or capture's `fee` goes: to the fee receiver the payment committed to (any,
+/// when it committed to none), and somewhere when there is a fee.
+pub(crate) fn check_fee_receiver(
+    info: &PaymentInfo,
+    fee: U256,
+    receiver: Address,
+) -> Result<(), Refusal> {
+    if info.feeReceiver != Address::ZERO && receiver != info.feeReceiver {
+        return Err(refuse(
+            Reason::InvalidAuthCaptureEvmFeeReceiver,
+            "feeReceiver is not the payment's fee receiver",
+        ));
+    }
+    if fee > U256::ZERO && receiver == Address::ZERO {
+        return Err(refuse(
+            Reason::InvalidAuthCaptureEvmZeroFeeReceiver,
+            "a fee needs a fee receiver",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `signature` is `signer`'s over `digest` (65-byte ECDSA).
 pub(crate) fn signed_by(
     signature: &purser_x402::HexSignature,
@@ -125,18 +147,7 @@ impl Collect {
                 )
             }
         };
-        if self.info.feeReceiver != Address::ZERO && fee_receiver != self.info.feeReceiver {
-            return Err(refuse(
-                Reason::InvalidAuthCaptureEvmFeeReceiver,
-                "feeReceiver is not the payment's fee receiver",
-            ));
-        }
-        if fee_amount > U256::ZERO && fee_receiver == Address::ZERO {
-            return Err(refuse(
-                Reason::InvalidAuthCaptureEvmZeroFeeReceiver,
-                "a fee needs a fee receiver",
-            ));
-        }
+        check_fee_receiver(&self.info, fee_amount, fee_receiver)?;
         if let Some(terms) = terms {
             let authorizer = self
                 .extra

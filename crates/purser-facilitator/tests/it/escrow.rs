@@ -200,12 +200,7 @@ impl Escrowed {
     }
 
     fn void(&self) -> Value {
-        self.lifecycle(LifecycleOrder {
-            operation: LifecycleOperation::Void,
-            amount: None,
-            fee: None,
-            expected: None,
-        })
+        self.lifecycle(LifecycleOrder::void())
     }
 
     fn capture(&self, amount: u128, expected: (u128, u128)) -> Value {
@@ -222,12 +217,10 @@ impl Escrowed {
     }
 
     fn refund(&self, amount: u128, expected: (u128, u128)) -> Value {
-        self.lifecycle(LifecycleOrder {
-            operation: LifecycleOperation::Refund,
-            amount: Some(Amount::from_atomic(amount)),
-            fee: None,
-            expected: Some(amounts(expected)),
-        })
+        self.lifecycle(LifecycleOrder::refund(
+            Amount::from_atomic(amount),
+            amounts(expected),
+        ))
     }
 
     /// (capturable, refundable) as the escrow holds them.
@@ -246,15 +239,7 @@ impl Escrowed {
 
 /// The tenant's posted balance of each escrow account: credits less debits.
 async fn ledger(fixture: &Fixture, kind: AccountKind) -> i128 {
-    fixture
-        .store
-        .account_balances(TenantScope::trusted(fixture.tenant))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|b| b.account.kind == kind && b.account.asset != "native")
-        .map(|b| b.credits_posted.atomic() as i128 - b.debits_posted.atomic() as i128)
-        .sum()
+    purser_testkit::store_suite::posted(&fixture.store, fixture.tenant, kind).await
 }
 
 /// The ledger says what the escrow holds: held is `capturableAmount`; what merchants and fees

@@ -5,7 +5,7 @@
 //! deadline, under anvil's clock moved forward. Balances on chain move as the ledger says.
 
 use alloy::primitives::U256;
-use purser_domain::auth::{Role, TenantScope, mint_api_key};
+use purser_domain::auth::{Role, mint_api_key};
 use purser_domain::ledger::AccountKind;
 use serde_json::{Value, json};
 
@@ -62,6 +62,26 @@ async fn publish_escrowed(fx: &Interop, admin: &str, url: &str, terms: Value) ->
     data["createResource"]["id"].as_str().unwrap().to_owned()
 }
 
+/// The gateway, serving `/weather/:city` (an upstream that answers) priced with escrow on
+/// `weather` terms and `/broken/:city` (one that fails) on `broken` terms: its URL, and the
+/// upstream.
+async fn gateway(fx: &Interop, admin: &str, weather: Value, broken: Value) -> (String, Upstream) {
+    let upstream = Upstream::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    let weather = publish_escrowed(fx, admin, &format!("{gateway}/weather/:city"), weather).await;
+    let broken = publish_escrowed(fx, admin, &format!("{gateway}/broken/:city"), broken).await;
+    fx.serve_gateway(
+        listener,
+        &upstream,
+        &[
+            ("/weather/*", weather.parse().unwrap()),
+            ("/broken/*", broken.parse().unwrap()),
+        ],
+    );
+    (gateway, upstream)
+}
+
 /// The tenant's escrowed payments, newest last, with what each holds now.
 async fn escrow_payments(fx: &Interop, admin: &str) -> Vec<Value> {
     let data = fx
@@ -88,15 +108,7 @@ async fn pay(fx: &Interop, url: &str) -> Value {
 
 /// The tenant's posted balance of `kind` (credits less debits), in the token.
 async fn ledger(fx: &Interop, kind: AccountKind) -> i128 {
-    fx.app
-        .store
-        .account_balances(TenantScope::trusted(fx.tenant))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|b| b.account.kind == kind && b.account.asset != "native")
-        .map(|b| b.credits_posted.atomic() as i128 - b.debits_posted.atomic() as i128)
-        .sum()
+    purser_testkit::store_suite::posted(&fx.app.store, fx.tenant, kind).await
 }
 
 /// Polls until `done` holds of the tenant's escrowed payments, for at most twenty seconds.
@@ -127,29 +139,10 @@ fn amount(value: &Value) -> u128 {
 async fn escrowed_purchases_are_held_then_captured_or_voided_by_the_upstream(backends: Backends) {
     let fx = Interop::start(backends).await;
     let admin = admin_key(&fx).await;
-    let upstream = Upstream::start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = format!("http://{}", listener.local_addr().unwrap());
     let on_success = json!({
         "capture": "ON_SUCCESS", "captureWindowSeconds": 3_600, "refundWindowSeconds": 86_400,
     });
-    let weather = publish_escrowed(
-        &fx,
-        &admin,
-        &format!("{gateway}/weather/:city"),
-        on_success.clone(),
-    )
-    .await;
-    let broken =
-        publish_escrowed(&fx, &admin, &format!("{gateway}/broken/:city"), on_success).await;
-    fx.serve_gateway(
-        listener,
-        &upstream,
-        &[
-            ("/weather/*", weather.parse().unwrap()),
-            ("/broken/*", broken.parse().unwrap()),
-        ],
-    );
+    let (gateway, upstream) = gateway(&fx, &admin, on_success.clone(), on_success).await;
     let payer_before = fx.balance(fx.payer().address()).await;
     let merchant_before = fx.balance(fx.merchant()).await;
 
@@ -243,34 +236,16 @@ async fn the_schedule_finishes_holds_before_their_deadlines(backends: Backends) 
     })
     .await;
     let admin = admin_key(&fx).await;
-    let upstream = Upstream::start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = format!("http://{}", listener.local_addr().unwrap());
-    let delayed = publish_escrowed(
+    let (gateway, _upstream) = gateway(
         &fx,
         &admin,
-        &format!("{gateway}/weather/:city"),
         json!({
             "capture": "AFTER_DELAY", "captureDelaySeconds": 1_800,
             "captureWindowSeconds": 3_600, "refundWindowSeconds": 86_400,
         }),
-    )
-    .await;
-    let manual = publish_escrowed(
-        &fx,
-        &admin,
-        &format!("{gateway}/broken/:city"),
         json!({ "capture": "MANUAL", "captureWindowSeconds": 3_600, "refundWindowSeconds": 86_400 }),
     )
     .await;
-    fx.serve_gateway(
-        listener,
-        &upstream,
-        &[
-            ("/weather/*", delayed.parse().unwrap()),
-            ("/broken/*", manual.parse().unwrap()),
-        ],
-    );
     let payer_before = fx.balance(fx.payer().address()).await;
     let merchant_before = fx.balance(fx.merchant()).await;
 
